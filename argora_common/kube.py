@@ -1,0 +1,211 @@
+"""Kubernetes helpers: server-side apply under one field manager, names, labels and conditions."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from argora_common.crds import Condition
+
+ARGORA_DOMAIN: Final = "argora.cloud.sap"
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+OWNER_NAMESPACE_LABEL: Final = f"{ARGORA_DOMAIN}/owner-namespace"
+OWNER_NAME_LABEL: Final = f"{ARGORA_DOMAIN}/owner-name"
+IGNORE_ANNOTATION: Final = f"{ARGORA_DOMAIN}/ignore"
+
+_LABEL_VALUE_INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
+_NAME_INVALID = re.compile(r"[^a-z0-9.-]+")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where a resource lives in the API: enough to list, apply and delete it with the plain REST client."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        return f"{base}/{name}" if name else base
+
+
+SECRET: Final = Kind("", "v1", "Secret", "secrets", namespaced=True)
+
+
+def load_api_client() -> client.ApiClient:
+    """In a Pod the ServiceAccount, elsewhere $KUBECONFIG or ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+class Kube:
+    """A thin typed layer over the REST client for any kind, including CRDs we have no models for."""
+
+    def __init__(self, api: client.ApiClient, field_manager: str) -> None:
+        self.api = api
+        self.field_manager = field_manager
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: object | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        response = self.api.call_api(
+            path,
+            method,
+            query_params=list(query),
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body,
+            auth_settings=["BearerToken"],
+            response_type="object",
+            _return_http_data_only=True,
+        )
+        return dict(response or {})
+
+    def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", kind.path(namespace, name))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None) -> list[dict[str, Any]]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        items: list[dict[str, Any]] = []
+        continue_token: str | None = None
+        while True:
+            page_query = [*query, ("limit", "500")]
+            if continue_token:
+                page_query.append(("continue", continue_token))
+            page = self._call("GET", kind.path(namespace), query=page_query)
+            items.extend(page.get("items") or [])
+            continue_token = (page.get("metadata") or {}).get("continue")
+            if not continue_token:
+                return items
+
+    def apply(self, kind: Kind, body: Mapping[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
+        """Server-side apply `body` (the fields we own, nothing else) and return the object."""
+        metadata = body["metadata"]
+        path = kind.path(metadata.get("namespace"), metadata["name"])
+        if subresource:
+            path += f"/{subresource}"
+        manifest = {"apiVersion": kind.api_version, "kind": kind.kind, **body}
+        return self._call(
+            "PATCH",
+            path,
+            query=[("fieldManager", self.field_manager), ("force", "true")],
+            body=manifest,
+            content_type="application/apply-patch+yaml",
+        )
+
+    def delete(self, kind: Kind, name: str, namespace: str | None = None) -> bool:
+        """Delete; False when it was already gone."""
+        try:
+            self._call("DELETE", kind.path(namespace, name))
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+
+def is_subset(desired: object, live: object) -> bool:
+    """True when every field of `desired` has the same value in `live`: applying would change nothing."""
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            key in live and is_subset(value, live[key]) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(desired) == len(live)
+            and all(is_subset(want, have) for want, have in zip(desired, live, strict=True))
+        )
+    return desired == live
+
+
+def label_value(raw: str) -> str:
+    """A label value (<= 63 chars of [A-Za-z0-9_.-], alphanumeric at both ends) carrying `raw`."""
+    value = _LABEL_VALUE_INVALID.sub("-", raw)[:63]
+    return value.strip("-_.")
+
+
+def dns1123_name(raw: str, max_length: int = 253) -> str | None:
+    """`raw` as a DNS-1123 subdomain (lower case, [a-z0-9.-]); None when nothing usable is left."""
+    name = _NAME_INVALID.sub("-", raw.strip().lower())
+    name = re.sub(r"-{2,}", "-", name)
+    name = re.sub(r"\.{2,}", ".", name)
+    name = re.sub(r"(^[-.]+|[-.]+$)", "", name[:max_length])
+    name = re.sub(r"[-.]+(?=\.)|(?<=\.)[-.]+", "", name)
+    return name or None
+
+
+@dataclass
+class NameAssignment[K: Hashable]:
+    """Kubernetes names for a set of things: the usable ones, the collisions and the unusable ones."""
+
+    names: dict[K, str] = field(default_factory=dict)
+    collisions: dict[str, list[K]] = field(default_factory=dict)
+    unusable: list[K] = field(default_factory=list)
+
+
+def assign_names[K: Hashable](raw_names: Mapping[K, str], max_length: int = 253) -> NameAssignment[K]:
+    """Sanitise every name; things whose sanitised names collide get no name at all (never a guess)."""
+    by_name: dict[str, list[K]] = defaultdict(list)
+    result: NameAssignment[K] = NameAssignment()
+    for key, raw in raw_names.items():
+        name = dns1123_name(raw, max_length)
+        if name is None:
+            result.unusable.append(key)
+        else:
+            by_name[name].append(key)
+    for name, keys in by_name.items():
+        if len(keys) == 1:
+            result.names[keys[0]] = name
+        else:
+            result.collisions[name] = keys
+    return result
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def set_condition(conditions: Sequence[Condition], new: Condition) -> list[Condition]:
+    """Replace the condition of `new.type`, keeping its transition time when the status did not change."""
+    updated: list[Condition] = []
+    for existing in conditions:
+        if existing.type != new.type:
+            updated.append(existing)
+    previous = next((cond for cond in conditions if cond.type == new.type), None)
+    if previous is not None and previous.status == new.status and previous.last_transition_time:
+        new = new.model_copy(update={"last_transition_time": previous.last_transition_time})
+    elif new.last_transition_time is None:
+        new = new.model_copy(update={"last_transition_time": now()})
+    updated.append(new)
+    return updated

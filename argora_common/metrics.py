@@ -1,0 +1,32 @@
+"""Prometheus metrics shared by the operators; every series carries the controller's name."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+RECONCILE_SECONDS = Histogram(
+    "argora_reconcile_duration_seconds",
+    "Time of one reconcile pass of a resource",
+    ["controller", "kind"],
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+)
+NETBOX_REQUESTS = Counter(
+    "argora_netbox_requests_total",
+    "HTTP requests sent to NetBox, by endpoint, method and status code",
+    ["endpoint", "method", "code"],
+)
+NETBOX_ERRORS = Counter(
+    "argora_netbox_errors_total",
+    "NetBox calls that failed after retries, by endpoint and kind of failure",
+    ["endpoint", "kind"],
+)
+OBJECTS_WRITTEN = Counter(
+    "argora_objects_written_total",
+    "Objects created, updated or deleted, in Kubernetes or NetBox",
+    ["controller", "kind", "action"],
+)
+
+
+def serve_metrics(port: int) -> None:
+    """Expose /metrics on all interfaces (a Service scrapes it in the cluster)."""
+    start_http_server(port)

@@ -1,0 +1,415 @@
+"""Bulk, typed, retried read access to NetBox over pynetbox.
+
+Every list follows pagination to the end (cursor pagination, stable while NetBox changes underneath),
+trims payloads with `fields=`, and sends id filters in chunks that keep the request line under
+gunicorn's 4 KB limit. NetBox silently ignores filter names it does not know and then returns the whole
+table, so each endpoint here accepts only the filter names listed for it in `ENDPOINTS`; the test suite
+proves against a real NetBox that every one of them narrows the result.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import pynetbox
+import requests
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pynetbox.core.query import RequestError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from argora_common.metrics import NETBOX_ERRORS, NETBOX_REQUESTS
+from argora_common.settings import Settings
+
+# Room for the path, the other query parameters and `fields=` inside gunicorn's 4094-byte request line.
+ID_FILTER_BUDGET: Final = 2800
+
+
+class NetBoxError(Exception):
+    """NetBox could not answer a request; the message says which and why, never the token."""
+
+
+class NetBoxUnavailableError(NetBoxError):
+    """Network errors, timeouts, 429 or 5xx that outlasted every retry: worth trying again later."""
+
+
+class NetBoxRejectedError(NetBoxError):
+    """NetBox refused the request (4xx): retrying the same request cannot help."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+# ---- typed results -------------------------------------------------------------------------------
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Ref(_Record):
+    """A nested (brief) NetBox object: what a device says of its site, role, platform, ..."""
+
+    id: int
+    name: str | None = None
+    slug: str | None = None
+
+
+class IPRef(_Record):
+    id: int
+    address: str
+    dns_name: str = ""
+
+
+class DeviceTypeRef(_Record):
+    id: int
+    slug: str
+    model: str = ""
+    manufacturer: Ref
+
+
+def _choice_value(value: object) -> object:
+    """NetBox renders choice fields as {"value": ..., "label": ...}; keep the value."""
+    return value.get("value") if isinstance(value, Mapping) else value
+
+
+class Cluster(_Record):
+    id: int
+    name: str
+    type: Ref
+    status: str = ""
+    group: Ref | None = None
+    tenant: Ref | None = None
+    scope_type: str | None = None
+    scope_id: int | None = None
+    tags: list[Ref] = Field(default_factory=list)
+
+    _status = field_validator("status", mode="before")(_choice_value)
+
+
+class Device(_Record):
+    id: int
+    name: str | None
+    status: str
+    site: Ref
+    role: Ref | None = None
+    platform: Ref | None = None
+    device_type: DeviceTypeRef
+    tenant: Ref | None = None
+    cluster: Ref | None = None
+    oob_ip: IPRef | None = None
+    primary_ip4: IPRef | None = None
+    primary_ip6: IPRef | None = None
+    tags: list[Ref] = Field(default_factory=list)
+
+    _status = field_validator("status", mode="before")(_choice_value)
+
+
+class Site(_Record):
+    id: int
+    slug: str
+    name: str
+    region: Ref | None = None
+
+
+class Interface(_Record):
+    id: int
+    device: Ref
+    name: str
+    type: str | None = None
+    mgmt_only: bool = False
+    lag: Ref | None = None
+    mac_address: str | None = None
+
+    _type = field_validator("type", mode="before")(_choice_value)
+
+
+class IPAddress(_Record):
+    id: int
+    address: str
+    dns_name: str = ""
+    status: str = ""
+    assigned_object_type: str | None = None
+    assigned_object_id: int | None = None
+
+    _status = field_validator("status", mode="before")(_choice_value)
+
+
+class MACAddress(_Record):
+    id: int
+    mac_address: str
+    assigned_object_type: str | None = None
+    assigned_object_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint[M: BaseModel]:
+    """One NetBox list endpoint: its path, result model, trimmed fields and the filters we may use."""
+
+    app: str
+    name: str
+    model: type[M]
+    fields: tuple[str, ...]
+    filters: frozenset[str]
+
+    @property
+    def path(self) -> str:
+        return f"{self.app}/{self.name}"
+
+
+CLUSTERS: Final = Endpoint(
+    "virtualization",
+    "clusters",
+    Cluster,
+    ("id", "name", "type", "status", "group", "tenant", "scope_type", "scope_id", "tags"),
+    frozenset({"id", "name", "type", "region", "site", "tenant", "tag", "status", "group"}),
+)
+DEVICES: Final = Endpoint(
+    "dcim",
+    "devices",
+    Device,
+    (
+        "id",
+        "name",
+        "status",
+        "site",
+        "role",
+        "platform",
+        "device_type",
+        "tenant",
+        "cluster",
+        "oob_ip",
+        "primary_ip4",
+        "primary_ip6",
+        "tags",
+    ),
+    frozenset({"id", "cluster_id", "status", "role", "site", "tenant", "tag", "name"}),
+)
+SITES: Final = Endpoint("dcim", "sites", Site, ("id", "slug", "name", "region"), frozenset({"id", "slug"}))
+INTERFACES: Final = Endpoint(
+    "dcim",
+    "interfaces",
+    Interface,
+    ("id", "device", "name", "type", "mgmt_only", "lag", "mac_address"),
+    frozenset({"id", "device_id", "name", "mgmt_only"}),
+)
+IP_ADDRESSES: Final = Endpoint(
+    "ipam",
+    "ip-addresses",
+    IPAddress,
+    ("id", "address", "dns_name", "status", "assigned_object_type", "assigned_object_id"),
+    frozenset({"id", "device_id", "interface_id"}),
+)
+MAC_ADDRESSES: Final = Endpoint(
+    "dcim",
+    "mac-addresses",
+    MACAddress,
+    ("id", "mac_address", "assigned_object_type", "assigned_object_id"),
+    frozenset({"id", "device_id", "interface_id"}),
+)
+
+type FilterValue = str | int | bool | Sequence[str] | Sequence[int]
+
+
+def id_chunks(ids: Iterable[int], filter_name: str, budget: int = ID_FILTER_BUDGET) -> Iterator[list[int]]:
+    """Split ids so that `filter_name=<id>&…` of each chunk fits in `budget` bytes of query string."""
+    chunk: list[int] = []
+    used = 0
+    for value in sorted(set(ids)):
+        cost = len(filter_name) + len(str(value)) + 2
+        if chunk and used + cost > budget:
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(value)
+        used += cost
+    if chunk:
+        yield chunk
+
+
+# ---- transport -----------------------------------------------------------------------------------
+
+
+class TokenAuth(requests.auth.AuthBase):
+    """Sets NetBox's Authorization header; a token file is re-read whenever it changes on disk.
+
+    A Kubernetes Secret mounted as a file is swapped atomically on rotation, so comparing the file's
+    mtime and inode before each request picks up the new token without a restart.
+    """
+
+    def __init__(self, token: SecretStr | None, token_file: Path | None) -> None:
+        self._token = token.get_secret_value().strip() if token is not None else None
+        self._file = token_file
+        self._file_stamp: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+
+    def current_token(self) -> str:
+        if self._file is None:
+            assert self._token is not None
+            return self._token
+        with self._lock:
+            stat = self._file.stat()
+            stamp = (stat.st_mtime_ns, stat.st_ino)
+            if stamp != self._file_stamp:
+                self._token = self._file.read_text().strip()
+                self._file_stamp = stamp
+            assert self._token is not None
+            return self._token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = authorization_header(self.current_token())
+        return request
+
+
+def authorization_header(token: str) -> str:
+    """v2 tokens (`nbt_<key>.<secret>`, NetBox >= 4.5) are Bearer tokens; v1 keys use `Token`."""
+    return f"Bearer {token}" if token.startswith("nbt_") else f"Token {token}"
+
+
+class _Session(requests.Session):
+    """A session that never waits forever and counts every response by endpoint."""
+
+    def __init__(self, timeout: float, counter: Counter[str]) -> None:
+        super().__init__()
+        self._timeout = timeout
+        self._counter = counter
+        self._counter_lock = threading.Lock()
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        endpoint = endpoint_of(str(url))
+        verb = method.decode() if isinstance(method, bytes) else method
+        try:
+            response = super().request(method, url, *args, **kwargs)
+        except requests.RequestException:
+            self._count(endpoint, verb, "error")
+            raise
+        self._count(endpoint, verb, str(response.status_code))
+        return response
+
+    def _count(self, endpoint: str, method: str, code: str) -> None:
+        with self._counter_lock:
+            self._counter[endpoint] += 1
+        NETBOX_REQUESTS.labels(endpoint=endpoint, method=method.upper(), code=code).inc()
+
+
+def endpoint_of(url: str) -> str:
+    """`https://nb/api/dcim/devices/?x=1` -> `dcim/devices` (object ids folded away for metrics)."""
+    parts = [part for part in urlsplit(url).path.split("/") if part and part != "api"]
+    return "/".join(part for part in parts if not part.isdigit()) or "/"
+
+
+def _retryable(error: BaseException) -> bool:
+    if isinstance(error, requests.ConnectionError | requests.Timeout):
+        return True
+    if isinstance(error, RequestError):
+        code: int = error.req.status_code
+        return code == 429 or code >= 500
+    return False
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, RequestError):
+        return f"HTTP {error.req.status_code} {error.req.reason}: {_short_body(error.req)}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _short_body(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip()
+    if isinstance(body, Mapping) and "detail" in body:
+        return str(body["detail"])[:200]
+    return str(body)[:200]
+
+
+class NetBox:
+    """Read access to one NetBox for one operator process."""
+
+    def __init__(self, settings: Settings, *, backoff_max_seconds: float = 30.0) -> None:
+        self.url = str(settings.netbox_url).rstrip("/")
+        self.page_size = settings.netbox_page_size
+        self.requests_sent: Counter[str] = Counter()
+        # Cursor pagination pages by primary key: rows added or removed while we page can neither
+        # repeat nor push another row out of the result, unlike offset pages.
+        self.api = pynetbox.api(self.url, token=None, pagination="cursor")
+        session = _Session(settings.netbox_timeout_seconds, self.requests_sent)
+        session.auth = TokenAuth(settings.netbox_token, settings.netbox_token_file)
+        session.verify = str(settings.netbox_ca_bundle) if settings.netbox_ca_bundle else settings.netbox_verify_tls
+        self.api.http_session = session
+        self._attempts = settings.netbox_retries
+        self._backoff_max = backoff_max_seconds
+
+    @property
+    def request_count(self) -> int:
+        return sum(self.requests_sent.values())
+
+    def select[M: BaseModel](self, endpoint: Endpoint[M], **filters: FilterValue) -> list[M]:
+        """Every object of `endpoint` that matches `filters`, all pages, typed."""
+        unknown = set(filters) - endpoint.filters
+        if unknown:
+            raise ValueError(f"{endpoint.path}: filter(s) {sorted(unknown)} are not known to narrow the result")
+        app = getattr(self.api, endpoint.app)
+        resource = getattr(app, endpoint.name.replace("-", "_"))
+        query = {key: value for key, value in filters.items()}
+        query.update(fields=",".join(endpoint.fields), limit=self.page_size)
+
+        def fetch() -> list[M]:
+            return [endpoint.model.model_validate(dict(record)) for record in resource.filter(**query)]
+
+        return self._call(endpoint.path, fetch)
+
+    def list_by_ids[M: BaseModel](
+        self, endpoint: Endpoint[M], id_filter: str, ids: Iterable[int], **filters: FilterValue
+    ) -> list[M]:
+        """Like `select`, with `id_filter` set to each chunk of `ids` in turn."""
+        results: list[M] = []
+        for chunk in id_chunks(ids, id_filter):
+            results.extend(self.select(endpoint, **{id_filter: chunk}, **filters))
+        return results
+
+    def status(self) -> Mapping[str, Any]:
+        """NetBox's /api/status/: proves the URL, TLS and token work (used at operator start)."""
+
+        def fetch() -> Mapping[str, Any]:
+            result: Mapping[str, Any] = self.api.status()
+            return result
+
+        return self._call("status", fetch)
+
+    def _call[T](self, endpoint: str, fetch: Callable[[], T]) -> T:
+        def give_up(state: RetryCallState) -> T:
+            error = state.outcome.exception() if state.outcome else None
+            assert error is not None
+            NETBOX_ERRORS.labels(endpoint=endpoint, kind="unavailable").inc()
+            raise NetBoxUnavailableError(
+                f"NetBox {self.url} {endpoint}: no answer after {state.attempt_number} attempts ({_describe(error)})"
+            ) from error
+
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential_jitter(initial=0.5, max=self._backoff_max),
+            retry_error_callback=give_up,
+            reraise=False,
+        )
+        try:
+            result: T = retrying(fetch)
+        except RequestError as error:
+            NETBOX_ERRORS.labels(endpoint=endpoint, kind=str(error.req.status_code)).inc()
+            raise NetBoxRejectedError(
+                f"NetBox {self.url} {endpoint}: {_describe(error)}", error.req.status_code
+            ) from error
+        return result

@@ -1,0 +1,114 @@
+"""Running one Argora controller as a kopf operator: CLI, settings, logging, metrics, health, peering.
+
+Each controller has its own kopf registry (its handlers only), finalizer, state-storage prefix and
+peering name, so the three operators can watch the same cluster without stepping on each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+from pydantic.fields import FieldInfo
+
+from argora_common.crds import GROUP
+from argora_common.metrics import serve_metrics
+from argora_common.netbox import NetBox, NetBoxRejectedError, NetBoxUnavailableError
+from argora_common.settings import ENV_PREFIX, Settings, exit_with, load_settings
+
+log = logging.getLogger("argora")
+
+
+@dataclass(frozen=True)
+class Controller:
+    """What distinguishes one operator from the others."""
+
+    name: str  # short name: ironcore, metal3, update
+    description: str
+    registry: kopf.OperatorRegistry
+    settings_class: type[Settings] = Settings
+
+    @property
+    def program(self) -> str:
+        return f"argora-{self.name}"
+
+    @property
+    def prefix(self) -> str:
+        """Annotation/finalizer domain of this controller, e.g. `ironcore.argora.cloud.sap`."""
+        return f"{self.name}.{GROUP}"
+
+    @property
+    def field_manager(self) -> str:
+        return self.program
+
+
+def _parser(controller: Controller) -> argparse.ArgumentParser:
+    settings_help = "\n".join(
+        f"  {ENV_PREFIX}{name.upper():32} {field.description or ''}{_default_text(field)}"
+        for name, field in controller.settings_class.model_fields.items()
+    )
+    return argparse.ArgumentParser(
+        prog=controller.program,
+        description=controller.description,
+        epilog=f"Configuration comes from the environment:\n{settings_help}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _default_text(field: FieldInfo) -> str:
+    if field.is_required():
+        return " (required)"
+    default = field.get_default(call_default_factory=True)
+    return "" if default in (None, []) else f" (default {default})"
+
+
+def configure_kopf(settings: kopf.OperatorSettings, controller: Controller) -> None:
+    settings.persistence.finalizer = f"{controller.prefix}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=controller.prefix)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=controller.prefix, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.INFO
+    # A watch that silently stops delivering events is worse than a reconnect every few minutes.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.peering.name = controller.program
+
+
+def check_netbox(controller: Controller, netbox: NetBox) -> None:
+    """Refuse to start with a token NetBox rejects; an unreachable NetBox is only worth a warning."""
+    try:
+        status = netbox.status()
+    except NetBoxRejectedError as error:
+        exit_with(controller.program, f"NetBox rejected our request, check {ENV_PREFIX}NETBOX_TOKEN: {error}")
+    except NetBoxUnavailableError as error:
+        log.warning("NetBox is not reachable yet, reconciles will retry: %s", error)
+        return
+    log.info("NetBox %s at %s", status.get("netbox-version", "?"), netbox.url)
+
+
+def run(controller: Controller, argv: Sequence[str] | None = None) -> None:
+    _parser(controller).parse_args(argv)
+    settings = load_settings(controller.settings_class, controller.program)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    netbox = NetBox(settings)
+    check_netbox(controller, netbox)
+    serve_metrics(settings.metrics_port)
+
+    @kopf.on.startup(registry=controller.registry)
+    def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings, controller)
+
+    kopf.run(
+        registry=controller.registry,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        peering_name=None if settings.standalone else controller.program,
+        standalone=settings.standalone,
+        memo=kopf.Memo(settings=settings, netbox=netbox, controller=controller),
+    )

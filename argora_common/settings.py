@@ -1,0 +1,140 @@
+"""Operator settings from `ARGORA_*` environment variables (pydantic-settings).
+
+A missing or malformed setting stops the process at start with one line naming the variable and
+what is wrong: `load_settings` turns pydantic's validation report into that line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Literal, NoReturn, Self
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "ARGORA_"
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class SecretReference(BaseModel):
+    """A Kubernetes Secret by namespace and name, written `namespace/name` in the environment."""
+
+    namespace: str
+    name: str
+
+    @classmethod
+    def parse(cls, value: str) -> SecretReference:
+        namespace, sep, name = value.partition("/")
+        if not sep or not _DNS_LABEL.match(namespace) or not _DNS_SUBDOMAIN.match(name):
+            raise ValueError(f"expected 'namespace/name' of a Secret, got {value!r}")
+        return cls(namespace=namespace, name=name)
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class Settings(BaseSettings):
+    """What every Argora operator reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    netbox_url: AnyHttpUrl = Field(description="Base URL of NetBox, e.g. https://netbox.example.com")
+    netbox_token: SecretStr | None = Field(
+        default=None, description="NetBox API token: a v1 key (40 chars) or a v2 token 'nbt_<key>.<secret>'"
+    )
+    netbox_token_file: Path | None = Field(
+        default=None, description="File holding the token instead; re-read when it changes (mounted Secret)"
+    )
+    netbox_ca_bundle: Path | None = Field(default=None, description="PEM bundle that signs NetBox's certificate")
+    netbox_verify_tls: bool = Field(default=True, description="Verify NetBox's TLS certificate")
+    netbox_timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="Timeout of one request")
+    netbox_retries: int = Field(default=5, ge=1, le=20, description="Attempts per request on 429/5xx/network errors")
+    netbox_page_size: int = Field(default=1000, ge=1, le=1000, description="Objects per NetBox page")
+    resync_interval_seconds: float = Field(default=300.0, ge=10, description="Full reconcile period")
+    metrics_port: int = Field(default=9090, ge=1, le=65535, description="Prometheus /metrics port")
+    health_port: int = Field(default=8080, ge=1, le=65535, description="Liveness /healthz port")
+    label_prefix: str = Field(
+        default="kubernetes.metal.cloud.sap", description="Prefix of the NetBox-derived labels on objects"
+    )
+    default_bmc_credentials: Annotated[SecretReference | None, NoDecode] = Field(
+        default=None, description="'namespace/name' of the Secret used when a resource names none"
+    )
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated namespaces to watch; empty watches all"
+    )
+    standalone: bool = Field(default=False, description="Skip kopf peering (only for a single replica)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level")
+
+    @field_validator("default_bmc_credentials", mode="before")
+    @classmethod
+    def _parse_secret_reference(cls, value: object) -> object:
+        if isinstance(value, str):
+            return SecretReference.parse(value.strip()) if value.strip() else None
+        return value
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split_namespaces(cls, value: object) -> object:
+        if isinstance(value, str):
+            names = [part.strip() for part in value.split(",") if part.strip()]
+            bad = [name for name in names if not _DNS_LABEL.match(name)]
+            if bad:
+                raise ValueError(f"not a namespace name: {', '.join(bad)}")
+            return names
+        return value
+
+    @field_validator("label_prefix")
+    @classmethod
+    def _check_label_prefix(cls, value: str) -> str:
+        if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+            raise ValueError("must be a DNS subdomain such as 'kubernetes.metal.cloud.sap'")
+        return value
+
+    @field_validator("netbox_ca_bundle", "netbox_token_file")
+    @classmethod
+    def _check_readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError(f"cannot read file {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_token_source(self) -> Self:
+        if (self.netbox_token is None) == (self.netbox_token_file is None):
+            raise ValueError(f"set exactly one of {ENV_PREFIX}NETBOX_TOKEN and {ENV_PREFIX}NETBOX_TOKEN_FILE")
+        return self
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line naming each offending variable and what is wrong with it (never its value)."""
+    parts = []
+    for item in error.errors(include_url=False, include_input=False):
+        location = [str(part) for part in item["loc"] if isinstance(part, str)]
+        variable = f"{ENV_PREFIX}{location[0].upper()}" if location else "settings"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{variable}: {message}" if location else message)
+    return "; ".join(parts)
+
+
+def load_settings[S: Settings](cls: type[S], program: str) -> S:
+    """Read settings or leave the process with exit code 2 and one line on stderr."""
+    try:
+        return cls()
+    except ValidationError as error:
+        exit_with(program, f"invalid configuration: {describe_errors(error)}")
+
+
+def exit_with(program: str, message: str) -> NoReturn:
+    print(f"{program}: {message}", file=sys.stderr)
+    raise SystemExit(2)

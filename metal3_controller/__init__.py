@@ -1,0 +1,1 @@
+"""argora-metal3: Reconciles Cluster API Cluster objects into Metal3 BareMetalHosts and their BMC credential Secrets."""

@@ -1,0 +1,20 @@
+"""Console script `argora-metal3`."""
+
+from collections.abc import Sequence
+
+from argora_common.operator import Controller, run
+from metal3_controller.handlers import registry
+
+CONTROLLER = Controller(
+    name="metal3",
+    description="Reconciles Cluster API Cluster objects into Metal3 BareMetalHosts and their BMC credential Secrets.",
+    registry=registry,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    run(CONTROLLER, argv)
+
+
+if __name__ == "__main__":
+    main()

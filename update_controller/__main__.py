@@ -1,0 +1,20 @@
+"""Console script `argora-update`."""
+
+from collections.abc import Sequence
+
+from argora_common.operator import Controller, run
+from update_controller.handlers import registry
+
+CONTROLLER = Controller(
+    name="update",
+    description="Corrects NetBox for Update resources: BMC interface names, OOB IPs, leftover VMK interfaces.",
+    registry=registry,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    run(CONTROLLER, argv)
+
+
+if __name__ == "__main__":
+    main()
