@@ -1,0 +1,43 @@
+from datetime import UTC, datetime
+
+from argora_common.crds import Condition
+from argora_common.kube import assign_names, dns1123_name, is_subset, label_value, set_condition
+
+
+def test_dns1123_name() -> None:
+    assert dns1123_name("Node001") == "node001"
+    assert dns1123_name("node_001 rack/4") == "node-001-rack-4"
+    assert dns1123_name("--a..b--") == "a.b"
+    assert dns1123_name("___") is None
+    assert dns1123_name("x" * 300) == "x" * 253
+
+
+def test_colliding_names_get_no_name() -> None:
+    result = assign_names({1: "Node_1", 2: "node-1", 3: "node2", 4: "%%%"})
+    assert result.names == {3: "node2"}
+    assert result.collisions == {"node-1": [1, 2]}
+    assert result.unusable == [4]
+
+
+def test_label_value() -> None:
+    assert label_value("Dell Inc.") == "Dell-Inc"
+    assert len(label_value("a" * 100)) == 63
+
+
+def test_is_subset() -> None:
+    live = {"metadata": {"name": "a", "labels": {"x": "1", "y": "2"}}, "spec": {"ports": [{"p": 1, "q": 2}]}}
+    assert is_subset({"metadata": {"labels": {"x": "1"}}}, live)
+    assert is_subset({"spec": {"ports": [{"p": 1}]}}, live)
+    assert not is_subset({"spec": {"ports": [{"p": 2}]}}, live)
+    assert not is_subset({"metadata": {"labels": {"z": "1"}}}, live)
+    assert not is_subset({"spec": {"ports": []}}, live)
+
+
+def test_set_condition_keeps_transition_time_while_status_holds() -> None:
+    then = datetime(2026, 1, 1, tzinfo=UTC)
+    first = [Condition(type="Ready", status="True", reason="Synced", last_transition_time=then)]
+    same = set_condition(first, Condition(type="Ready", status="True", reason="Synced", message="again"))
+    assert same[0].last_transition_time == then and same[0].message == "again"
+    flipped = set_condition(same, Condition(type="Ready", status="False", reason="NetBoxUnavailable"))
+    assert flipped[0].last_transition_time is not None and flipped[0].last_transition_time > then
+    assert [c.type for c in set_condition(flipped, Condition(type="Other", status="True"))] == ["Ready", "Other"]
