@@ -345,6 +345,10 @@ class NetBox:
         # Cursor pagination pages by primary key: rows added or removed while we page can neither
         # repeat nor push another row out of the result, unlike offset pages.
         self.api = pynetbox.api(self.url, token=None, pagination="cursor")
+        # We require NetBox >= 4.6, which pages by cursor. Without this pynetbox would probe the version
+        # first, and a probe that fails once (NetBox restarting) would fall back to offset pages for
+        # the life of the process.
+        self.api._cursor_supported = True
         session = _Session(settings.netbox_timeout_seconds, self.requests_sent)
         session.auth = TokenAuth(settings.netbox_token, settings.netbox_token_file)
         session.verify = str(settings.netbox_ca_bundle) if settings.netbox_ca_bundle else settings.netbox_verify_tls

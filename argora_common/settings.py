@@ -48,7 +48,8 @@ class SecretReference(BaseModel):
 class Settings(BaseSettings):
     """What every Argora operator reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    # An empty variable counts as unset: Helm and compose files render unset values as "".
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True)
 
     netbox_url: AnyHttpUrl = Field(description="Base URL of NetBox, e.g. https://netbox.example.com")
     netbox_token: SecretStr | None = Field(

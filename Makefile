@@ -1,0 +1,46 @@
+# Argora: `make demo` shows the operators at work on a local API server and NetBox;
+# `make test` runs the whole suite (ruff, mypy, unit, integration and end-to-end tests).
+# Both install what they need first; built tools and NetBox live in $(ARGORA_CACHE), outside the repo.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+ARGORA_CACHE ?= $(HOME)/.cache/argora
+export ARGORA_CACHE
+
+.PHONY: venv tools test lint unit demo crds clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || "$$(hack/python312.sh)" -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+## Test servers: kube-apiserver + etcd built from Go modules, upstream CRDs, NetBox with PostgreSQL and Redis.
+tools:
+	hack/testbin/build.sh
+	hack/upstream-crds.sh
+	hack/netbox/install.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/argora-crds --check
+
+unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+test: venv tools lint
+	$(VENV)/bin/pytest -q -ra --durations=15
+
+demo: venv tools
+	$(PY) -m hack.demo
+
+crds: venv
+	$(VENV)/bin/argora-crds
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,106 @@
+"""Each controller's console script, run as a process the way a Deployment runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.harness.netbox import NetBoxServer
+from tests.harness.operator import BIN_DIR, OperatorProcess
+from tests.harness.process import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+CONTROLLERS = ["ironcore", "metal3", "update"]
+NETBOX = {"ARGORA_NETBOX_URL": "http://netbox.invalid"}
+
+
+def run_script(name: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN_DIR / f"argora-{name}"), *args],
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("name", CONTROLLERS)
+def test_help_lists_every_setting(name: str) -> None:
+    result = run_script(name, {}, "--help")
+    assert result.returncode == 0
+    for variable in ("ARGORA_NETBOX_URL", "ARGORA_NETBOX_TOKEN_FILE", "ARGORA_METRICS_PORT", "ARGORA_HEALTH_PORT"):
+        assert variable in result.stdout
+
+
+@pytest.mark.parametrize("name", CONTROLLERS)
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "ARGORA_NETBOX_URL: Field required"),
+        (
+            {"ARGORA_NETBOX_URL": "http://nb", "ARGORA_NETBOX_TOKEN": "t", "ARGORA_METRICS_PORT": "0"},
+            "ARGORA_METRICS_PORT",
+        ),
+        (
+            {"ARGORA_NETBOX_URL": "http://nb", "ARGORA_NETBOX_TOKEN_FILE": "/nonexistent"},
+            "cannot read file /nonexistent",
+        ),
+    ],
+)
+def test_a_bad_setting_stops_the_controller_with_one_line(name: str, env: dict[str, str], expected: str) -> None:
+    result = run_script(name, env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"argora-{name}: invalid configuration:")
+    assert expected in result.stderr
+
+
+def test_a_token_netbox_rejects_stops_the_controller_with_one_line(
+    netbox: NetBoxServer, operator_env: dict[str, str]
+) -> None:
+    result = run_script("ironcore", {**operator_env, "ARGORA_NETBOX_TOKEN": "nbt_unknown.token"})
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "NetBox rejected our request, check ARGORA_NETBOX_TOKEN" in result.stderr
+    assert "unknown.token" not in result.stderr
+
+
+@pytest.mark.parametrize("name", CONTROLLERS)
+def test_controller_serves_health_and_metrics(name: str, start_operator: Callable[..., OperatorProcess]) -> None:
+    operator = start_operator(name)
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+        metrics = response.read().decode()
+    # The start-up check of NetBox's status went through the counted session.
+    assert 'argora_netbox_requests_total{code="200",endpoint="status",method="GET"} 1.0' in metrics
+    assert "Traceback" not in operator.log()
+
+
+def test_controller_authenticates_with_a_token_file(
+    tmp_path: Path, netbox: NetBoxServer, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(netbox.readonly_v2_token)
+    # An empty variable counts as unset, as Helm renders an unset value.
+    operator = start_operator("ironcore", {"ARGORA_NETBOX_TOKEN": "", "ARGORA_NETBOX_TOKEN_FILE": str(token_file)})
+    assert "NetBox 4.7" in operator.log()
+
+
+def test_controller_stops_on_sigterm(start_operator: Callable[..., OperatorProcess]) -> None:
+    operator = start_operator("update")
+    operator.process.stop(timeout=30)
+    wait_until(lambda: operator.process.poll() is not None, 30, "argora-update exit")
+    assert "Traceback" not in operator.log()
+
+
+def test_unreachable_netbox_at_start_is_only_a_warning(start_operator: Callable[..., OperatorProcess]) -> None:
+    operator = start_operator(
+        "metal3", {"ARGORA_NETBOX_URL": f"http://127.0.0.1:{free_port()}", "ARGORA_NETBOX_RETRIES": "1"}
+    )
+    assert "NetBox is not reachable yet, reconciles will retry" in operator.log()

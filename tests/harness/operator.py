@@ -1,0 +1,51 @@
+"""Runs an Argora controller the way production does: its console script as a separate process."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from tests.harness.process import ManagedProcess, free_port, http_ok, wait_until
+
+BIN_DIR = Path(sys.executable).parent
+
+
+class OperatorProcess:
+    """One `argora-<name>` process against the test API server and NetBox."""
+
+    def __init__(self, name: str, workdir: Path, env: Mapping[str, str]) -> None:
+        self.name = name
+        self.health_port = free_port()
+        self.metrics_port = free_port()
+        full_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "ARGORA_HEALTH_PORT": str(self.health_port),
+            "ARGORA_METRICS_PORT": str(self.metrics_port),
+            "ARGORA_LOG_LEVEL": "DEBUG",
+            **env,
+        }
+        self.process = ManagedProcess(
+            f"argora-{name}", [str(BIN_DIR / f"argora-{name}")], workdir / f"argora-{name}.log", env=full_env
+        )
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.health_port}/healthz"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def start(self, timeout: float = 60) -> OperatorProcess:
+        self.process.start()
+        wait_until(lambda: http_ok(self.health_url), timeout, f"argora-{self.name} health", self.process)
+        return self
+
+    def log(self) -> str:
+        return self.process.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.stop()

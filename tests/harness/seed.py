@@ -1,0 +1,151 @@
+"""Writes test inventories into the real NetBox through its REST API, in bulk.
+
+Every test gets its own objects: names carry a per-test prefix, so tests never see each other's
+clusters or devices and never need the database to be reset.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import requests
+
+# NetBox takes lists in one POST; past a few hundred objects a request gets slow enough to time out.
+BULK_SIZE = 250
+
+_counter = itertools.count(1)
+# NetBox enforces globally unique IP addresses by default: hand out fresh ones across the whole run.
+_next_host = itertools.count(int(ipaddress.IPv4Address("10.0.0.10")))
+
+
+def fresh_ipv4(prefix_length: int = 24) -> str:
+    """An IPv4 address no other test of this run was given, in CIDR form as NetBox stores it."""
+    return f"{ipaddress.IPv4Address(next(_next_host))}/{prefix_length}"
+
+
+def unique_prefix(label: str) -> str:
+    """A short, slug-safe, run-unique prefix such as `t7-pagination`."""
+    slug = "".join(ch if ch.isalnum() else "-" for ch in label.lower()).strip("-")[:24]
+    return f"t{next(_counter)}-{slug}"
+
+
+class NetBoxSeeder:
+    """A small REST client with the admin token: create, update and delete NetBox objects."""
+
+    def __init__(self, url: str, headers: Mapping[str, str]) -> None:
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update({**headers, "Accept": "application/json"})
+
+    def _check(self, response: requests.Response) -> Any:
+        if not response.ok:
+            raise RuntimeError(
+                f"{response.request.method} {response.url}: {response.status_code} {response.text[:500]}"
+            )
+        return response.json() if response.content else None
+
+    def create(self, endpoint: str, objects: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        created: list[dict[str, Any]] = []
+        for start in range(0, len(objects), BULK_SIZE):
+            batch = list(objects[start : start + BULK_SIZE])
+            created.extend(self._check(self.session.post(f"{self.url}/api/{endpoint}/", json=batch, timeout=300)))
+        return created
+
+    def create_one(self, endpoint: str, **fields: Any) -> dict[str, Any]:
+        return self.create(endpoint, [fields])[0]
+
+    def update(self, endpoint: str, object_id: int, **fields: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._check(
+            self.session.patch(f"{self.url}/api/{endpoint}/{object_id}/", json=fields, timeout=60)
+        )
+        return result
+
+    def update_many(self, endpoint: str, changes: Sequence[Mapping[str, Any]]) -> None:
+        for start in range(0, len(changes), BULK_SIZE):
+            self._check(
+                self.session.patch(
+                    f"{self.url}/api/{endpoint}/", json=list(changes[start : start + BULK_SIZE]), timeout=300
+                )
+            )
+
+    def delete(self, endpoint: str, ids: Iterable[int]) -> None:
+        body = [{"id": object_id} for object_id in ids]
+        if body:
+            self._check(self.session.delete(f"{self.url}/api/{endpoint}/", json=body, timeout=300))
+
+    def get(self, endpoint: str, **params: Any) -> list[dict[str, Any]]:
+        """Every object of `endpoint` matching `params`, all pages (for assertions)."""
+        results: list[dict[str, Any]] = []
+        url: str | None = f"{self.url}/api/{endpoint}/"
+        query: dict[str, Any] | None = {"limit": 1000, **params}
+        while url:
+            page = self._check(self.session.get(url, params=query, timeout=120))
+            results.extend(page["results"])
+            url, query = page["next"], None
+        return results
+
+
+class Topology:
+    """Shared scaffolding of a test inventory: region, site, tenant, vendor, type, role, cluster type."""
+
+    def __init__(self, seeder: NetBoxSeeder, prefix: str, manufacturer: str = "Dell") -> None:
+        self.seeder = seeder
+        self.prefix = prefix
+        self.region = seeder.create_one("dcim/regions", name=f"{prefix}-region", slug=f"{prefix}-region")
+        self.site = seeder.create_one(
+            "dcim/sites", name=f"{prefix}-site", slug=f"{prefix}-site", region=self.region["id"], status="active"
+        )
+        self.tenant = seeder.create_one("tenancy/tenants", name=f"{prefix}-tenant", slug=f"{prefix}-tenant")
+        vendor_slug = f"{prefix}-{manufacturer.lower()}"
+        self.manufacturer = seeder.create_one("dcim/manufacturers", name=vendor_slug, slug=vendor_slug)
+        self.device_type = seeder.create_one(
+            "dcim/device-types", manufacturer=self.manufacturer["id"], model=f"{prefix}-model", slug=f"{prefix}-model"
+        )
+        self.role = seeder.create_one(
+            "dcim/device-roles", name=f"{prefix}-server", slug=f"{prefix}-server", color="00ff00"
+        )
+        self.cluster_type = seeder.create_one(
+            "virtualization/cluster-types", name=f"{prefix}-ctype", slug=f"{prefix}-ctype"
+        )
+
+    def cluster(self, name: str, **fields: Any) -> dict[str, Any]:
+        defaults: dict[str, Any] = {
+            "name": f"{self.prefix}-{name}",
+            "type": self.cluster_type["id"],
+            "status": "active",
+            "scope_type": "dcim.site",
+            "scope_id": self.site["id"],
+        }
+        return self.seeder.create_one("virtualization/clusters", **{**defaults, **fields})
+
+    def devices(self, cluster: Mapping[str, Any] | None, names: Sequence[str], **fields: Any) -> list[dict[str, Any]]:
+        base: dict[str, Any] = {
+            "device_type": self.device_type["id"],
+            "role": self.role["id"],
+            "site": self.site["id"],
+            "status": "active",
+            "cluster": cluster["id"] if cluster else None,
+        }
+        return self.seeder.create("dcim/devices", [{**base, **fields, "name": name} for name in names])
+
+    def bmc_interfaces(self, devices: Sequence[Mapping[str, Any]], name: str = "remoteboard") -> list[dict[str, Any]]:
+        """A management interface with one IPv4 address per device; returns the IP addresses."""
+        interfaces = self.seeder.create(
+            "dcim/interfaces",
+            [{"device": dev["id"], "name": name, "type": "1000base-t", "mgmt_only": True} for dev in devices],
+        )
+        return self.seeder.create(
+            "ipam/ip-addresses",
+            [
+                {
+                    "address": fresh_ipv4(),
+                    "assigned_object_type": "dcim.interface",
+                    "assigned_object_id": iface["id"],
+                    "status": "active",
+                }
+                for iface in interfaces
+            ],
+        )

@@ -1,0 +1,253 @@
+"""The NetBox access layer against the real NetBox: filters, pagination, tokens, failures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, SecretStr
+
+from argora_common.netbox import (
+    CLUSTERS,
+    DEVICES,
+    INTERFACES,
+    IP_ADDRESSES,
+    MAC_ADDRESSES,
+    SITES,
+    Endpoint,
+    FilterValue,
+    NetBox,
+    NetBoxRejectedError,
+    NetBoxUnavailableError,
+)
+from argora_common.settings import Settings
+from tests.harness.netbox import NetBoxServer
+from tests.harness.process import free_port
+from tests.harness.seed import NetBoxSeeder, Topology, fresh_ipv4, unique_prefix
+
+pytestmark = pytest.mark.integration
+
+
+def netbox_client(url: str, token: str, **settings: Any) -> NetBox:
+    return NetBox(
+        Settings(netbox_url=url, netbox_token=SecretStr(token), **settings),
+        backoff_max_seconds=0.2,
+    )
+
+
+@dataclass
+class Inventory:
+    """Two small, unrelated slices of NetBox (`a` and `b`); every filter must pick exactly the expected ones."""
+
+    prefix: str
+    ids: dict[str, int]
+
+    def slug(self, part: str) -> str:
+        return f"{self.prefix}-{part}"
+
+
+@pytest.fixture(scope="module")
+def inventory(netbox: NetBoxServer) -> Inventory:
+    seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
+    prefix = unique_prefix("filters")
+    a, b = Topology(seeder, f"{prefix}-a"), Topology(seeder, f"{prefix}-b")
+    tag = seeder.create_one("extras/tags", name=f"{prefix}-tag", slug=f"{prefix}-tag")
+    group = seeder.create_one("virtualization/cluster-groups", name=f"{prefix}-grp", slug=f"{prefix}-grp")
+    cluster_a = a.cluster("c", tenant=a.tenant["id"], tags=[tag["id"]], group=group["id"])
+    cluster_b = b.cluster("c", tenant=b.tenant["id"], status="planned")
+    dev_a1 = a.devices(cluster_a, [f"{prefix}-a1"], tenant=a.tenant["id"], tags=[tag["id"]])[0]
+    dev_a2 = a.devices(cluster_a, [f"{prefix}-a2"], status="planned", role=b.role["id"])[0]
+    dev_b1 = b.devices(cluster_b, [f"{prefix}-b1"])[0]
+    ifaces = seeder.create(
+        "dcim/interfaces",
+        [
+            {"device": dev_a1["id"], "name": "remoteboard", "type": "1000base-t", "mgmt_only": True},
+            {"device": dev_a1["id"], "name": "eth0", "type": "25gbase-x-sfp28"},
+            {"device": dev_b1["id"], "name": "remoteboard", "type": "1000base-t", "mgmt_only": True},
+        ],
+    )
+    ips = seeder.create(
+        "ipam/ip-addresses",
+        [
+            {"address": fresh_ipv4(), "assigned_object_type": "dcim.interface", "assigned_object_id": iface["id"]}
+            for iface in ifaces
+        ],
+    )
+    macs = seeder.create(
+        "dcim/mac-addresses",
+        [
+            {"mac_address": mac, "assigned_object_type": "dcim.interface", "assigned_object_id": iface["id"]}
+            for mac, iface in (("02:00:00:00:0a:01", ifaces[1]), ("02:00:00:00:0b:01", ifaces[2]))
+        ],
+    )
+    return Inventory(
+        prefix=prefix,
+        ids={
+            "cluster_a": cluster_a["id"], "cluster_b": cluster_b["id"],
+            "dev_a1": dev_a1["id"], "dev_a2": dev_a2["id"], "dev_b1": dev_b1["id"],
+            "site_a": a.site["id"], "site_b": b.site["id"],
+            "if_a1_bmc": ifaces[0]["id"], "if_a1_eth0": ifaces[1]["id"], "if_b1_bmc": ifaces[2]["id"],
+            "ip_a1_bmc": ips[0]["id"], "ip_a1_eth0": ips[1]["id"], "ip_b1_bmc": ips[2]["id"],
+            "mac_a1_eth0": macs[0]["id"], "mac_b1_bmc": macs[1]["id"],
+        },
+    )  # fmt: skip
+
+
+type Filters = Callable[[Inventory], dict[str, FilterValue]]
+
+# (endpoint, the filter under test, the query that uses it, the objects it must return exactly)
+CASES: list[tuple[Endpoint[Any], str, Filters, set[str]]] = [
+    (CLUSTERS, "id", lambda inv: {"id": [inv.ids["cluster_b"]]}, {"cluster_b"}),
+    (CLUSTERS, "name", lambda inv: {"name": inv.slug("a-c")}, {"cluster_a"}),
+    (CLUSTERS, "type", lambda inv: {"type": inv.slug("b-ctype")}, {"cluster_b"}),
+    (CLUSTERS, "region", lambda inv: {"region": inv.slug("a-region")}, {"cluster_a"}),
+    (CLUSTERS, "site", lambda inv: {"site": inv.slug("b-site")}, {"cluster_b"}),
+    (CLUSTERS, "tenant", lambda inv: {"tenant": inv.slug("a-tenant")}, {"cluster_a"}),
+    (CLUSTERS, "tag", lambda inv: {"tag": inv.slug("tag")}, {"cluster_a"}),
+    (CLUSTERS, "group", lambda inv: {"group": inv.slug("grp")}, {"cluster_a"}),
+    (CLUSTERS, "status", lambda inv: {"name": [inv.slug("a-c"), inv.slug("b-c")], "status": "planned"}, {"cluster_b"}),
+    (DEVICES, "id", lambda inv: {"id": [inv.ids["dev_a2"]]}, {"dev_a2"}),
+    (DEVICES, "cluster_id", lambda inv: {"cluster_id": [inv.ids["cluster_a"]]}, {"dev_a1", "dev_a2"}),
+    (DEVICES, "status", lambda inv: {"cluster_id": [inv.ids["cluster_a"]], "status": ["planned"]}, {"dev_a2"}),
+    (DEVICES, "role", lambda inv: {"role": inv.slug("b-server")}, {"dev_a2", "dev_b1"}),
+    (DEVICES, "site", lambda inv: {"site": inv.slug("b-site")}, {"dev_b1"}),
+    (DEVICES, "tenant", lambda inv: {"tenant": inv.slug("a-tenant")}, {"dev_a1"}),
+    (DEVICES, "tag", lambda inv: {"tag": inv.slug("tag")}, {"dev_a1"}),
+    (DEVICES, "name", lambda inv: {"name": [inv.slug("b1")]}, {"dev_b1"}),
+    (SITES, "id", lambda inv: {"id": [inv.ids["site_a"]]}, {"site_a"}),
+    (SITES, "slug", lambda inv: {"slug": inv.slug("b-site")}, {"site_b"}),
+    (INTERFACES, "id", lambda inv: {"id": [inv.ids["if_b1_bmc"]]}, {"if_b1_bmc"}),
+    (INTERFACES, "device_id", lambda inv: {"device_id": [inv.ids["dev_a1"]]}, {"if_a1_bmc", "if_a1_eth0"}),
+    (
+        INTERFACES,
+        "name",
+        lambda inv: {"device_id": [inv.ids["dev_a1"], inv.ids["dev_b1"]], "name": ["remoteboard"]},
+        {"if_a1_bmc", "if_b1_bmc"},
+    ),
+    (INTERFACES, "mgmt_only", lambda inv: {"device_id": [inv.ids["dev_a1"]], "mgmt_only": True}, {"if_a1_bmc"}),
+    (IP_ADDRESSES, "id", lambda inv: {"id": [inv.ids["ip_a1_bmc"]]}, {"ip_a1_bmc"}),
+    (IP_ADDRESSES, "device_id", lambda inv: {"device_id": [inv.ids["dev_b1"]]}, {"ip_b1_bmc"}),
+    (IP_ADDRESSES, "interface_id", lambda inv: {"interface_id": [inv.ids["if_a1_eth0"]]}, {"ip_a1_eth0"}),
+    (MAC_ADDRESSES, "id", lambda inv: {"id": [inv.ids["mac_b1_bmc"]]}, {"mac_b1_bmc"}),
+    (MAC_ADDRESSES, "device_id", lambda inv: {"device_id": [inv.ids["dev_a1"]]}, {"mac_a1_eth0"}),
+    (MAC_ADDRESSES, "interface_id", lambda inv: {"interface_id": [inv.ids["if_b1_bmc"]]}, {"mac_b1_bmc"}),
+]  # fmt: skip
+
+
+def test_every_filter_the_layer_accepts_has_a_narrowing_case() -> None:
+    covered = {(endpoint.path, name) for endpoint, name, _, _ in CASES}
+    accepted = {
+        (endpoint.path, name)
+        for endpoint in (CLUSTERS, DEVICES, SITES, INTERFACES, IP_ADDRESSES, MAC_ADDRESSES)
+        for name in endpoint.filters
+    }
+    assert accepted == covered
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "filter_name", "filters", "expected"), CASES, ids=[f"{e.path}:{n}" for e, n, _, _ in CASES]
+)
+def test_filter_narrows_the_result(
+    netbox: NetBoxServer,
+    inventory: Inventory,
+    endpoint: Endpoint[BaseModel],
+    filter_name: str,
+    filters: Filters,
+    expected: set[str],
+) -> None:
+    found = netbox_client(netbox.url, netbox.readonly_v2_token).select(endpoint, **filters(inventory))
+    by_id = {object_id: key for key, object_id in inventory.ids.items()}
+    found_ids = [obj.model_dump()["id"] for obj in found]
+    assert {by_id.get(object_id, f"foreign:{object_id}") for object_id in found_ids} == expected
+
+
+def test_unknown_filter_is_refused_before_any_request(netbox: NetBoxServer) -> None:
+    client = netbox_client(netbox.url, netbox.readonly_v2_token)
+    with pytest.raises(ValueError, match="cluster_id"):
+        client.select(INTERFACES, cluster_id=5)
+    assert client.request_count == 0
+
+
+def test_results_are_typed(netbox: NetBoxServer, inventory: Inventory) -> None:
+    client = netbox_client(netbox.url, netbox.readonly_v2_token)
+    devices = client.select(DEVICES, id=[inventory.ids["dev_a1"]])
+    assert devices[0].name == inventory.slug("a1")
+    assert devices[0].status == "active"
+    assert devices[0].site.slug == inventory.slug("a-site")
+    assert devices[0].device_type.manufacturer.slug == inventory.slug("a-dell")
+    assert devices[0].cluster is not None and devices[0].cluster.id == inventory.ids["cluster_a"]
+    interfaces = client.select(INTERFACES, id=[inventory.ids["if_a1_eth0"]])
+    assert interfaces[0].mac_address == "02:00:00:00:0A:01"
+    macs = client.select(MAC_ADDRESSES, id=[inventory.ids["mac_a1_eth0"]])
+    assert macs[0].assigned_object_id == inventory.ids["if_a1_eth0"]
+
+
+def test_id_filters_are_chunked_to_fit_the_request_line(netbox: NetBoxServer, inventory: Inventory) -> None:
+    client = netbox_client(netbox.url, netbox.readonly_v2_token)
+    # 3,000 ids of which most do not exist: one request line could never carry them all.
+    ids = [inventory.ids["dev_a1"], inventory.ids["dev_b1"], *range(10_000_000, 10_003_000)]
+    devices = client.list_by_ids(DEVICES, "id", ids)
+    assert {device.id for device in devices} == {inventory.ids["dev_a1"], inventory.ids["dev_b1"]}
+    assert client.request_count > 1
+
+
+@pytest.fixture(scope="module")
+def many_ips(netbox: NetBoxServer) -> int:
+    """1,050 IP addresses on one interface: more than NetBox's largest page (1,000)."""
+    seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
+    topology = Topology(seeder, unique_prefix("pages"))
+    device = topology.devices(None, [f"{topology.prefix}-dev"])[0]
+    interface = seeder.create_one("dcim/interfaces", device=device["id"], name="eth0", type="1000base-t")
+    seeder.create(
+        "ipam/ip-addresses",
+        [
+            {"address": fresh_ipv4(), "assigned_object_type": "dcim.interface", "assigned_object_id": interface["id"]}
+            for _ in range(1050)
+        ],
+    )
+    interface_id: int = interface["id"]
+    return interface_id
+
+
+@pytest.mark.parametrize(("page_size", "pages"), [(1000, 2), (300, 4)])
+def test_pagination_is_followed_to_the_end(netbox: NetBoxServer, many_ips: int, page_size: int, pages: int) -> None:
+    client = netbox_client(netbox.url, netbox.readonly_v2_token, netbox_page_size=page_size)
+    found = client.select(IP_ADDRESSES, interface_id=[many_ips])
+    assert len(found) == 1050
+    assert len({ip.id for ip in found}) == 1050
+    assert client.requests_sent == {"ipam/ip-addresses": pages}
+
+
+@pytest.mark.parametrize("token_kind", ["v1", "v2"])
+def test_authenticates_with_v1_and_v2_tokens(netbox: NetBoxServer, inventory: Inventory, token_kind: str) -> None:
+    token = netbox.v1_token if token_kind == "v1" else netbox.v2_token
+    client = netbox_client(netbox.url, token)
+    assert client.status()["netbox-version"].startswith("4.7")
+    assert [device.id for device in client.select(DEVICES, id=[inventory.ids["dev_b1"]])] == [inventory.ids["dev_b1"]]
+
+
+def test_a_wrong_token_is_rejected_without_retries(netbox: NetBoxServer) -> None:
+    client = netbox_client(netbox.url, "nbt_doesnotexist.wrong", netbox_retries=5)
+    with pytest.raises(NetBoxRejectedError) as rejected:
+        client.select(DEVICES, id=[1])
+    assert rejected.value.status_code in {401, 403}
+    assert client.request_count == 1
+    assert "doesnotexist" not in str(rejected.value)
+
+
+def test_unreachable_netbox_fails_after_bounded_retries() -> None:
+    client = netbox_client(f"http://127.0.0.1:{free_port()}", "nbt_x.y", netbox_retries=3, netbox_timeout_seconds=2)
+    with pytest.raises(NetBoxUnavailableError, match=r"no answer after 3 attempts \(ConnectionError"):
+        client.select(DEVICES, id=[1])
+    assert client.request_count == 3
+
+
+def test_netbox_answering_500_fails_after_bounded_retries(netbox: NetBoxServer) -> None:
+    client = netbox_client(netbox.url, netbox.readonly_v2_token, netbox_retries=3)
+    with netbox.database_stopped(), pytest.raises(NetBoxUnavailableError, match=r"after 3 attempts \(HTTP 500"):
+        client.select(DEVICES, id=[1])
+    assert client.request_count == 3
+    # NetBox recovers once its database is back, and so does the same client.
+    assert client.select(DEVICES, id=[1]) is not None
