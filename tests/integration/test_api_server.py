@@ -60,7 +60,8 @@ def test_original_argora_cluster_import_is_accepted(api_client: client.ApiClient
         "clusters": [{"name": "cc-a1", "region": "qa-de-1", "type": "cc-k8s", "bmcCredentialsRef": {"name": "bmc"}}]
     }
     created = create_cluster_import(api_client, namespace, spec)
-    assert created["spec"] == spec
+    assert created["spec"]["clusters"] == spec["clusters"]
+    assert created["spec"]["deletionPolicy"] == "Delete"
 
 
 @pytest.mark.parametrize(
