@@ -203,7 +203,7 @@ INTERFACES: Final = Endpoint(
     "interfaces",
     Interface,
     ("id", "device", "name", "type", "mgmt_only", "lag", "mac_address"),
-    frozenset({"id", "device_id", "name", "mgmt_only"}),
+    frozenset({"id", "device_id", "site_id", "name", "mgmt_only"}),
 )
 IP_ADDRESSES: Final = Endpoint(
     "ipam",
@@ -405,7 +405,7 @@ class NetBox:
         retrying = Retrying(
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(initial=0.5, max=self._backoff_max),
+            wait=wait_exponential_jitter(multiplier=0.5, max=self._backoff_max, jitter=0.5),
             retry_error_callback=give_up,
             reraise=False,
         )

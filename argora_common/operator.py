@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,8 @@ class Controller:
 
     name: str  # short name: ironcore, metal3, update
     description: str
-    registry: kopf.OperatorRegistry
+    # Registers the controller's handlers once its settings are known (the resync timer needs them).
+    register: Callable[[kopf.OperatorRegistry, Any, NetBox], None]
     settings_class: type[Settings] = Settings
 
     @property
@@ -98,13 +99,21 @@ def run(controller: Controller, argv: Sequence[str] | None = None) -> None:
     netbox = NetBox(settings)
     check_netbox(controller, netbox)
     serve_metrics(settings.metrics_port)
+    registry = kopf.OperatorRegistry()
+    controller.register(registry, settings, netbox)
 
-    @kopf.on.startup(registry=controller.registry)
+    @kopf.on.startup(registry=registry)
     def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings, controller)
 
+    # kopf's built-in login handlers live in its global registry, which we do not use.
+    @kopf.on.login(registry=registry)
+    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
+        return info
+
     kopf.run(
-        registry=controller.registry,
+        registry=registry,
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",

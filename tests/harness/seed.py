@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -21,9 +22,23 @@ _counter = itertools.count(1)
 _next_host = itertools.count(int(ipaddress.IPv4Address("10.0.0.10")))
 
 
+_next_mac = itertools.count(1)
+
+
+def fresh_mac() -> str:
+    """A locally administered MAC address no other test of this run was given."""
+    value = next(_next_mac)
+    return "02:00:" + ":".join(f"{(value >> shift) & 0xFF:02X}" for shift in (24, 16, 8, 0))
+
+
 def fresh_ipv4(prefix_length: int = 24) -> str:
-    """An IPv4 address no other test of this run was given, in CIDR form as NetBox stores it."""
-    return f"{ipaddress.IPv4Address(next(_next_host))}/{prefix_length}"
+    """An IPv4 host address no other test of this run was given, in CIDR form as NetBox stores it.
+
+    NetBox refuses a /24's network and broadcast addresses on an interface: those are skipped."""
+    while True:
+        address = ipaddress.IPv4Address(next(_next_host))
+        if int(address) % 256 not in {0, 255}:
+            return f"{address}/{prefix_length}"
 
 
 def unique_prefix(label: str) -> str:
@@ -149,3 +164,73 @@ class Topology:
                 for iface in interfaces
             ],
         )
+
+
+@dataclass
+class Server:
+    """A device with its BMC interface, the IP on it (also its OOB IP, when set) and the MAC."""
+
+    device: dict[str, Any]
+    interface: dict[str, Any]
+    ip: dict[str, Any]
+    mac: str
+
+    @property
+    def name(self) -> str:
+        name: str = self.device["name"]
+        return name
+
+    @property
+    def address(self) -> str:
+        return str(self.ip["address"]).split("/")[0]
+
+
+def add_servers(
+    topology: Topology,
+    cluster: Mapping[str, Any] | None,
+    names: Sequence[str],
+    *,
+    set_oob_ip: bool = True,
+    interface_name: str = "remoteboard",
+    **device_fields: Any,
+) -> list[Server]:
+    """Devices with a BMC interface carrying one IPv4 address and a primary MAC, in six bulk requests."""
+    seeder = topology.seeder
+    devices = topology.devices(cluster, names, **device_fields)
+    interfaces = seeder.create(
+        "dcim/interfaces",
+        [{"device": d["id"], "name": interface_name, "type": "1000base-t", "mgmt_only": True} for d in devices],
+    )
+    addresses = seeder.create(
+        "ipam/ip-addresses",
+        [
+            {
+                "address": fresh_ipv4(),
+                "assigned_object_type": "dcim.interface",
+                "assigned_object_id": iface["id"],
+                "dns_name": f"{device['name']}-r.example.com",
+            }
+            for device, iface in zip(devices, interfaces, strict=True)
+        ],
+    )
+    macs = [fresh_mac() for _ in devices]
+    mac_objects = seeder.create(
+        "dcim/mac-addresses",
+        [
+            {"mac_address": mac, "assigned_object_type": "dcim.interface", "assigned_object_id": iface["id"]}
+            for mac, iface in zip(macs, interfaces, strict=True)
+        ],
+    )
+    seeder.update_many(
+        "dcim/interfaces",
+        [{"id": iface["id"], "primary_mac_address": m["id"]} for iface, m in zip(interfaces, mac_objects, strict=True)],
+    )
+    if set_oob_ip:
+        seeder.update_many(
+            "dcim/devices",
+            [{"id": d["id"], "oob_ip": ip["id"]} for d, ip in zip(devices, addresses, strict=True)],
+        )
+    return [
+        Server(d, iface, ip, mac.lower())
+        for d, iface, ip, mac in zip(devices, interfaces, addresses, macs, strict=True)
+    ]

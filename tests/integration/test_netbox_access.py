@@ -82,6 +82,13 @@ def inventory(netbox: NetBoxServer) -> Inventory:
             for mac, iface in (("02:00:00:00:0a:01", ifaces[1]), ("02:00:00:00:0b:01", ifaces[2]))
         ],
     )
+    seeder.update_many(
+        "dcim/interfaces",
+        [
+            {"id": ifaces[1]["id"], "primary_mac_address": macs[0]["id"]},
+            {"id": ifaces[2]["id"], "primary_mac_address": macs[1]["id"]},
+        ],
+    )
     return Inventory(
         prefix=prefix,
         ids={
@@ -94,6 +101,15 @@ def inventory(netbox: NetBoxServer) -> Inventory:
         },
     )  # fmt: skip
 
+
+KEY_PREFIX = {
+    CLUSTERS.path: "cluster_",
+    DEVICES.path: "dev_",
+    SITES.path: "site_",
+    INTERFACES.path: "if_",
+    IP_ADDRESSES.path: "ip_",
+    MAC_ADDRESSES.path: "mac_",
+}
 
 type Filters = Callable[[Inventory], dict[str, FilterValue]]
 
@@ -125,6 +141,12 @@ CASES: list[tuple[Endpoint[Any], str, Filters, set[str]]] = [
         "name",
         lambda inv: {"device_id": [inv.ids["dev_a1"], inv.ids["dev_b1"]], "name": ["remoteboard"]},
         {"if_a1_bmc", "if_b1_bmc"},
+    ),
+    (
+        INTERFACES,
+        "site_id",
+        lambda inv: {"site_id": [inv.ids["site_b"]], "name": ["remoteboard"]},
+        {"if_b1_bmc"},
     ),
     (INTERFACES, "mgmt_only", lambda inv: {"device_id": [inv.ids["dev_a1"]], "mgmt_only": True}, {"if_a1_bmc"}),
     (IP_ADDRESSES, "id", lambda inv: {"id": [inv.ids["ip_a1_bmc"]]}, {"ip_a1_bmc"}),
@@ -158,7 +180,9 @@ def test_filter_narrows_the_result(
     expected: set[str],
 ) -> None:
     found = netbox_client(netbox.url, netbox.readonly_v2_token).select(endpoint, **filters(inventory))
-    by_id = {object_id: key for key, object_id in inventory.ids.items()}
+    # Ids are unique per object type only: map back through the keys of this endpoint's type.
+    kind = KEY_PREFIX[endpoint.path]
+    by_id = {object_id: key for key, object_id in inventory.ids.items() if key.startswith(kind)}
     found_ids = [obj.model_dump()["id"] for obj in found]
     assert {by_id.get(object_id, f"foreign:{object_id}") for object_id in found_ids} == expected
 

@@ -1,0 +1,112 @@
+"""What a user does with kubectl, for the tests: create, read, wait, request a sync."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+ARGORA = ("argora.cloud.sap", "v1alpha1")
+METAL = ("metal.ironcore.dev", "v1alpha1")
+
+
+def wait_for[T](probe: Callable[[], T | None], timeout: float = 60, what: str = "condition") -> T:
+    """Poll `probe` until it returns something truthy; its last value is in the error otherwise."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise TimeoutError(f"{what} not reached in {timeout:.0f}s; last seen: {last!r}")
+
+
+class Objects:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        self.core.create_namespaced_secret(
+            namespace, {"metadata": {"name": name}, "stringData": data, "type": "Opaque"}
+        )
+
+    def replace_secret_data(self, namespace: str, name: str, data: dict[str, str]) -> None:
+        self.core.patch_namespaced_secret(name, namespace, {"stringData": data})
+
+    def create_import(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        body = {"apiVersion": "/".join(ARGORA), "kind": "ClusterImport", "metadata": {"name": name}, "spec": spec}
+        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+            *ARGORA, namespace, "clusterimports", body
+        )
+        return created
+
+    def patch_import(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(*ARGORA, namespace, "clusterimports", name, patch)
+
+    def get_import(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.custom.get_namespaced_custom_object(*ARGORA, namespace, "clusterimports", name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
+    def delete_import(self, namespace: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(*ARGORA, namespace, "clusterimports", name)
+
+    def synced_import(self, namespace: str, name: str, after: str | None = None, timeout: float = 90) -> dict[str, Any]:
+        """The ClusterImport once a pass of its current generation finished (after `after`, if given)."""
+
+        def probe() -> dict[str, Any] | None:
+            obj = self.get_import(namespace, name)
+            status = (obj or {}).get("status") or {}
+            if not obj or status.get("observedGeneration") != obj["metadata"]["generation"]:
+                return None
+            if after is not None and (status.get("lastSyncTime") or "") <= after:
+                return None
+            return obj
+
+        return wait_for(probe, timeout, f"ClusterImport {namespace}/{name} synced")
+
+    def request_sync(self, namespace: str, name: str) -> str:
+        """Ask for a pass now, as a user would with `kubectl annotate`; returns the previous sync time."""
+        obj = self.get_import(namespace, name) or {}
+        previous = str(((obj.get("status") or {}).get("lastSyncTime")) or "")
+        # lastSyncTime has a resolution of one second: make sure the next pass stamps a later one.
+        time.sleep(1.05)
+        self.patch_import(
+            namespace, name, {"metadata": {"annotations": {"argora.cloud.sap/sync-requested": uuid.uuid4().hex}}}
+        )
+        return previous
+
+    def resync(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.synced_import(namespace, name, after=self.request_sync(namespace, name))
+
+    def list_metal(self, plural: str, label_selector: str = "") -> dict[str, dict[str, Any]]:
+        items = self.custom.list_cluster_custom_object(*METAL, plural, label_selector=label_selector)["items"]
+        return {item["metadata"]["name"]: item for item in items}
+
+    def get_metal(self, plural: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.custom.get_cluster_custom_object(*METAL, plural, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
+    def owned(self, plural: str, namespace: str, name: str) -> dict[str, dict[str, Any]]:
+        selector = f"argora.cloud.sap/owner-namespace={namespace},argora.cloud.sap/owner-name={name}"
+        return self.list_metal(plural, selector)
+
+    def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
+        """(type, reason, message) of the Events on an object, oldest first."""
+        events = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+        return [(event.type, event.reason, event.message) for event in events]
