@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 ARGORA_CACHE ?= $(HOME)/.cache/argora
 export ARGORA_CACHE
 
-.PHONY: venv tools test lint unit demo crds clean
+.PHONY: venv tools test lint unit demo bench crds clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || "$$(hack/python312.sh)" -m venv $(VENV)
@@ -44,3 +44,7 @@ crds: venv
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+## Not part of `make test`: argora-ironcore against 1,000 NetBox devices (the seeded database is cached).
+bench: venv tools
+	$(PY) -m hack.bench

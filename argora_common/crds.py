@@ -96,6 +96,17 @@ class DeviceProblem(WireModel):
 
 class ClusterImportSpec(WireModel):
     clusters: list[ImportClusterSelector] = Field(min_length=1, max_length=100)
+    prune: bool = Field(default=True, description="Delete objects of devices that left the selection")
+    max_prune_per_pass: int | None = Field(
+        default=None, ge=0, description="Most objects deleted in one pass (default: 10% of the owned ones, at least 5)"
+    )
+    deletion_policy: Literal["Delete", "Orphan"] = Field(
+        default="Delete", description="What happens to the objects when the ClusterImport is deleted"
+    )
+    on_immutable_change: Literal["Report", "Recreate"] = Field(
+        default="Report",
+        description="When a BMC's immutable spec.access changes in NetBox: report, or recreate the BMC",
+    )
 
 
 class ClusterImportCounts(WireModel):
@@ -105,6 +116,8 @@ class ClusterImportCounts(WireModel):
     updated: int = 0
     unchanged: int = 0
     pruned: int = 0
+    prune_held_back: int = 0
+    drifted: int = 0
     skipped: int = 0
     failed: int = 0
 

@@ -19,6 +19,8 @@ MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 OWNER_NAMESPACE_LABEL: Final = f"{ARGORA_DOMAIN}/owner-namespace"
 OWNER_NAME_LABEL: Final = f"{ARGORA_DOMAIN}/owner-name"
 IGNORE_ANNOTATION: Final = f"{ARGORA_DOMAIN}/ignore"
+# Set (to any new value) to ask for a pass now rather than at the next resync.
+SYNC_ANNOTATION: Final = f"{ARGORA_DOMAIN}/sync-requested"
 
 _LABEL_VALUE_INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
 _NAME_INVALID = re.compile(r"[^a-z0-9.-]+")
@@ -123,6 +125,10 @@ class Kube:
             content_type="application/apply-patch+yaml",
         )
 
+    def create(self, kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
+        manifest = {"apiVersion": kind.api_version, "kind": kind.kind, **body}
+        return self._call("POST", kind.path(body["metadata"].get("namespace")), body=manifest)
+
     def delete(self, kind: Kind, name: str, namespace: str | None = None) -> bool:
         """Delete; False when it was already gone."""
         try:
@@ -158,7 +164,6 @@ def label_value(raw: str) -> str:
 def dns1123_name(raw: str, max_length: int = 253) -> str | None:
     """`raw` as a DNS-1123 subdomain (lower case, [a-z0-9.-]); None when nothing usable is left."""
     name = _NAME_INVALID.sub("-", raw.strip().lower())
-    name = re.sub(r"-{2,}", "-", name)
     name = re.sub(r"\.{2,}", ".", name)
     name = re.sub(r"(^[-.]+|[-.]+$)", "", name[:max_length])
     name = re.sub(r"[-.]+(?=\.)|(?<=\.)[-.]+", "", name)

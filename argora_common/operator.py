@@ -13,14 +13,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic.fields import FieldInfo
+from urllib3.exceptions import HTTPError
 
 from argora_common.crds import GROUP
+from argora_common.kube import Kind, Kube, load_api_client
 from argora_common.metrics import serve_metrics
 from argora_common.netbox import NetBox, NetBoxRejectedError, NetBoxUnavailableError
 from argora_common.settings import ENV_PREFIX, Settings, exit_with, load_settings
 
 log = logging.getLogger("argora")
+
+CLUSTER_PEERING = Kind("kopf.dev", "v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False)
+NAMESPACED_PEERING = Kind("kopf.dev", "v1", "KopfPeering", "kopfpeerings", namespaced=True)
 
 
 @dataclass(frozen=True)
@@ -92,12 +98,37 @@ def check_netbox(controller: Controller, netbox: NetBox) -> None:
     log.info("NetBox %s at %s", status.get("netbox-version", "?"), netbox.url)
 
 
+def ensure_peering(controller: Controller, namespaces: Sequence[str]) -> None:
+    """Create our peering object(s) when missing: kopf pauses every watch until they exist."""
+    kube = Kube(load_api_client(), controller.field_manager)
+    targets: list[tuple[Kind, str | None]] = [(NAMESPACED_PEERING, ns) for ns in namespaces]
+    targets = targets or [(CLUSTER_PEERING, None)]
+    for kind, namespace in targets:
+        metadata = {"name": controller.program, **({"namespace": namespace} if namespace else {})}
+        try:
+            if kube.get(kind, controller.program, namespace) is None:
+                kube.create(kind, {"metadata": metadata})
+        except ApiException as error:
+            if error.status == 404:
+                exit_with(
+                    controller.program,
+                    f"the {kind.kind} CRD is not installed (charts/argora/crds); "
+                    f"install it or set {ENV_PREFIX}STANDALONE=true for a single replica",
+                )
+            if error.status != 409:
+                exit_with(controller.program, f"cannot prepare {kind.kind} {controller.program}: HTTP {error.status}")
+        except HTTPError as error:
+            exit_with(controller.program, f"Kubernetes API unreachable: {error}")
+
+
 def run(controller: Controller, argv: Sequence[str] | None = None) -> None:
     _parser(controller).parse_args(argv)
     settings = load_settings(controller.settings_class, controller.program)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     netbox = NetBox(settings)
     check_netbox(controller, netbox)
+    if not settings.standalone:
+        ensure_peering(controller, settings.namespaces)
     serve_metrics(settings.metrics_port)
     registry = kopf.OperatorRegistry()
     controller.register(registry, settings, netbox)

@@ -3,12 +3,14 @@
 from collections.abc import Sequence
 
 from argora_common.operator import Controller, run
-from ironcore_controller.handlers import registry
+from ironcore_controller.handlers import register
+from ironcore_controller.settings import IroncoreSettings
 
 CONTROLLER = Controller(
     name="ironcore",
     description="Turns ClusterImports into metal-operator BMCs and BMCSecrets, one pair per NetBox device.",
-    registry=registry,
+    register=register,
+    settings_class=IroncoreSettings,
 )
 
 

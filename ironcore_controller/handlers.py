@@ -1,5 +1,51 @@
-"""kopf wiring of argora-ironcore: only this controller's handlers are registered here."""
+"""kopf wiring of argora-ironcore: ClusterImports in, BMCs and BMCSecrets out; nothing else here."""
+
+from __future__ import annotations
+
+from typing import Any
 
 import kopf
 
-registry = kopf.OperatorRegistry()
+from argora_common.kube import MANAGED_BY_LABEL, SYNC_ANNOTATION, Kube, load_api_client
+from argora_common.netbox import NetBox
+from ironcore_controller.desired import BMC, BMC_SECRET, FIELD_MANAGER
+from ironcore_controller.reconcile import CLUSTER_IMPORT, Reconciler
+from ironcore_controller.settings import IroncoreSettings
+
+CI = (CLUSTER_IMPORT.group, CLUSTER_IMPORT.version, CLUSTER_IMPORT.plural)
+OURS = {MANAGED_BY_LABEL: FIELD_MANAGER}
+
+
+def register(registry: kopf.OperatorRegistry, settings: IroncoreSettings, netbox: NetBox) -> None:
+    reconciler = Reconciler(settings, netbox, Kube(load_api_client(), FIELD_MANAGER))
+
+    @kopf.on.resume(*CI, registry=registry)
+    @kopf.on.create(*CI, registry=registry)
+    @kopf.on.update(*CI, field="spec", registry=registry)
+    @kopf.on.update(*CI, field=("metadata", "annotations", SYNC_ANNOTATION), registry=registry)
+    def sync(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        reconciler.sync(body, logger)
+
+    @kopf.timer(
+        *CI,
+        interval=settings.resync_interval_seconds,
+        initial_delay=settings.resync_interval_seconds,
+        registry=registry,
+    )
+    def resync(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        # A change handler's pass already covers this period when it holds the lock.
+        reconciler.sync(body, logger, wait=False)
+
+    @kopf.on.delete(*CI, registry=registry)
+    def delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        reconciler.delete(body, logger)
+
+    # Raw watch events: unlike change handlers they put no finalizer and no state on the objects,
+    # so a stopped operator never blocks the deletion of a BMC.
+    @kopf.on.event(BMC.group, BMC.version, BMC.plural, labels=OURS, registry=registry)
+    def bmc_event(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        reconciler.repair(BMC, type, body, logger)
+
+    @kopf.on.event(BMC_SECRET.group, BMC_SECRET.version, BMC_SECRET.plural, labels=OURS, registry=registry)
+    def bmc_secret_event(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        reconciler.repair(BMC_SECRET, type, body, logger)

@@ -3,12 +3,12 @@
 from collections.abc import Sequence
 
 from argora_common.operator import Controller, run
-from metal3_controller.handlers import registry
+from metal3_controller.handlers import register
 
 CONTROLLER = Controller(
     name="metal3",
     description="Reconciles Cluster API Cluster objects into Metal3 BareMetalHosts and their BMC credential Secrets.",
-    registry=registry,
+    register=register,
 )
 
 

@@ -3,12 +3,12 @@
 from collections.abc import Sequence
 
 from argora_common.operator import Controller, run
-from update_controller.handlers import registry
+from update_controller.handlers import register
 
 CONTROLLER = Controller(
     name="update",
     description="Corrects NetBox for Update resources: BMC interface names, OOB IPs, leftover VMK interfaces.",
-    registry=registry,
+    register=register,
 )
 
 

@@ -1,5 +1,11 @@
 """kopf wiring of argora-update: only this controller's handlers are registered here."""
 
+from typing import Any
+
 import kopf
 
-registry = kopf.OperatorRegistry()
+from argora_common.netbox import NetBox
+
+
+def register(registry: kopf.OperatorRegistry, settings: Any, netbox: NetBox) -> None:
+    """No handlers yet: the reconcile logic of this controller lands with its own issue."""

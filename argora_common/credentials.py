@@ -1,0 +1,52 @@
+"""BMC credentials from Kubernetes Secrets, in the original operator's keys or the plain ones."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from pydantic import BaseModel, SecretStr
+
+from argora_common.kube import SECRET, Kube
+
+# (user key, password key): the original Argora operator's names first.
+KEY_PAIRS = (("bmcUser", "bmcPassword"), ("username", "password"))
+
+
+class BMCCredentials(BaseModel):
+    username: str
+    password: SecretStr
+
+
+class CredentialsError(Exception):
+    """The Secret is missing or unusable; the message names it and what is wrong, never its values."""
+
+
+def credentials_from_secret(secret: dict[str, Any]) -> BMCCredentials:
+    name = f"{secret['metadata'].get('namespace')}/{secret['metadata']['name']}"
+    data = secret.get("data") or {}
+    for user_key, password_key in KEY_PAIRS:
+        if user_key in data and password_key in data:
+            try:
+                username = base64.b64decode(data[user_key]).decode()
+                password = base64.b64decode(data[password_key]).decode()
+            except (binascii.Error, UnicodeDecodeError) as error:
+                raise CredentialsError(f"Secret {name}: {user_key}/{password_key} are not UTF-8 text") from error
+            if not username or not password:
+                raise CredentialsError(f"Secret {name}: {user_key} or {password_key} is empty")
+            return BMCCredentials(username=username, password=SecretStr(password))
+    raise CredentialsError(f"Secret {name} has neither bmcUser/bmcPassword nor username/password")
+
+
+def read_credentials(kube: Kube, namespace: str, name: str) -> BMCCredentials:
+    try:
+        secret = kube.get(SECRET, name, namespace)
+    except ApiException as error:
+        if error.status == 403:
+            raise CredentialsError(f"Secret {namespace}/{name}: not allowed to read it") from error
+        raise
+    if secret is None:
+        raise CredentialsError(f"Secret {namespace}/{name} not found")
+    return credentials_from_secret(secret)

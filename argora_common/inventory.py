@@ -1,0 +1,116 @@
+"""What the controllers need to know of NetBox, read in bulk for a set of cluster selectors.
+
+Requests per read: for each selector, the pages of its clusters and of their devices; then the pages
+of the devices' sites, the pages of the BMC interfaces at those sites (one interface name, filtered by
+site rather than by device ids so the count does not grow with the number of devices), and, only for
+devices without an OOB IP, their BMC interfaces' addresses in id chunks.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from argora_common.crds import ClusterSelector
+from argora_common.netbox import (
+    CLUSTERS,
+    DEVICES,
+    INTERFACES,
+    IP_ADDRESSES,
+    SITES,
+    Cluster,
+    Device,
+    FilterValue,
+    Interface,
+    IPAddress,
+    NetBox,
+    NetBoxRejectedError,
+    Site,
+)
+
+BMC_INTERFACE_NAME = "remoteboard"
+
+
+@dataclass
+class SelectedDevice:
+    """A device and the first selector (by index in spec.clusters) that selected it."""
+
+    device: Device
+    selector_index: int
+
+
+@dataclass
+class Inventory:
+    clusters_by_selector: list[list[Cluster]]
+    devices: list[SelectedDevice]
+    sites: dict[int, Site]
+    # Why a selector matched nothing when NetBox refused its query (a slug that does not exist).
+    selector_errors: dict[int, str] = field(default_factory=dict)
+    bmc_interfaces: dict[int, list[Interface]] = field(default_factory=dict)  # by device id
+    bmc_addresses: dict[int, list[IPAddress]] = field(default_factory=dict)  # by interface id
+
+    @property
+    def cluster_count(self) -> int:
+        return len({cluster.id for clusters in self.clusters_by_selector for cluster in clusters})
+
+
+def cluster_filters(selector: ClusterSelector) -> dict[str, FilterValue]:
+    """The NetBox cluster query for one selector: only the criteria it sets (all must match)."""
+    filters: dict[str, FilterValue] = {}
+    for criterion in ("name", "region", "type", "site", "tenant"):
+        value = getattr(selector, criterion)
+        if value is not None:
+            filters[criterion] = value
+    if selector.tags:
+        filters["tag"] = list(selector.tags)
+    return filters
+
+
+def read_inventory(netbox: NetBox, selectors: Sequence[ClusterSelector], default_statuses: Sequence[str]) -> Inventory:
+    clusters_by_selector: list[list[Cluster]] = []
+    selector_errors: dict[int, str] = {}
+    devices: dict[int, SelectedDevice] = {}
+    for index, selector in enumerate(selectors):
+        try:
+            clusters = netbox.select(CLUSTERS, **cluster_filters(selector))
+        except NetBoxRejectedError as error:
+            # NetBox answers 400 to a slug it does not know: this selector matches nothing.
+            if error.status_code != 400:
+                raise
+            clusters = []
+            selector_errors[index] = str(error)
+        clusters_by_selector.append(clusters)
+        if not clusters:
+            continue
+        device_filters: dict[str, FilterValue] = {"status": list(selector.statuses or default_statuses)}
+        if selector.role is not None:
+            device_filters["role"] = selector.role
+        for device in netbox.list_by_ids(DEVICES, "cluster_id", [c.id for c in clusters], **device_filters):
+            devices.setdefault(device.id, SelectedDevice(device, index))
+    site_ids = {selected.device.site.id for selected in devices.values()}
+    sites = {site.id: site for site in netbox.list_by_ids(SITES, "id", site_ids)} if site_ids else {}
+    inventory = Inventory(clusters_by_selector, list(devices.values()), sites, selector_errors)
+    if devices:
+        _read_bmc_interfaces(netbox, inventory, site_ids)
+    return inventory
+
+
+def _read_bmc_interfaces(netbox: NetBox, inventory: Inventory, site_ids: set[int]) -> None:
+    wanted = {selected.device.id for selected in inventory.devices}
+    by_device: dict[int, list[Interface]] = defaultdict(list)
+    for interface in netbox.list_by_ids(INTERFACES, "site_id", site_ids, name=[BMC_INTERFACE_NAME]):
+        if interface.device.id in wanted:
+            by_device[interface.device.id].append(interface)
+    inventory.bmc_interfaces = dict(by_device)
+    without_oob = [
+        interface.id
+        for selected in inventory.devices
+        if selected.device.oob_ip is None
+        for interface in by_device.get(selected.device.id, [])
+    ]
+    by_interface: dict[int, list[IPAddress]] = defaultdict(list)
+    for address in netbox.list_by_ids(IP_ADDRESSES, "interface_id", without_oob):
+        if address.assigned_object_id is not None:
+            by_interface[address.assigned_object_id].append(address)
+    inventory.bmc_addresses = dict(by_interface)

@@ -1,0 +1,115 @@
+"""`make bench`: argora-ironcore against one NetBox cluster of 1,000 devices (not part of the tests).
+
+Seeding 1,000 devices takes minutes, so the seeded database is dumped once into the cache and restored
+on later runs. Prints NetBox requests, the time of the first full pass, the time and write count of a
+pass with nothing to change, and the operator's peak RSS.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.harness.kube import KubeCluster, upstream_crd_files
+from tests.harness.kubeobjects import Objects
+from tests.harness.netbox import NETBOX_VERSION, NetBoxServer
+from tests.harness.operator import OperatorProcess
+from tests.harness.process import cache_dir, stop_all
+from tests.harness.seed import NetBoxSeeder, Topology, add_servers
+
+DEVICES = 1000
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORKDIR = REPO_ROOT / ".work" / "bench"
+SEEDED_DUMP = cache_dir() / f"netbox-{NETBOX_VERSION}" / f"bench-{DEVICES}-devices.dump"
+CLUSTER_NAME = "bench-cluster"  # Topology("bench").cluster("cluster")
+
+
+def netbox_with_inventory() -> NetBoxServer:
+    if SEEDED_DUMP.is_file():
+        netbox = NetBoxServer(WORKDIR / "netbox")
+        netbox.start(dump=SEEDED_DUMP)
+        return netbox
+    netbox = NetBoxServer(WORKDIR / "netbox")
+    netbox.start()
+    started = time.monotonic()
+    seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
+    topology = Topology(seeder, "bench")
+    cluster = topology.cluster("cluster")
+    add_servers(topology, cluster, [f"bench-node{i:04d}" for i in range(DEVICES)])
+    print(f"seeded {DEVICES} devices in {time.monotonic() - started:.0f}s; caching {SEEDED_DUMP}", flush=True)
+    netbox.dump_to(SEEDED_DUMP)
+    return netbox
+
+
+def scrape(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.match(r"^(argora_netbox_requests_total|argora_objects_written_total)\{(.*)\} (\S+)$", line)
+        if match:
+            values[f"{match[1]}{{{match[2]}}}"] = float(match[3])
+    return values
+
+
+def total(metrics: dict[str, float], name: str) -> float:
+    return sum(value for key, value in metrics.items() if key.startswith(name))
+
+
+def peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    match = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(match[1]) / 1024 if match else float("nan")
+
+
+def main() -> None:
+    WORKDIR.mkdir(parents=True, exist_ok=True)
+    try:
+        kube = KubeCluster(WORKDIR / "kube")
+        kube.start()
+        kube.install_crds([*upstream_crd_files(), *sorted((REPO_ROOT / "charts/argora/crds").glob("*.yaml"))])
+        netbox = netbox_with_inventory()
+        objects = Objects(kube.api_client())
+        objects.core.create_namespace({"metadata": {"name": "bench"}})
+        objects.create_secret("bench", "bmc", {"username": "admin", "password": "bench"})
+        operator = OperatorProcess(
+            "ironcore",
+            WORKDIR,
+            {
+                "KUBECONFIG": str(kube.kubeconfig),
+                "ARGORA_NETBOX_URL": netbox.url,
+                "ARGORA_NETBOX_TOKEN": netbox.readonly_v2_token,
+                "ARGORA_RESYNC_INTERVAL_SECONDS": "3600",
+                "ARGORA_LOG_LEVEL": "INFO",
+            },
+        ).start()
+        before = scrape(operator.metrics_url)
+        started = time.monotonic()
+        selector = {"name": CLUSTER_NAME, "bmcCredentialsRef": {"name": "bmc"}}
+        objects.create_import("bench", "bench", {"clusters": [selector]})
+        ci = objects.synced_import("bench", "bench", timeout=600)
+        first_pass = time.monotonic() - started
+        after_first = scrape(operator.metrics_url)
+        previous = objects.request_sync("bench", "bench")
+        started = time.monotonic()
+        objects.synced_import("bench", "bench", after=previous, timeout=600)
+        no_change = time.monotonic() - started
+        after_second = scrape(operator.metrics_url)
+        counts = ci["status"]["counts"]
+        requests = "argora_netbox_requests_total"
+        writes = "argora_objects_written_total"
+        requests_first = total(after_first, requests) - total(before, requests)
+        requests_second = total(after_second, requests) - total(after_first, requests)
+        writes_second = total(after_second, writes) - total(after_first, writes)
+        print(f"devices selected: {counts['devices']} (created {counts['created']}, skipped {counts['skipped']})")
+        print(f"first full pass:  {first_pass:.1f} s, {requests_first:.0f} NetBox requests")
+        print(f"no-change pass:   {no_change:.1f} s, {requests_second:.0f} NetBox requests, {writes_second:.0f} writes")
+        print(f"peak RSS:         {peak_rss_mb(operator.process.pid):.0f} MB (argora-ironcore)")
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Pure planning: NetBox facts and credentials in, the BMC and BMCSecret objects we want out.
+
+No I/O here: everything a pass decides about a device, and every reason to skip one, is computed
+from plain data so it can be tested without servers.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from argora_common.crds import DeviceProblem
+from argora_common.credentials import BMCCredentials
+from argora_common.inventory import Inventory, SelectedDevice
+from argora_common.kube import (
+    MANAGED_BY_LABEL,
+    OWNER_NAME_LABEL,
+    OWNER_NAMESPACE_LABEL,
+    Kind,
+    assign_names,
+    label_value,
+)
+from argora_common.netbox import Cluster
+from ironcore_controller.settings import IroncoreSettings
+
+FIELD_MANAGER: Final = "argora-ironcore"
+BMC: Final = Kind("metal.ironcore.dev", "v1alpha1", "BMC", "bmcs", namespaced=False)
+BMC_SECRET: Final = Kind("metal.ironcore.dev", "v1alpha1", "BMCSecret", "bmcsecrets", namespaced=False)
+REGION_LABEL: Final = "topology.kubernetes.io/region"
+ZONE_LABEL: Final = "topology.kubernetes.io/zone"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The ClusterImport whose objects these are; recorded in labels (cluster-scoped objects cannot
+    carry an owner reference to a namespaced one)."""
+
+    namespace: str
+    name: str
+
+    def labels(self) -> dict[str, str]:
+        return {OWNER_NAMESPACE_LABEL: self.namespace, OWNER_NAME_LABEL: self.name, MANAGED_BY_LABEL: FIELD_MANAGER}
+
+    def selector(self) -> str:
+        return ",".join(f"{key}={value}" for key, value in self.labels().items())
+
+    def owns(self, obj: Mapping[str, Any]) -> bool:
+        labels = obj.get("metadata", {}).get("labels") or {}
+        return all(labels.get(key) == value for key, value in self.labels().items())
+
+
+@dataclass
+class DesiredDevice:
+    device_id: int
+    device_name: str
+    name: str
+    bmc: dict[str, Any]
+    secret: dict[str, Any]
+
+
+@dataclass
+class Plan:
+    devices: list[DesiredDevice] = field(default_factory=list)
+    problems: list[DeviceProblem] = field(default_factory=list)
+    # Every device NetBox selected, usable or not: objects of a skipped device are kept, never pruned.
+    selected_device_ids: set[int] = field(default_factory=set)
+    unmatched_selectors: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BMCAccess:
+    ip: str
+    mac: str | None
+    hostname: str | None
+
+
+class DeviceSkippedError(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def bmc_access(selected: SelectedDevice, inventory: Inventory) -> BMCAccess:
+    """The BMC's address: NetBox's OOB IP, else the single IP on the `remoteboard` interface."""
+    device = selected.device
+    interfaces = inventory.bmc_interfaces.get(device.id, [])
+    if len(interfaces) > 1:
+        raise DeviceSkippedError("AmbiguousBMCInterface", f"{len(interfaces)} interfaces named remoteboard")
+    interface = interfaces[0] if interfaces else None
+    if device.oob_ip is not None:
+        cidr, dns_name = device.oob_ip.address, device.oob_ip.dns_name
+    else:
+        addresses = inventory.bmc_addresses.get(interface.id, []) if interface else []
+        if not addresses:
+            raise DeviceSkippedError("NoOOBIP", "no OOB IP in NetBox and no IP on a remoteboard interface")
+        if len(addresses) > 1:
+            found = ", ".join(sorted(address.address for address in addresses))
+            raise DeviceSkippedError("AmbiguousOOBIP", f"no OOB IP set and several IPs on remoteboard: {found}")
+        cidr, dns_name = addresses[0].address, addresses[0].dns_name
+    try:
+        address = ipaddress.ip_interface(cidr).ip
+    except ValueError as error:
+        raise DeviceSkippedError("InvalidOOBIP", f"OOB IP {cidr!r} is not an IP address") from error
+    if address.version != 4:
+        raise DeviceSkippedError("IPv6OOBIP", f"OOB IP {address} is IPv6; metal-operator BMC access needs IPv4")
+    mac = interface.mac_address.lower() if interface and interface.mac_address else None
+    return BMCAccess(ip=str(address), mac=mac, hostname=dns_name or None)
+
+
+def device_labels(
+    selected: SelectedDevice, cluster: Cluster | None, inventory: Inventory, settings: IroncoreSettings
+) -> dict[str, str]:
+    device = selected.device
+    prefix = settings.label_prefix
+    site = inventory.sites.get(device.site.id)
+    candidates = {
+        ZONE_LABEL: device.site.slug,
+        REGION_LABEL: site.region.slug if site and site.region else None,
+        f"{prefix}/cluster": cluster.name if cluster else None,
+        f"{prefix}/cluster-type": cluster.type.slug if cluster else None,
+        f"{prefix}/role": device.role.slug if device.role else None,
+        f"{prefix}/platform": device.platform.slug if device.platform else None,
+        f"{prefix}/device-type": device.device_type.slug,
+        f"{prefix}/device-id": str(device.id),
+    }
+    return {key: label_value(value) for key, value in candidates.items() if value}
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def desired_objects(
+    name: str,
+    selected: SelectedDevice,
+    access: BMCAccess,
+    labels: Mapping[str, str],
+    credentials: BMCCredentials,
+    settings: IroncoreSettings,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    metadata = {"name": name, "labels": dict(labels)}
+    spec_access: dict[str, str] = {"ip": access.ip}
+    if access.mac:
+        spec_access["macAddress"] = access.mac
+    spec: dict[str, Any] = {
+        "access": spec_access,
+        "protocol": settings.protocol_for(selected.device.device_type.manufacturer.slug or "").model_dump(),
+        "bmcSecretRef": {"name": name},
+    }
+    if access.hostname:
+        spec["hostname"] = access.hostname
+    secret = {
+        "metadata": metadata,
+        "data": {
+            "username": _b64(credentials.username),
+            "password": _b64(credentials.password.get_secret_value()),
+        },
+    }
+    return {"metadata": metadata, "spec": spec}, secret
+
+
+def plan(
+    inventory: Inventory,
+    credentials: Sequence[BMCCredentials | str],
+    owner: Owner,
+    settings: IroncoreSettings,
+) -> Plan:
+    """`credentials[i]` serves spec.clusters[i]: the credentials, or why there are none."""
+    result = Plan()
+    result.unmatched_selectors = [i for i, clusters in enumerate(inventory.clusters_by_selector) if not clusters]
+    clusters = {cluster.id: cluster for group in inventory.clusters_by_selector for cluster in group}
+    device_names = {s.device.id: s.device.name or f"#{s.device.id}" for s in inventory.devices}
+
+    def problem(device_id: int, reason: str, message: str) -> None:
+        result.problems.append(
+            DeviceProblem(device=device_names[device_id], device_id=device_id, reason=reason, message=message)
+        )
+
+    names = assign_names({s.device.id: s.device.name or "" for s in inventory.devices})
+    for dns_name, device_ids in names.collisions.items():
+        for device_id in device_ids:
+            others = sorted(str(other) for other in device_ids if other != device_id)
+            problem(device_id, "NameCollision", f"name {dns_name!r} also maps device(s) {others}")
+    for device_id in names.unusable:
+        problem(device_id, "UnusableName", "no DNS-1123 name can be made of it")
+    for selected in inventory.devices:
+        device = selected.device
+        result.selected_device_ids.add(device.id)
+        name = names.names.get(device.id)
+        if name is None:
+            continue
+        creds = credentials[selected.selector_index]
+        if isinstance(creds, str):
+            problem(device.id, "CredentialsUnavailable", creds)
+            continue
+        try:
+            access = bmc_access(selected, inventory)
+        except DeviceSkippedError as skipped:
+            problem(device.id, skipped.reason, str(skipped))
+            continue
+        cluster = clusters.get(device.cluster.id) if device.cluster else None
+        labels = {**device_labels(selected, cluster, inventory, settings), **owner.labels()}
+        bmc, secret = desired_objects(name, selected, access, labels, creds, settings)
+        result.devices.append(DesiredDevice(device.id, device.name or "", name, bmc, secret))
+    return result

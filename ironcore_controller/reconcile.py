@@ -1,0 +1,300 @@
+"""One reconcile pass of a ClusterImport: read NetBox, plan, converge, report.
+
+Failures are mapped on purpose: NetBox or the API server unavailable -> the condition says so,
+nothing is written or deleted, and kopf retries later (TemporaryError); a device with bad data ->
+reported in status, the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from typing import Any, Final
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+
+from argora_common.crds import (
+    MAX_PROBLEMS,
+    ClusterImportCounts,
+    ClusterImportSpec,
+    ClusterImportStatus,
+    Condition,
+)
+from argora_common.credentials import BMCCredentials, CredentialsError, read_credentials
+from argora_common.inventory import Inventory, read_inventory
+from argora_common.kube import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, Kind, Kube, is_subset, now, set_condition
+from argora_common.metrics import RECONCILE_SECONDS
+from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError
+from ironcore_controller.apply import ApplyResult, Converger, ObjectKey, is_ignored, is_transient
+from ironcore_controller.desired import BMC, BMC_SECRET, Owner, Plan, plan
+from ironcore_controller.settings import IroncoreSettings
+
+type Log = logging.Logger | logging.LoggerAdapter[Any]
+
+CLUSTER_IMPORT: Final = Kind("argora.cloud.sap", "v1alpha1", "ClusterImport", "clusterimports", namespaced=True)
+DEFAULT_STATUSES: Final = ("active",)
+NETBOX_RETRY_SECONDS: Final = 60
+NETBOX_REJECTED_RETRY_SECONDS: Final = 300
+KUBE_RETRY_SECONDS: Final = 30
+# How many names an Event lists before it says "and N more".
+EVENT_NAMES: Final = 10
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:EVENT_NAMES])
+    return shown + (f" and {len(names) - EVENT_NAMES} more" if len(names) > EVENT_NAMES else "")
+
+
+class Reconciler:
+    """State shared by the handlers of one argora-ironcore process."""
+
+    def __init__(self, settings: IroncoreSettings, netbox: NetBox, kube: Kube) -> None:
+        self.settings = settings
+        self.netbox = netbox
+        self.kube = kube
+        self.locks: defaultdict[Owner, threading.Lock] = defaultdict(threading.Lock)
+        self.desired: dict[ObjectKey, dict[str, Any]] = {}
+        self.device_id_label = f"{settings.label_prefix}/device-id"
+
+    # ---- normal path --------------------------------------------------------------------------
+
+    def sync(self, body: kopf.Body, logger: Log, *, wait: bool = True) -> None:
+        owner = Owner(body["metadata"]["namespace"], body["metadata"]["name"])
+        lock = self.locks[owner]
+        if not lock.acquire(blocking=wait):
+            logger.debug("a pass over %s/%s is under way; this one is skipped", owner.namespace, owner.name)
+            return
+        try:
+            with RECONCILE_SECONDS.labels(controller="ironcore", kind="ClusterImport").time():
+                self._sync(body, owner, logger)
+        finally:
+            lock.release()
+
+    def _sync(self, body: kopf.Body, owner: Owner, logger: Log) -> None:
+        spec = ClusterImportSpec.model_validate(body.get("spec") or {})
+        previous = ClusterImportStatus.model_validate(body.get("status") or {})
+        generation = body["metadata"].get("generation")
+        try:
+            inventory = read_inventory(self.netbox, spec.clusters, DEFAULT_STATUSES)
+        except NetBoxError as error:
+            self._netbox_failed(body, owner, previous, generation, error, logger)
+            raise AssertionError("unreachable") from error
+        credentials = self._credentials(owner.namespace, spec)
+        the_plan = plan(inventory, credentials, owner, self.settings)
+        try:
+            result = Converger(self.kube, owner, spec, self.device_id_label).converge(the_plan)
+        except ApiException as error:
+            if not is_transient(error):
+                raise
+            raise kopf.TemporaryError(f"Kubernetes API: HTTP {error.status}", delay=KUBE_RETRY_SECONDS) from error
+        self._remember(owner, result)
+        status = self._status(previous, generation, inventory, the_plan, result, spec)
+        self._write_status(owner, status)
+        self._post_events(body, inventory, the_plan, result, spec)
+        logger.info(
+            "synced: %d devices, %d created, %d updated, %d unchanged, %d pruned, %d skipped, %d failed",
+            status.counts.devices, status.counts.created, status.counts.updated, status.counts.unchanged,
+            status.counts.pruned, status.counts.skipped, status.counts.failed,
+        )  # fmt: skip
+
+    def _credentials(self, namespace: str, spec: ClusterImportSpec) -> list[BMCCredentials | str]:
+        """Credentials per selector, or why there are none; each Secret is read once per pass."""
+        read: dict[tuple[str, str], BMCCredentials | str] = {}
+        result: list[BMCCredentials | str] = []
+        for selector in spec.clusters:
+            if selector.bmc_credentials_ref is not None:
+                key = (namespace, selector.bmc_credentials_ref.name)
+            elif self.settings.default_bmc_credentials is not None:
+                key = (self.settings.default_bmc_credentials.namespace, self.settings.default_bmc_credentials.name)
+            else:
+                result.append("no bmcCredentialsRef and no default (ARGORA_DEFAULT_BMC_CREDENTIALS)")
+                continue
+            if key not in read:
+                try:
+                    read[key] = read_credentials(self.kube, *key)
+                except CredentialsError as error:
+                    read[key] = str(error)
+            result.append(read[key])
+        return result
+
+    def _netbox_failed(
+        self,
+        body: kopf.Body,
+        owner: Owner,
+        previous: ClusterImportStatus,
+        generation: int | None,
+        error: NetBoxError,
+        logger: Log,
+    ) -> None:
+        """Nothing is written or deleted: say why on the resource and retry later."""
+        rejected = isinstance(error, NetBoxRejectedError)
+        reason = "NetBoxRejected" if rejected else "NetBoxUnavailable"
+        conditions = previous.conditions
+        for condition_type in ("Ready", "NetBoxReachable"):
+            conditions = set_condition(
+                conditions,
+                Condition(
+                    type=condition_type, status="False", reason=reason, message=str(error),
+                    observed_generation=generation,
+                ),
+            )  # fmt: skip
+        self._write_status(owner, previous.model_copy(update={"conditions": conditions}))
+        kopf.event(body, type="Warning", reason=reason, message=f"{error}; existing objects are left as they are")
+        logger.warning("NetBox read failed, nothing changed: %s", error)
+        delay = NETBOX_REJECTED_RETRY_SECONDS if rejected else NETBOX_RETRY_SECONDS
+        raise kopf.TemporaryError(str(error), delay=delay)
+
+    def _remember(self, owner: Owner, result: ApplyResult) -> None:
+        for key, manifest in list(self.desired.items()):
+            if owner.owns(manifest):
+                del self.desired[key]
+        self.desired.update(result.desired)
+
+    def _status(
+        self,
+        previous: ClusterImportStatus,
+        generation: int | None,
+        inventory: Inventory,
+        the_plan: Plan,
+        result: ApplyResult,
+        spec: ClusterImportSpec,
+    ) -> ClusterImportStatus:
+        problems = sorted([*the_plan.problems, *result.failed, *result.drifted], key=lambda p: (p.device, p.reason))
+        counts = ClusterImportCounts(
+            clusters=inventory.cluster_count,
+            devices=len(inventory.devices),
+            created=len(result.created),
+            updated=len(result.updated),
+            unchanged=result.unchanged,
+            pruned=len(result.pruned),
+            prune_held_back=len(result.held_back),
+            drifted=len(result.drifted),
+            skipped=len(the_plan.problems),
+            failed=len(result.failed),
+        )
+        unmatched = [
+            f"spec.clusters[{index}]"
+            + (f" ({inventory.selector_errors[index]})" if index in inventory.selector_errors else "")
+            for index in the_plan.unmatched_selectors
+        ]
+
+        def condition(kind: str, ok: bool, reason: str, message: str = "") -> Condition:
+            return Condition(
+                type=kind, status="True" if ok else "False", reason=reason, message=message,
+                observed_generation=generation,
+            )  # fmt: skip
+
+        bad = counts.skipped + counts.failed
+        new_conditions = [
+            condition("Ready", True, "Synced" if not bad else "SyncedWithProblems",
+                      f"{counts.devices} devices, {bad} with problems" if bad else f"{counts.devices} devices"),
+            condition("NetBoxReachable", True, "Read"),
+            condition("DevicesSynced", not bad, "AllSynced" if not bad else "DevicesWithProblems",
+                      f"{counts.skipped} skipped, {counts.failed} failed: see status.problems" if bad else ""),
+            condition("ClustersMatched", not unmatched, "AllMatched" if not unmatched else "NoClusterMatched",
+                      ", ".join(unmatched) + " matched no NetBox cluster" if unmatched else ""),
+            condition("AccessDrift", not result.drifted, "NoDrift" if not result.drifted else "AccessChanged",
+                      f"{len(result.drifted)} BMCs differ from NetBox (onImmutableChange: {spec.on_immutable_change})"
+                      if result.drifted else ""),
+            condition("PruneComplete", not result.held_back, "Complete" if not result.held_back else "HeldBack",
+                      f"{len(result.held_back)} objects kept: {result.held_back_reason}" if result.held_back else ""),
+        ]  # fmt: skip
+        conditions = previous.conditions
+        for new in new_conditions:
+            conditions = set_condition(conditions, new)
+        return ClusterImportStatus(
+            observed_generation=generation,
+            conditions=conditions,
+            last_sync_time=now(),
+            counts=counts,
+            problems=problems[:MAX_PROBLEMS],
+        )
+
+    def _write_status(self, owner: Owner, status: ClusterImportStatus) -> None:
+        body = {
+            "metadata": {"name": owner.name, "namespace": owner.namespace},
+            "status": status.model_dump(by_alias=True, mode="json", exclude_none=True),
+        }
+        self.kube.apply(CLUSTER_IMPORT, body, subresource="status")
+
+    def _post_events(
+        self, body: kopf.Body, inventory: Inventory, the_plan: Plan, result: ApplyResult, spec: ClusterImportSpec
+    ) -> None:
+        if result.created:
+            kopf.event(body, type="Normal", reason="Created", message=f"BMC and BMCSecret for {_names(result.created)}")
+        if result.updated:
+            kopf.event(body, type="Normal", reason="Updated", message=f"BMC/BMCSecret of {_names(result.updated)}")
+        if result.pruned:
+            kopf.event(body, type="Normal", reason="Pruned", message=f"deleted {_names(result.pruned)}")
+        if result.held_back:
+            kopf.event(
+                body, type="Warning", reason="PruneHeldBack",
+                message=f"kept {_names(result.held_back)}: {result.held_back_reason}",
+            )  # fmt: skip
+        if result.drifted:
+            devices = [problem.device for problem in result.drifted]
+            kopf.event(
+                body, type="Warning", reason="AccessDrift",
+                message=f"spec.access differs from NetBox for {_names(devices)} (onImmutableChange: "
+                f"{spec.on_immutable_change})",
+            )  # fmt: skip
+        problems = [*the_plan.problems, *result.failed]
+        if problems:
+            reasons = Counter(problem.reason for problem in problems)
+            summary = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+            kopf.event(body, type="Warning", reason="DevicesSkipped", message=f"{len(problems)} devices: {summary}")
+        for index in the_plan.unmatched_selectors:
+            kopf.event(
+                body, type="Warning", reason="NoClusterMatched",
+                message=f"spec.clusters[{index}] matched no NetBox cluster"
+                + (f": {inventory.selector_errors[index]}" if index in inventory.selector_errors else ""),
+            )  # fmt: skip
+
+    # ---- repair of edited or deleted objects --------------------------------------------------
+
+    def repair(self, kind: Kind, event_type: str | None, body: Mapping[str, Any], logger: Log) -> None:
+        """Put back an object of ours that someone edited or deleted, as the last pass wanted it."""
+        name = body["metadata"]["name"]
+        desired = self.desired.get((kind.kind, name))
+        if desired is None or body["metadata"].get("deletionTimestamp"):
+            return
+        owner = _owner_of(desired)
+        with self.locks[owner]:
+            desired = self.desired.get((kind.kind, name))
+            if desired is None:
+                return
+            if is_ignored(body) or (event_type != "DELETED" and is_subset(desired, body)):
+                return
+            self.kube.apply(kind, desired)
+            logger.info("put back %s %s (%s)", kind.kind, name, "deleted" if event_type == "DELETED" else "edited")
+
+    # ---- delete path --------------------------------------------------------------------------
+
+    def delete(self, body: kopf.Body, logger: Log) -> None:
+        owner = Owner(body["metadata"]["namespace"], body["metadata"]["name"])
+        spec = ClusterImportSpec.model_validate(body.get("spec") or {})
+        with self.locks[owner]:
+            self._remember(owner, ApplyResult())
+            if spec.deletion_policy == "Orphan":
+                logger.info("deletionPolicy Orphan: BMCs and BMCSecrets are left in place")
+                return
+            deleted = []
+            try:
+                for kind in (BMC, BMC_SECRET):
+                    for obj in self.kube.list(kind, label_selector=owner.selector()):
+                        if self.kube.delete(kind, obj["metadata"]["name"]):
+                            deleted.append(f"{kind.kind}/{obj['metadata']['name']}")
+            except ApiException as error:
+                if not is_transient(error):
+                    raise
+                raise kopf.TemporaryError(f"Kubernetes API: HTTP {error.status}", delay=KUBE_RETRY_SECONDS) from error
+            logger.info("deletionPolicy Delete: deleted %d objects", len(deleted))
+        self.locks.pop(owner, None)
+
+
+def _owner_of(manifest: Mapping[str, Any]) -> Owner:
+    labels = manifest["metadata"]["labels"]
+    return Owner(labels[OWNER_NAMESPACE_LABEL], labels[OWNER_NAME_LABEL])

@@ -1,0 +1,147 @@
+import base64
+from typing import Any
+
+from pydantic import SecretStr
+
+from argora_common.credentials import BMCCredentials
+from argora_common.inventory import Inventory, SelectedDevice
+from argora_common.netbox import Cluster, Device, Interface, IPAddress, Site
+from ironcore_controller.desired import Owner, plan
+from ironcore_controller.settings import BMCProtocol, IroncoreSettings
+
+OWNER = Owner("metal", "import-a")
+CREDS = BMCCredentials(username="root", password=SecretStr("calvin"))
+SETTINGS = IroncoreSettings(
+    netbox_url="https://nb.example.com",
+    netbox_token=SecretStr("t"),
+    bmc_protocols={"supermicro": BMCProtocol(name="IPMI", port=623, scheme="http")},
+)
+CLUSTER = Cluster.model_validate({"id": 1, "name": "cc-a1", "type": {"id": 1, "slug": "cc-k8s"}})
+SITE = Site.model_validate({"id": 5, "slug": "qa-de-1a", "name": "QA 1a", "region": {"id": 2, "slug": "qa-de-1"}})
+
+
+def device(device_id: int, name: str | None, oob: str | None = None, vendor: str = "dell", **extra: Any) -> Device:
+    return Device.model_validate(
+        {
+            "id": device_id,
+            "name": name,
+            "status": "active",
+            "site": {"id": 5, "slug": "qa-de-1a"},
+            "role": {"id": 1, "slug": "server"},
+            "platform": {"id": 1, "slug": "ubuntu"},
+            "device_type": {"id": 3, "slug": "r660", "manufacturer": {"id": 1, "slug": vendor}},
+            "cluster": {"id": 1, "name": "cc-a1"},
+            "oob_ip": {"id": 100 + device_id, "address": oob, "dns_name": f"{name}-r.example.com"} if oob else None,
+            **extra,
+        }
+    )
+
+
+def bmc_interface(device_id: int, mac: str | None = "AA:BB:CC:00:00:01") -> Interface:
+    return Interface.model_validate(
+        {"id": 1000 + device_id, "device": {"id": device_id}, "name": "remoteboard", "mac_address": mac}
+    )
+
+
+def ip_on(interface_id: int, address: str, ip_id: int) -> IPAddress:
+    return IPAddress.model_validate(
+        {"id": ip_id, "address": address, "assigned_object_type": "dcim.interface", "assigned_object_id": interface_id}
+    )
+
+
+def inventory(*devices: Device, **kwargs: Any) -> Inventory:
+    return Inventory(
+        clusters_by_selector=[[CLUSTER]],
+        devices=[SelectedDevice(d, 0) for d in devices],
+        sites={5: SITE},
+        **kwargs,
+    )
+
+
+def test_device_with_oob_ip_becomes_bmc_and_secret() -> None:
+    inv = inventory(device(1, "Node001", "10.0.0.5/24"), bmc_interfaces={1: [bmc_interface(1)]})
+    result = plan(inv, [CREDS], OWNER, SETTINGS)
+    assert result.problems == []
+    (desired,) = result.devices
+    assert desired.name == "node001"
+    assert desired.bmc["spec"] == {
+        "access": {"ip": "10.0.0.5", "macAddress": "aa:bb:cc:00:00:01"},
+        "protocol": {"name": "Redfish", "port": 443, "scheme": "https"},
+        "bmcSecretRef": {"name": "node001"},
+        "hostname": "Node001-r.example.com",
+    }
+    labels = desired.bmc["metadata"]["labels"]
+    assert labels == {
+        "topology.kubernetes.io/zone": "qa-de-1a",
+        "topology.kubernetes.io/region": "qa-de-1",
+        "kubernetes.metal.cloud.sap/cluster": "cc-a1",
+        "kubernetes.metal.cloud.sap/cluster-type": "cc-k8s",
+        "kubernetes.metal.cloud.sap/role": "server",
+        "kubernetes.metal.cloud.sap/platform": "ubuntu",
+        "kubernetes.metal.cloud.sap/device-type": "r660",
+        "kubernetes.metal.cloud.sap/device-id": "1",
+        "argora.cloud.sap/owner-namespace": "metal",
+        "argora.cloud.sap/owner-name": "import-a",
+        "app.kubernetes.io/managed-by": "argora-ironcore",
+    }
+    data = desired.secret["data"]
+    assert base64.b64decode(data["username"]) == b"root"
+    assert base64.b64decode(data["password"]) == b"calvin"
+    assert desired.secret["metadata"]["labels"] == labels
+
+
+def test_fallback_to_the_single_ip_on_remoteboard_and_protocol_by_vendor() -> None:
+    inv = inventory(
+        device(2, "node002", vendor="supermicro"),
+        bmc_interfaces={2: [bmc_interface(2, mac=None)]},
+        bmc_addresses={1002: [ip_on(1002, "10.0.0.6/24", 7)]},
+    )
+    (desired,) = plan(inv, [CREDS], OWNER, SETTINGS).devices
+    assert desired.bmc["spec"]["access"] == {"ip": "10.0.0.6"}
+    assert desired.bmc["spec"]["protocol"] == {"name": "IPMI", "port": 623, "scheme": "http"}
+    assert "hostname" not in desired.bmc["spec"]
+
+
+def test_bad_devices_are_reported_and_the_good_one_goes_on() -> None:
+    inv = inventory(
+        device(1, "good", "10.0.0.5/24"),
+        device(2, "no-ip"),
+        device(3, "two-ips"),
+        device(4, "v6", "2001:db8::5/64"),
+        device(5, "Twin_A", "10.0.0.7/24"),
+        device(6, "twin-a", "10.0.0.8/24"),
+        device(7, None, "10.0.0.9/24"),
+        bmc_interfaces={3: [bmc_interface(3)]},
+        bmc_addresses={1003: [ip_on(1003, "10.0.1.1/24", 8), ip_on(1003, "10.0.1.2/24", 9)]},
+    )
+    result = plan(inv, [CREDS], OWNER, SETTINGS)
+    assert [d.name for d in result.devices] == ["good"]
+    reasons = {problem.device: problem.reason for problem in result.problems}
+    assert reasons == {
+        "no-ip": "NoOOBIP",
+        "two-ips": "AmbiguousOOBIP",
+        "v6": "IPv6OOBIP",
+        "Twin_A": "NameCollision",
+        "twin-a": "NameCollision",
+        "#7": "UnusableName",
+    }
+    # Skipped devices are still selected: their objects must never be pruned for bad data.
+    assert result.selected_device_ids == {1, 2, 3, 4, 5, 6, 7}
+
+
+def test_missing_credentials_skip_only_that_selectors_devices() -> None:
+    inv = Inventory(
+        clusters_by_selector=[[CLUSTER], [CLUSTER]],
+        devices=[SelectedDevice(device(1, "a", "10.0.0.5/24"), 0), SelectedDevice(device(2, "b", "10.0.0.6/24"), 1)],
+        sites={5: SITE},
+    )
+    result = plan(inv, [CREDS, "Secret metal/bmc not found"], OWNER, SETTINGS)
+    assert [d.name for d in result.devices] == ["a"]
+    assert [(p.device, p.reason, p.message) for p in result.problems] == [
+        ("b", "CredentialsUnavailable", "Secret metal/bmc not found")
+    ]
+
+
+def test_unmatched_selectors_are_listed() -> None:
+    inv = Inventory(clusters_by_selector=[[], [CLUSTER]], devices=[], sites={})
+    assert plan(inv, [CREDS, CREDS], OWNER, SETTINGS).unmatched_selectors == [0]
