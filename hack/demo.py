@@ -8,6 +8,7 @@ running until Ctrl-C and prints how to reach it.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,10 +20,11 @@ from pydantic import SecretStr
 from argora_common.netbox import CLUSTERS, DEVICES, NetBox
 from argora_common.settings import Settings
 from tests.harness.kube import KubeCluster, upstream_crd_files
+from tests.harness.kubeobjects import Objects
 from tests.harness.netbox import NetBoxServer
 from tests.harness.operator import OperatorProcess
 from tests.harness.process import stop_all
-from tests.harness.seed import NetBoxSeeder, Topology
+from tests.harness.seed import NetBoxSeeder, Topology, add_servers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKDIR = REPO_ROOT / ".work" / "demo"
@@ -41,12 +43,10 @@ def seed(netbox: NetBoxServer) -> None:
     for cluster_name, vendor, count in INVENTORY:
         topology = Topology(seeder, f"demo-{cluster_name}", manufacturer=vendor)
         cluster = topology.cluster("cluster")
-        devices = topology.devices(cluster, [f"{cluster_name}-node{i:03d}" for i in range(1, count + 1)])
-        addresses = topology.bmc_interfaces(devices)
-        seeder.update_many(
-            "dcim/devices",
-            [{"id": device["id"], "oob_ip": ip["id"]} for device, ip in zip(devices, addresses, strict=True)],
-        )
+        add_servers(topology, cluster, [f"{cluster_name}-node{i:03d}" for i in range(1, count + 1)])
+        if cluster_name == "k8s-a1":
+            # A server without an OOB IP: reported, and it blocks none of the others.
+            add_servers(topology, cluster, ["k8s-a1-node099"], set_oob_ip=False, interface_name="eth0")
 
 
 def show_netbox(netbox: NetBoxServer) -> None:
@@ -70,8 +70,34 @@ def show_kubernetes(api: client.ApiClient) -> None:
         print(f"    {crd.metadata.name}")
 
 
+def show_cluster_import(objects: Objects) -> None:
+    objects.core.create_namespace({"metadata": {"name": "demo"}})
+    objects.create_secret("demo", "bmc-credentials", {"bmcUser": "admin", "bmcPassword": "demo-password"})
+    selectors = [
+        {"name": "demo-k8s-a1-cluster", "bmcCredentialsRef": {"name": "bmc-credentials"}},
+        {"type": "demo-k8s-b1-ctype", "bmcCredentialsRef": {"name": "bmc-credentials"}},
+    ]
+    say("kubectl -n demo apply -f clusterimport.yaml  (clusters: demo-k8s-a1 by name, demo-k8s-b1 by type)")
+    objects.create_import("demo", "demo", {"clusters": selectors})
+    status = objects.synced_import("demo", "demo")["status"]
+    counts = status["counts"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    print(f"    Ready={ready['status']} ({ready['reason']}): {counts['devices']} devices, {counts['created']} created")
+    for problem in status.get("problems", []):
+        print(f"    problem: {problem['device']}: {problem['reason']}: {problem['message']}")
+    say("kubectl get bmcs  (metal.ironcore.dev, written by argora-ironcore)")
+    for name, bmc in sorted(objects.owned("bmcs", "demo", "demo").items()):
+        access = bmc["spec"]["access"]
+        zone = bmc["metadata"]["labels"].get("topology.kubernetes.io/zone", "")
+        print(f"    {name:<18} ip {access['ip']:<13} mac {access.get('macAddress', '-'):<18} zone {zone}")
+    say("kubectl -n demo get events")
+    for event_type, reason, message in objects.events("demo", "demo"):
+        print(f"    {event_type:<8} {reason:<16} {message}")
+
+
 def main() -> int:
-    WORKDIR.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(WORKDIR, ignore_errors=True)
+    WORKDIR.mkdir(parents=True)
     try:
         say("starting kube-apiserver + etcd")
         kube = KubeCluster(WORKDIR / "kube")
@@ -92,6 +118,7 @@ def main() -> int:
         for name in CONTROLLERS:
             operator = OperatorProcess(name, WORKDIR, env).start()
             say(f"argora-{name} is running: health {operator.health_url}, metrics {operator.metrics_url}")
+        show_cluster_import(Objects(api))
         if os.environ.get("DEMO_KEEP"):
             say(f"export KUBECONFIG={kube.kubeconfig}")
             say(f"NetBox API: {netbox.url}  (local demo token: {netbox.v2_token})")

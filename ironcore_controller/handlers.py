@@ -23,8 +23,8 @@ def register(registry: kopf.OperatorRegistry, settings: IroncoreSettings, netbox
     @kopf.on.create(*CI, registry=registry)
     @kopf.on.update(*CI, field="spec", registry=registry)
     @kopf.on.update(*CI, field=("metadata", "annotations", SYNC_ANNOTATION), registry=registry)
-    def sync(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        reconciler.sync(body, logger)
+    def sync(body: kopf.Body, logger: kopf.Logger, retry: int, **_: Any) -> None:
+        reconciler.sync(body, logger, retry=retry)
 
     @kopf.timer(
         *CI,

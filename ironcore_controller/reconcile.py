@@ -36,7 +36,8 @@ type Log = logging.Logger | logging.LoggerAdapter[Any]
 
 CLUSTER_IMPORT: Final = Kind("argora.cloud.sap", "v1alpha1", "ClusterImport", "clusterimports", namespaced=True)
 DEFAULT_STATUSES: Final = ("active",)
-NETBOX_RETRY_SECONDS: Final = 60
+NETBOX_RETRY_SECONDS: Final = 30
+NETBOX_RETRY_MAX_SECONDS: Final = 600
 NETBOX_REJECTED_RETRY_SECONDS: Final = 300
 KUBE_RETRY_SECONDS: Final = 30
 # How many names an Event lists before it says "and N more".
@@ -61,7 +62,7 @@ class Reconciler:
 
     # ---- normal path --------------------------------------------------------------------------
 
-    def sync(self, body: kopf.Body, logger: Log, *, wait: bool = True) -> None:
+    def sync(self, body: kopf.Body, logger: Log, *, retry: int = 0, wait: bool = True) -> None:
         owner = Owner(body["metadata"]["namespace"], body["metadata"]["name"])
         lock = self.locks[owner]
         if not lock.acquire(blocking=wait):
@@ -69,18 +70,18 @@ class Reconciler:
             return
         try:
             with RECONCILE_SECONDS.labels(controller="ironcore", kind="ClusterImport").time():
-                self._sync(body, owner, logger)
+                self._sync(body, owner, retry, logger)
         finally:
             lock.release()
 
-    def _sync(self, body: kopf.Body, owner: Owner, logger: Log) -> None:
+    def _sync(self, body: kopf.Body, owner: Owner, retry: int, logger: Log) -> None:
         spec = ClusterImportSpec.model_validate(body.get("spec") or {})
         previous = ClusterImportStatus.model_validate(body.get("status") or {})
         generation = body["metadata"].get("generation")
         try:
             inventory = read_inventory(self.netbox, spec.clusters, DEFAULT_STATUSES)
         except NetBoxError as error:
-            self._netbox_failed(body, owner, previous, generation, error, logger)
+            self._netbox_failed(body, owner, previous, generation, error, retry, logger)
             raise AssertionError("unreachable") from error
         credentials = self._credentials(owner.namespace, spec)
         the_plan = plan(inventory, credentials, owner, self.settings)
@@ -127,6 +128,7 @@ class Reconciler:
         previous: ClusterImportStatus,
         generation: int | None,
         error: NetBoxError,
+        retry: int,
         logger: Log,
     ) -> None:
         """Nothing is written or deleted: say why on the resource and retry later."""
@@ -144,8 +146,9 @@ class Reconciler:
         self._write_status(owner, previous.model_copy(update={"conditions": conditions}))
         kopf.event(body, type="Warning", reason=reason, message=f"{error}; existing objects are left as they are")
         logger.warning("NetBox read failed, nothing changed: %s", error)
-        delay = NETBOX_REJECTED_RETRY_SECONDS if rejected else NETBOX_RETRY_SECONDS
-        raise kopf.TemporaryError(str(error), delay=delay)
+        # An outage that lasts gets retried less and less often; a rejected token waits for a fix.
+        backoff = min(NETBOX_RETRY_SECONDS * 2**retry, NETBOX_RETRY_MAX_SECONDS)
+        raise kopf.TemporaryError(str(error), delay=NETBOX_REJECTED_RETRY_SECONDS if rejected else backoff)
 
     def _remember(self, owner: Owner, result: ApplyResult) -> None:
         for key, manifest in list(self.desired.items()):

@@ -146,25 +146,6 @@ class Topology:
         }
         return self.seeder.create("dcim/devices", [{**base, **fields, "name": name} for name in names])
 
-    def bmc_interfaces(self, devices: Sequence[Mapping[str, Any]], name: str = "remoteboard") -> list[dict[str, Any]]:
-        """A management interface with one IPv4 address per device; returns the IP addresses."""
-        interfaces = self.seeder.create(
-            "dcim/interfaces",
-            [{"device": dev["id"], "name": name, "type": "1000base-t", "mgmt_only": True} for dev in devices],
-        )
-        return self.seeder.create(
-            "ipam/ip-addresses",
-            [
-                {
-                    "address": fresh_ipv4(),
-                    "assigned_object_type": "dcim.interface",
-                    "assigned_object_id": iface["id"],
-                    "status": "active",
-                }
-                for iface in interfaces
-            ],
-        )
-
 
 @dataclass
 class Server:
