@@ -114,3 +114,42 @@ def _read_bmc_interfaces(netbox: NetBox, inventory: Inventory, site_ids: set[int
         if address.assigned_object_id is not None:
             by_interface[address.assigned_object_id].append(address)
     inventory.bmc_addresses = dict(by_interface)
+
+
+@dataclass
+class BootInterfaces:
+    """Per device, the interface carrying its primary IP and, when that is a LAG, the LAG's members."""
+
+    primary: dict[int, Interface] = field(default_factory=dict)  # by device id
+    primary_address: dict[int, IPAddress] = field(default_factory=dict)  # by device id
+    lag_members: dict[int, list[Interface]] = field(default_factory=dict)  # by LAG interface id
+
+
+def read_boot_interfaces(netbox: NetBox, devices: Sequence[Device]) -> BootInterfaces:
+    """Where each device boots from; requests: id chunks of primary IPs, their interfaces, LAG members."""
+    primary_ip_ids = {
+        ip.id for device in devices for ip in (device.primary_ip4 or device.primary_ip6,) if ip is not None
+    }
+    addresses = netbox.list_by_ids(IP_ADDRESSES, "id", primary_ip_ids)
+    interface_ids = {
+        address.assigned_object_id
+        for address in addresses
+        if address.assigned_object_type == "dcim.interface" and address.assigned_object_id is not None
+    }
+    interfaces = {iface.id: iface for iface in netbox.list_by_ids(INTERFACES, "id", interface_ids)}
+    addresses_by_id = {address.id: address for address in addresses}
+    result = BootInterfaces()
+    for device in devices:
+        ip = device.primary_ip4 or device.primary_ip6
+        address = addresses_by_id.get(ip.id) if ip else None
+        interface = interfaces.get(address.assigned_object_id or -1) if address else None
+        if address is not None and interface is not None and interface.device.id == device.id:
+            result.primary[device.id] = interface
+            result.primary_address[device.id] = address
+    lag_ids = [iface.id for iface in result.primary.values() if iface.type == "lag"]
+    members: dict[int, list[Interface]] = defaultdict(list)
+    for member in netbox.list_by_ids(INTERFACES, "lag_id", lag_ids):
+        if member.lag is not None:
+            members[member.lag.id].append(member)
+    result.lag_members = dict(members)
+    return result

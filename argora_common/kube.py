@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Final
 
 from kubernetes import client, config
@@ -49,6 +51,40 @@ class Kind:
 
 
 SECRET: Final = Kind("", "v1", "Secret", "secrets", namespaced=True)
+EVENT: Final = Kind("", "v1", "Event", "events", namespaced=True)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The resource whose objects these are, recorded in labels: an owner reference would not do
+    (cluster-scoped objects cannot point at a namespaced owner, and garbage collection would delete
+    hosts that must only go on purpose)."""
+
+    namespace: str
+    name: str
+    manager: str  # the controller's field manager, e.g. argora-ironcore
+
+    def labels(self) -> dict[str, str]:
+        return {OWNER_NAMESPACE_LABEL: self.namespace, OWNER_NAME_LABEL: self.name, MANAGED_BY_LABEL: self.manager}
+
+    def selector(self) -> str:
+        return ",".join(f"{key}={value}" for key, value in self.labels().items())
+
+    def owns(self, obj: Mapping[str, Any]) -> bool:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return all(labels.get(key) == value for key, value in self.labels().items())
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> Owner:
+        """The owner recorded in one of our objects' labels."""
+        labels = obj["metadata"]["labels"]
+        return cls(labels[OWNER_NAMESPACE_LABEL], labels[OWNER_NAME_LABEL], labels[MANAGED_BY_LABEL])
+
+
+class WriteOutcome(StrEnum):
+    CREATED = "create"
+    UPDATED = "update"
+    UNCHANGED = "unchanged"
 
 
 def load_api_client() -> client.ApiClient:
@@ -129,6 +165,13 @@ class Kube:
         manifest = {"apiVersion": kind.api_version, "kind": kind.kind, **body}
         return self._call("POST", kind.path(body["metadata"].get("namespace")), body=manifest)
 
+    def apply_if_changed(self, kind: Kind, desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> WriteOutcome:
+        """Apply `desired` unless `live` already has every field of it: unchanged objects cost nothing."""
+        if live is not None and is_subset(desired, live):
+            return WriteOutcome.UNCHANGED
+        self.apply(kind, desired)
+        return WriteOutcome.CREATED if live is None else WriteOutcome.UPDATED
+
     def delete(self, kind: Kind, name: str, namespace: str | None = None) -> bool:
         """Delete; False when it was already gone."""
         try:
@@ -138,6 +181,56 @@ class Kube:
                 return False
             raise
         return True
+
+
+def is_transient(error: ApiException) -> bool:
+    """Worth retrying later: the API server was unavailable, overloaded or the connection failed."""
+    return error.status in {0, 408, 429} or (error.status or 0) >= 500
+
+
+def api_message(error: ApiException) -> str:
+    """The API server's own words for a refusal, for status and Events."""
+    try:
+        return str(json.loads(error.body).get("message", ""))[:300]
+    except (TypeError, ValueError):
+        return str(error.reason)
+
+
+def is_ignored(obj: Mapping[str, Any] | None) -> bool:
+    """A person took this object over: `argora.cloud.sap/ignore: "true"`."""
+    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(IGNORE_ANNOTATION, "")).lower() == "true"
+
+
+def label_int(obj: Mapping[str, Any], key: str) -> int | None:
+    value = ((obj.get("metadata") or {}).get("labels") or {}).get(key)
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def post_event(kube: Kube, involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+    """An Event on `involved`, posted directly (also from threads outside kopf's handlers)."""
+    metadata = involved["metadata"]
+    timestamp = now().isoformat().replace("+00:00", "Z")
+    kube.create(
+        EVENT,
+        {
+            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata.get("uid"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": kube.field_manager},
+            "firstTimestamp": timestamp,
+            "lastTimestamp": timestamp,
+            "count": 1,
+        },
+    )
 
 
 def is_subset(desired: object, live: object) -> bool:

@@ -124,6 +124,11 @@ class Site(_Record):
     region: Ref | None = None
 
 
+class VLANRef(_Record):
+    id: int
+    vid: int
+
+
 class Interface(_Record):
     id: int
     device: Ref
@@ -132,8 +137,18 @@ class Interface(_Record):
     mgmt_only: bool = False
     lag: Ref | None = None
     mac_address: str | None = None
+    mtu: int | None = None
+    mode: str | None = None
+    untagged_vlan: VLANRef | None = None
 
-    _type = field_validator("type", mode="before")(_choice_value)
+    _type = field_validator("type", "mode", mode="before")(_choice_value)
+
+
+class Prefix(_Record):
+    id: int
+    prefix: str
+    vlan: VLANRef | None = None
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
 
 
 class IPAddress(_Record):
@@ -202,8 +217,8 @@ INTERFACES: Final = Endpoint(
     "dcim",
     "interfaces",
     Interface,
-    ("id", "device", "name", "type", "mgmt_only", "lag", "mac_address"),
-    frozenset({"id", "device_id", "site_id", "name", "mgmt_only"}),
+    ("id", "device", "name", "type", "mgmt_only", "lag", "mac_address", "mtu", "mode", "untagged_vlan"),
+    frozenset({"id", "device_id", "site_id", "lag_id", "name", "mgmt_only"}),
 )
 IP_ADDRESSES: Final = Endpoint(
     "ipam",
@@ -211,6 +226,9 @@ IP_ADDRESSES: Final = Endpoint(
     IPAddress,
     ("id", "address", "dns_name", "status", "assigned_object_type", "assigned_object_id"),
     frozenset({"id", "device_id", "interface_id"}),
+)
+PREFIXES: Final = Endpoint(
+    "ipam", "prefixes", Prefix, ("id", "prefix", "vlan", "custom_fields"), frozenset({"id", "site_id"})
 )
 MAC_ADDRESSES: Final = Endpoint(
     "dcim",

@@ -7,49 +7,26 @@ from plain data so it can be tested without servers.
 from __future__ import annotations
 
 import base64
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from argora_common.bmc import BMCAccess, DeviceSkippedError, bmc_access, topology_labels
 from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.kube import (
-    MANAGED_BY_LABEL,
-    OWNER_NAME_LABEL,
-    OWNER_NAMESPACE_LABEL,
     Kind,
+    Owner,
     assign_names,
     label_value,
 )
-from argora_common.netbox import Cluster
+from argora_common.netbox import Cluster, Device
 from ironcore_controller.settings import IroncoreSettings
 
 FIELD_MANAGER: Final = "argora-ironcore"
 BMC: Final = Kind("metal.ironcore.dev", "v1alpha1", "BMC", "bmcs", namespaced=False)
 BMC_SECRET: Final = Kind("metal.ironcore.dev", "v1alpha1", "BMCSecret", "bmcsecrets", namespaced=False)
-REGION_LABEL: Final = "topology.kubernetes.io/region"
-ZONE_LABEL: Final = "topology.kubernetes.io/zone"
-
-
-@dataclass(frozen=True)
-class Owner:
-    """The ClusterImport whose objects these are; recorded in labels (cluster-scoped objects cannot
-    carry an owner reference to a namespaced one)."""
-
-    namespace: str
-    name: str
-
-    def labels(self) -> dict[str, str]:
-        return {OWNER_NAMESPACE_LABEL: self.namespace, OWNER_NAME_LABEL: self.name, MANAGED_BY_LABEL: FIELD_MANAGER}
-
-    def selector(self) -> str:
-        return ",".join(f"{key}={value}" for key, value in self.labels().items())
-
-    def owns(self, obj: Mapping[str, Any]) -> bool:
-        labels = obj.get("metadata", {}).get("labels") or {}
-        return all(labels.get(key) == value for key, value in self.labels().items())
 
 
 @dataclass
@@ -70,44 +47,11 @@ class Plan:
     unmatched_selectors: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class BMCAccess:
-    ip: str
-    mac: str | None
-    hostname: str | None
-
-
-class DeviceSkippedError(Exception):
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def bmc_access(selected: SelectedDevice, inventory: Inventory) -> BMCAccess:
-    """The BMC's address: NetBox's OOB IP, else the single IP on the `remoteboard` interface."""
-    device = selected.device
-    interfaces = inventory.bmc_interfaces.get(device.id, [])
-    if len(interfaces) > 1:
-        raise DeviceSkippedError("AmbiguousBMCInterface", f"{len(interfaces)} interfaces named remoteboard")
-    interface = interfaces[0] if interfaces else None
-    if device.oob_ip is not None:
-        cidr, dns_name = device.oob_ip.address, device.oob_ip.dns_name
-    else:
-        addresses = inventory.bmc_addresses.get(interface.id, []) if interface else []
-        if not addresses:
-            raise DeviceSkippedError("NoOOBIP", "no OOB IP in NetBox and no IP on a remoteboard interface")
-        if len(addresses) > 1:
-            found = ", ".join(sorted(address.address for address in addresses))
-            raise DeviceSkippedError("AmbiguousOOBIP", f"no OOB IP set and several IPs on remoteboard: {found}")
-        cidr, dns_name = addresses[0].address, addresses[0].dns_name
-    try:
-        address = ipaddress.ip_interface(cidr).ip
-    except ValueError as error:
-        raise DeviceSkippedError("InvalidOOBIP", f"OOB IP {cidr!r} is not an IP address") from error
-    if address.version != 4:
-        raise DeviceSkippedError("IPv6OOBIP", f"OOB IP {address} is IPv6; metal-operator BMC access needs IPv4")
-    mac = interface.mac_address.lower() if interface and interface.mac_address else None
-    return BMCAccess(ip=str(address), mac=mac, hostname=dns_name or None)
+def ipv4_access(device: Device, inventory: Inventory) -> BMCAccess:
+    access = bmc_access(device, inventory)
+    if access.ip.version != 4:
+        raise DeviceSkippedError("IPv6OOBIP", f"OOB IP {access.ip} is IPv6; metal-operator BMC access needs IPv4")
+    return access
 
 
 def device_labels(
@@ -115,10 +59,8 @@ def device_labels(
 ) -> dict[str, str]:
     device = selected.device
     prefix = settings.label_prefix
-    site = inventory.sites.get(device.site.id)
     candidates = {
-        ZONE_LABEL: device.site.slug,
-        REGION_LABEL: site.region.slug if site and site.region else None,
+        **topology_labels(device, inventory),
         f"{prefix}/cluster": cluster.name if cluster else None,
         f"{prefix}/cluster-type": cluster.type.slug if cluster else None,
         f"{prefix}/role": device.role.slug if device.role else None,
@@ -142,7 +84,7 @@ def desired_objects(
     settings: IroncoreSettings,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     metadata = {"name": name, "labels": dict(labels)}
-    spec_access: dict[str, str] = {"ip": access.ip}
+    spec_access: dict[str, str] = {"ip": str(access.ip)}
     if access.mac:
         spec_access["macAddress"] = access.mac
     spec: dict[str, Any] = {
@@ -197,7 +139,7 @@ def plan(
             problem(device.id, "CredentialsUnavailable", creds)
             continue
         try:
-            access = bmc_access(selected, inventory)
+            access = ipv4_access(device, inventory)
         except DeviceSkippedError as skipped:
             problem(device.id, skipped.reason, str(skipped))
             continue

@@ -25,11 +25,20 @@ from argora_common.crds import (
 )
 from argora_common.credentials import BMCCredentials, CredentialsError, read_credentials
 from argora_common.inventory import Inventory, read_inventory
-from argora_common.kube import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, Kind, Kube, is_subset, now, set_condition
+from argora_common.kube import (
+    Kind,
+    Kube,
+    Owner,
+    is_ignored,
+    is_subset,
+    is_transient,
+    now,
+    set_condition,
+)
 from argora_common.metrics import RECONCILE_SECONDS
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError
-from ironcore_controller.apply import ApplyResult, Converger, ObjectKey, is_ignored, is_transient
-from ironcore_controller.desired import BMC, BMC_SECRET, Owner, Plan, plan
+from ironcore_controller.apply import ApplyResult, Converger, ObjectKey
+from ironcore_controller.desired import BMC, BMC_SECRET, FIELD_MANAGER, Plan, plan
 from ironcore_controller.settings import IroncoreSettings
 
 type Log = logging.Logger | logging.LoggerAdapter[Any]
@@ -63,7 +72,7 @@ class Reconciler:
     # ---- normal path --------------------------------------------------------------------------
 
     def sync(self, body: kopf.Body, logger: Log, *, retry: int = 0, wait: bool = True) -> None:
-        owner = Owner(body["metadata"]["namespace"], body["metadata"]["name"])
+        owner = Owner(body["metadata"]["namespace"], body["metadata"]["name"], FIELD_MANAGER)
         lock = self.locks[owner]
         if not lock.acquire(blocking=wait):
             logger.debug("a pass over %s/%s is under way; this one is skipped", owner.namespace, owner.name)
@@ -264,7 +273,7 @@ class Reconciler:
         desired = self.desired.get((kind.kind, name))
         if desired is None or body["metadata"].get("deletionTimestamp"):
             return
-        owner = _owner_of(desired)
+        owner = Owner.of(desired)
         with self.locks[owner]:
             desired = self.desired.get((kind.kind, name))
             if desired is None:
@@ -277,7 +286,7 @@ class Reconciler:
     # ---- delete path --------------------------------------------------------------------------
 
     def delete(self, body: kopf.Body, logger: Log) -> None:
-        owner = Owner(body["metadata"]["namespace"], body["metadata"]["name"])
+        owner = Owner(body["metadata"]["namespace"], body["metadata"]["name"], FIELD_MANAGER)
         spec = ClusterImportSpec.model_validate(body.get("spec") or {})
         with self.locks[owner]:
             self._remember(owner, ApplyResult())
@@ -296,8 +305,3 @@ class Reconciler:
                 raise kopf.TemporaryError(f"Kubernetes API: HTTP {error.status}", delay=KUBE_RETRY_SECONDS) from error
             logger.info("deletionPolicy Delete: deleted %d objects", len(deleted))
         self.locks.pop(owner, None)
-
-
-def _owner_of(manifest: Mapping[str, Any]) -> Owner:
-    labels = manifest["metadata"]["labels"]
-    return Owner(labels[OWNER_NAMESPACE_LABEL], labels[OWNER_NAME_LABEL])

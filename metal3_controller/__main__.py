@@ -4,11 +4,13 @@ from collections.abc import Sequence
 
 from argora_common.operator import Controller, run
 from metal3_controller.handlers import register
+from metal3_controller.settings import Metal3Settings
 
 CONTROLLER = Controller(
     name="metal3",
     description="Reconciles Cluster API Cluster objects into Metal3 BareMetalHosts and their BMC credential Secrets.",
     register=register,
+    settings_class=Metal3Settings,
 )
 
 

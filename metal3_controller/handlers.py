@@ -1,11 +1,50 @@
-"""kopf wiring of argora-metal3: only this controller's handlers are registered here."""
+"""kopf wiring of argora-metal3: Cluster API Clusters in, BareMetalHosts and Secrets out.
 
+Only raw watch events on Clusters: unlike change handlers, timers and daemons they put no finalizer on
+the Cluster, so this operator being down never blocks a Cluster's deletion. The periodic resync is
+our own background thread over the Clusters the events told us about.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
 from typing import Any
 
 import kopf
 
+from argora_common.kube import Kube, load_api_client
 from argora_common.netbox import NetBox
+from metal3_controller.desired import CAPI_CLUSTER, FIELD_MANAGER
+from metal3_controller.reconcile import Reconciler
+from metal3_controller.settings import Metal3Settings
+
+# How often the resync thread looks for Clusters whose pass is due.
+TICK_SECONDS = 2.0
+
+log = logging.getLogger("argora.metal3")
 
 
-def register(registry: kopf.OperatorRegistry, settings: Any, netbox: NetBox) -> None:
-    """No handlers yet: the reconcile logic of this controller lands with its own issue."""
+def register(registry: kopf.OperatorRegistry, settings: Metal3Settings, netbox: NetBox) -> None:
+    reconciler = Reconciler(settings, netbox, Kube(load_api_client(), FIELD_MANAGER))
+    stop = threading.Event()
+
+    @kopf.on.event(CAPI_CLUSTER.group, CAPI_CLUSTER.version, CAPI_CLUSTER.plural, registry=registry)
+    def cluster_event(type: str | None, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        reconciler.on_event(type, body, logger)
+
+    @kopf.on.startup(registry=registry)
+    def start_resync(**_: Any) -> None:
+        def loop() -> None:
+            while not stop.wait(TICK_SECONDS):
+                try:
+                    reconciler.resync_due(log)
+                except Exception:
+                    # One failing pass must not end the resync of every other Cluster.
+                    log.exception("resync pass failed")
+
+        threading.Thread(target=loop, name="argora-metal3-resync", daemon=True).start()
+
+    @kopf.on.cleanup(registry=registry)
+    def stop_resync(**_: Any) -> None:
+        stop.set()

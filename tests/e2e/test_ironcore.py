@@ -254,7 +254,7 @@ def test_devices_that_leave_the_selection_are_pruned_within_the_cap(
     assert ci["status"]["counts"]["pruned"] == 4
     assert ci["status"]["counts"]["pruneHeldBack"] == 2
     held = next(c for c in ci["status"]["conditions"] if c["type"] == "PruneComplete")
-    assert held["status"] == "False" and "maxPrunePerPass" in held["message"]
+    assert held["status"] == "False" and "at most 4 objects are pruned per pass" in held["message"]
     ci = objects.resync(namespace, "import")
     assert ci["status"]["counts"]["pruned"] == 2
     assert set(objects.owned("bmcs", namespace, "import")) == by_name(kept)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -108,5 +109,73 @@ class Objects:
 
     def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
         """(type, reason, message) of the Events on an object, oldest first."""
+        events = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+        return [(event.type, event.reason, event.message) for event in events]
+
+
+CAPI = ("cluster.x-k8s.io", "v1beta2")
+METAL3 = ("metal3.io", "v1alpha1")
+SYNC_STATUS = "argora.cloud.sap/sync-status"
+
+
+class Clusters:
+    """Cluster API Clusters and Metal3 BareMetalHosts, as a user would look at them."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    def create(
+        self,
+        namespace: str,
+        name: str,
+        annotations: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+        paused: bool = False,
+    ) -> None:
+        body = {
+            "apiVersion": "/".join(CAPI),
+            "kind": "Cluster",
+            "metadata": {"name": name, "annotations": annotations or {}, "labels": labels or {}},
+            "spec": {"paused": paused},
+        }
+        self.custom.create_namespaced_custom_object(*CAPI, namespace, "clusters", body)
+
+    def patch(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(*CAPI, namespace, "clusters", name, patch)
+
+    def get(self, namespace: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.custom.get_namespaced_custom_object(*CAPI, namespace, "clusters", name)
+        return found
+
+    def sync_status(self, namespace: str, name: str) -> dict[str, Any] | None:
+        raw = (self.get(namespace, name)["metadata"].get("annotations") or {}).get(SYNC_STATUS)
+        return json.loads(raw) if raw else None
+
+    def synced(self, namespace: str, name: str, after: str = "", timeout: float = 90) -> dict[str, Any]:
+        """The sync-status summary of the first pass that finished after `after` (a lastSyncTime)."""
+
+        def probe() -> dict[str, Any] | None:
+            status = self.sync_status(namespace, name)
+            return status if status and status["lastSyncTime"] > after else None
+
+        return wait_for(probe, timeout, f"Cluster {namespace}/{name} synced")
+
+    def resync(self, namespace: str, name: str) -> dict[str, Any]:
+        previous = (self.sync_status(namespace, name) or {}).get("lastSyncTime", "")
+        time.sleep(1.05)  # lastSyncTime has a resolution of one second
+        self.patch(
+            namespace, name, {"metadata": {"annotations": {"argora.cloud.sap/sync-requested": uuid.uuid4().hex}}}
+        )
+        return self.synced(namespace, name, after=previous)
+
+    def hosts(self, namespace: str) -> dict[str, dict[str, Any]]:
+        items = self.custom.list_namespaced_custom_object(*METAL3, namespace, "baremetalhosts")["items"]
+        return {item["metadata"]["name"]: item for item in items}
+
+    def secret(self, namespace: str, name: str) -> Any:
+        return self.core.read_namespaced_secret(name, namespace)
+
+    def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
         events = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
         return [(event.type, event.reason, event.message) for event in events]

@@ -72,6 +72,11 @@ class NetBoxSeeder:
     def create_one(self, endpoint: str, **fields: Any) -> dict[str, Any]:
         return self.create(endpoint, [fields])[0]
 
+    def ensure(self, endpoint: str, slug: str, **fields: Any) -> dict[str, Any]:
+        """The object with `slug`, created when missing: for names NetBox keeps globally unique."""
+        found = self.get(endpoint, slug=slug)
+        return found[0] if found else self.create_one(endpoint, slug=slug, **fields)
+
     def update(self, endpoint: str, object_id: int, **fields: Any) -> dict[str, Any]:
         result: dict[str, Any] = self._check(
             self.session.patch(f"{self.url}/api/{endpoint}/{object_id}/", json=fields, timeout=60)

@@ -15,6 +15,7 @@ from argora_common.netbox import (
     INTERFACES,
     IP_ADDRESSES,
     MAC_ADDRESSES,
+    PREFIXES,
     SITES,
     Endpoint,
     FilterValue,
@@ -68,6 +69,8 @@ def inventory(netbox: NetBoxServer) -> Inventory:
             {"device": dev_b1["id"], "name": "remoteboard", "type": "1000base-t", "mgmt_only": True},
         ],
     )
+    bond = seeder.create_one("dcim/interfaces", device=dev_a1["id"], name="bond0", type="lag")
+    seeder.update("dcim/interfaces", ifaces[1]["id"], lag=bond["id"])
     ips = seeder.create(
         "ipam/ip-addresses",
         [
@@ -80,6 +83,13 @@ def inventory(netbox: NetBoxServer) -> Inventory:
         [
             {"mac_address": mac, "assigned_object_type": "dcim.interface", "assigned_object_id": iface["id"]}
             for mac, iface in (("02:00:00:00:0a:01", ifaces[1]), ("02:00:00:00:0b:01", ifaces[2]))
+        ],
+    )
+    prefixes = seeder.create(
+        "ipam/prefixes",
+        [
+            {"prefix": f"192.0.2.{16 * i}/28", "scope_type": "dcim.site", "scope_id": site["id"]}
+            for i, site in enumerate((a.site, b.site))
         ],
     )
     seeder.update_many(
@@ -96,6 +106,7 @@ def inventory(netbox: NetBoxServer) -> Inventory:
             "dev_a1": dev_a1["id"], "dev_a2": dev_a2["id"], "dev_b1": dev_b1["id"],
             "site_a": a.site["id"], "site_b": b.site["id"],
             "if_a1_bmc": ifaces[0]["id"], "if_a1_eth0": ifaces[1]["id"], "if_b1_bmc": ifaces[2]["id"],
+            "if_a1_bond0": bond["id"], "prefix_a": prefixes[0]["id"], "prefix_b": prefixes[1]["id"],
             "ip_a1_bmc": ips[0]["id"], "ip_a1_eth0": ips[1]["id"], "ip_b1_bmc": ips[2]["id"],
             "mac_a1_eth0": macs[0]["id"], "mac_b1_bmc": macs[1]["id"],
         },
@@ -109,6 +120,7 @@ KEY_PREFIX = {
     INTERFACES.path: "if_",
     IP_ADDRESSES.path: "ip_",
     MAC_ADDRESSES.path: "mac_",
+    PREFIXES.path: "prefix_",
 }
 
 type Filters = Callable[[Inventory], dict[str, FilterValue]]
@@ -135,7 +147,12 @@ CASES: list[tuple[Endpoint[Any], str, Filters, set[str]]] = [
     (SITES, "id", lambda inv: {"id": [inv.ids["site_a"]]}, {"site_a"}),
     (SITES, "slug", lambda inv: {"slug": inv.slug("b-site")}, {"site_b"}),
     (INTERFACES, "id", lambda inv: {"id": [inv.ids["if_b1_bmc"]]}, {"if_b1_bmc"}),
-    (INTERFACES, "device_id", lambda inv: {"device_id": [inv.ids["dev_a1"]]}, {"if_a1_bmc", "if_a1_eth0"}),
+    (
+        INTERFACES,
+        "device_id",
+        lambda inv: {"device_id": [inv.ids["dev_a1"]]},
+        {"if_a1_bmc", "if_a1_eth0", "if_a1_bond0"},
+    ),
     (
         INTERFACES,
         "name",
@@ -148,10 +165,13 @@ CASES: list[tuple[Endpoint[Any], str, Filters, set[str]]] = [
         lambda inv: {"site_id": [inv.ids["site_b"]], "name": ["remoteboard"]},
         {"if_b1_bmc"},
     ),
+    (INTERFACES, "lag_id", lambda inv: {"lag_id": [inv.ids["if_a1_bond0"]]}, {"if_a1_eth0"}),
     (INTERFACES, "mgmt_only", lambda inv: {"device_id": [inv.ids["dev_a1"]], "mgmt_only": True}, {"if_a1_bmc"}),
     (IP_ADDRESSES, "id", lambda inv: {"id": [inv.ids["ip_a1_bmc"]]}, {"ip_a1_bmc"}),
     (IP_ADDRESSES, "device_id", lambda inv: {"device_id": [inv.ids["dev_b1"]]}, {"ip_b1_bmc"}),
     (IP_ADDRESSES, "interface_id", lambda inv: {"interface_id": [inv.ids["if_a1_eth0"]]}, {"ip_a1_eth0"}),
+    (PREFIXES, "id", lambda inv: {"id": [inv.ids["prefix_a"]]}, {"prefix_a"}),
+    (PREFIXES, "site_id", lambda inv: {"site_id": [inv.ids["site_b"]]}, {"prefix_b"}),
     (MAC_ADDRESSES, "id", lambda inv: {"id": [inv.ids["mac_b1_bmc"]]}, {"mac_b1_bmc"}),
     (MAC_ADDRESSES, "device_id", lambda inv: {"device_id": [inv.ids["dev_a1"]]}, {"mac_a1_eth0"}),
     (MAC_ADDRESSES, "interface_id", lambda inv: {"interface_id": [inv.ids["if_b1_bmc"]]}, {"mac_b1_bmc"}),
@@ -162,7 +182,7 @@ def test_every_filter_the_layer_accepts_has_a_narrowing_case() -> None:
     covered = {(endpoint.path, name) for endpoint, name, _, _ in CASES}
     accepted = {
         (endpoint.path, name)
-        for endpoint in (CLUSTERS, DEVICES, SITES, INTERFACES, IP_ADDRESSES, MAC_ADDRESSES)
+        for endpoint in (CLUSTERS, DEVICES, SITES, INTERFACES, IP_ADDRESSES, MAC_ADDRESSES, PREFIXES)
         for name in endpoint.filters
     }
     assert accepted == covered

@@ -5,11 +5,12 @@ from pydantic import SecretStr
 
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import Inventory, SelectedDevice
+from argora_common.kube import Owner
 from argora_common.netbox import Cluster, Device, Interface, IPAddress, Site
-from ironcore_controller.desired import Owner, plan
+from ironcore_controller.desired import plan
 from ironcore_controller.settings import BMCProtocol, IroncoreSettings
 
-OWNER = Owner("metal", "import-a")
+OWNER = Owner("metal", "import-a", "argora-ironcore")
 CREDS = BMCCredentials(username="root", password=SecretStr("calvin"))
 SETTINGS = IroncoreSettings(
     netbox_url="https://nb.example.com",

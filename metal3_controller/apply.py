@@ -1,0 +1,155 @@
+"""Converge a Cluster's namespace to a plan: apply what differs, report drift, prune only on opt-in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from argora_common.crds import DeviceProblem
+from argora_common.kube import SECRET, Kind, Kube, Owner, WriteOutcome, api_message, is_ignored, is_transient, label_int
+from argora_common.metrics import OBJECTS_WRITTEN
+from argora_common.prune import OwnedObject, decide_prune
+from metal3_controller.desired import (
+    BARE_METAL_HOST,
+    DesiredHost,
+    Plan,
+    keep_registered,
+    network_secret_name,
+    registration_drift,
+    secret_name,
+)
+
+
+@dataclass
+class ApplyResult:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    pruned: list[str] = field(default_factory=list)
+    held_back: list[str] = field(default_factory=list)
+    held_back_reason: str = ""
+    drifted: list[DeviceProblem] = field(default_factory=list)
+    failed: list[DeviceProblem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PrunePolicy:
+    enabled: bool
+    cap: int | None
+
+
+class Converger:
+    def __init__(self, kube: Kube, owner: Owner, device_id_label: str) -> None:
+        self.kube = kube
+        self.owner = owner
+        self.device_id_label = device_id_label
+        self.result = ApplyResult()
+        self.live_secrets: Mapping[str, dict[str, Any]] = {}
+
+    def converge(self, plan: Plan, prune: PrunePolicy) -> ApplyResult:
+        namespace = self.owner.namespace
+        live = {
+            kind.kind: {obj["metadata"]["name"]: obj for obj in self.kube.list(kind, namespace)}
+            for kind in (BARE_METAL_HOST, SECRET)
+        }
+        self.live_secrets = live[SECRET.kind]
+        for desired in plan.hosts:
+            try:
+                self._converge_host(
+                    desired,
+                    live[BARE_METAL_HOST.kind].get(desired.name),
+                    live[SECRET.kind].get(desired.secret["metadata"]["name"]),
+                )
+            except ApiException as error:
+                if is_transient(error):
+                    raise
+                self._fail(desired, "Rejected", f"the API server refused it: HTTP {error.status} {api_message(error)}")
+        self._prune(plan, prune, live)
+        return self.result
+
+    def _fail(self, desired: DesiredHost, reason: str, message: str) -> None:
+        self.result.failed.append(
+            DeviceProblem(device=desired.device_name, device_id=desired.device_id, reason=reason, message=message)
+        )
+
+    def _write(self, kind: Kind, body: Mapping[str, Any], live: Mapping[str, Any] | None) -> WriteOutcome:
+        outcome = self.kube.apply_if_changed(kind, body, live)
+        if outcome is not WriteOutcome.UNCHANGED:
+            OBJECTS_WRITTEN.labels(controller="metal3", kind=kind.kind, action=outcome.value).inc()
+        return outcome
+
+    def _converge_host(
+        self, desired: DesiredHost, live_host: dict[str, Any] | None, live_secret: dict[str, Any] | None
+    ) -> None:
+        for kind, live in ((BARE_METAL_HOST, live_host), (SECRET, live_secret)):
+            if live is not None and not self.owner.owns(live):
+                name = live["metadata"]["name"]
+                self._fail(desired, "NameTaken", f"{kind.kind} {name} exists and is not managed by argora-metal3")
+                return
+        outcomes: list[WriteOutcome] = []
+        # Server-side apply of our fields only: Metal3's own label, owner reference and finalizer on
+        # the Secret stay as they are.
+        if not is_ignored(live_secret):
+            outcomes.append(self._write(SECRET, desired.secret, live_secret))
+        if desired.network_secret is not None:
+            live_network = self.live_secrets.get(desired.network_secret["metadata"]["name"])
+            if live_network is None or self.owner.owns(live_network):
+                outcomes.append(self._write(SECRET, desired.network_secret, live_network))
+        host = desired.host
+        if live_host is not None:
+            drift = registration_drift(host, live_host)
+            if drift:
+                details = "; ".join(
+                    f"{path}: NetBox says {want!r}, the host has {have!r}" for path, (want, have) in drift.items()
+                )
+                self.result.drifted.append(
+                    DeviceProblem(
+                        device=desired.device_name,
+                        device_id=desired.device_id,
+                        reason="RegistrationDrift",
+                        message=f"{details} (Metal3 does not change it after registration)",
+                    )
+                )
+                host = keep_registered(host, live_host)
+        outcomes.append(self._write(BARE_METAL_HOST, host, live_host))
+        changed = [outcome for outcome in outcomes if outcome is not WriteOutcome.UNCHANGED]
+        if not changed:
+            self.result.unchanged += 1
+        elif all(outcome is WriteOutcome.CREATED for outcome in changed):
+            self.result.created.append(desired.name)
+        else:
+            self.result.updated.append(desired.name)
+
+    def _prune(self, plan: Plan, prune: PrunePolicy, live: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
+        # Hosts decide; a host's Secret goes with it (Metal3 releases its finalizer once the host is gone).
+        owned = [
+            OwnedObject(BARE_METAL_HOST, obj["metadata"]["name"], label_int(obj, self.device_id_label))
+            for obj in live[BARE_METAL_HOST.kind].values()
+            if self.owner.owns(obj)
+        ]
+        decision = decide_prune(
+            owned,
+            desired_names={host.name for host in plan.hosts},
+            selected_device_ids=plan.selected_device_ids,
+            named_device_ids={host.device_id for host in plan.hosts},
+            enabled=prune.enabled,
+            disabled_reason='deprovisioning is destructive: set argora.cloud.sap/prune: "true" to delete hosts',
+            cap=prune.cap,
+        )
+        for obj in decision.delete:
+            if self.kube.delete(BARE_METAL_HOST, obj.name, self.owner.namespace):
+                OBJECTS_WRITTEN.labels(controller="metal3", kind=BARE_METAL_HOST.kind, action="delete").inc()
+            for name in (secret_name(obj.name), network_secret_name(obj.name)):
+                secret = live[SECRET.kind].get(name)
+                if (
+                    secret is not None
+                    and self.owner.owns(secret)
+                    and self.kube.delete(SECRET, name, self.owner.namespace)
+                ):
+                    OBJECTS_WRITTEN.labels(controller="metal3", kind=SECRET.kind, action="delete").inc()
+            self.result.pruned.append(obj.name)
+        self.result.held_back = [obj.name for obj in decision.held_back]
+        self.result.held_back_reason = decision.reason

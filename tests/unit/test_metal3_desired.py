@@ -1,0 +1,135 @@
+import base64
+import json
+from typing import Any
+
+from pydantic import SecretStr
+
+from argora_common.credentials import BMCCredentials
+from argora_common.inventory import BootInterfaces, Inventory, SelectedDevice
+from argora_common.netbox import Device, Interface, IPAddress, Prefix
+from metal3_controller.desired import netbox_selector, plan, registration_drift
+from metal3_controller.network_data import network_data
+from metal3_controller.settings import Metal3Settings
+
+SETTINGS = Metal3Settings(
+    netbox_url="https://nb.example.com",
+    netbox_token=SecretStr("t"),
+    bmc_addresses={"quanta": "redfish://{ip}:8443/redfish/v1/Systems/Self"},
+    network_data=True,
+)
+CREDS = BMCCredentials(username="u", password=SecretStr("p"))
+CLUSTER = {"metadata": {"name": "capi", "namespace": "metal"}}
+
+
+def device(device_id: int, vendor: str, oob: str, primary: int | None = None) -> Device:
+    return Device.model_validate(
+        {
+            "id": device_id,
+            "name": f"node{device_id}",
+            "status": "active",
+            "site": {"id": 1, "slug": "site-a"},
+            "device_type": {"id": 1, "slug": "r660", "manufacturer": {"id": 1, "slug": vendor}},
+            "oob_ip": {"id": 100 + device_id, "address": oob},
+            "primary_ip4": {"id": primary, "address": "10.1.0.5/24"} if primary else None,
+        }
+    )
+
+
+def interface(interface_id: int, name: str, **extra: Any) -> Interface:
+    return Interface.model_validate({"id": interface_id, "device": {"id": 1}, "name": name, **extra})
+
+
+def test_bmc_address_per_vendor_and_ipv6_brackets() -> None:
+    assert (
+        SETTINGS.bmc_address("dell", "10.0.0.1") == "idrac-virtualmedia://10.0.0.1/redfish/v1/Systems/System.Embedded.1"
+    )
+    assert SETTINGS.bmc_address("hpe", "2001:db8::1") == "redfish-virtualmedia://[2001:db8::1]/redfish/v1/Systems/1"
+    assert SETTINGS.bmc_address("quanta", "10.0.0.1") == "redfish://10.0.0.1:8443/redfish/v1/Systems/Self"
+    assert SETTINGS.bmc_address("acme", "10.0.0.1") == "redfish://10.0.0.1/redfish/v1/Systems/1"
+
+
+def test_opt_in() -> None:
+    annotated = {"metadata": {"name": "c", "annotations": {"argora.cloud.sap/netbox-cluster": "nb-c"}}}
+    labelled = {"metadata": {"name": "c", "labels": {"discovery.inf.sap.cloud/clusterRole": "k8s"}}}
+    assert netbox_selector(annotated) is not None and netbox_selector(annotated).name == "nb-c"  # type: ignore[union-attr]
+    selector = netbox_selector(labelled)
+    assert selector is not None and (selector.name, selector.type) == ("c", "k8s")
+    assert netbox_selector({"metadata": {"name": "c"}}) is None
+
+
+def test_network_data_for_a_tagged_bond_with_gateway() -> None:
+    members = [
+        interface(11, "eth1", mac_address="AA:00:00:00:00:02", lag={"id": 10}),
+        interface(12, "eth0", mac_address="AA:00:00:00:00:01", lag={"id": 10}),
+    ]
+    bond = interface(10, "bond0", type="lag", mode="tagged", mtu=9000)
+    address = IPAddress.model_validate({"id": 5, "address": "10.1.0.5/24"})
+    boot = BootInterfaces(primary={1: bond}, primary_address={1: address}, lag_members={10: members})
+    prefixes = [
+        Prefix.model_validate({"id": 1, "prefix": "10.0.0.0/8"}),
+        Prefix.model_validate(
+            {
+                "id": 2,
+                "prefix": "10.1.0.0/24",
+                "vlan": {"id": 3, "vid": 120},
+                "custom_fields": {"gateway": "10.1.0.1/24"},
+            }
+        ),
+    ]
+    data = network_data(device(1, "dell", "10.0.0.1/24", primary=5), boot, prefixes, "gateway")
+    assert data == {
+        "links": [
+            {"id": "eth0", "type": "phy", "ethernet_mac_address": "aa:00:00:00:00:01"},
+            {"id": "eth1", "type": "phy", "ethernet_mac_address": "aa:00:00:00:00:02"},
+            {
+                "id": "bond0",
+                "type": "bond",
+                "bond_links": ["eth0", "eth1"],
+                "bond_mode": "802.3ad",
+                "ethernet_mac_address": "aa:00:00:00:00:01",
+                "mtu": 9000,
+            },
+            {
+                "id": "bond0.120",
+                "type": "vlan",
+                "vlan_link": "bond0",
+                "vlan_id": 120,
+                "vlan_mac_address": "aa:00:00:00:00:01",
+            },
+        ],
+        "networks": [
+            {
+                "id": "network0",
+                "type": "ipv4",
+                "link": "bond0.120",
+                "ip_address": "10.1.0.5",
+                "netmask": "255.255.255.0",
+                "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.1.0.1"}],
+            },
+        ],
+        "services": [],
+    }
+
+
+def test_plan_builds_host_secret_and_network_data() -> None:
+    eth0 = interface(10, "eth0", mac_address="AA:00:00:00:00:01", mode="access", untagged_vlan={"id": 3, "vid": 7})
+    boot = BootInterfaces(
+        primary={1: eth0}, primary_address={1: IPAddress.model_validate({"id": 5, "address": "10.1.0.5/24"})}
+    )
+    inventory = Inventory(
+        clusters_by_selector=[[]], devices=[SelectedDevice(device(1, "dell", "10.0.0.1/24", 5), 0)], sites={}
+    )
+    (host,) = plan(CLUSTER, inventory, boot, CREDS, SETTINGS).hosts
+    assert host.host["spec"]["bootMACAddress"] == "aa:00:00:00:00:01"
+    assert host.host["spec"]["networkData"] == {"name": "node1-network-data", "namespace": "metal"}
+    assert host.network_secret is not None
+    data = json.loads(base64.b64decode(host.network_secret["data"]["networkData"]))
+    # An access port: the switch untags VLAN 7, the host sees a plain link and has no route without a gateway.
+    assert [link["type"] for link in data["links"]] == ["phy"]
+    assert data["networks"][0]["routes"] == []
+
+
+def test_registration_drift() -> None:
+    desired = {"spec": {"bmc": {"address": "redfish://10.0.0.2/x"}, "bootMACAddress": "aa:00:00:00:00:01"}}
+    live = {"spec": {"bmc": {"address": "redfish://10.0.0.1/x"}, "bootMACAddress": "aa:00:00:00:00:01"}}
+    assert registration_drift(desired, live) == {"spec.bmc.address": ("redfish://10.0.0.2/x", "redfish://10.0.0.1/x")}
