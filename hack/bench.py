@@ -7,13 +7,16 @@ pass with nothing to change, and the operator's peak RSS.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.harness.kube import KubeCluster, upstream_crd_files
-from tests.harness.kubeobjects import Objects
+from tests.harness.kubeobjects import Clusters, Objects
 from tests.harness.netbox import NETBOX_VERSION, NetBoxServer
 from tests.harness.operator import OperatorProcess
 from tests.harness.process import cache_dir, stop_all
@@ -64,49 +67,75 @@ def peak_rss_mb(pid: int) -> float:
     return int(match[1]) / 1024 if match else float("nan")
 
 
+def operator_env(kube: KubeCluster, netbox: NetBoxServer) -> dict[str, str]:
+    return {
+        "KUBECONFIG": str(kube.kubeconfig),
+        "ARGORA_NETBOX_URL": netbox.url,
+        "ARGORA_NETBOX_TOKEN": netbox.readonly_v2_token,
+        "ARGORA_RESYNC_INTERVAL_SECONDS": "3600",
+        "ARGORA_LOG_LEVEL": "INFO",
+        "ARGORA_DEFAULT_BMC_CREDENTIALS": "bench/bmc",
+    }
+
+
+def measure(name: str, operator: OperatorProcess, first: Callable[[], str], again: Callable[[], str]) -> None:
+    """Time a first full pass and a pass with nothing to change; count NetBox requests and writes."""
+    requests, writes = "argora_netbox_requests_total", "argora_objects_written_total"
+    before = scrape(operator.metrics_url)
+    started = time.monotonic()
+    counts = first()
+    first_pass = time.monotonic() - started
+    after_first = scrape(operator.metrics_url)
+    started = time.monotonic()
+    again()
+    no_change = time.monotonic() - started
+    after_second = scrape(operator.metrics_url)
+    print(f"{name}: {counts}")
+    first_requests = total(after_first, requests) - total(before, requests)
+    print(f"  first full pass: {first_pass:.1f} s, {first_requests:.0f} NetBox requests")
+    print(
+        f"  no-change pass:  {no_change:.1f} s, {total(after_second, requests) - total(after_first, requests):.0f}"
+        f" NetBox requests, {total(after_second, writes) - total(after_first, writes):.0f} writes"
+    )
+    print(f"  peak RSS:        {peak_rss_mb(operator.process.pid):.0f} MB", flush=True)
+
+
 def main() -> None:
-    WORKDIR.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(WORKDIR, ignore_errors=True)
+    WORKDIR.mkdir(parents=True)
     try:
         kube = KubeCluster(WORKDIR / "kube")
         kube.start()
         kube.install_crds([*upstream_crd_files(), *sorted((REPO_ROOT / "charts/argora/crds").glob("*.yaml"))])
         netbox = netbox_with_inventory()
         objects = Objects(kube.api_client())
+        clusters = Clusters(kube.api_client())
         objects.core.create_namespace({"metadata": {"name": "bench"}})
         objects.create_secret("bench", "bmc", {"username": "admin", "password": "bench"})
-        operator = OperatorProcess(
-            "ironcore",
-            WORKDIR,
-            {
-                "KUBECONFIG": str(kube.kubeconfig),
-                "ARGORA_NETBOX_URL": netbox.url,
-                "ARGORA_NETBOX_TOKEN": netbox.readonly_v2_token,
-                "ARGORA_RESYNC_INTERVAL_SECONDS": "3600",
-                "ARGORA_LOG_LEVEL": "INFO",
-            },
-        ).start()
-        before = scrape(operator.metrics_url)
-        started = time.monotonic()
-        selector = {"name": CLUSTER_NAME, "bmcCredentialsRef": {"name": "bmc"}}
-        objects.create_import("bench", "bench", {"clusters": [selector]})
-        ci = objects.synced_import("bench", "bench", timeout=600)
-        first_pass = time.monotonic() - started
-        after_first = scrape(operator.metrics_url)
-        previous = objects.request_sync("bench", "bench")
-        started = time.monotonic()
-        objects.synced_import("bench", "bench", after=previous, timeout=600)
-        no_change = time.monotonic() - started
-        after_second = scrape(operator.metrics_url)
-        counts = ci["status"]["counts"]
-        requests = "argora_netbox_requests_total"
-        writes = "argora_objects_written_total"
-        requests_first = total(after_first, requests) - total(before, requests)
-        requests_second = total(after_second, requests) - total(after_first, requests)
-        writes_second = total(after_second, writes) - total(after_first, writes)
-        print(f"devices selected: {counts['devices']} (created {counts['created']}, skipped {counts['skipped']})")
-        print(f"first full pass:  {first_pass:.1f} s, {requests_first:.0f} NetBox requests")
-        print(f"no-change pass:   {no_change:.1f} s, {requests_second:.0f} NetBox requests, {writes_second:.0f} writes")
-        print(f"peak RSS:         {peak_rss_mb(operator.process.pid):.0f} MB (argora-ironcore)")
+        env = operator_env(kube, netbox)
+
+        ironcore = OperatorProcess("ironcore", WORKDIR, env).start()
+
+        def import_first() -> str:
+            objects.create_import("bench", "bench", {"clusters": [{"name": CLUSTER_NAME}]})
+            return json.dumps(objects.synced_import("bench", "bench", timeout=600)["status"]["counts"])
+
+        def import_again() -> str:
+            return json.dumps(objects.resync("bench", "bench")["status"]["counts"])
+
+        measure("argora-ironcore", ironcore, import_first, import_again)
+        ironcore.stop()
+
+        metal3 = OperatorProcess("metal3", WORKDIR, env).start()
+
+        def cluster_first() -> str:
+            clusters.create("bench", "bench", annotations={"argora.cloud.sap/netbox-cluster": CLUSTER_NAME})
+            return json.dumps(clusters.synced("bench", "bench", timeout=600)["counts"])
+
+        def cluster_again() -> str:
+            return json.dumps(clusters.resync("bench", "bench")["counts"])
+
+        measure("argora-metal3", metal3, cluster_first, cluster_again)
     finally:
         stop_all()
 
