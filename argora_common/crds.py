@@ -135,12 +135,56 @@ class ClusterImportStatus(ResourceStatus):
     counts: ClusterImportCounts = Field(default_factory=ClusterImportCounts)
 
 
+DEFAULT_BMC_INTERFACE_NAMES: Final = ("iDRAC", "iLO", "imm", "XClarity", "cimc", "iRMC", "XCC")
+
+
 class UpdateSpec(WireModel):
     clusters: list[ClusterSelector] = Field(min_length=1, max_length=100)
+    bmc_interface_names: list[NonEmpty] = Field(
+        default_factory=lambda: list(DEFAULT_BMC_INTERFACE_NAMES),
+        max_length=64,
+        description="Names vendors give the BMC port; renamed to targetInterfaceName",
+    )
+    target_interface_name: NonEmpty = Field(default="remoteboard", description="Name of the BMC interface")
+    set_oob_ip: bool = Field(
+        default=True, alias="setOOBIP", description="Set the device's OOB IP to the single IP on the BMC interface"
+    )
+    platform: NonEmpty | None = Field(default=None, description="Slug of the NetBox platform every device gets")
+    remove_interface_prefixes: list[NonEmpty] = Field(
+        default_factory=lambda: ["vmk"],
+        max_length=32,
+        description="Interfaces whose name starts with one of these are deleted with their IPs; [] turns it off",
+    )
+    dry_run: bool = Field(default=False, description="Compute and report every change, write nothing")
+    max_deletes_per_pass: int = Field(default=50, ge=0, description="Most interfaces and IPs deleted in one pass")
+
+
+class UpdateCounts(WireModel):
+    rename: int = 0
+    oob_ip: int = Field(default=0, alias="oobIP")
+    platform: int = 0
+    interface_deleted: int = 0
+    ip_deleted: int = Field(default=0, alias="ipDeleted")
+
+
+class Change(WireModel):
+    """One correction of NetBox: planned (dry run) or applied."""
+
+    device: str
+    action: str = Field(description="rename, oob_ip, platform, interface_deleted or ip_deleted")
+    before: str = ""
+    after: str = ""
+    applied: bool = False
 
 
 class UpdateStatus(ResourceStatus):
-    pass
+    devices: int = 0
+    planned: UpdateCounts = Field(default_factory=UpdateCounts)
+    applied: UpdateCounts = Field(default_factory=UpdateCounts)
+    conflicts: int = 0
+    failed: int = 0
+    deletes_held_back: int = 0
+    changes: list[Change] = Field(default_factory=list, max_length=MAX_PROBLEMS, description="The latest changes")
 
 
 class CustomResource(BaseModel):
@@ -178,7 +222,7 @@ UPDATE: Final = CustomResource(
     short_names=["nbupdate"],
     spec=UpdateSpec,
     status=UpdateStatus,
-    columns=_ready_columns([]),
+    columns=_ready_columns([("Devices", ".status.devices"), ("Failed", ".status.failed")]),
 )
 ARGORA_RESOURCES: Final = (CLUSTER_IMPORT, UPDATE)
 

@@ -67,7 +67,16 @@ def cluster_filters(selector: ClusterSelector) -> dict[str, FilterValue]:
     return filters
 
 
-def read_inventory(netbox: NetBox, selectors: Sequence[ClusterSelector], default_statuses: Sequence[str]) -> Inventory:
+@dataclass
+class Selection:
+    """The clusters each selector matched and their devices (each once, with its first selector)."""
+
+    clusters_by_selector: list[list[Cluster]]
+    devices: list[SelectedDevice]
+    selector_errors: dict[int, str]
+
+
+def read_selection(netbox: NetBox, selectors: Sequence[ClusterSelector], default_statuses: Sequence[str]) -> Selection:
     clusters_by_selector: list[list[Cluster]] = []
     selector_errors: dict[int, str] = {}
     devices: dict[int, SelectedDevice] = {}
@@ -88,10 +97,15 @@ def read_inventory(netbox: NetBox, selectors: Sequence[ClusterSelector], default
             device_filters["role"] = selector.role
         for device in netbox.list_by_ids(DEVICES, "cluster_id", [c.id for c in clusters], **device_filters):
             devices.setdefault(device.id, SelectedDevice(device, index))
-    site_ids = {selected.device.site.id for selected in devices.values()}
+    return Selection(clusters_by_selector, list(devices.values()), selector_errors)
+
+
+def read_inventory(netbox: NetBox, selectors: Sequence[ClusterSelector], default_statuses: Sequence[str]) -> Inventory:
+    selection = read_selection(netbox, selectors, default_statuses)
+    site_ids = {selected.device.site.id for selected in selection.devices}
     sites = {site.id: site for site in netbox.list_by_ids(SITES, "id", site_ids)} if site_ids else {}
-    inventory = Inventory(clusters_by_selector, list(devices.values()), sites, selector_errors)
-    if devices:
+    inventory = Inventory(selection.clusters_by_selector, selection.devices, sites, selection.selector_errors)
+    if selection.devices:
         _read_bmc_interfaces(netbox, inventory, site_ids)
     return inventory
 

@@ -225,8 +225,9 @@ IP_ADDRESSES: Final = Endpoint(
     "ip-addresses",
     IPAddress,
     ("id", "address", "dns_name", "status", "assigned_object_type", "assigned_object_id"),
-    frozenset({"id", "device_id", "interface_id"}),
+    frozenset({"id", "device_id", "interface_id", "interface"}),
 )
+PLATFORMS: Final = Endpoint("dcim", "platforms", Ref, ("id", "name", "slug"), frozenset({"id", "slug"}))
 PREFIXES: Final = Endpoint(
     "ipam", "prefixes", Prefix, ("id", "prefix", "vlan", "custom_fields"), frozenset({"id", "site_id"})
 )
@@ -383,8 +384,7 @@ class NetBox:
         unknown = set(filters) - endpoint.filters
         if unknown:
             raise ValueError(f"{endpoint.path}: filter(s) {sorted(unknown)} are not known to narrow the result")
-        app = getattr(self.api, endpoint.app)
-        resource = getattr(app, endpoint.name.replace("-", "_"))
+        resource = self._resource(endpoint)
         query = {key: value for key, value in filters.items()}
         query.update(fields=",".join(endpoint.fields), limit=self.page_size)
 
@@ -401,6 +401,40 @@ class NetBox:
         for chunk in id_chunks(ids, id_filter):
             results.extend(self.select(endpoint, **{id_filter: chunk}, **filters))
         return results
+
+    def _resource(self, endpoint: Endpoint[Any]) -> Any:
+        return getattr(getattr(self.api, endpoint.app), endpoint.name.replace("-", "_"))
+
+    def get[M: BaseModel](self, endpoint: Endpoint[M], object_id: int) -> M | None:
+        """One object, read again right now (before a delete); None when it no longer exists."""
+
+        def fetch() -> M | None:
+            record = self._resource(endpoint).get(object_id)
+            return None if record is None else endpoint.model.model_validate(dict(record))
+
+        return self._call(endpoint.path, fetch)
+
+    def update(self, endpoint: Endpoint[Any], object_id: int, **fields: Any) -> None:
+        """PATCH one object (retried like a read: repeating a PATCH changes nothing more)."""
+
+        def write() -> None:
+            self._resource(endpoint).update([{"id": object_id, **fields}])
+
+        self._call(endpoint.path, write)
+
+    def delete(self, endpoint: Endpoint[Any], object_id: int) -> bool:
+        """DELETE one object; False when it was already gone."""
+
+        def write() -> bool:
+            try:
+                self._resource(endpoint).delete([object_id])
+            except RequestError as error:
+                if error.req.status_code == 404:
+                    return False
+                raise
+            return True
+
+        return self._call(endpoint.path, write)
 
     def status(self) -> Mapping[str, Any]:
         """NetBox's /api/status/: proves the URL, TLS and token work (used at operator start)."""

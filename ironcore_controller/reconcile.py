@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any, Final, NoReturn
 
 import kopf
 from kubernetes.client.exceptions import ApiException
@@ -37,6 +38,7 @@ from argora_common.kube import (
 )
 from argora_common.metrics import RECONCILE_SECONDS
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError
+from argora_common.status import report_failure, unexpected_errors_are_permanent, write_status
 from ironcore_controller.apply import ApplyResult, Converger, ObjectKey
 from ironcore_controller.desired import BMC, BMC_SECRET, FIELD_MANAGER, Plan, plan
 from ironcore_controller.settings import IroncoreSettings
@@ -78,10 +80,16 @@ class Reconciler:
             logger.debug("a pass over %s/%s is under way; this one is skipped", owner.namespace, owner.name)
             return
         try:
-            with RECONCILE_SECONDS.labels(controller="ironcore", kind="ClusterImport").time():
+            with (
+                RECONCILE_SECONDS.labels(controller="ironcore", kind="ClusterImport").time(),
+                unexpected_errors_are_permanent(partial(self._report, body), logger),
+            ):
                 self._sync(body, owner, retry, logger)
         finally:
             lock.release()
+
+    def _report(self, body: kopf.Body, reason: str, message: str, conditions: Sequence[str] = ("Ready",)) -> None:
+        report_failure(self.kube, CLUSTER_IMPORT, body, ClusterImportStatus, reason, message, conditions)
 
     def _sync(self, body: kopf.Body, owner: Owner, retry: int, logger: Log) -> None:
         spec = ClusterImportSpec.model_validate(body.get("spec") or {})
@@ -90,8 +98,7 @@ class Reconciler:
         try:
             inventory = read_inventory(self.netbox, spec.clusters, DEFAULT_STATUSES)
         except NetBoxError as error:
-            self._netbox_failed(body, owner, previous, generation, error, retry, logger)
-            raise AssertionError("unreachable") from error
+            self._netbox_failed(body, error, retry, logger)
         credentials = self._credentials(owner.namespace, spec)
         the_plan = plan(inventory, credentials, owner, self.settings)
         try:
@@ -102,7 +109,7 @@ class Reconciler:
             raise kopf.TemporaryError(f"Kubernetes API: HTTP {error.status}", delay=KUBE_RETRY_SECONDS) from error
         self._remember(owner, result)
         status = self._status(previous, generation, inventory, the_plan, result, spec)
-        self._write_status(owner, status)
+        write_status(self.kube, CLUSTER_IMPORT, body, status)
         self._post_events(body, inventory, the_plan, result, spec)
         logger.info(
             "synced: %d devices, %d created, %d updated, %d unchanged, %d pruned, %d skipped, %d failed",
@@ -130,30 +137,12 @@ class Reconciler:
             result.append(read[key])
         return result
 
-    def _netbox_failed(
-        self,
-        body: kopf.Body,
-        owner: Owner,
-        previous: ClusterImportStatus,
-        generation: int | None,
-        error: NetBoxError,
-        retry: int,
-        logger: Log,
-    ) -> None:
+    def _netbox_failed(self, body: kopf.Body, error: NetBoxError, retry: int, logger: Log) -> NoReturn:
         """Nothing is written or deleted: say why on the resource and retry later."""
         rejected = isinstance(error, NetBoxRejectedError)
         reason = "NetBoxRejected" if rejected else "NetBoxUnavailable"
-        conditions = previous.conditions
-        for condition_type in ("Ready", "NetBoxReachable"):
-            conditions = set_condition(
-                conditions,
-                Condition(
-                    type=condition_type, status="False", reason=reason, message=str(error),
-                    observed_generation=generation,
-                ),
-            )  # fmt: skip
-        self._write_status(owner, previous.model_copy(update={"conditions": conditions}))
-        kopf.event(body, type="Warning", reason=reason, message=f"{error}; existing objects are left as they are")
+        message = f"{error}; existing objects are left as they are"
+        self._report(body, reason, message, ("Ready", "NetBoxReachable"))
         logger.warning("NetBox read failed, nothing changed: %s", error)
         # An outage that lasts gets retried less and less often; a rejected token waits for a fix.
         backoff = min(NETBOX_RETRY_SECONDS * 2**retry, NETBOX_RETRY_MAX_SECONDS)
@@ -224,13 +213,6 @@ class Reconciler:
             counts=counts,
             problems=problems[:MAX_PROBLEMS],
         )
-
-    def _write_status(self, owner: Owner, status: ClusterImportStatus) -> None:
-        body = {
-            "metadata": {"name": owner.name, "namespace": owner.namespace},
-            "status": status.model_dump(by_alias=True, mode="json", exclude_none=True),
-        }
-        self.kube.apply(CLUSTER_IMPORT, body, subresource="status")
 
     def _post_events(
         self, body: kopf.Body, inventory: Inventory, the_plan: Plan, result: ApplyResult, spec: ClusterImportSpec

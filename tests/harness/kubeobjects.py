@@ -13,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 ARGORA = ("argora.cloud.sap", "v1alpha1")
 METAL = ("metal.ironcore.dev", "v1alpha1")
+PLURALS = {"ClusterImport": "clusterimports", "Update": "updates"}
 
 
 def wait_for[T](probe: Callable[[], T | None], timeout: float = 60, what: str = "condition") -> T:
@@ -40,19 +41,16 @@ class Objects:
     def replace_secret_data(self, namespace: str, name: str, data: dict[str, str]) -> None:
         self.core.patch_namespaced_secret(name, namespace, {"stringData": data})
 
-    def create_import(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        body = {"apiVersion": "/".join(ARGORA), "kind": "ClusterImport", "metadata": {"name": name}, "spec": spec}
-        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-            *ARGORA, namespace, "clusterimports", body
-        )
-        return created
+    def create_import(self, namespace: str, name: str, spec: dict[str, Any], kind: str = "ClusterImport") -> None:
+        body = {"apiVersion": "/".join(ARGORA), "kind": kind, "metadata": {"name": name}, "spec": spec}
+        self.custom.create_namespaced_custom_object(*ARGORA, namespace, PLURALS[kind], body)
 
-    def patch_import(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(*ARGORA, namespace, "clusterimports", name, patch)
+    def patch_import(self, namespace: str, name: str, patch: dict[str, Any], kind: str = "ClusterImport") -> None:
+        self.custom.patch_namespaced_custom_object(*ARGORA, namespace, PLURALS[kind], name, patch)
 
-    def get_import(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def get_import(self, namespace: str, name: str, kind: str = "ClusterImport") -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] = self.custom.get_namespaced_custom_object(*ARGORA, namespace, "clusterimports", name)
+            found: dict[str, Any] = self.custom.get_namespaced_custom_object(*ARGORA, namespace, PLURALS[kind], name)
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -62,11 +60,13 @@ class Objects:
     def delete_import(self, namespace: str, name: str) -> None:
         self.custom.delete_namespaced_custom_object(*ARGORA, namespace, "clusterimports", name)
 
-    def synced_import(self, namespace: str, name: str, after: str | None = None, timeout: float = 90) -> dict[str, Any]:
-        """The ClusterImport once a pass of its current generation finished (after `after`, if given)."""
+    def synced_import(
+        self, namespace: str, name: str, after: str | None = None, timeout: float = 90, kind: str = "ClusterImport"
+    ) -> dict[str, Any]:
+        """The resource once a pass of its current generation finished (after `after`, if given)."""
 
         def probe() -> dict[str, Any] | None:
-            obj = self.get_import(namespace, name)
+            obj = self.get_import(namespace, name, kind)
             status = (obj or {}).get("status") or {}
             if not obj or status.get("observedGeneration") != obj["metadata"]["generation"]:
                 return None
@@ -74,21 +74,20 @@ class Objects:
                 return None
             return obj
 
-        return wait_for(probe, timeout, f"ClusterImport {namespace}/{name} synced")
+        return wait_for(probe, timeout, f"{kind} {namespace}/{name} synced")
 
-    def request_sync(self, namespace: str, name: str) -> str:
+    def request_sync(self, namespace: str, name: str, kind: str = "ClusterImport") -> str:
         """Ask for a pass now, as a user would with `kubectl annotate`; returns the previous sync time."""
-        obj = self.get_import(namespace, name) or {}
+        obj = self.get_import(namespace, name, kind) or {}
         previous = str(((obj.get("status") or {}).get("lastSyncTime")) or "")
         # lastSyncTime has a resolution of one second: make sure the next pass stamps a later one.
         time.sleep(1.05)
-        self.patch_import(
-            namespace, name, {"metadata": {"annotations": {"argora.cloud.sap/sync-requested": uuid.uuid4().hex}}}
-        )
+        annotation = {"metadata": {"annotations": {"argora.cloud.sap/sync-requested": uuid.uuid4().hex}}}
+        self.patch_import(namespace, name, annotation, kind)
         return previous
 
-    def resync(self, namespace: str, name: str) -> dict[str, Any]:
-        return self.synced_import(namespace, name, after=self.request_sync(namespace, name))
+    def resync(self, namespace: str, name: str, kind: str = "ClusterImport") -> dict[str, Any]:
+        return self.synced_import(namespace, name, after=self.request_sync(namespace, name, kind), kind=kind)
 
     def list_metal(self, plural: str, label_selector: str = "") -> dict[str, dict[str, Any]]:
         items = self.custom.list_cluster_custom_object(*METAL, plural, label_selector=label_selector)["items"]

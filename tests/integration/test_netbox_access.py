@@ -15,6 +15,7 @@ from argora_common.netbox import (
     INTERFACES,
     IP_ADDRESSES,
     MAC_ADDRESSES,
+    PLATFORMS,
     PREFIXES,
     SITES,
     Endpoint,
@@ -85,6 +86,9 @@ def inventory(netbox: NetBoxServer) -> Inventory:
             for mac, iface in (("02:00:00:00:0a:01", ifaces[1]), ("02:00:00:00:0b:01", ifaces[2]))
         ],
     )
+    platforms = seeder.create(
+        "dcim/platforms", [{"name": f"{prefix}-plat-{x}", "slug": f"{prefix}-plat-{x}"} for x in ("a", "b")]
+    )
     prefixes = seeder.create(
         "ipam/prefixes",
         [
@@ -107,6 +111,7 @@ def inventory(netbox: NetBoxServer) -> Inventory:
             "site_a": a.site["id"], "site_b": b.site["id"],
             "if_a1_bmc": ifaces[0]["id"], "if_a1_eth0": ifaces[1]["id"], "if_b1_bmc": ifaces[2]["id"],
             "if_a1_bond0": bond["id"], "prefix_a": prefixes[0]["id"], "prefix_b": prefixes[1]["id"],
+            "platform_a": platforms[0]["id"], "platform_b": platforms[1]["id"],
             "ip_a1_bmc": ips[0]["id"], "ip_a1_eth0": ips[1]["id"], "ip_b1_bmc": ips[2]["id"],
             "mac_a1_eth0": macs[0]["id"], "mac_b1_bmc": macs[1]["id"],
         },
@@ -121,6 +126,7 @@ KEY_PREFIX = {
     IP_ADDRESSES.path: "ip_",
     MAC_ADDRESSES.path: "mac_",
     PREFIXES.path: "prefix_",
+    PLATFORMS.path: "platform_",
 }
 
 type Filters = Callable[[Inventory], dict[str, FilterValue]]
@@ -172,6 +178,14 @@ CASES: list[tuple[Endpoint[Any], str, Filters, set[str]]] = [
     (IP_ADDRESSES, "interface_id", lambda inv: {"interface_id": [inv.ids["if_a1_eth0"]]}, {"ip_a1_eth0"}),
     (PREFIXES, "id", lambda inv: {"id": [inv.ids["prefix_a"]]}, {"prefix_a"}),
     (PREFIXES, "site_id", lambda inv: {"site_id": [inv.ids["site_b"]]}, {"prefix_b"}),
+    (
+        IP_ADDRESSES,
+        "interface",
+        lambda inv: {"device_id": [inv.ids["dev_a1"], inv.ids["dev_b1"]], "interface": ["eth0"]},
+        {"ip_a1_eth0"},
+    ),
+    (PLATFORMS, "id", lambda inv: {"id": [inv.ids["platform_a"]]}, {"platform_a"}),
+    (PLATFORMS, "slug", lambda inv: {"slug": inv.slug("plat-b")}, {"platform_b"}),
     (MAC_ADDRESSES, "id", lambda inv: {"id": [inv.ids["mac_b1_bmc"]]}, {"mac_b1_bmc"}),
     (MAC_ADDRESSES, "device_id", lambda inv: {"device_id": [inv.ids["dev_a1"]]}, {"mac_a1_eth0"}),
     (MAC_ADDRESSES, "interface_id", lambda inv: {"interface_id": [inv.ids["if_b1_bmc"]]}, {"mac_b1_bmc"}),
@@ -182,7 +196,7 @@ def test_every_filter_the_layer_accepts_has_a_narrowing_case() -> None:
     covered = {(endpoint.path, name) for endpoint, name, _, _ in CASES}
     accepted = {
         (endpoint.path, name)
-        for endpoint in (CLUSTERS, DEVICES, SITES, INTERFACES, IP_ADDRESSES, MAC_ADDRESSES, PREFIXES)
+        for endpoint in (CLUSTERS, DEVICES, SITES, INTERFACES, IP_ADDRESSES, MAC_ADDRESSES, PREFIXES, PLATFORMS)
         for name in endpoint.filters
     }
     assert accepted == covered

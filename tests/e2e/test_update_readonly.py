@@ -1,0 +1,45 @@
+"""argora-update with a NetBox token that may only read: a clear error, and NetBox stays as it was.
+
+A module of its own: two argora-update processes sharing a peering name would both stand by.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.e2e.test_update import interface_names, start_update_operator
+from tests.harness.kube import KubeCluster
+from tests.harness.kubeobjects import Objects, wait_for
+from tests.harness.netbox import NetBoxServer
+from tests.harness.seed import NetBoxSeeder, Topology, add_servers
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_read_only_token_gets_a_clear_error(
+    kube: KubeCluster, netbox: NetBoxServer, api_client: client.ApiClient, namespace: str, seeder: NetBoxSeeder,
+    prefix: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    objects = Objects(api_client)
+    operator = start_update_operator(kube, netbox, netbox.readonly_v2_token, tmp_path)
+    try:
+        topology = Topology(seeder, prefix)
+        cluster = topology.cluster("c")
+        (server,) = add_servers(topology, cluster, [f"{prefix}-s"], set_oob_ip=False, interface_name="iDRAC")
+        objects.create_import(namespace, "fix", {"clusters": [{"name": cluster["name"]}]}, kind="Update")
+
+        def ready() -> dict[str, Any] | None:
+            conditions = ((objects.get_import(namespace, "fix", "Update") or {}).get("status") or {}).get("conditions")
+            return next((c for c in conditions or [] if c["type"] == "Ready"), None)
+
+        condition = wait_for(ready, 60, "Ready condition")
+        assert condition["status"] == "False" and condition["reason"] == "NetBoxWriteForbidden"
+        assert "the NetBox token may not write" in condition["message"]
+        assert interface_names(seeder, server.device) == ["iDRAC"]
+        assert any(reason == "NetBoxWriteForbidden" for _, reason, _ in objects.events(namespace, "fix"))
+    finally:
+        operator.stop()
