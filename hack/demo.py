@@ -20,11 +20,11 @@ from pydantic import SecretStr
 from argora_common.netbox import CLUSTERS, DEVICES, NetBox
 from argora_common.settings import Settings
 from tests.harness.kube import KubeCluster, upstream_crd_files
-from tests.harness.kubeobjects import Objects
+from tests.harness.kubeobjects import Clusters, Objects
 from tests.harness.netbox import NetBoxServer
 from tests.harness.operator import OperatorProcess
 from tests.harness.process import stop_all
-from tests.harness.seed import NetBoxSeeder, Topology, add_servers
+from tests.harness.seed import NetBoxSeeder, Topology, add_servers, fresh_ipv4
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKDIR = REPO_ROOT / ".work" / "demo"
@@ -41,9 +41,20 @@ def say(text: str) -> None:
 def seed(netbox: NetBoxServer) -> None:
     seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
     for cluster_name, vendor, count in INVENTORY:
-        topology = Topology(seeder, f"demo-{cluster_name}", manufacturer=vendor)
+        topology = Topology(seeder, f"demo-{cluster_name}", manufacturer=vendor, shared_vendor=True)
         cluster = topology.cluster("cluster")
-        add_servers(topology, cluster, [f"{cluster_name}-node{i:03d}" for i in range(1, count + 1)])
+        names = [f"{cluster_name}-node{i:03d}" for i in range(1, count + 1)]
+        if cluster_name == "k8s-c1":
+            # Fresh from the vendor: the BMC port has Lenovo's name, no OOB IP, and an ESXi leftover.
+            servers = add_servers(topology, cluster, names, set_oob_ip=False, interface_name="XClarity")
+            for server in servers:
+                vmk0 = seeder.create_one("dcim/interfaces", device=server.device["id"], name="vmk0", type="virtual")
+                seeder.create_one(
+                    "ipam/ip-addresses", address=fresh_ipv4(), assigned_object_type="dcim.interface",
+                    assigned_object_id=vmk0["id"],
+                )  # fmt: skip
+            continue
+        add_servers(topology, cluster, names)
         if cluster_name == "k8s-a1":
             # A server without an OOB IP: reported, and it blocks none of the others.
             add_servers(topology, cluster, ["k8s-a1-node099"], set_oob_ip=False, interface_name="eth0")
@@ -95,6 +106,43 @@ def show_cluster_import(objects: Objects) -> None:
         print(f"    {event_type:<8} {reason:<16} {message}")
 
 
+def show_metal3(clusters: Clusters) -> None:
+    say("kubectl -n demo apply -f cluster.yaml  (Cluster API Cluster annotated netbox-cluster: demo-k8s-b1-cluster)")
+    annotations = {
+        "argora.cloud.sap/netbox-cluster": "demo-k8s-b1-cluster",
+        "argora.cloud.sap/bmc-credentials": "bmc-credentials",
+    }
+    clusters.create("demo", "workload-b1", annotations=annotations)
+    summary = clusters.synced("demo", "workload-b1")
+    print(f"    annotation argora.cloud.sap/sync-status: {summary['counts']}")
+    for problem in summary.get("problems", []):
+        print(f"    problem: {problem}")
+    say("kubectl -n demo get baremetalhosts  (metal3.io, written by argora-metal3)")
+    for name, host in sorted(clusters.hosts("demo").items()):
+        print(f"    {name:<18} {host['spec']['bmc']['address']}")
+
+
+def show_update(objects: Objects) -> None:
+    say("kubectl -n demo apply -f update.yaml  (cluster demo-k8s-c1, dryRun: true)")
+    objects.create_import(
+        "demo", "fix-c1", {"clusters": [{"name": "demo-k8s-c1-cluster"}], "dryRun": True}, kind="Update"
+    )
+    show_changes(objects.synced_import("demo", "fix-c1", kind="Update")["status"])
+    say('kubectl -n demo patch update fix-c1 --type merge -p \'{"spec": {"dryRun": false}}\'')
+    previous = objects.get_import("demo", "fix-c1", "Update") or {}
+    objects.patch_import("demo", "fix-c1", {"spec": {"dryRun": False}}, kind="Update")
+    after = (previous.get("status") or {}).get("lastSyncTime")
+    show_changes(objects.synced_import("demo", "fix-c1", after=after, kind="Update")["status"])
+
+
+def show_changes(status: dict[str, Any]) -> None:
+    print(f"    planned {status['planned']}")
+    print(f"    applied {status['applied']}")
+    for change in status["changes"]:
+        mark = "applied" if change["applied"] else "planned"
+        print(f"    {mark:<8} {change['device']:<16} {change['action']:<18} {change['before']} -> {change['after']}")
+
+
 def main() -> int:
     shutil.rmtree(WORKDIR, ignore_errors=True)
     WORKDIR.mkdir(parents=True)
@@ -116,9 +164,13 @@ def main() -> int:
             "ARGORA_NETBOX_TOKEN": netbox.readonly_v2_token,
         }
         for name in CONTROLLERS:
-            operator = OperatorProcess(name, WORKDIR, env).start()
+            # Only argora-update writes to NetBox: it alone gets a token that may.
+            token = {"ARGORA_NETBOX_TOKEN": netbox.v2_token} if name == "update" else {}
+            operator = OperatorProcess(name, WORKDIR, {**env, **token}).start()
             say(f"argora-{name} is running: health {operator.health_url}, metrics {operator.metrics_url}")
         show_cluster_import(Objects(api))
+        show_metal3(Clusters(api))
+        show_update(Objects(api))
         if os.environ.get("DEMO_KEEP"):
             say(f"export KUBECONFIG={kube.kubeconfig}")
             say(f"NetBox API: {netbox.url}  (local demo token: {netbox.v2_token})")

@@ -111,7 +111,9 @@ class NetBoxSeeder:
 class Topology:
     """Shared scaffolding of a test inventory: region, site, tenant, vendor, type, role, cluster type."""
 
-    def __init__(self, seeder: NetBoxSeeder, prefix: str, manufacturer: str = "Dell") -> None:
+    def __init__(
+        self, seeder: NetBoxSeeder, prefix: str, manufacturer: str = "Dell", shared_vendor: bool = False
+    ) -> None:
         self.seeder = seeder
         self.prefix = prefix
         self.region = seeder.create_one("dcim/regions", name=f"{prefix}-region", slug=f"{prefix}-region")
@@ -119,8 +121,12 @@ class Topology:
             "dcim/sites", name=f"{prefix}-site", slug=f"{prefix}-site", region=self.region["id"], status="active"
         )
         self.tenant = seeder.create_one("tenancy/tenants", name=f"{prefix}-tenant", slug=f"{prefix}-tenant")
-        vendor_slug = f"{prefix}-{manufacturer.lower()}"
-        self.manufacturer = seeder.create_one("dcim/manufacturers", name=vendor_slug, slug=vendor_slug)
+        if shared_vendor:
+            # Manufacturer slugs are global in NetBox; tables keyed by vendor need the real ones.
+            self.manufacturer = seeder.ensure("dcim/manufacturers", manufacturer.lower(), name=manufacturer)
+        else:
+            vendor_slug = f"{prefix}-{manufacturer.lower()}"
+            self.manufacturer = seeder.create_one("dcim/manufacturers", name=vendor_slug, slug=vendor_slug)
         self.device_type = seeder.create_one(
             "dcim/device-types", manufacturer=self.manufacturer["id"], model=f"{prefix}-model", slug=f"{prefix}-model"
         )
