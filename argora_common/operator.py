@@ -18,7 +18,7 @@ from pydantic.fields import FieldInfo
 from urllib3.exceptions import HTTPError
 
 from argora_common.crds import GROUP
-from argora_common.kube import Kind, Kube, load_api_client
+from argora_common.kube import SYNC_ANNOTATION, Kind, Kube, load_api_client
 from argora_common.metrics import serve_metrics
 from argora_common.netbox import NetBox, NetBoxRejectedError, NetBoxUnavailableError
 from argora_common.settings import ENV_PREFIX, Settings, exit_with, load_settings
@@ -51,6 +51,28 @@ class Controller:
     @property
     def field_manager(self) -> str:
         return self.program
+
+
+type SyncFn = Callable[..., None]
+
+
+def register_sync(registry: kopf.OperatorRegistry, resource: Kind, resync_seconds: float, sync: SyncFn) -> None:
+    """The passes over one of our own resources: on create, spec change, operator start, sync request,
+    and every `resync_seconds` (skipped while a pass over the same object is under way).
+
+    `sync(body, logger, retry=..., wait=...)` does the pass."""
+    spec = (resource.group, resource.version, resource.plural)
+
+    @kopf.on.resume(*spec, registry=registry)
+    @kopf.on.create(*spec, registry=registry)
+    @kopf.on.update(*spec, field="spec", registry=registry)
+    @kopf.on.update(*spec, field=("metadata", "annotations", SYNC_ANNOTATION), registry=registry)
+    def on_change(body: kopf.Body, logger: kopf.Logger, retry: int, **_: Any) -> None:
+        sync(body, logger, retry=retry)
+
+    @kopf.timer(*spec, interval=resync_seconds, initial_delay=resync_seconds, registry=registry)
+    def on_resync(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        sync(body, logger, wait=False)
 
 
 def _parser(controller: Controller) -> argparse.ArgumentParser:

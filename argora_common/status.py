@@ -12,6 +12,20 @@ import kopf
 from argora_common.crds import Condition, ResourceStatus
 from argora_common.kube import Kind, Kube, set_condition
 
+# How many names an Event or summary lists before it says "and N more".
+SHOWN_NAMES = 10
+
+
+def short_list(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:SHOWN_NAMES])
+    return shown + (f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else "")
+
+
+def make_condition(kind: str, ok: bool, reason: str, message: str = "", *, generation: int | None) -> Condition:
+    return Condition(
+        type=kind, status="True" if ok else "False", reason=reason, message=message, observed_generation=generation
+    )
+
 
 def write_status(kube: Kube, kind: Kind, body: Mapping[str, Any], status: ResourceStatus) -> None:
     kube.apply(

@@ -9,6 +9,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from argora_common.converge import ConvergeResult, device_outcome, taken_by_another, write_counted
 from argora_common.crds import ClusterImportSpec, DeviceProblem
 from argora_common.kube import Kind, Kube, Owner, WriteOutcome, api_message, is_ignored, is_transient, label_int
 from argora_common.metrics import OBJECTS_WRITTEN
@@ -19,15 +20,7 @@ type ObjectKey = tuple[str, str]  # (kind, name)
 
 
 @dataclass
-class ApplyResult:
-    created: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    pruned: list[str] = field(default_factory=list)
-    held_back: list[str] = field(default_factory=list)
-    held_back_reason: str = ""
-    drifted: list[DeviceProblem] = field(default_factory=list)
-    failed: list[DeviceProblem] = field(default_factory=list)
+class ApplyResult(ConvergeResult):
     # What each of our objects should look like now: edits and deletions are repaired from this.
     desired: dict[ObjectKey, dict[str, Any]] = field(default_factory=dict)
 
@@ -68,22 +61,17 @@ class Converger:
         return self.result
 
     def _write(self, kind: Kind, body: dict[str, Any], live: dict[str, Any] | None) -> WriteOutcome:
-        outcome = self.kube.apply_if_changed(kind, body, live)
-        if outcome is not WriteOutcome.UNCHANGED:
-            OBJECTS_WRITTEN.labels(controller="ironcore", kind=kind.kind, action=outcome.value).inc()
-        return outcome
+        return write_counted(self.kube, "ironcore", kind, body, live)
 
     def _converge_device(
         self, desired: DesiredDevice, live_bmc: dict[str, Any] | None, live_secret: dict[str, Any] | None
     ) -> None:
         for kind, live in ((BMC, live_bmc), (BMC_SECRET, live_secret)):
-            if live is not None and not self.owner.owns(live):
+            taken = taken_by_another(self.owner, kind, live)
+            if taken:
                 self.result.failed.append(
                     DeviceProblem(
-                        device=desired.device_name,
-                        device_id=desired.device_id,
-                        reason="NameTaken",
-                        message=f"{kind.kind} {desired.name} exists and is not managed by this ClusterImport",
+                        device=desired.device_name, device_id=desired.device_id, reason="NameTaken", message=taken
                     )
                 )
                 return
@@ -95,13 +83,7 @@ class Converger:
         if bmc is not None:
             self.result.desired[(BMC.kind, desired.name)] = bmc
             outcomes.append(self._write(BMC, bmc, live_bmc))
-        changed = [outcome for outcome in outcomes if outcome is not WriteOutcome.UNCHANGED]
-        if not changed:
-            self.result.unchanged += 1
-        elif all(outcome is WriteOutcome.CREATED for outcome in changed):
-            self.result.created.append(desired.name)
-        else:
-            self.result.updated.append(desired.name)
+        self.result.count(desired.name, device_outcome(outcomes))
 
     def _bmc_after_drift(
         self, desired: DesiredDevice, live: dict[str, Any] | None

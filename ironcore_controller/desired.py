@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from argora_common.bmc import BMCAccess, DeviceSkippedError, bmc_access, topology_labels
+from argora_common.converge import Problems, name_devices
 from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.kube import (
     Kind,
     Owner,
-    assign_names,
     label_value,
 )
 from argora_common.netbox import Cluster, Device
@@ -114,37 +114,26 @@ def plan(
     result = Plan()
     result.unmatched_selectors = [i for i, clusters in enumerate(inventory.clusters_by_selector) if not clusters]
     clusters = {cluster.id: cluster for group in inventory.clusters_by_selector for cluster in group}
-    device_names = {s.device.id: s.device.name or f"#{s.device.id}" for s in inventory.devices}
-
-    def problem(device_id: int, reason: str, message: str) -> None:
-        result.problems.append(
-            DeviceProblem(device=device_names[device_id], device_id=device_id, reason=reason, message=message)
-        )
-
-    names = assign_names({s.device.id: s.device.name or "" for s in inventory.devices})
-    for dns_name, device_ids in names.collisions.items():
-        for device_id in device_ids:
-            others = sorted(str(other) for other in device_ids if other != device_id)
-            problem(device_id, "NameCollision", f"name {dns_name!r} also maps device(s) {others}")
-    for device_id in names.unusable:
-        problem(device_id, "UnusableName", "no DNS-1123 name can be made of it")
+    problems = Problems(selected.device for selected in inventory.devices)
+    names = name_devices((selected.device for selected in inventory.devices), problems)
     for selected in inventory.devices:
         device = selected.device
         result.selected_device_ids.add(device.id)
-        name = names.names.get(device.id)
+        name = names.get(device.id)
         if name is None:
             continue
         creds = credentials[selected.selector_index]
         if isinstance(creds, str):
-            problem(device.id, "CredentialsUnavailable", creds)
+            problems.add(device.id, "CredentialsUnavailable", creds)
             continue
         try:
             access = ipv4_access(device, inventory)
         except DeviceSkippedError as skipped:
-            problem(device.id, skipped.reason, str(skipped))
+            problems.add(device.id, skipped.reason, str(skipped))
             continue
         cluster = clusters.get(device.cluster.id) if device.cluster else None
         labels = {**device_labels(selected, cluster, inventory, settings), **owner.labels()}
         bmc, secret = desired_objects(name, selected, access, labels, creds, settings)
         result.devices.append(DesiredDevice(device.id, device.name or "", name, bmc, secret))
+    result.problems = problems.items
     return result

@@ -6,8 +6,9 @@ from typing import Any
 
 import kopf
 
-from argora_common.kube import MANAGED_BY_LABEL, SYNC_ANNOTATION, Kube, load_api_client
+from argora_common.kube import MANAGED_BY_LABEL, Kube, load_api_client
 from argora_common.netbox import NetBox
+from argora_common.operator import register_sync
 from ironcore_controller.desired import BMC, BMC_SECRET, FIELD_MANAGER
 from ironcore_controller.reconcile import CLUSTER_IMPORT, Reconciler
 from ironcore_controller.settings import IroncoreSettings
@@ -19,22 +20,7 @@ OURS = {MANAGED_BY_LABEL: FIELD_MANAGER}
 def register(registry: kopf.OperatorRegistry, settings: IroncoreSettings, netbox: NetBox) -> None:
     reconciler = Reconciler(settings, netbox, Kube(load_api_client(), FIELD_MANAGER))
 
-    @kopf.on.resume(*CI, registry=registry)
-    @kopf.on.create(*CI, registry=registry)
-    @kopf.on.update(*CI, field="spec", registry=registry)
-    @kopf.on.update(*CI, field=("metadata", "annotations", SYNC_ANNOTATION), registry=registry)
-    def sync(body: kopf.Body, logger: kopf.Logger, retry: int, **_: Any) -> None:
-        reconciler.sync(body, logger, retry=retry)
-
-    @kopf.timer(
-        *CI,
-        interval=settings.resync_interval_seconds,
-        initial_delay=settings.resync_interval_seconds,
-        registry=registry,
-    )
-    def resync(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        # A change handler's pass already covers this period when it holds the lock.
-        reconciler.sync(body, logger, wait=False)
+    register_sync(registry, CLUSTER_IMPORT, settings.resync_interval_seconds, reconciler.sync)
 
     @kopf.on.delete(*CI, registry=registry)
     def delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:

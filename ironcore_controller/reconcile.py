@@ -22,7 +22,6 @@ from argora_common.crds import (
     ClusterImportCounts,
     ClusterImportSpec,
     ClusterImportStatus,
-    Condition,
 )
 from argora_common.credentials import BMCCredentials, CredentialsError, read_credentials
 from argora_common.inventory import Inventory, read_inventory
@@ -38,7 +37,13 @@ from argora_common.kube import (
 )
 from argora_common.metrics import RECONCILE_SECONDS
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError
-from argora_common.status import report_failure, unexpected_errors_are_permanent, write_status
+from argora_common.status import (
+    make_condition,
+    report_failure,
+    short_list,
+    unexpected_errors_are_permanent,
+    write_status,
+)
 from ironcore_controller.apply import ApplyResult, Converger, ObjectKey
 from ironcore_controller.desired import BMC, BMC_SECRET, FIELD_MANAGER, Plan, plan
 from ironcore_controller.settings import IroncoreSettings
@@ -51,13 +56,6 @@ NETBOX_RETRY_SECONDS: Final = 30
 NETBOX_RETRY_MAX_SECONDS: Final = 600
 NETBOX_REJECTED_RETRY_SECONDS: Final = 300
 KUBE_RETRY_SECONDS: Final = 30
-# How many names an Event lists before it says "and N more".
-EVENT_NAMES: Final = 10
-
-
-def _names(names: list[str]) -> str:
-    shown = ", ".join(names[:EVENT_NAMES])
-    return shown + (f" and {len(names) - EVENT_NAMES} more" if len(names) > EVENT_NAMES else "")
 
 
 class Reconciler:
@@ -182,11 +180,7 @@ class Reconciler:
             for index in the_plan.unmatched_selectors
         ]
 
-        def condition(kind: str, ok: bool, reason: str, message: str = "") -> Condition:
-            return Condition(
-                type=kind, status="True" if ok else "False", reason=reason, message=message,
-                observed_generation=generation,
-            )  # fmt: skip
+        condition = partial(make_condition, generation=generation)
 
         bad = counts.skipped + counts.failed
         new_conditions = [
@@ -218,21 +212,23 @@ class Reconciler:
         self, body: kopf.Body, inventory: Inventory, the_plan: Plan, result: ApplyResult, spec: ClusterImportSpec
     ) -> None:
         if result.created:
-            kopf.event(body, type="Normal", reason="Created", message=f"BMC and BMCSecret for {_names(result.created)}")
+            kopf.event(
+                body, type="Normal", reason="Created", message=f"BMC and BMCSecret for {short_list(result.created)}"
+            )
         if result.updated:
-            kopf.event(body, type="Normal", reason="Updated", message=f"BMC/BMCSecret of {_names(result.updated)}")
+            kopf.event(body, type="Normal", reason="Updated", message=f"BMC/BMCSecret of {short_list(result.updated)}")
         if result.pruned:
-            kopf.event(body, type="Normal", reason="Pruned", message=f"deleted {_names(result.pruned)}")
+            kopf.event(body, type="Normal", reason="Pruned", message=f"deleted {short_list(result.pruned)}")
         if result.held_back:
             kopf.event(
                 body, type="Warning", reason="PruneHeldBack",
-                message=f"kept {_names(result.held_back)}: {result.held_back_reason}",
+                message=f"kept {short_list(result.held_back)}: {result.held_back_reason}",
             )  # fmt: skip
         if result.drifted:
             devices = [problem.device for problem in result.drifted]
             kopf.event(
                 body, type="Warning", reason="AccessDrift",
-                message=f"spec.access differs from NetBox for {_names(devices)} (onImmutableChange: "
+                message=f"spec.access differs from NetBox for {short_list(devices)} (onImmutableChange: "
                 f"{spec.on_immutable_change})",
             )  # fmt: skip
         problems = [*the_plan.problems, *result.failed]

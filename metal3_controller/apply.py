@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from argora_common.converge import ConvergeResult, device_outcome, taken_by_another, write_counted
 from argora_common.crds import DeviceProblem
 from argora_common.kube import SECRET, Kind, Kube, Owner, WriteOutcome, api_message, is_ignored, is_transient, label_int
 from argora_common.metrics import OBJECTS_WRITTEN
@@ -23,18 +24,6 @@ from metal3_controller.desired import (
 )
 
 
-@dataclass
-class ApplyResult:
-    created: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    pruned: list[str] = field(default_factory=list)
-    held_back: list[str] = field(default_factory=list)
-    held_back_reason: str = ""
-    drifted: list[DeviceProblem] = field(default_factory=list)
-    failed: list[DeviceProblem] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class PrunePolicy:
     enabled: bool
@@ -46,10 +35,10 @@ class Converger:
         self.kube = kube
         self.owner = owner
         self.device_id_label = device_id_label
-        self.result = ApplyResult()
+        self.result = ConvergeResult()
         self.live_secrets: Mapping[str, dict[str, Any]] = {}
 
-    def converge(self, plan: Plan, prune: PrunePolicy) -> ApplyResult:
+    def converge(self, plan: Plan, prune: PrunePolicy) -> ConvergeResult:
         namespace = self.owner.namespace
         live = {
             kind.kind: {obj["metadata"]["name"]: obj for obj in self.kube.list(kind, namespace)}
@@ -76,18 +65,15 @@ class Converger:
         )
 
     def _write(self, kind: Kind, body: Mapping[str, Any], live: Mapping[str, Any] | None) -> WriteOutcome:
-        outcome = self.kube.apply_if_changed(kind, body, live)
-        if outcome is not WriteOutcome.UNCHANGED:
-            OBJECTS_WRITTEN.labels(controller="metal3", kind=kind.kind, action=outcome.value).inc()
-        return outcome
+        return write_counted(self.kube, "metal3", kind, body, live)
 
     def _converge_host(
         self, desired: DesiredHost, live_host: dict[str, Any] | None, live_secret: dict[str, Any] | None
     ) -> None:
         for kind, live in ((BARE_METAL_HOST, live_host), (SECRET, live_secret)):
-            if live is not None and not self.owner.owns(live):
-                name = live["metadata"]["name"]
-                self._fail(desired, "NameTaken", f"{kind.kind} {name} exists and is not managed by argora-metal3")
+            taken = taken_by_another(self.owner, kind, live)
+            if taken:
+                self._fail(desired, "NameTaken", taken)
                 return
         outcomes: list[WriteOutcome] = []
         # Server-side apply of our fields only: Metal3's own label, owner reference and finalizer on
@@ -115,13 +101,7 @@ class Converger:
                 )
                 host = keep_registered(host, live_host)
         outcomes.append(self._write(BARE_METAL_HOST, host, live_host))
-        changed = [outcome for outcome in outcomes if outcome is not WriteOutcome.UNCHANGED]
-        if not changed:
-            self.result.unchanged += 1
-        elif all(outcome is WriteOutcome.CREATED for outcome in changed):
-            self.result.created.append(desired.name)
-        else:
-            self.result.updated.append(desired.name)
+        self.result.count(desired.name, device_outcome(outcomes))
 
     def _prune(self, plan: Plan, prune: PrunePolicy, live: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
         # Hosts decide; a host's Secret goes with it (Metal3 releases its finalizer once the host is gone).

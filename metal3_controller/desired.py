@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from argora_common.bmc import DeviceSkippedError, bmc_access, topology_labels
+from argora_common.converge import Problems, name_devices
 from argora_common.crds import ClusterSelector, DeviceProblem
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import BootInterfaces, Inventory
-from argora_common.kube import ARGORA_DOMAIN, Kind, Owner, assign_names, label_value
+from argora_common.kube import ARGORA_DOMAIN, Kind, Owner, label_value
 from argora_common.netbox import Device, Interface, Prefix
 from metal3_controller.network_data import network_data
 from metal3_controller.settings import Metal3Settings
@@ -100,32 +101,22 @@ def plan(
     namespace, cluster_name = cluster["metadata"]["namespace"], cluster["metadata"]["name"]
     owner = Owner(namespace, cluster_name, FIELD_MANAGER)
     result = Plan()
-    device_names = {s.device.id: s.device.name or f"#{s.device.id}" for s in inventory.devices}
-
-    def problem(device_id: int, reason: str, message: str) -> None:
-        result.problems.append(
-            DeviceProblem(device=device_names[device_id], device_id=device_id, reason=reason, message=message)
-        )
-
-    names = assign_names({s.device.id: s.device.name or "" for s in inventory.devices}, max_length=63)
-    for dns_name, device_ids in names.collisions.items():
-        for device_id in device_ids:
-            problem(device_id, "NameCollision", f"name {dns_name!r} is shared with device(s) {sorted(device_ids)}")
-    for device_id in names.unusable:
-        problem(device_id, "UnusableName", "no DNS-1123 name can be made of it")
+    problems = Problems(selected.device for selected in inventory.devices)
+    # A host's name is also a label value (its Secrets' names derive from it): at most 63 characters.
+    names = name_devices((selected.device for selected in inventory.devices), problems, max_length=63)
     for selected in inventory.devices:
         device = selected.device
         result.selected_device_ids.add(device.id)
-        name = names.names.get(device.id)
+        name = names.get(device.id)
         if name is None:
             continue
         if isinstance(credentials, str):
-            problem(device.id, "CredentialsUnavailable", credentials)
+            problems.add(device.id, "CredentialsUnavailable", credentials)
             continue
         try:
             access = bmc_access(device, inventory)
         except DeviceSkippedError as skipped:
-            problem(device.id, skipped.reason, str(skipped))
+            problems.add(device.id, skipped.reason, str(skipped))
             continue
         labels = {
             **{key: label_value(value) for key, value in topology_labels(device, inventory).items() if value},
@@ -168,6 +159,7 @@ def plan(
             spec["networkData"] = {"name": network_secret_name(name), "namespace": namespace}
         host = {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec}
         result.hosts.append(DesiredHost(device.id, device.name or "", name, host, secret, network_secret))
+    result.problems = problems.items
     return result
 
 
@@ -193,7 +185,3 @@ def keep_registered(desired: Mapping[str, Any], live: Mapping[str, Any]) -> dict
     if "bootMACAddress" in live_spec:
         kept["spec"]["bootMACAddress"] = live_spec["bootMACAddress"]
     return kept
-
-
-def problems_of(problems: Sequence[DeviceProblem], limit: int) -> list[str]:
-    return [f"{p.device}: {p.reason}" for p in problems[:limit]]

@@ -18,13 +18,15 @@ from typing import Any, Final
 
 from kubernetes.client.exceptions import ApiException
 
+from argora_common.converge import ConvergeResult
 from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials, CredentialsError, read_credentials
 from argora_common.inventory import read_boot_interfaces, read_inventory
 from argora_common.kube import SYNC_ANNOTATION, Kube, Owner, is_transient, now, post_event
 from argora_common.metrics import RECONCILE_SECONDS
 from argora_common.netbox import PREFIXES, NetBox, NetBoxError
-from metal3_controller.apply import ApplyResult, Converger, PrunePolicy
+from argora_common.status import short_list
+from metal3_controller.apply import Converger, PrunePolicy
 from metal3_controller.desired import (
     CAPI_CLUSTER,
     CLUSTER_ROLE_LABEL,
@@ -47,7 +49,6 @@ type ClusterKey = tuple[str, str]
 
 DEVICE_STATUSES: Final = ("active",)
 SUMMARY_PROBLEMS: Final = 10
-EVENT_NAMES: Final = 10
 RETRY_SECONDS: Final = 30.0
 RETRY_MAX_SECONDS: Final = 600.0
 # The inputs of a pass; anything else changing on a Cluster (our own annotation, CAPI's status)
@@ -68,11 +69,6 @@ def fingerprint(cluster: Mapping[str, Any]) -> str:
             (metadata.get("labels") or {}).get(CLUSTER_ROLE_LABEL),
         ]
     )
-
-
-def _names(names: list[str]) -> str:
-    shown = ", ".join(names[:EVENT_NAMES])
-    return shown + (f" and {len(names) - EVENT_NAMES} more" if len(names) > EVENT_NAMES else "")
 
 
 @dataclass
@@ -214,7 +210,7 @@ class Reconciler:
         )
 
     @staticmethod
-    def _summary(netbox_cluster: str, devices: int, the_plan: Plan, result: ApplyResult) -> dict[str, Any]:
+    def _summary(netbox_cluster: str, devices: int, the_plan: Plan, result: ConvergeResult) -> dict[str, Any]:
         problems: list[DeviceProblem] = [*the_plan.problems, *result.failed, *result.drifted]
         summary: dict[str, Any] = {
             "netboxCluster": netbox_cluster,
@@ -232,7 +228,7 @@ class Reconciler:
             "problems": [f"{p.device}: {p.reason}: {p.message}" for p in problems[:SUMMARY_PROBLEMS]],
         }
         if result.held_back:
-            summary["pruneHeldBack"] = f"{_names(result.held_back)}: {result.held_back_reason}"
+            summary["pruneHeldBack"] = f"{short_list(result.held_back)}: {result.held_back_reason}"
         return summary
 
     def _report(
@@ -250,26 +246,26 @@ class Reconciler:
         if event_type:
             post_event(self.kube, cluster, event_type, reason, message)
 
-    def _post_events(self, cluster: Mapping[str, Any], the_plan: Plan, result: ApplyResult) -> None:
+    def _post_events(self, cluster: Mapping[str, Any], the_plan: Plan, result: ConvergeResult) -> None:
         def event(event_type: str, reason: str, message: str) -> None:
             post_event(self.kube, cluster, event_type, reason, message)
 
         if result.created:
-            event("Normal", "Registered", f"BareMetalHosts {_names(result.created)}")
+            event("Normal", "Registered", f"BareMetalHosts {short_list(result.created)}")
         if result.updated:
-            event("Normal", "Updated", f"BareMetalHosts {_names(result.updated)}")
+            event("Normal", "Updated", f"BareMetalHosts {short_list(result.updated)}")
         if result.pruned:
-            event("Normal", "Pruned", f"deleted BareMetalHosts {_names(result.pruned)}")
+            event("Normal", "Pruned", f"deleted BareMetalHosts {short_list(result.pruned)}")
         if result.held_back:
             event(
                 "Warning", "DevicesLeft",
-                f"{_names(result.held_back)} left the NetBox cluster; kept: {result.held_back_reason}",
+                f"{short_list(result.held_back)} left the NetBox cluster; kept: {result.held_back_reason}",
             )  # fmt: skip
         if result.drifted:
             devices = [problem.device for problem in result.drifted]
             event(
                 "Warning", "RegistrationDrift",
-                f"NetBox differs from registered fields of {_names(devices)}; not forced",
+                f"NetBox differs from registered fields of {short_list(devices)}; not forced",
             )  # fmt: skip
         problems = [*the_plan.problems, *result.failed]
         if problems:

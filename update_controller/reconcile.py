@@ -15,13 +15,18 @@ from typing import Any, Final
 
 import kopf
 
-from argora_common.crds import MAX_PROBLEMS, Condition, UpdateCounts, UpdateSpec, UpdateStatus
+from argora_common.crds import MAX_PROBLEMS, UpdateCounts, UpdateSpec, UpdateStatus
 from argora_common.crds import Change as StatusChange
 from argora_common.inventory import Selection, read_selection
 from argora_common.kube import Kind, Kube, now, set_condition
 from argora_common.metrics import RECONCILE_SECONDS
 from argora_common.netbox import INTERFACES, IP_ADDRESSES, PLATFORMS, Interface, IPAddress, NetBox, NetBoxError, Ref
-from argora_common.status import report_failure, unexpected_errors_are_permanent, write_status
+from argora_common.status import (
+    make_condition,
+    report_failure,
+    unexpected_errors_are_permanent,
+    write_status,
+)
 from update_controller.apply import Applier, ApplyResult, WriteForbiddenError
 from update_controller.plan import Action, Change, Plan, plan_updates
 
@@ -175,11 +180,7 @@ class Reconciler:
         problems = sorted([*the_plan.problems, *result.failed], key=lambda p: (p.device, p.reason))
         conflicts = len({p.device_id for p in the_plan.problems})
 
-        def condition(kind: str, ok: bool, reason: str, message: str = "") -> Condition:
-            return Condition(
-                type=kind, status="True" if ok else "False", reason=reason, message=message,
-                observed_generation=generation,
-            )  # fmt: skip
+        condition = partial(make_condition, generation=generation)
 
         new_conditions = [
             condition("Ready", True, "DryRun" if spec.dry_run else "Applied",

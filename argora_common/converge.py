@@ -1,0 +1,85 @@
+"""Pieces every controller's plan and apply steps share: device names, problems, counted writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from argora_common.crds import DeviceProblem
+from argora_common.kube import Kind, Kube, Owner, WriteOutcome, assign_names
+from argora_common.metrics import OBJECTS_WRITTEN
+from argora_common.netbox import Device
+
+
+@dataclass
+class ConvergeResult:
+    """What one pass did to the objects of one owner; names are object (or device) names."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    pruned: list[str] = field(default_factory=list)
+    held_back: list[str] = field(default_factory=list)
+    held_back_reason: str = ""
+    drifted: list[DeviceProblem] = field(default_factory=list)
+    failed: list[DeviceProblem] = field(default_factory=list)
+
+    def count(self, name: str, outcome: WriteOutcome) -> None:
+        if outcome is WriteOutcome.UNCHANGED:
+            self.unchanged += 1
+        else:
+            (self.created if outcome is WriteOutcome.CREATED else self.updated).append(name)
+
+
+class Problems:
+    """Why devices were skipped or failed, named as NetBox names them."""
+
+    def __init__(self, devices: Iterable[Device]) -> None:
+        self.names = {device.id: device.name or f"#{device.id}" for device in devices}
+        self.items: list[DeviceProblem] = []
+
+    def add(self, device_id: int, reason: str, message: str) -> None:
+        self.items.append(
+            DeviceProblem(
+                device=self.names.get(device_id, f"#{device_id}"), device_id=device_id, reason=reason, message=message
+            )
+        )
+
+
+def name_devices(devices: Iterable[Device], problems: Problems, max_length: int = 253) -> dict[int, str]:
+    """Kubernetes names by device id; devices whose names collide or are unusable get none and a problem."""
+    names = assign_names({device.id: device.name or "" for device in devices}, max_length)
+    for name, device_ids in names.collisions.items():
+        for device_id in device_ids:
+            others = sorted(other for other in device_ids if other != device_id)
+            problems.add(device_id, "NameCollision", f"name {name!r} would also be the name of device(s) {others}")
+    for device_id in names.unusable:
+        problems.add(device_id, "UnusableName", "no DNS-1123 name can be made of it")
+    return names.names
+
+
+def taken_by_another(owner: Owner, kind: Kind, live: Mapping[str, Any] | None) -> str | None:
+    """Why an object of that name is not ours to write, or None when it is (or does not exist)."""
+    if live is None or owner.owns(live):
+        return None
+    return f"{kind.kind} {live['metadata']['name']} exists and is not managed by {owner.manager} for {owner.name}"
+
+
+def write_counted(
+    kube: Kube, controller: str, kind: Kind, body: Mapping[str, Any], live: Mapping[str, Any] | None
+) -> WriteOutcome:
+    outcome = kube.apply_if_changed(kind, body, live)
+    if outcome is not WriteOutcome.UNCHANGED:
+        OBJECTS_WRITTEN.labels(controller=controller, kind=kind.kind, action=outcome.value).inc()
+    return outcome
+
+
+def device_outcome(outcomes: Iterable[WriteOutcome]) -> WriteOutcome:
+    """A device is created when all its writes created objects, updated when any changed one."""
+    changed = [outcome for outcome in outcomes if outcome is not WriteOutcome.UNCHANGED]
+    if not changed:
+        return WriteOutcome.UNCHANGED
+    if all(outcome is WriteOutcome.CREATED for outcome in changed):
+        return WriteOutcome.CREATED
+    return WriteOutcome.UPDATED
