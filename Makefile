@@ -21,6 +21,7 @@ venv: $(VENV)/.installed
 ## Test servers: kube-apiserver + etcd built from Go modules, upstream CRDs, NetBox with PostgreSQL and Redis.
 tools:
 	hack/testbin/build.sh
+	hack/helm/build.sh
 	hack/upstream-crds.sh
 	hack/netbox/install.sh
 

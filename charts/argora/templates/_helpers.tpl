@@ -1,0 +1,106 @@
+{{/* Name of one controller's objects: <release>-<controller>, at most 63 characters. */}}
+{{- define "argora.fullname" -}}
+{{- printf "%s-%s" .root.Release.Name .name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "argora.labels" -}}
+app.kubernetes.io/name: argora-{{ .name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .name }}
+app.kubernetes.io/part-of: argora
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+{{- define "argora.selectorLabels" -}}
+app.kubernetes.io/name: argora-{{ .name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end -}}
+
+{{/* What every kopf operator needs: its peering, the CRD scan, Events. */}}
+{{- define "argora.kopfRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+- apiGroups: [kopf.dev]
+  resources: [clusterkopfpeerings, kopfpeerings]
+  verbs: [get, list, watch, patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- if .c.watchNamespaces }}
+# kopf lists namespaces to follow the watched ones.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+{{- end -}}
+
+{{/* Least privilege: only the verbs and resources each controller uses. */}}
+{{- define "argora.rules.ironcore" -}}
+- apiGroups: [argora.cloud.sap]
+  resources: [clusterimports]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [argora.cloud.sap]
+  resources: [clusterimports/status]
+  verbs: [get, patch]
+- apiGroups: [metal.ironcore.dev]
+  resources: [bmcs, bmcsecrets]
+  verbs: [get, list, watch, create, patch, delete]
+# BMC credentials named by ClusterImports, and the default Secret: read only.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end -}}
+
+{{- define "argora.rules.metal3" -}}
+# Clusters belong to Cluster API: we watch them and patch only our sync-status annotation.
+- apiGroups: [cluster.x-k8s.io]
+  resources: [clusters]
+  verbs: [get, list, watch, patch]
+- apiGroups: [metal3.io]
+  resources: [baremetalhosts]
+  verbs: [get, list, create, patch, delete]
+# BMC credentials and networkData Secrets next to the hosts.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, create, patch, delete]
+{{- end -}}
+
+{{- define "argora.rules.update" -}}
+- apiGroups: [argora.cloud.sap]
+  resources: [updates]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [argora.cloud.sap]
+  resources: [updates/status]
+  verbs: [get, patch]
+{{- end -}}
+
+{{/* Controller-specific settings as ARGORA_* variables. */}}
+{{- define "argora.env.ironcore" -}}
+{{- if .c.bmcProtocols }}
+- name: ARGORA_BMC_PROTOCOLS
+  value: {{ .c.bmcProtocols | toJson | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "argora.env.metal3" -}}
+{{- if .c.bmcAddresses }}
+- name: ARGORA_BMC_ADDRESSES
+  value: {{ .c.bmcAddresses | toJson | quote }}
+{{- end }}
+{{- if .c.rootDeviceHints }}
+- name: ARGORA_ROOT_DEVICE_HINTS
+  value: {{ .c.rootDeviceHints | toJson | quote }}
+{{- end }}
+- name: ARGORA_DISABLE_CERTIFICATE_VERIFICATION
+  value: {{ .c.disableCertificateVerification | quote }}
+- name: ARGORA_NETWORK_DATA
+  value: {{ .c.networkData | quote }}
+- name: ARGORA_GATEWAY_CUSTOM_FIELD
+  value: {{ .c.gatewayCustomField | quote }}
+{{- end -}}
+
+{{- define "argora.env.update" -}}
+{{- end -}}

@@ -1,0 +1,130 @@
+"""The Helm chart: lint, per-controller toggles, schema, install into the real API server, RBAC."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+
+from tests.harness.chart import BASE_VALUES, CHART, CONTROLLERS, create_from_manifests, helm, render, toggles
+
+pytestmark = pytest.mark.integration
+
+
+def test_helm_lint() -> None:
+    result = helm("lint", str(CHART), *BASE_VALUES, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "enabled",
+    [set(combo) for size in range(len(CONTROLLERS) + 1) for combo in itertools.combinations(CONTROLLERS, size)],
+    ids=lambda enabled: "+".join(sorted(enabled)) or "none",
+)
+def test_template_yields_exactly_the_enabled_controllers(enabled: set[str]) -> None:
+    docs = render(*toggles(enabled))
+    by_kind: dict[str, set[str]] = {}
+    for doc in docs:
+        component = doc["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        by_kind.setdefault(doc["kind"], set()).add(component)
+    for kind in ("Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "ClusterKopfPeering"):
+        assert by_kind.get(kind, set()) == enabled, kind
+
+
+def test_schema_rejects_wrong_values_with_a_readable_message() -> None:
+    cases = {
+        ("--set", "ironcore.replicas=two"): "at '/ironcore/replicas': got string, want integer",
+        ("--set", "netbox.url=netbox"): "at '/netbox/url': 'netbox' does not match pattern",
+        ("--set", "update.image.pullPolicy=Sometimes"): "at '/update/image/pullPolicy'",
+        ("--set", "metal3.bmcAddresses.dell=redfish://host"): "at '/metal3/bmcAddresses/dell'",
+    }
+    for args, message in cases.items():
+        result = helm("template", "argora", str(CHART), *BASE_VALUES, *args, check=False)
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+    missing = helm("template", "argora", str(CHART), check=False)
+    assert missing.returncode != 0 and "at '/netbox/url'" in missing.stderr, missing.stderr
+
+
+def test_deployment_is_hardened_and_probed() -> None:
+    (deployment,) = [d for d in render(*toggles({"update"})) if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["ARGORA_NETBOX_TOKEN_FILE"] == "/var/run/argora/netbox-token/token"
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["netbox-token"]["secret"]["secretName"] == "argora-netbox-write"
+
+
+def test_independent_images_and_scaling() -> None:
+    docs = render("--set", "metal3.image.tag=1.2.3", "--set", "ironcore.replicas=3")
+    deployments = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for d in docs if d["kind"] == "Deployment"}
+    assert deployments["metal3"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.2.3")
+    assert deployments["ironcore"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.1.0")
+    assert deployments["ironcore"]["spec"]["replicas"] == 3
+
+
+@pytest.fixture
+def installed(api_client: client.ApiClient, namespace: str) -> Iterator[str]:
+    """The whole chart installed as a release named after the test's namespace."""
+    docs = render(release=namespace, namespace=namespace)
+    create_from_manifests(api_client, [d for d in docs if d["kind"] != "ClusterKopfPeering"])
+    yield namespace
+
+
+def test_rendered_chart_installs(api_client: client.ApiClient, installed: str) -> None:
+    apps = client.AppsV1Api(api_client)
+    names = {d.metadata.name for d in apps.list_namespaced_deployment(installed).items}
+    assert names == {f"{installed}-{name}" for name in CONTROLLERS}
+
+
+def can(api_client: client.ApiClient, namespace: str, account: str, verb: str, group: str, resource: str) -> bool:
+    review = client.AuthorizationV1Api(api_client).create_subject_access_review(
+        {
+            "spec": {
+                "user": f"system:serviceaccount:{namespace}:{account}",
+                "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
+                "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "namespace": "anywhere"},
+            }
+        }
+    )
+    allowed: bool = review.status.allowed
+    return allowed
+
+
+ACCESS = {
+    "ironcore": {
+        True: [("create", "metal.ironcore.dev", "bmcs"), ("delete", "metal.ironcore.dev", "bmcsecrets"),
+               ("patch", "argora.cloud.sap", "clusterimports/status"), ("get", "", "secrets"),
+               ("watch", "argora.cloud.sap", "clusterimports"), ("create", "", "events")],
+        False: [("create", "metal3.io", "baremetalhosts"), ("patch", "cluster.x-k8s.io", "clusters"),
+                ("update", "", "secrets"), ("create", "", "secrets"), ("list", "", "secrets"),
+                ("patch", "argora.cloud.sap", "updates")],
+    },
+    "metal3": {
+        True: [("create", "metal3.io", "baremetalhosts"), ("patch", "cluster.x-k8s.io", "clusters"),
+               ("watch", "cluster.x-k8s.io", "clusters"), ("create", "", "secrets")],
+        False: [("create", "metal.ironcore.dev", "bmcs"), ("update", "cluster.x-k8s.io", "clusters/status"),
+                ("delete", "cluster.x-k8s.io", "clusters"), ("patch", "argora.cloud.sap", "clusterimports")],
+    },
+    "update": {
+        True: [("patch", "argora.cloud.sap", "updates"), ("patch", "argora.cloud.sap", "updates/status")],
+        False: [("get", "", "secrets"), ("create", "metal.ironcore.dev", "bmcs"),
+                ("create", "metal3.io", "baremetalhosts"), ("patch", "argora.cloud.sap", "clusterimports")],
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CONTROLLERS)
+def test_each_service_account_can_do_what_it_needs_and_nothing_more(
+    api_client: client.ApiClient, installed: str, name: str
+) -> None:
+    account = f"{installed}-{name}"
+    for expected, checks in ACCESS[name].items():
+        for verb, group, resource in checks:
+            assert can(api_client, installed, account, verb, group, resource) is expected, (verb, group, resource)
