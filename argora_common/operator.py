@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -172,5 +173,8 @@ def run(controller: Controller, argv: Sequence[str] | None = None) -> None:
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
         peering_name=None if settings.standalone else controller.program,
         standalone=settings.standalone,
+        # kopf freezes every replica when peers share a priority: a random one per process lets the
+        # highest run and the others stand by, as replicas of a Deployment should.
+        priority=secrets.randbelow(2**31),
         memo=kopf.Memo(settings=settings, netbox=netbox, controller=controller),
     )

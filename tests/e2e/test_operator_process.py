@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.harness.kubeobjects import wait_for
 from tests.harness.netbox import NetBoxServer
 from tests.harness.operator import BIN_DIR, OperatorProcess
 from tests.harness.process import free_port, wait_until
@@ -104,3 +106,21 @@ def test_unreachable_netbox_at_start_is_only_a_warning(start_operator: Callable[
         "metal3", {"ARGORA_NETBOX_URL": f"http://127.0.0.1:{free_port()}", "ARGORA_NETBOX_RETRIES": "1"}
     )
     assert "NetBox is not reachable yet, reconciles will retry" in operator.log()
+
+
+def is_active(operator: OperatorProcess) -> bool:
+    """Whether kopf's last word on peering in this replica's log was to resume (not to stand by)."""
+    resumed = operator.log().rfind("Resuming operations after the pause")
+    return resumed > operator.log().rfind("Pausing operations in favour of")
+
+
+def test_two_replicas_one_active_the_other_stands_by(
+    start_operator: Callable[..., OperatorProcess], namespace: str
+) -> None:
+    replicas = [start_operator("update", {"ARGORA_NAMESPACES": namespace}) for _ in range(2)]
+    # Every replica starts paused; the one with the higher peering priority ends up active.
+    time.sleep(5)
+    (leader,) = wait_for(lambda: [op for op in replicas if is_active(op)], 60, "exactly one replica active")
+    (standby,) = [op for op in replicas if op is not leader]
+    leader.stop()
+    wait_for(lambda: is_active(standby), 120, "the standby taking over")

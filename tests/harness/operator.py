@@ -28,7 +28,10 @@ class OperatorProcess:
             **env,
         }
         self.process = ManagedProcess(
-            f"argora-{name}", [str(BIN_DIR / f"argora-{name}")], workdir / f"argora-{name}.log", env=full_env
+            f"argora-{name}",
+            [str(BIN_DIR / f"argora-{name}")],
+            workdir / f"argora-{name}-{self.health_port}.log",
+            env=full_env,
         )
 
     @property
