@@ -38,8 +38,8 @@ def say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def seed(netbox: NetBoxServer) -> None:
-    seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
+def seed(seeder: NetBoxSeeder) -> None:
+    """Write the demo inventory (INVENTORY) into an empty NetBox; hack/seed_demo.py runs it standalone."""
     for cluster_name, vendor, count in INVENTORY:
         topology = Topology(seeder, f"demo-{cluster_name}", manufacturer=vendor, shared_vendor=True)
         cluster = topology.cluster("cluster")
@@ -154,7 +154,7 @@ def main() -> int:
         say("starting NetBox (PostgreSQL, Redis, gunicorn)")
         netbox = NetBoxServer(WORKDIR / "netbox")
         netbox.start()
-        seed(netbox)
+        seed(NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token)))
         show_netbox(netbox)
         api = kube.api_client()
         show_kubernetes(api)

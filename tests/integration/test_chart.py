@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Iterator
 
 import pytest
+import yaml
 from kubernetes import client
 
 from tests.harness.chart import BASE_VALUES, CHART, CONTROLLERS, create_from_manifests, helm, render, toggles
@@ -128,3 +129,23 @@ def test_each_service_account_can_do_what_it_needs_and_nothing_more(
     for expected, checks in ACCESS[name].items():
         for verb, group, resource in checks:
             assert can(api_client, installed, account, verb, group, resource) is expected, (verb, group, resource)
+
+
+def test_compose_stack_agrees_with_the_chart() -> None:
+    """docker-compose.yml runs the same controllers, images and settings the chart deploys."""
+    compose = yaml.safe_load((CHART.parents[1] / "docker-compose.yml").read_text())["services"]
+    deployments = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d
+        for d in render("--set", "defaultBmcCredentials=ns/name")
+        if d["kind"] == "Deployment"
+    }
+    for name, deployment in deployments.items():
+        service = compose[f"argora-{name}"]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert service["build"]["args"]["CONTROLLER"] == name
+        assert container["image"].rsplit(":", 1)[0].endswith(f"/argora-{name}")
+        assert service["image"].split(":")[0] == f"argora-{name}"
+        chart_env = {item["name"] for item in container["env"]}
+        # Compose runs one replica without peering; everything else it sets, the chart sets too.
+        compose_env = {key for key in service["environment"] if key.startswith("ARGORA_")} - {"ARGORA_STANDALONE"}
+        assert compose_env <= chart_env, compose_env - chart_env

@@ -1,0 +1,67 @@
+# syntax=docker/dockerfile:1
+#
+# One image per controller, all from this file:
+#
+#   docker build --build-arg CONTROLLER=ironcore --build-arg VERSION=0.1.0 -t argora-ironcore .
+#   docker build --target metal3 -t argora-metal3 .      # the same, by stage name
+#
+# CONTROLLER is ironcore, metal3 or update; the stage of that name is the image. Its ENTRYPOINT is
+# the controller's console script, so arguments (the chart's extraArgs) go straight to it.
+#
+# Dependencies come from requirements.lock only (exact versions, sha256 of every file; regenerate with
+# hack/lock.sh), installed with --no-deps so nothing unpinned slips in. tests/integration/
+# test_packaging.py runs these same pip commands in a fresh virtualenv and checks this file's stages.
+#
+# The image needs no writes at runtime, so it runs with a read-only root filesystem: the bytecode is
+# compiled at build time and PYTHONDONTWRITEBYTECODE stops Python from trying again. (Only a kubeconfig
+# with embedded certificates, as outside a cluster, makes the Kubernetes client write temporary files:
+# give such a container a writable /tmp.)
+
+ARG CONTROLLER=ironcore
+
+FROM python:3.12-slim AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/argora
+COPY requirements.lock /build/requirements.lock
+RUN /opt/argora/bin/pip install --require-hashes --no-deps -r /build/requirements.lock
+COPY pyproject.toml README.md /build/src/
+COPY argora_common /build/src/argora_common
+COPY ironcore_controller /build/src/ironcore_controller
+COPY metal3_controller /build/src/metal3_controller
+COPY update_controller /build/src/update_controller
+RUN /opt/argora/bin/pip install --no-deps /build/src
+
+FROM python:3.12-slim AS runtime
+ARG VERSION=0.1.0
+ARG SOURCE=https://github.com/argora/argora
+LABEL org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.description="Kubernetes operators that make NetBox the source of truth for bare-metal management"
+ENV PATH=/opt/argora/bin:${PATH} \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# Same path as in the build stage: the virtualenv's scripts name their interpreter by absolute path.
+COPY --from=build /opt/argora /opt/argora
+# The distroless "nonroot" uid/gid; no entry in /etc/passwd is needed.
+USER 65532:65532
+WORKDIR /
+# ARGORA_HEALTH_PORT and ARGORA_METRICS_PORT defaults.
+EXPOSE 8080 9090
+
+FROM runtime AS ironcore
+LABEL org.opencontainers.image.title="argora-ironcore"
+ENTRYPOINT ["/opt/argora/bin/argora-ironcore"]
+
+FROM runtime AS metal3
+LABEL org.opencontainers.image.title="argora-metal3"
+ENTRYPOINT ["/opt/argora/bin/argora-metal3"]
+
+FROM runtime AS update
+LABEL org.opencontainers.image.title="argora-update"
+ENTRYPOINT ["/opt/argora/bin/argora-update"]
+
+# The default target: the stage named by CONTROLLER.
+FROM ${CONTROLLER}

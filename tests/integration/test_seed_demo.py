@@ -1,0 +1,98 @@
+"""docker-compose.yml's seed job, run here against a real NetBox: the command compose runs, with only
+the URL and the token folder changed (the compose stack itself needs Docker).
+
+Its own NetBox, not the session's: the demo inventory hands out the same IP and MAC addresses as a
+fresh seeding process would, which the shared server's other tests may hold already.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from argora_common.netbox import CLUSTERS, DEVICES, NetBox
+from argora_common.settings import Settings
+from hack.demo import INVENTORY
+from tests.harness.netbox import NetBoxServer
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SEED = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]["seed"]
+
+
+@pytest.fixture(scope="module")
+def own_netbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetBoxServer]:
+    server = NetBoxServer(tmp_path_factory.mktemp("seed-netbox"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def run_seed_job(netbox: NetBoxServer, token_dir: Path) -> subprocess.CompletedProcess[str]:
+    """The compose service's entrypoint and command, from the checkout as its working directory."""
+    argv: list[str] = [*SEED["entrypoint"], *SEED["command"]]
+    assert argv[:3] == ["python", "-m", "hack.seed_demo"]
+    argv[0] = sys.executable
+    argv[argv.index("--url") + 1] = netbox.url
+    argv[argv.index("--token-dir") + 1] = str(token_dir)
+    env = {**os.environ, **SEED["environment"], "NETBOX_PASSWORD": netbox.admin_password}
+    return subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module")
+def seeded(own_netbox: NetBoxServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    token_dir = tmp_path_factory.mktemp("tokens")
+    result = run_seed_job(own_netbox, token_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "seeded demo-k8s-a1" in result.stdout
+    return token_dir
+
+
+def reader(netbox: NetBoxServer, token_file: Path) -> NetBox:
+    """NetBox as a controller configured with ARGORA_NETBOX_TOKEN_FILE reads it."""
+    return NetBox(Settings(netbox_url=netbox.url, netbox_token_file=token_file))
+
+
+def test_controllers_read_the_demo_inventory_with_the_tokens_the_job_wrote(
+    own_netbox: NetBoxServer, seeded: Path
+) -> None:
+    names = [f"demo-{cluster}-cluster" for cluster, _, _ in INVENTORY]
+    expected_devices = sum(count for _, _, count in INVENTORY) + 1  # k8s-a1-node099, without OOB IP
+    for token in ("read", "write"):
+        netbox = reader(own_netbox, seeded / token)
+        clusters = netbox.select(CLUSTERS, name=names)
+        assert sorted(c.name for c in clusters) == sorted(names)
+        devices = netbox.list_by_ids(DEVICES, "cluster_id", [c.id for c in clusters])
+        assert len(devices) == expected_devices
+
+
+@pytest.mark.parametrize(("token", "status"), [("read", 403), ("write", 201)])
+def test_only_the_write_token_may_write(own_netbox: NetBoxServer, seeded: Path, token: str, status: int) -> None:
+    secret = (seeded / token).read_text().strip()
+    assert secret.startswith("nbt_")
+    response = requests.post(
+        f"{own_netbox.url}/api/dcim/manufacturers/",
+        json={"name": f"seed-check-{token}", "slug": f"seed-check-{token}"},
+        headers={"Authorization": f"Bearer {secret}", "Accept": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == status, response.text
+
+
+def test_a_second_run_keeps_the_inventory_and_renews_the_tokens(own_netbox: NetBoxServer, seeded: Path) -> None:
+    before = (seeded / "read").read_text()
+    result = run_seed_job(own_netbox, seeded)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the demo inventory is there already" in result.stdout
+    assert (seeded / "read").read_text() != before
+    assert reader(own_netbox, seeded / "read").select(CLUSTERS, name=["demo-k8s-a1-cluster"])
