@@ -116,6 +116,8 @@ def test_creates_bmc_and_secret_for_each_selected_device(
         "bmcSecretRef": {"name": server.name},
         "hostname": f"{server.name}-r.example.com",
     }
+    # BMCs are metal-operator's to delete: we leave no finalizer that a stopped operator would hold.
+    assert not bmc["metadata"].get("finalizers")
     labels = bmc["metadata"]["labels"]
     assert labels["topology.kubernetes.io/region"] == site.a.region["slug"]
     assert labels["topology.kubernetes.io/zone"] == site.a.site["slug"]
