@@ -22,7 +22,6 @@ from pydantic.alias_generators import to_camel
 
 GROUP: Final = "argora.cloud.sap"
 VERSION: Final = "v1alpha1"
-API_VERSION: Final = f"{GROUP}/{VERSION}"
 MAX_PROBLEMS: Final = 50
 
 DNS_SUBDOMAIN_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"

@@ -106,7 +106,6 @@ def configure_kopf(settings: kopf.OperatorSettings, controller: Controller) -> N
     # A watch that silently stops delivering events is worse than a reconnect every few minutes.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    settings.peering.name = controller.program
 
 
 def check_netbox(controller: Controller, netbox: NetBox) -> None:

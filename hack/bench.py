@@ -18,7 +18,7 @@ from pathlib import Path
 from tests.harness.kube import KubeCluster, upstream_crd_files
 from tests.harness.kubeobjects import Clusters, Objects
 from tests.harness.netbox import NETBOX_VERSION, NetBoxServer
-from tests.harness.operator import OperatorProcess
+from tests.harness.operator import OperatorProcess, operator_environment
 from tests.harness.process import cache_dir, stop_all
 from tests.harness.seed import NetBoxSeeder, Topology, add_servers
 
@@ -68,14 +68,9 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def operator_env(kube: KubeCluster, netbox: NetBoxServer) -> dict[str, str]:
-    return {
-        "KUBECONFIG": str(kube.kubeconfig),
-        "ARGORA_NETBOX_URL": netbox.url,
-        "ARGORA_NETBOX_TOKEN": netbox.readonly_v2_token,
-        "ARGORA_RESYNC_INTERVAL_SECONDS": "3600",
-        "ARGORA_LOG_LEVEL": "INFO",
-        "ARGORA_DEFAULT_BMC_CREDENTIALS": "bench/bmc",
-    }
+    return operator_environment(
+        kube, netbox, netbox.readonly_v2_token, ARGORA_LOG_LEVEL="INFO", ARGORA_DEFAULT_BMC_CREDENTIALS="bench/bmc"
+    )
 
 
 def measure(name: str, operator: OperatorProcess, first: Callable[[], str], again: Callable[[], str]) -> None:

@@ -14,7 +14,7 @@ from kubernetes import client
 
 from tests.harness.kube import KubeCluster, upstream_crd_files
 from tests.harness.netbox import NetBoxServer
-from tests.harness.operator import OperatorProcess
+from tests.harness.operator import OperatorProcess, operator_environment
 from tests.harness.process import stop_all
 from tests.harness.seed import NetBoxSeeder, unique_prefix
 
@@ -71,12 +71,7 @@ def namespace(api_client: client.ApiClient, prefix: str) -> str:
 @pytest.fixture
 def operator_env(kube: KubeCluster, netbox: NetBoxServer) -> dict[str, str]:
     """The environment a controller gets in production, pointed at the test servers."""
-    return {
-        "KUBECONFIG": str(kube.kubeconfig),
-        "ARGORA_NETBOX_URL": netbox.url,
-        "ARGORA_NETBOX_TOKEN": netbox.readonly_v2_token,
-        "ARGORA_NETBOX_RETRIES": "3",
-    }
+    return operator_environment(kube, netbox, netbox.readonly_v2_token, ARGORA_NETBOX_RETRIES="3")
 
 
 @pytest.fixture

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from tests.harness.kube import KubeCluster
-from tests.harness.kubeobjects import Objects, wait_for
+from tests.harness.kubeobjects import Objects, ensure_secret, wait_for
 from tests.harness.netbox import NetBoxServer
-from tests.harness.operator import OperatorProcess
+from tests.harness.operator import OperatorProcess, operator_environment
 from tests.harness.seed import NetBoxSeeder, Server, Topology, add_servers, fresh_ipv4
 
 pytestmark = pytest.mark.integration
@@ -32,25 +31,12 @@ def ironcore(
     kube: KubeCluster, netbox: NetBoxServer, objects: Objects, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     """One argora-ironcore for the module, with a read-only NetBox token and a default Secret."""
-    try:
-        objects.core.create_namespace({"metadata": {"name": DEFAULT_SECRET_NAMESPACE}})
-        objects.create_secret(DEFAULT_SECRET_NAMESPACE, "bmc-default", DEFAULT_CREDENTIALS)
-    except ApiException as error:
-        if error.status != 409:
-            raise
-    operator = OperatorProcess(
-        "ironcore",
-        tmp_path_factory.mktemp("ironcore"),
-        {
-            "KUBECONFIG": str(kube.kubeconfig),
-            "ARGORA_NETBOX_URL": netbox.url,
-            "ARGORA_NETBOX_TOKEN": netbox.readonly_v2_token,
-            "ARGORA_NETBOX_RETRIES": "2",
-            "ARGORA_DEFAULT_BMC_CREDENTIALS": f"{DEFAULT_SECRET_NAMESPACE}/bmc-default",
-            # Passes are requested by the tests (sync annotation); the timer must not interfere.
-            "ARGORA_RESYNC_INTERVAL_SECONDS": "3600",
-        },
-    ).start()
+    ensure_secret(objects.core.api_client, DEFAULT_SECRET_NAMESPACE, "bmc-default", DEFAULT_CREDENTIALS)
+    env = operator_environment(
+        kube, netbox, netbox.readonly_v2_token,
+        ARGORA_DEFAULT_BMC_CREDENTIALS=f"{DEFAULT_SECRET_NAMESPACE}/bmc-default",
+    )  # fmt: skip
+    operator = OperatorProcess("ironcore", tmp_path_factory.mktemp("ironcore"), env).start()
     yield operator
     operator.stop()
     assert "Traceback" not in operator.log(), operator.log()[-5000:]

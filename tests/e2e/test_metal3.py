@@ -13,9 +13,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.harness.kube import KubeCluster
-from tests.harness.kubeobjects import Clusters, wait_for
+from tests.harness.kubeobjects import Clusters, ensure_secret, wait_for
 from tests.harness.netbox import NetBoxServer
-from tests.harness.operator import OperatorProcess
+from tests.harness.operator import OperatorProcess, operator_environment
 from tests.harness.seed import NetBoxSeeder, Server, Topology, add_servers, fresh_ipv4, fresh_mac
 
 pytestmark = pytest.mark.integration
@@ -34,29 +34,14 @@ def clusters(api_client: client.ApiClient) -> Clusters:
 def metal3(
     kube: KubeCluster, netbox: NetBoxServer, clusters: Clusters, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    try:
-        clusters.core.create_namespace({"metadata": {"name": CREDENTIALS_NAMESPACE}})
-        clusters.core.create_namespaced_secret(
-            CREDENTIALS_NAMESPACE,
-            {"metadata": {"name": "bmc"}, "stringData": {"username": "metal", "password": "three"}},
-        )
-    except ApiException as error:
-        if error.status != 409:
-            raise
-    operator = OperatorProcess(
-        "metal3",
-        tmp_path_factory.mktemp("metal3"),
-        {
-            "KUBECONFIG": str(kube.kubeconfig),
-            "ARGORA_NETBOX_URL": netbox.url,
-            "ARGORA_NETBOX_TOKEN": netbox.readonly_v2_token,
-            "ARGORA_NETBOX_RETRIES": "2",
-            "ARGORA_DEFAULT_BMC_CREDENTIALS": f"{CREDENTIALS_NAMESPACE}/bmc",
-            "ARGORA_RESYNC_INTERVAL_SECONDS": "3600",
-            "ARGORA_ROOT_DEVICE_HINTS": json.dumps({HINTED_TYPE: {"deviceName": "/dev/sda", "rotational": False}}),
-            "ARGORA_NETWORK_DATA": "true",
-        },
-    ).start()
+    ensure_secret(clusters.core.api_client, CREDENTIALS_NAMESPACE, "bmc", {"username": "metal", "password": "three"})
+    env = operator_environment(
+        kube, netbox, netbox.readonly_v2_token,
+        ARGORA_DEFAULT_BMC_CREDENTIALS=f"{CREDENTIALS_NAMESPACE}/bmc",
+        ARGORA_ROOT_DEVICE_HINTS=json.dumps({HINTED_TYPE: {"deviceName": "/dev/sda", "rotational": False}}),
+        ARGORA_NETWORK_DATA="true",
+    )  # fmt: skip
+    operator = OperatorProcess("metal3", tmp_path_factory.mktemp("metal3"), env).start()
     yield operator
     operator.stop()
     assert "Traceback" not in operator.log(), operator.log()[-5000:]

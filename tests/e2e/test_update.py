@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,26 +11,12 @@ from kubernetes import client
 from tests.harness.kube import KubeCluster
 from tests.harness.kubeobjects import Objects, wait_for
 from tests.harness.netbox import NetBoxServer
-from tests.harness.operator import OperatorProcess
-from tests.harness.seed import NetBoxSeeder, Server, Topology, add_servers, fresh_ipv4
+from tests.harness.operator import OperatorProcess, operator_environment
+from tests.harness.seed import NetBoxSeeder, Server, Topology, add_servers, fresh_ipv4, interface_names
 
 pytestmark = pytest.mark.integration
 
 VENDOR_NAMES = ["iDRAC", "iLO", "imm", "XClarity", "cimc", "iRMC", "XCC"]
-
-
-def start_update_operator(kube: KubeCluster, netbox: NetBoxServer, token: str, workdir: Path) -> OperatorProcess:
-    return OperatorProcess(
-        "update",
-        workdir,
-        {
-            "KUBECONFIG": str(kube.kubeconfig),
-            "ARGORA_NETBOX_URL": netbox.url,
-            "ARGORA_NETBOX_TOKEN": token,
-            "ARGORA_NETBOX_RETRIES": "2",
-            "ARGORA_RESYNC_INTERVAL_SECONDS": "3600",
-        },
-    ).start()
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +29,8 @@ def update_operator(
     kube: KubeCluster, netbox: NetBoxServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     # The only controller that writes to NetBox: it gets a token that may.
-    operator = start_update_operator(kube, netbox, netbox.v2_token, tmp_path_factory.mktemp("update"))
+    workdir = tmp_path_factory.mktemp("update")
+    operator = OperatorProcess("update", workdir, operator_environment(kube, netbox, netbox.v2_token)).start()
     yield operator
     operator.stop()
     assert "Traceback" not in operator.log(), operator.log()[-5000:]
@@ -53,10 +39,6 @@ def update_operator(
 def run_update(objects: Objects, namespace: str, spec: dict[str, Any], name: str = "fix") -> dict[str, Any]:
     objects.create_import(namespace, name, spec, kind="Update")
     return objects.synced_import(namespace, name, kind="Update")
-
-
-def interface_names(seeder: NetBoxSeeder, device: dict[str, Any]) -> list[str]:
-    return sorted(iface["name"] for iface in seeder.get("dcim/interfaces", device_id=device["id"]))
 
 
 def oob_address(seeder: NetBoxSeeder, device: dict[str, Any]) -> str | None:

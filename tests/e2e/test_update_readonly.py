@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e.test_update import interface_names, start_update_operator
 from tests.harness.kube import KubeCluster
 from tests.harness.kubeobjects import Objects, wait_for
 from tests.harness.netbox import NetBoxServer
-from tests.harness.seed import NetBoxSeeder, Topology, add_servers
+from tests.harness.operator import OperatorProcess, operator_environment
+from tests.harness.seed import NetBoxSeeder, Topology, add_servers, interface_names
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def test_a_read_only_token_gets_a_clear_error(
     prefix: str, tmp_path: Path,
 ) -> None:  # fmt: skip
     objects = Objects(api_client)
-    operator = start_update_operator(kube, netbox, netbox.readonly_v2_token, tmp_path)
+    operator = OperatorProcess("update", tmp_path, operator_environment(kube, netbox, netbox.readonly_v2_token)).start()
     try:
         topology = Topology(seeder, prefix)
         cluster = topology.cluster("c")

@@ -16,6 +16,21 @@ METAL = ("metal.ironcore.dev", "v1alpha1")
 PLURALS = {"ClusterImport": "clusterimports", "Update": "updates"}
 
 
+def ensure_secret(api: client.ApiClient, namespace: str, name: str, data: dict[str, str]) -> None:
+    """A namespace with one Secret in it, shared by a module's tests (left as it is when it exists)."""
+    core = client.CoreV1Api(api)
+    _unless_exists(core.create_namespace, {"metadata": {"name": namespace}})
+    _unless_exists(core.create_namespaced_secret, namespace, {"metadata": {"name": name}, "stringData": data})
+
+
+def _unless_exists(create: Callable[..., object], *args: object) -> None:
+    try:
+        create(*args)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+
+
 def wait_for[T](probe: Callable[[], T | None], timeout: float = 60, what: str = "condition") -> T:
     """Poll `probe` until it returns something truthy; its last value is in the error otherwise."""
     deadline = time.monotonic() + timeout

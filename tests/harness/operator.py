@@ -7,9 +7,24 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from tests.harness.kube import KubeCluster
+from tests.harness.netbox import NetBoxServer
 from tests.harness.process import ManagedProcess, free_port, http_ok, wait_until
 
 BIN_DIR = Path(sys.executable).parent
+
+
+def operator_environment(kube: KubeCluster, netbox: NetBoxServer, token: str, **extra: str) -> dict[str, str]:
+    """What a controller gets in production, pointed at the test servers; passes are requested by the
+    tests (sync annotation), so the resync timer is pushed out of their way."""
+    return {
+        "KUBECONFIG": str(kube.kubeconfig),
+        "ARGORA_NETBOX_URL": netbox.url,
+        "ARGORA_NETBOX_TOKEN": token,
+        "ARGORA_NETBOX_RETRIES": "2",
+        "ARGORA_RESYNC_INTERVAL_SECONDS": "3600",
+        **extra,
+    }
 
 
 class OperatorProcess:

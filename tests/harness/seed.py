@@ -226,3 +226,8 @@ def add_servers(
         Server(d, iface, ip, mac.lower())
         for d, iface, ip, mac in zip(devices, interfaces, addresses, macs, strict=True)
     ]
+
+
+def interface_names(seeder: NetBoxSeeder, device: Mapping[str, Any]) -> list[str]:
+    """A device's interface names as NetBox has them now, sorted."""
+    return sorted(iface["name"] for iface in seeder.get("dcim/interfaces", device_id=device["id"]))
