@@ -5,8 +5,16 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from argora_common.inventory import Inventory
-from argora_common.netbox import Device
+from argora_common.inventory import BMC_INTERFACE_NAME, AmbiguousMACError, Inventory, interface_mac
+from argora_common.netbox import Device, Interface
+
+
+@dataclass(frozen=True)
+class DeviceNote:
+    """Something wrong with a device that does not stop its objects from being written."""
+
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -14,6 +22,8 @@ class BMCAccess:
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address
     mac: str | None
     hostname: str | None
+    # Why `mac` is left out although NetBox has a BMC port (several MACs, OOB IP on another device).
+    mac_note: DeviceNote | None = None
 
 
 class DeviceSkippedError(Exception):
@@ -24,28 +34,65 @@ class DeviceSkippedError(Exception):
         self.reason = reason
 
 
+def named_bmc_interface(device: Device, inventory: Inventory) -> Interface | None:
+    """The `remoteboard` interface, else the single one still under a vendor's name (iDRAC, iLO, ...)."""
+    candidates = inventory.bmc_interfaces.get(device.id, [])
+    renamed = [iface for iface in candidates if iface.name == BMC_INTERFACE_NAME]
+    chosen = renamed or candidates
+    if len(chosen) > 1:
+        names = ", ".join(sorted(iface.name for iface in chosen))
+        raise DeviceSkippedError("AmbiguousBMCInterface", f"{len(chosen)} BMC interfaces: {names}")
+    return chosen[0] if chosen else None
+
+
+def bmc_interface(device: Device, inventory: Inventory) -> tuple[Interface | None, DeviceNote | None]:
+    """The interface carrying the device's OOB IP (NetBox's own link), else the BMC-named one."""
+    if device.oob_ip is not None:
+        interface = inventory.oob_interfaces.get(device.oob_ip.id)
+        if interface is not None and interface.device.id != device.id:
+            owner = interface.device.name or f"#{interface.device.id}"
+            return None, DeviceNote(
+                "OOBIPOnOtherDevice",
+                f"OOB IP {device.oob_ip.address} is assigned to interface {interface.name} of device {owner}; "
+                "no BMC MAC is taken from it",
+            )
+        if interface is not None:
+            return interface, None
+    return named_bmc_interface(device, inventory), None
+
+
 def bmc_access(device: Device, inventory: Inventory) -> BMCAccess:
-    """NetBox's OOB IP, else the single IP on the `remoteboard` interface; that interface's MAC."""
-    interfaces = inventory.bmc_interfaces.get(device.id, [])
-    if len(interfaces) > 1:
-        raise DeviceSkippedError("AmbiguousBMCInterface", f"{len(interfaces)} interfaces named remoteboard")
-    interface = interfaces[0] if interfaces else None
+    """NetBox's OOB IP, else the single IP on the BMC interface; that interface's MAC."""
+    interface, note = bmc_interface(device, inventory)
     if device.oob_ip is not None:
         cidr, dns_name = device.oob_ip.address, device.oob_ip.dns_name
     else:
         addresses = inventory.bmc_addresses.get(interface.id, []) if interface else []
-        if not addresses:
-            raise DeviceSkippedError("NoOOBIP", "no OOB IP in NetBox and no IP on a remoteboard interface")
+        if interface is None or not addresses:
+            raise DeviceSkippedError("NoOOBIP", "no OOB IP in NetBox and no IP on a BMC interface")
         if len(addresses) > 1:
             found = ", ".join(sorted(address.address for address in addresses))
-            raise DeviceSkippedError("AmbiguousOOBIP", f"no OOB IP set and several IPs on remoteboard: {found}")
+            raise DeviceSkippedError("AmbiguousOOBIP", f"no OOB IP set and several IPs on {interface.name}: {found}")
         cidr, dns_name = addresses[0].address, addresses[0].dns_name
     try:
         address = ipaddress.ip_interface(cidr).ip
     except ValueError as error:
         raise DeviceSkippedError("InvalidOOBIP", f"OOB IP {cidr!r} is not an IP address") from error
-    mac = interface.mac_address.lower() if interface and interface.mac_address else None
-    return BMCAccess(ip=address, mac=mac, hostname=dns_name or None)
+    mac = None
+    if interface is not None:
+        try:
+            mac = interface_mac(interface)
+        except AmbiguousMACError as error:
+            note = DeviceNote("AmbiguousMAC", f"{error}; the BMC MAC is left out")
+    return BMCAccess(ip=address, mac=mac, hostname=dns_name or None, mac_note=note)
+
+
+def device_name_labels(device: Device, prefix: str) -> dict[str, str | None]:
+    """The original operator's labels from a device name `<node>-<bb>`: name, nodename and bb."""
+    name = device.name or ""
+    parts = name.split("-")
+    node, bb = (parts[0], parts[1]) if len(parts) == 2 and all(parts) else (None, None)
+    return {f"{prefix}/name": name or None, f"{prefix}/nodename": node, f"{prefix}/bb": bb}
 
 
 def topology_labels(device: Device, inventory: Inventory) -> dict[str, str | None]:

@@ -1,9 +1,11 @@
 """What the controllers need to know of NetBox, read in bulk for a set of cluster selectors.
 
 Requests per read: for each selector, the pages of its clusters and of their devices; then the pages
-of the devices' sites, the pages of the BMC interfaces at those sites (one interface name, filtered by
-site rather than by device ids so the count does not grow with the number of devices), and, only for
-devices without an OOB IP, their BMC interfaces' addresses in id chunks.
+of the devices' sites and of the BMC-named interfaces at those sites (`remoteboard` or a vendor name,
+filtered by site rather than by device ids); the OOB IPs in id chunks, to learn which interface each
+one is assigned to (NetBox's own link from a device to its BMC port), and those interfaces when they
+are not BMC-named; and, only for devices without an OOB IP, the addresses on their BMC interfaces in
+id chunks. Interfaces come with their MAC objects (`mac_addresses`), so MACs cost no request.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from argora_common.crds import ClusterSelector
+from argora_common.crds import DEFAULT_BMC_INTERFACE_NAMES, ClusterSelector
 from argora_common.netbox import (
     CLUSTERS,
     DEVICES,
@@ -30,6 +32,25 @@ from argora_common.netbox import (
 )
 
 BMC_INTERFACE_NAME = "remoteboard"
+# Names a BMC port has before argora-update renames it (or when it never runs), matched case-insensitively.
+BMC_INTERFACE_NAMES = (BMC_INTERFACE_NAME, *DEFAULT_BMC_INTERFACE_NAMES)
+
+
+class AmbiguousMACError(Exception):
+    """An interface has several MAC addresses and none is marked primary: which one is meant is unknown."""
+
+
+def interface_mac(interface: Interface) -> str | None:
+    """An interface's MAC: its primary MAC, else its only assigned MAC (NetBox 4.2+ keeps MACs as objects,
+    and interfaces made through the API or migrated with several MACs often have none marked primary)."""
+    if interface.primary_mac_address is not None:
+        return interface.primary_mac_address.mac_address.lower()
+    if interface.mac_address:
+        return interface.mac_address.lower()
+    macs = sorted({mac.mac_address.lower() for mac in interface.mac_addresses})
+    if len(macs) > 1:
+        raise AmbiguousMACError(f"interface {interface.name} has MACs {', '.join(macs)} and none is primary")
+    return macs[0] if macs else None
 
 
 @dataclass
@@ -47,8 +68,10 @@ class Inventory:
     sites: dict[int, Site]
     # Why a selector matched nothing when NetBox refused its query (a slug that does not exist).
     selector_errors: dict[int, str] = field(default_factory=dict)
-    bmc_interfaces: dict[int, list[Interface]] = field(default_factory=dict)  # by device id
+    bmc_interfaces: dict[int, list[Interface]] = field(default_factory=dict)  # BMC-named, by device id
     bmc_addresses: dict[int, list[IPAddress]] = field(default_factory=dict)  # by interface id
+    # The interface each OOB IP is assigned to, by IP id; it may belong to another device.
+    oob_interfaces: dict[int, Interface] = field(default_factory=dict)
 
     @property
     def cluster_count(self) -> int:
@@ -113,10 +136,13 @@ def read_inventory(netbox: NetBox, selectors: Sequence[ClusterSelector], default
 def _read_bmc_interfaces(netbox: NetBox, inventory: Inventory, site_ids: set[int]) -> None:
     wanted = {selected.device.id for selected in inventory.devices}
     by_device: dict[int, list[Interface]] = defaultdict(list)
-    for interface in netbox.list_by_ids(INTERFACES, "site_id", site_ids, name=[BMC_INTERFACE_NAME]):
+    by_id: dict[int, Interface] = {}
+    for interface in netbox.list_by_ids(INTERFACES, "site_id", site_ids, name__ie=list(BMC_INTERFACE_NAMES)):
+        by_id[interface.id] = interface
         if interface.device.id in wanted:
             by_device[interface.device.id].append(interface)
     inventory.bmc_interfaces = dict(by_device)
+    _read_oob_interfaces(netbox, inventory, by_id)
     without_oob = [
         interface.id
         for selected in inventory.devices
@@ -128,6 +154,20 @@ def _read_bmc_interfaces(netbox: NetBox, inventory: Inventory, site_ids: set[int
         if address.assigned_object_id is not None:
             by_interface[address.assigned_object_id].append(address)
     inventory.bmc_addresses = dict(by_interface)
+
+
+def _read_oob_interfaces(netbox: NetBox, inventory: Inventory, known: dict[int, Interface]) -> None:
+    oob_ids = {selected.device.oob_ip.id for selected in inventory.devices if selected.device.oob_ip is not None}
+    assigned = {
+        address.id: address.assigned_object_id
+        for address in netbox.list_by_ids(IP_ADDRESSES, "id", oob_ids)
+        if address.assigned_object_type == "dcim.interface" and address.assigned_object_id is not None
+    }
+    missing = set(assigned.values()) - set(known)
+    interfaces = {**known, **{iface.id: iface for iface in netbox.list_by_ids(INTERFACES, "id", missing)}}
+    inventory.oob_interfaces = {
+        ip_id: interfaces[interface_id] for ip_id, interface_id in assigned.items() if interface_id in interfaces
+    }
 
 
 @dataclass

@@ -129,6 +129,11 @@ class VLANRef(_Record):
     vid: int
 
 
+class MACRef(_Record):
+    id: int
+    mac_address: str
+
+
 class Interface(_Record):
     id: int
     device: Ref
@@ -136,7 +141,10 @@ class Interface(_Record):
     type: str | None = None
     mgmt_only: bool = False
     lag: Ref | None = None
+    # Since NetBox 4.2 MACs are objects assigned to the interface; `mac_address` is only the primary's.
     mac_address: str | None = None
+    primary_mac_address: MACRef | None = None
+    mac_addresses: list[MACRef] = Field(default_factory=list)
     mtu: int | None = None
     mode: str | None = None
     untagged_vlan: VLANRef | None = None
@@ -160,13 +168,6 @@ class IPAddress(_Record):
     assigned_object_id: int | None = None
 
     _status = field_validator("status", mode="before")(_choice_value)
-
-
-class MACAddress(_Record):
-    id: int
-    mac_address: str
-    assigned_object_type: str | None = None
-    assigned_object_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -217,8 +218,21 @@ INTERFACES: Final = Endpoint(
     "dcim",
     "interfaces",
     Interface,
-    ("id", "device", "name", "type", "mgmt_only", "lag", "mac_address", "mtu", "mode", "untagged_vlan"),
-    frozenset({"id", "device_id", "site_id", "lag_id", "name", "mgmt_only"}),
+    (
+        "id",
+        "device",
+        "name",
+        "type",
+        "mgmt_only",
+        "lag",
+        "mac_address",
+        "primary_mac_address",
+        "mac_addresses",
+        "mtu",
+        "mode",
+        "untagged_vlan",
+    ),
+    frozenset({"id", "device_id", "site_id", "lag_id", "name", "name__ie", "mgmt_only"}),
 )
 IP_ADDRESSES: Final = Endpoint(
     "ipam",
@@ -230,13 +244,6 @@ IP_ADDRESSES: Final = Endpoint(
 PLATFORMS: Final = Endpoint("dcim", "platforms", Ref, ("id", "name", "slug"), frozenset({"id", "slug"}))
 PREFIXES: Final = Endpoint(
     "ipam", "prefixes", Prefix, ("id", "prefix", "vlan", "custom_fields"), frozenset({"id", "site_id"})
-)
-MAC_ADDRESSES: Final = Endpoint(
-    "dcim",
-    "mac-addresses",
-    MACAddress,
-    ("id", "mac_address", "assigned_object_type", "assigned_object_id"),
-    frozenset({"id", "device_id", "interface_id"}),
 )
 
 type FilterValue = str | int | bool | Sequence[str] | Sequence[int]

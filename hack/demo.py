@@ -45,8 +45,11 @@ def seed(seeder: NetBoxSeeder) -> None:
         cluster = topology.cluster("cluster")
         names = [f"{cluster_name}-node{i:03d}" for i in range(1, count + 1)]
         if cluster_name == "k8s-c1":
-            # Fresh from the vendor: the BMC port has Lenovo's name, no OOB IP, and an ESXi leftover.
-            servers = add_servers(topology, cluster, names, set_oob_ip=False, interface_name="XClarity")
+            # Fresh from the vendor: the BMC port has Lenovo's name, no OOB IP, its MAC assigned through the API but
+            # not primary, and an ESXi leftover.
+            servers = add_servers(
+                topology, cluster, names, set_oob_ip=False, interface_name="XClarity", mac_shape="assigned"
+            )
             for server in servers:
                 vmk0 = seeder.create_one("dcim/interfaces", device=server.device["id"], name="vmk0", type="virtual")
                 seeder.create_one(

@@ -11,8 +11,8 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
-from argora_common.inventory import BootInterfaces
-from argora_common.netbox import Device, Prefix
+from argora_common.inventory import AmbiguousMACError, BootInterfaces, interface_mac
+from argora_common.netbox import Device, Interface, Prefix
 
 TAGGED_MODES = ("tagged", "tagged-all")
 
@@ -36,6 +36,14 @@ def containing_prefix(
     return best[1] if best else None
 
 
+def known_mac(interface: Interface) -> str | None:
+    """The interface's MAC, None when NetBox has none or several without a primary (reported elsewhere)."""
+    try:
+        return interface_mac(interface)
+    except AmbiguousMACError:
+        return None
+
+
 def network_data(
     device: Device, boot: BootInterfaces, prefixes: Sequence[Prefix], gateway_field: str
 ) -> dict[str, Any] | None:
@@ -48,10 +56,8 @@ def network_data(
     links: list[dict[str, Any]] = []
     if interface.type == "lag":
         members = sorted(boot.lag_members.get(interface.id, []), key=lambda member: member.name)
-        links.extend(
-            {"id": m.name, "type": "phy", "ethernet_mac_address": (m.mac_address or "").lower()} for m in members
-        )
-        mac = next((m.mac_address.lower() for m in members if m.mac_address), None)
+        links.extend({"id": m.name, "type": "phy", "ethernet_mac_address": known_mac(m) or ""} for m in members)
+        mac = next((found for found in map(known_mac, members) if found), None)
         links.append(
             {
                 "id": interface.name,
@@ -62,7 +68,7 @@ def network_data(
             }
         )
     else:
-        mac = interface.mac_address.lower() if interface.mac_address else None
+        mac = known_mac(interface)
         links.append({"id": interface.name, "type": "phy", "ethernet_mac_address": mac})
     if interface.mtu:
         links[-1]["mtu"] = interface.mtu

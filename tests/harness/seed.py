@@ -10,7 +10,7 @@ import ipaddress
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import requests
 
@@ -158,14 +158,47 @@ class Topology:
         return self.seeder.create("dcim/devices", [{**base, **fields, "name": name} for name in names])
 
 
+# How NetBox 4.2+ inventories hold an interface's MACs: `primary` is what NetBox's UI makes; the API and
+# migrations from older NetBox often leave MACs assigned but none primary, sometimes several.
+type MacShape = Literal["primary", "assigned", "two-with-primary", "two-assigned", "none"]
+
+
+def add_macs(seeder: NetBoxSeeder, interfaces: Sequence[Mapping[str, Any]], shape: MacShape) -> list[str | None]:
+    """MAC objects on each interface in `shape`, in bulk; per interface, the MAC an operator should take
+    (None where NetBox does not say which one is meant)."""
+    count = {"primary": 1, "assigned": 1, "two-with-primary": 2, "two-assigned": 2, "none": 0}[shape]
+    macs = [[fresh_mac() for _ in range(count)] for _ in interfaces]
+    created = seeder.create(
+        "dcim/mac-addresses",
+        [
+            {"mac_address": mac, "assigned_object_type": "dcim.interface", "assigned_object_id": iface["id"]}
+            for iface, own in zip(interfaces, macs, strict=True)
+            for mac in own
+        ],
+    )
+    if shape in ("primary", "two-with-primary"):
+        primaries = created[count - 1 :: count]
+        seeder.update_many(
+            "dcim/interfaces",
+            [
+                {"id": iface["id"], "primary_mac_address": m["id"]}
+                for iface, m in zip(interfaces, primaries, strict=True)
+            ],
+        )
+    if shape in ("two-assigned", "none"):
+        return [None for _ in interfaces]
+    return [own[-1].lower() for own in macs]
+
+
 @dataclass
 class Server:
-    """A device with its BMC interface, the IP on it (also its OOB IP, when set) and the MAC."""
+    """A device with its BMC interface, the IP on it (also its OOB IP, when set) and the MAC an operator
+    should find for it (None when NetBox leaves it unclear)."""
 
     device: dict[str, Any]
     interface: dict[str, Any]
     ip: dict[str, Any]
-    mac: str
+    mac: str | None
 
     @property
     def name(self) -> str:
@@ -184,9 +217,10 @@ def add_servers(
     *,
     set_oob_ip: bool = True,
     interface_name: str = "remoteboard",
+    mac_shape: MacShape = "primary",
     **device_fields: Any,
 ) -> list[Server]:
-    """Devices with a BMC interface carrying one IPv4 address and a primary MAC, in six bulk requests."""
+    """Devices with a BMC interface carrying one IPv4 address and MACs in `mac_shape`, in a few bulk requests."""
     seeder = topology.seeder
     devices = topology.devices(cluster, names, **device_fields)
     interfaces = seeder.create(
@@ -205,27 +239,13 @@ def add_servers(
             for device, iface in zip(devices, interfaces, strict=True)
         ],
     )
-    macs = [fresh_mac() for _ in devices]
-    mac_objects = seeder.create(
-        "dcim/mac-addresses",
-        [
-            {"mac_address": mac, "assigned_object_type": "dcim.interface", "assigned_object_id": iface["id"]}
-            for mac, iface in zip(macs, interfaces, strict=True)
-        ],
-    )
-    seeder.update_many(
-        "dcim/interfaces",
-        [{"id": iface["id"], "primary_mac_address": m["id"]} for iface, m in zip(interfaces, mac_objects, strict=True)],
-    )
+    macs = add_macs(seeder, interfaces, mac_shape)
     if set_oob_ip:
         seeder.update_many(
             "dcim/devices",
             [{"id": d["id"], "oob_ip": ip["id"]} for d, ip in zip(devices, addresses, strict=True)],
         )
-    return [
-        Server(d, iface, ip, mac.lower())
-        for d, iface, ip, mac in zip(devices, interfaces, addresses, macs, strict=True)
-    ]
+    return [Server(d, iface, ip, mac) for d, iface, ip, mac in zip(devices, interfaces, addresses, macs, strict=True)]
 
 
 def interface_names(seeder: NetBoxSeeder, device: Mapping[str, Any]) -> list[str]:

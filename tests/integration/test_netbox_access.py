@@ -14,7 +14,6 @@ from argora_common.netbox import (
     DEVICES,
     INTERFACES,
     IP_ADDRESSES,
-    MAC_ADDRESSES,
     PLATFORMS,
     PREFIXES,
     SITES,
@@ -83,7 +82,13 @@ def inventory(netbox: NetBoxServer) -> Inventory:
         "dcim/mac-addresses",
         [
             {"mac_address": mac, "assigned_object_type": "dcim.interface", "assigned_object_id": iface["id"]}
-            for mac, iface in (("02:00:00:00:0a:01", ifaces[1]), ("02:00:00:00:0b:01", ifaces[2]))
+            for mac, iface in (
+                ("02:00:00:00:0a:01", ifaces[1]),
+                ("02:00:00:00:0b:01", ifaces[2]),
+                # Assigned, none primary: as the API and migrations from NetBox < 4.2 leave them.
+                ("02:00:00:00:0c:01", ifaces[0]),
+                ("02:00:00:00:0c:02", ifaces[0]),
+            )
         ],
     )
     platforms = seeder.create(
@@ -124,7 +129,6 @@ KEY_PREFIX = {
     SITES.path: "site_",
     INTERFACES.path: "if_",
     IP_ADDRESSES.path: "ip_",
-    MAC_ADDRESSES.path: "mac_",
     PREFIXES.path: "prefix_",
     PLATFORMS.path: "platform_",
 }
@@ -186,9 +190,12 @@ CASES: list[tuple[Endpoint[Any], str, Filters, set[str]]] = [
     ),
     (PLATFORMS, "id", lambda inv: {"id": [inv.ids["platform_a"]]}, {"platform_a"}),
     (PLATFORMS, "slug", lambda inv: {"slug": inv.slug("plat-b")}, {"platform_b"}),
-    (MAC_ADDRESSES, "id", lambda inv: {"id": [inv.ids["mac_b1_bmc"]]}, {"mac_b1_bmc"}),
-    (MAC_ADDRESSES, "device_id", lambda inv: {"device_id": [inv.ids["dev_a1"]]}, {"mac_a1_eth0"}),
-    (MAC_ADDRESSES, "interface_id", lambda inv: {"interface_id": [inv.ids["if_b1_bmc"]]}, {"mac_b1_bmc"}),
+    (
+        INTERFACES,
+        "name__ie",
+        lambda inv: {"device_id": [inv.ids["dev_a1"], inv.ids["dev_b1"]], "name__ie": ["REMOTEBOARD", "idrac"]},
+        {"if_a1_bmc", "if_b1_bmc"},
+    ),
 ]  # fmt: skip
 
 
@@ -196,7 +203,7 @@ def test_every_filter_the_layer_accepts_has_a_narrowing_case() -> None:
     covered = {(endpoint.path, name) for endpoint, name, _, _ in CASES}
     accepted = {
         (endpoint.path, name)
-        for endpoint in (CLUSTERS, DEVICES, SITES, INTERFACES, IP_ADDRESSES, MAC_ADDRESSES, PREFIXES, PLATFORMS)
+        for endpoint in (CLUSTERS, DEVICES, SITES, INTERFACES, IP_ADDRESSES, PREFIXES, PLATFORMS)
         for name in endpoint.filters
     }
     assert accepted == covered
@@ -236,10 +243,15 @@ def test_results_are_typed(netbox: NetBoxServer, inventory: Inventory) -> None:
     assert devices[0].site.slug == inventory.slug("a-site")
     assert devices[0].device_type.manufacturer.slug == inventory.slug("a-dell")
     assert devices[0].cluster is not None and devices[0].cluster.id == inventory.ids["cluster_a"]
-    interfaces = client.select(INTERFACES, id=[inventory.ids["if_a1_eth0"]])
-    assert interfaces[0].mac_address == "02:00:00:00:0A:01"
-    macs = client.select(MAC_ADDRESSES, id=[inventory.ids["mac_a1_eth0"]])
-    assert macs[0].assigned_object_id == inventory.ids["if_a1_eth0"]
+    interfaces = client.select(INTERFACES, id=[inventory.ids["if_a1_eth0"], inventory.ids["if_a1_bmc"]])
+    by_id = {interface.id: interface for interface in interfaces}
+    eth0, bmc = by_id[inventory.ids["if_a1_eth0"]], by_id[inventory.ids["if_a1_bmc"]]
+    assert eth0.mac_address == "02:00:00:00:0A:01"
+    assert eth0.primary_mac_address is not None and eth0.primary_mac_address.id == inventory.ids["mac_a1_eth0"]
+    # `fields=` keeps the MAC objects of an interface: MACs need no request of their own.
+    assert [mac.mac_address for mac in eth0.mac_addresses] == ["02:00:00:00:0A:01"]
+    assert bmc.primary_mac_address is None
+    assert sorted(mac.mac_address for mac in bmc.mac_addresses) == ["02:00:00:00:0C:01", "02:00:00:00:0C:02"]
 
 
 def test_id_filters_are_chunked_to_fit_the_request_line(netbox: NetBoxServer, inventory: Inventory) -> None:
