@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from argora_common.crds import DeviceProblem
-from argora_common.kube import Kind, Kube, Owner, WriteOutcome, assign_names
+from argora_common.kube import (
+    MANAGED_BY_LABEL,
+    OWNER_NAME_LABEL,
+    OWNER_NAMESPACE_LABEL,
+    Kind,
+    Kube,
+    Owner,
+    WriteOutcome,
+    assign_names,
+)
 from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.netbox import Device
 
@@ -18,6 +27,8 @@ class ConvergeResult:
 
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    # Made by the original Argora operator and taken over by this pass.
+    adopted: list[str] = field(default_factory=list)
     unchanged: int = 0
     pruned: list[str] = field(default_factory=list)
     held_back: list[str] = field(default_factory=list)
@@ -25,8 +36,10 @@ class ConvergeResult:
     drifted: list[DeviceProblem] = field(default_factory=list)
     failed: list[DeviceProblem] = field(default_factory=list)
 
-    def count(self, name: str, outcome: WriteOutcome) -> None:
-        if outcome is WriteOutcome.UNCHANGED:
+    def count(self, name: str, outcome: WriteOutcome, *, adopted: bool = False) -> None:
+        if adopted:
+            self.adopted.append(name)
+        elif outcome is WriteOutcome.UNCHANGED:
             self.unchanged += 1
         else:
             (self.created if outcome is WriteOutcome.CREATED else self.updated).append(name)
@@ -59,9 +72,28 @@ def name_devices(devices: Iterable[Device], problems: Problems, max_length: int 
     return names.names
 
 
-def taken_by_another(owner: Owner, kind: Kind, live: Mapping[str, Any] | None) -> str | None:
-    """Why an object of that name is not ours to write, or None when it is (or does not exist)."""
-    if live is None or owner.owns(live):
+OWNERSHIP_LABELS = (MANAGED_BY_LABEL, OWNER_NAMESPACE_LABEL, OWNER_NAME_LABEL)
+
+
+def _labels(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
+    return ((obj or {}).get("metadata") or {}).get("labels") or {}
+
+
+def unowned(live: Mapping[str, Any] | None) -> bool:
+    """No owner, Argora's or anybody else's, is recorded on the object."""
+    return live is not None and not any(key in _labels(live) for key in OWNERSHIP_LABELS)
+
+
+def adoptable(live: Mapping[str, Any] | None, desired: Mapping[str, Any], identity_labels: Sequence[str]) -> bool:
+    """Written by the original Argora operator for the same NetBox device: no owner recorded, and the
+    identity labels it wrote (device name, NetBox cluster) have the values we would write."""
+    wanted = _labels(desired)
+    return unowned(live) and all(key in wanted and _labels(live).get(key) == wanted[key] for key in identity_labels)
+
+
+def taken_by_another(owner: Owner, kind: Kind, live: Mapping[str, Any] | None, *, adopt: bool = False) -> str | None:
+    """Why an object of that name is not ours to write, or None when it is, may be adopted, or does not exist."""
+    if live is None or owner.owns(live) or adopt:
         return None
     return f"{kind.kind} {live['metadata']['name']} exists and is not managed by {owner.manager} for {owner.name}"
 

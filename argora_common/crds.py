@@ -113,15 +113,20 @@ class ClusterImportCounts(WireModel):
     devices: int = 0
     created: int = 0
     updated: int = 0
+    adopted: int = Field(default=0, description="Objects of the original Argora operator taken over")
     unchanged: int = 0
     pruned: int = 0
     prune_held_back: int = 0
     drifted: int = 0
     skipped: int = 0
     failed: int = 0
+    warnings: int = Field(default=0, description="Devices written with something left out: see status.problems")
 
 
 class ResourceStatus(WireModel):
+    # The original Argora operator's status fields, kept for the users' dashboards and alerts.
+    state: Literal["Ready", "Error"] | None = Field(default=None, description="Ready, or Error after a failed pass")
+    description: str | None = Field(default=None, description="The last error, empty when the last pass worked")
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
     last_sync_time: datetime | None = None
@@ -199,6 +204,7 @@ class CustomResource(BaseModel):
 
 def _ready_columns(counts: list[tuple[str, str]]) -> list[dict[str, str]]:
     return [
+        {"name": "State", "type": "string", "jsonPath": ".status.state"},
         {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
         {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
         *({"name": name, "type": "integer", "jsonPath": path} for name, path in counts),

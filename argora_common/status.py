@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import kopf
 
-from argora_common.crds import Condition, ResourceStatus
+from argora_common.crds import Condition, DeviceProblem, ResourceStatus
 from argora_common.kube import Kind, Kube, set_condition
 
 # How many names an Event or summary lists before it says "and N more".
@@ -19,6 +20,12 @@ SHOWN_NAMES = 10
 def short_list(names: Sequence[str]) -> str:
     shown = ", ".join(names[:SHOWN_NAMES])
     return shown + (f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else "")
+
+
+def reason_summary(problems: Sequence[DeviceProblem]) -> str:
+    """`3 devices: 2 NoOOBIP, 1 NameTaken`, for an Event."""
+    reasons = Counter(problem.reason for problem in problems)
+    return f"{len(problems)} devices: " + ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
 
 
 def make_condition(kind: str, ok: bool, reason: str, message: str = "", *, generation: int | None) -> Condition:
@@ -58,7 +65,8 @@ def report_failure(
                 type=condition_type, status="False", reason=reason, message=message, observed_generation=generation
             ),
         )
-    write_status(kube, kind, body, previous.model_copy(update={"conditions": conditions}))
+    failed = previous.model_copy(update={"conditions": conditions, "state": "Error", "description": message})
+    write_status(kube, kind, body, failed)
     kopf.event(body, type="Warning", reason=reason, message=message)
 
 

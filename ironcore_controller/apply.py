@@ -9,7 +9,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from argora_common.converge import ConvergeResult, device_outcome, taken_by_another, write_counted
+from argora_common.converge import ConvergeResult, adoptable, device_outcome, taken_by_another, write_counted
 from argora_common.crds import ClusterImportSpec, DeviceProblem
 from argora_common.kube import Kind, Kube, Owner, WriteOutcome, api_message, is_ignored, is_transient, label_int
 from argora_common.metrics import OBJECTS_WRITTEN
@@ -29,14 +29,29 @@ def _access(obj: Mapping[str, Any]) -> dict[str, Any]:
     return dict((obj.get("spec") or {}).get("access") or {})
 
 
+def access_conflicts(wanted: Mapping[str, Any], found: Mapping[str, Any]) -> bool:
+    """Whether a BMC's access disagrees with NetBox. A field the BMC lacks is no conflict: the original
+    operator registered BMCs without a MAC, and spec.access cannot be completed afterwards."""
+    return "ip" not in found or any(key in wanted and wanted[key] != value for key, value in found.items())
+
+
+def _with_access(bmc: Mapping[str, Any], access: Mapping[str, Any]) -> dict[str, Any]:
+    """`bmc` keeping the live access: applying another one would be refused."""
+    kept = copy.deepcopy(dict(bmc))
+    kept["spec"]["access"] = dict(access)
+    return kept
+
+
 class Converger:
     """One pass over one ClusterImport's objects."""
 
-    def __init__(self, kube: Kube, owner: Owner, spec: ClusterImportSpec, device_id_label: str) -> None:
+    def __init__(self, kube: Kube, owner: Owner, spec: ClusterImportSpec, label_prefix: str) -> None:
         self.kube = kube
         self.owner = owner
         self.spec = spec
-        self.device_id_label = device_id_label
+        self.device_id_label = f"{label_prefix}/device-id"
+        # The labels by which the original Argora operator's objects name their NetBox device.
+        self.identity_labels = (f"{label_prefix}/name", f"{label_prefix}/cluster")
         self.result = ApplyResult()
 
     def converge(self, plan: Plan) -> ApplyResult:
@@ -66,8 +81,12 @@ class Converger:
     def _converge_device(
         self, desired: DesiredDevice, live_bmc: dict[str, Any] | None, live_secret: dict[str, Any] | None
     ) -> None:
+        adopt = {
+            kind.kind: adoptable(live, body, self.identity_labels)
+            for kind, live, body in ((BMC, live_bmc, desired.bmc), (BMC_SECRET, live_secret, desired.secret))
+        }
         for kind, live in ((BMC, live_bmc), (BMC_SECRET, live_secret)):
-            taken = taken_by_another(self.owner, kind, live)
+            taken = taken_by_another(self.owner, kind, live, adopt=adopt[kind.kind])
             if taken:
                 self.result.failed.append(
                     DeviceProblem(
@@ -83,7 +102,7 @@ class Converger:
         if bmc is not None:
             self.result.desired[(BMC.kind, desired.name)] = bmc
             outcomes.append(self._write(BMC, bmc, live_bmc))
-        self.result.count(desired.name, device_outcome(outcomes))
+        self.result.count(desired.name, device_outcome(outcomes), adopted=any(adopt.values()))
 
     def _bmc_after_drift(
         self, desired: DesiredDevice, live: dict[str, Any] | None
@@ -93,9 +112,11 @@ class Converger:
         Report: keep the live access (applying the new one would be refused) and report the drift.
         Recreate: delete the BMC and apply it anew; nothing to apply while its deletion is under way.
         """
-        if live is None or _access(live) == desired.bmc["spec"]["access"]:
+        wanted, found = desired.bmc["spec"]["access"], _access(live) if live is not None else {}
+        if live is None or found == wanted:
             return desired.bmc, live
-        wanted, found = desired.bmc["spec"]["access"], _access(live)
+        if not access_conflicts(wanted, found):
+            return _with_access(desired.bmc, found), live
         message = f"NetBox has access {wanted}, the BMC has {found} (spec.access is immutable)"
         if self.spec.on_immutable_change == "Recreate":
             self.kube.delete(BMC, desired.name)
@@ -110,9 +131,7 @@ class Converger:
         )
         if self.spec.on_immutable_change == "Recreate":
             return None, live
-        kept = copy.deepcopy(desired.bmc)
-        kept["spec"]["access"] = found
-        return kept, live
+        return _with_access(desired.bmc, found), live
 
     def _prune(self, plan: Plan, live: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
         owned = [

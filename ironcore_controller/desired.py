@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from argora_common.bmc import BMCAccess, DeviceSkippedError, bmc_access, topology_labels
+from argora_common.bmc import BMCAccess, DeviceSkippedError, bmc_access, device_name_labels, topology_labels
 from argora_common.converge import Problems, name_devices
 from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials
@@ -42,6 +42,8 @@ class DesiredDevice:
 class Plan:
     devices: list[DesiredDevice] = field(default_factory=list)
     problems: list[DeviceProblem] = field(default_factory=list)
+    # Devices whose objects are written, but with something left out (a MAC NetBox is unclear about).
+    notes: list[DeviceProblem] = field(default_factory=list)
     # Every device NetBox selected, usable or not: objects of a skipped device are kept, never pruned.
     selected_device_ids: set[int] = field(default_factory=set)
     unmatched_selectors: list[int] = field(default_factory=list)
@@ -61,11 +63,14 @@ def device_labels(
     prefix = settings.label_prefix
     candidates = {
         **topology_labels(device, inventory),
+        **device_name_labels(device, prefix),
         f"{prefix}/cluster": cluster.name if cluster else None,
         f"{prefix}/cluster-type": cluster.type.slug if cluster else None,
         f"{prefix}/role": device.role.slug if device.role else None,
         f"{prefix}/platform": device.platform.slug if device.platform else None,
         f"{prefix}/device-type": device.device_type.slug,
+        # The original operator's name for the device type label; kept for users' selectors.
+        f"{prefix}/type": device.device_type.slug,
         f"{prefix}/device-id": str(device.id),
     }
     return {key: label_value(value) for key, value in candidates.items() if value}
@@ -89,7 +94,9 @@ def desired_objects(
         spec_access["macAddress"] = access.mac
     spec: dict[str, Any] = {
         "access": spec_access,
-        "protocol": settings.protocol_for(selected.device.device_type.manufacturer.slug or "").model_dump(),
+        "protocol": settings.protocol_for(selected.device.device_type.manufacturer.slug or "").model_dump(
+            exclude_none=True
+        ),
         "bmcSecretRef": {"name": name},
     }
     if access.hostname:
@@ -115,6 +122,7 @@ def plan(
     result.unmatched_selectors = [i for i, clusters in enumerate(inventory.clusters_by_selector) if not clusters]
     clusters = {cluster.id: cluster for group in inventory.clusters_by_selector for cluster in group}
     problems = Problems(selected.device for selected in inventory.devices)
+    notes = Problems(selected.device for selected in inventory.devices)
     names = name_devices((selected.device for selected in inventory.devices), problems)
     for selected in inventory.devices:
         device = selected.device
@@ -131,9 +139,12 @@ def plan(
         except DeviceSkippedError as skipped:
             problems.add(device.id, skipped.reason, str(skipped))
             continue
+        if access.mac_note is not None:
+            notes.add(device.id, access.mac_note.reason, access.mac_note.message)
         cluster = clusters.get(device.cluster.id) if device.cluster else None
         labels = {**device_labels(selected, cluster, inventory, settings), **owner.labels()}
         bmc, secret = desired_objects(name, selected, access, labels, creds, settings)
         result.devices.append(DesiredDevice(device.id, device.name or "", name, bmc, secret))
     result.problems = problems.items
+    result.notes = notes.items
     return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, Final, NoReturn
@@ -39,6 +39,7 @@ from argora_common.metrics import RECONCILE_SECONDS
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError
 from argora_common.status import (
     make_condition,
+    reason_summary,
     report_failure,
     short_list,
     unexpected_errors_are_permanent,
@@ -67,7 +68,6 @@ class Reconciler:
         self.kube = kube
         self.locks: defaultdict[Owner, threading.Lock] = defaultdict(threading.Lock)
         self.desired: dict[ObjectKey, dict[str, Any]] = {}
-        self.device_id_label = f"{settings.label_prefix}/device-id"
 
     # ---- normal path --------------------------------------------------------------------------
 
@@ -100,7 +100,7 @@ class Reconciler:
         credentials = self._credentials(owner.namespace, spec)
         the_plan = plan(inventory, credentials, owner, self.settings)
         try:
-            result = Converger(self.kube, owner, spec, self.device_id_label).converge(the_plan)
+            result = Converger(self.kube, owner, spec, self.settings.label_prefix).converge(the_plan)
         except ApiException as error:
             if not is_transient(error):
                 raise
@@ -110,9 +110,11 @@ class Reconciler:
         write_status(self.kube, CLUSTER_IMPORT, body, status)
         self._post_events(body, inventory, the_plan, result, spec)
         logger.info(
-            "synced: %d devices, %d created, %d updated, %d unchanged, %d pruned, %d skipped, %d failed",
-            status.counts.devices, status.counts.created, status.counts.updated, status.counts.unchanged,
-            status.counts.pruned, status.counts.skipped, status.counts.failed,
+            "synced: %d devices, %d created, %d updated, %d adopted, %d unchanged, %d pruned, %d skipped, %d failed, "
+            "%d warnings",
+            status.counts.devices, status.counts.created, status.counts.updated, status.counts.adopted,
+            status.counts.unchanged, status.counts.pruned, status.counts.skipped, status.counts.failed,
+            status.counts.warnings,
         )  # fmt: skip
 
     def _credentials(self, namespace: str, spec: ClusterImportSpec) -> list[BMCCredentials | str]:
@@ -161,18 +163,22 @@ class Reconciler:
         result: ApplyResult,
         spec: ClusterImportSpec,
     ) -> ClusterImportStatus:
-        problems = sorted([*the_plan.problems, *result.failed, *result.drifted], key=lambda p: (p.device, p.reason))
+        problems = sorted(
+            [*the_plan.problems, *result.failed, *result.drifted, *the_plan.notes], key=lambda p: (p.device, p.reason)
+        )
         counts = ClusterImportCounts(
             clusters=inventory.cluster_count,
             devices=len(inventory.devices),
             created=len(result.created),
             updated=len(result.updated),
+            adopted=len(result.adopted),
             unchanged=result.unchanged,
             pruned=len(result.pruned),
             prune_held_back=len(result.held_back),
             drifted=len(result.drifted),
             skipped=len(the_plan.problems),
             failed=len(result.failed),
+            warnings=len(the_plan.notes),
         )
         unmatched = [
             f"spec.clusters[{index}]"
@@ -201,6 +207,7 @@ class Reconciler:
         for new in new_conditions:
             conditions = set_condition(conditions, new)
         return ClusterImportStatus(
+            state="Ready",
             observed_generation=generation,
             conditions=conditions,
             last_sync_time=now(),
@@ -217,6 +224,11 @@ class Reconciler:
             )
         if result.updated:
             kopf.event(body, type="Normal", reason="Updated", message=f"BMC/BMCSecret of {short_list(result.updated)}")
+        if result.adopted:
+            kopf.event(
+                body, type="Normal", reason="Adopted",
+                message=f"took over the original operator's BMC/BMCSecret of {short_list(result.adopted)}",
+            )  # fmt: skip
         if result.pruned:
             kopf.event(body, type="Normal", reason="Pruned", message=f"deleted {short_list(result.pruned)}")
         if result.held_back:
@@ -233,9 +245,9 @@ class Reconciler:
             )  # fmt: skip
         problems = [*the_plan.problems, *result.failed]
         if problems:
-            reasons = Counter(problem.reason for problem in problems)
-            summary = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
-            kopf.event(body, type="Warning", reason="DevicesSkipped", message=f"{len(problems)} devices: {summary}")
+            kopf.event(body, type="Warning", reason="DevicesSkipped", message=reason_summary(problems))
+        if the_plan.notes:
+            kopf.event(body, type="Warning", reason="DevicesIncomplete", message=reason_summary(the_plan.notes))
         for index in the_plan.unmatched_selectors:
             kopf.event(
                 body, type="Warning", reason="NoClusterMatched",

@@ -14,7 +14,8 @@ class BMCProtocol(BaseModel):
 
     name: str = "Redfish"
     port: int = Field(default=443, ge=1, le=65535)
-    scheme: Literal["http", "https"] = "https"
+    # Left out unless set, as the original operator wrote BMCs: metal-operator then uses its default.
+    scheme: Literal["http", "https"] | None = None
 
 
 class IroncoreSettings(Settings):

@@ -8,7 +8,14 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from argora_common.converge import ConvergeResult, device_outcome, taken_by_another, write_counted
+from argora_common.converge import (
+    ConvergeResult,
+    adoptable,
+    device_outcome,
+    taken_by_another,
+    unowned,
+    write_counted,
+)
 from argora_common.crds import DeviceProblem
 from argora_common.kube import SECRET, Kind, Kube, Owner, WriteOutcome, api_message, is_ignored, is_transient, label_int
 from argora_common.metrics import OBJECTS_WRITTEN
@@ -30,11 +37,22 @@ class PrunePolicy:
     cap: int | None
 
 
+def references(host: Mapping[str, Any] | None, secret_name: str) -> bool:
+    """Whether a host names the Secret as its credentials or its networkData."""
+    spec = (host or {}).get("spec") or {}
+    return secret_name in ((spec.get("bmc") or {}).get("credentialsName"), (spec.get("networkData") or {}).get("name"))
+
+
 class Converger:
-    def __init__(self, kube: Kube, owner: Owner, device_id_label: str) -> None:
+    def __init__(
+        self, kube: Kube, owner: Owner, label_prefix: str, *, keep_certificate_verification: bool = True
+    ) -> None:
         self.kube = kube
         self.owner = owner
-        self.device_id_label = device_id_label
+        self.device_id_label = f"{label_prefix}/device-id"
+        # The labels by which the original Argora operator's hosts name their NetBox device.
+        self.identity_labels = (f"{label_prefix}/name", f"{label_prefix}/cluster")
+        self.keep_certificate_verification = keep_certificate_verification
         self.result = ConvergeResult()
         self.live_secrets: Mapping[str, dict[str, Any]] = {}
 
@@ -70,8 +88,16 @@ class Converger:
     def _converge_host(
         self, desired: DesiredHost, live_host: dict[str, Any] | None, live_secret: dict[str, Any] | None
     ) -> None:
-        for kind, live in ((BARE_METAL_HOST, live_host), (SECRET, live_secret)):
-            taken = taken_by_another(self.owner, kind, live)
+        adopt_host = adoptable(live_host, desired.host, self.identity_labels)
+        host_is_ours = live_host is not None and (adopt_host or self.owner.owns(live_host))
+
+        def adopt_secret(secret: Mapping[str, Any] | None) -> bool:
+            # The original operator wrote its Secrets without labels: they go with the host naming them.
+            return host_is_ours and unowned(secret) and references(live_host, (secret or {})["metadata"]["name"])
+
+        adopt = {"host": adopt_host, "secret": adopt_secret(live_secret)}
+        for kind, live, adopting in ((BARE_METAL_HOST, live_host, adopt_host), (SECRET, live_secret, adopt["secret"])):
+            taken = taken_by_another(self.owner, kind, live, adopt=adopting)
             if taken:
                 self._fail(desired, "NameTaken", taken)
                 return
@@ -82,7 +108,8 @@ class Converger:
             outcomes.append(self._write(SECRET, desired.secret, live_secret))
         if desired.network_secret is not None:
             live_network = self.live_secrets.get(desired.network_secret["metadata"]["name"])
-            if live_network is None or self.owner.owns(live_network):
+            adopt["network"] = adopt_secret(live_network)
+            if live_network is None or self.owner.owns(live_network) or adopt["network"]:
                 outcomes.append(self._write(SECRET, desired.network_secret, live_network))
         host = desired.host
         if live_host is not None:
@@ -99,9 +126,9 @@ class Converger:
                         message=f"{details} (Metal3 does not change it after registration)",
                     )
                 )
-                host = keep_registered(host, live_host)
+            host = keep_registered(host, live_host, keep_certificate_verification=self.keep_certificate_verification)
         outcomes.append(self._write(BARE_METAL_HOST, host, live_host))
-        self.result.count(desired.name, device_outcome(outcomes))
+        self.result.count(desired.name, device_outcome(outcomes), adopted=any(adopt.values()))
 
     def _prune(self, plan: Plan, prune: PrunePolicy, live: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
         # Hosts decide; a host's Secret goes with it (Metal3 releases its finalizer once the host is gone).

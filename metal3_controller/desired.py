@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import urlsplit
 
-from argora_common.bmc import DeviceSkippedError, bmc_access, topology_labels
+from argora_common.bmc import DeviceSkippedError, bmc_access, device_name_labels, topology_labels
 from argora_common.converge import Problems, name_devices
 from argora_common.crds import ClusterSelector, DeviceProblem
 from argora_common.credentials import BMCCredentials
-from argora_common.inventory import BootInterfaces, Inventory
+from argora_common.inventory import AmbiguousMACError, BootInterfaces, Inventory, interface_mac
 from argora_common.kube import ARGORA_DOMAIN, Kind, Owner, label_value
 from argora_common.netbox import Device, Interface, Prefix
 from metal3_controller.network_data import network_data
@@ -31,8 +33,6 @@ SYNC_STATUS_ANNOTATION: Final = f"{ARGORA_DOMAIN}/sync-status"
 CLUSTER_ROLE_LABEL: Final = "discovery.inf.sap.cloud/clusterRole"
 PAUSED_ANNOTATION: Final = "cluster.x-k8s.io/paused"
 CLUSTER_NAME_LABEL: Final = "cluster.x-k8s.io/cluster-name"
-# Metal3 refuses to change these once the host is registered: drift is reported, never forced.
-REGISTRATION_FIELDS: Final = (("bmc", "address"), ("bootMACAddress",))
 
 
 def netbox_selector(cluster: Mapping[str, Any]) -> ClusterSelector | None:
@@ -66,28 +66,46 @@ class DesiredHost:
 class Plan:
     hosts: list[DesiredHost] = field(default_factory=list)
     problems: list[DeviceProblem] = field(default_factory=list)
+    # Hosts written with something left out (a MAC NetBox is unclear about).
+    notes: list[DeviceProblem] = field(default_factory=list)
     selected_device_ids: set[int] = field(default_factory=set)
 
 
 def boot_mac(device: Device, boot: BootInterfaces) -> str | None:
-    """The MAC of the interface carrying the primary IP, or of the first member of that LAG."""
+    """The MAC of the interface carrying the primary IP, or of the first member of that LAG with one.
+
+    Raises AmbiguousMACError when that interface has several MACs and none is primary."""
     interface: Interface | None = boot.primary.get(device.id)
-    if interface is not None and interface.type == "lag":
-        members = sorted(boot.lag_members.get(interface.id, []), key=lambda member: member.name)
-        interface = next((member for member in members if member.mac_address), None)
-    return interface.mac_address.lower() if interface and interface.mac_address else None
+    if interface is None or interface.type != "lag":
+        return interface_mac(interface) if interface is not None else None
+    for member in sorted(boot.lag_members.get(interface.id, []), key=lambda member: member.name):
+        mac = interface_mac(member)
+        if mac:
+            return mac
+    return None
+
+
+def host_role(device: Device, role_tags: Mapping[str, str]) -> str | None:
+    """The original operator's role label: from the first device tag in `role_tags` (by tag name or
+    slug, case-insensitively), else the device role's slug."""
+    tags = {value.lower() for tag in device.tags for value in (tag.name, tag.slug) if value}
+    for tag, role in role_tags.items():
+        if tag.lower() in tags:
+            return role
+    return device.role.slug if device.role else None
 
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+# The original operator's Secret names, so that replacing it finds its Secrets where it left them.
 def secret_name(host_name: str) -> str:
-    return f"{host_name}-bmc-secret"
+    return f"bmc-secret-{host_name}"
 
 
 def network_secret_name(host_name: str) -> str:
-    return f"{host_name}-network-data"
+    return f"networkdata-{host_name}"
 
 
 def plan(
@@ -102,6 +120,9 @@ def plan(
     owner = Owner(namespace, cluster_name, FIELD_MANAGER)
     result = Plan()
     problems = Problems(selected.device for selected in inventory.devices)
+    notes = Problems(selected.device for selected in inventory.devices)
+    netbox_cluster = inventory.clusters_by_selector[0][0].name if inventory.clusters_by_selector[0] else None
+    prefix = settings.label_prefix
     # A host's name is also a label value (its Secrets' names derive from it): at most 63 characters.
     names = name_devices((selected.device for selected in inventory.devices), problems, max_length=63)
     for selected in inventory.devices:
@@ -118,15 +139,16 @@ def plan(
         except DeviceSkippedError as skipped:
             problems.add(device.id, skipped.reason, str(skipped))
             continue
+        netbox_labels = {
+            **topology_labels(device, inventory),
+            **device_name_labels(device, prefix),
+            f"{prefix}/cluster": netbox_cluster,
+            f"{prefix}/role": host_role(device, settings.role_tags),
+        }
         labels = {
-            **{key: label_value(value) for key, value in topology_labels(device, inventory).items() if value},
+            **{key: label_value(value) for key, value in netbox_labels.items() if value},
             CLUSTER_NAME_LABEL: label_value(cluster_name),
-            f"{settings.label_prefix}/device-id": str(device.id),
-            **(
-                {f"{settings.label_prefix}/role": label_value(device.role.slug)}
-                if device.role and device.role.slug
-                else {}
-            ),
+            f"{prefix}/device-id": str(device.id),
             **owner.labels(),
         }
         spec: dict[str, Any] = {
@@ -134,10 +156,14 @@ def plan(
             "bmc": {
                 "address": settings.bmc_address(device.device_type.manufacturer.slug or "", str(access.ip)),
                 "credentialsName": secret_name(name),
-                "disableCertificateVerification": settings.disable_certificate_verification,
+                "disableCertificateVerification": bool(settings.disable_certificate_verification),
             },
         }
-        mac = boot_mac(device, boot)
+        try:
+            mac = boot_mac(device, boot)
+        except AmbiguousMACError as error:
+            notes.add(device.id, "AmbiguousMAC", f"{error}; bootMACAddress is left out")
+            mac = None
         if mac:
             spec["bootMACAddress"] = mac
         hints = settings.root_device_hints.get(device.device_type.slug)
@@ -160,28 +186,46 @@ def plan(
         host = {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec}
         result.hosts.append(DesiredHost(device.id, device.name or "", name, host, secret, network_secret))
     result.problems = problems.items
+    result.notes = notes.items
     return result
 
 
+def address_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP in a Metal3 BMC address such as `idrac-redfish://10.0.0.25/redfish/v1/...`."""
+    try:
+        host = urlsplit(address).hostname
+        return ipaddress.ip_address(host) if host else None
+    except ValueError:
+        return None
+
+
 def registration_drift(desired: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Fields Metal3 will not change once registered, where NetBox and the host disagree: path -> (want, have)."""
+    """Fields Metal3 will not change once registered, where NetBox and the host disagree: path -> (want, have).
+
+    A BMC address is NetBox's while its IP is: another driver (the original operator registered Dell
+    hosts as `idrac-redfish://`) is no drift. A MAC NetBox does not know (or is unclear about) is none."""
     drift: dict[str, tuple[Any, Any]] = {}
-    for path in REGISTRATION_FIELDS:
-        want: Any = desired["spec"]
-        have: Any = live.get("spec") or {}
-        for key in path:
-            want = want.get(key) if isinstance(want, Mapping) else None
-            have = have.get(key) if isinstance(have, Mapping) else None
-        if have is not None and want != have:
-            drift[".".join(("spec", *path))] = (want, have)
+    want_spec, have_spec = desired["spec"], live.get("spec") or {}
+    want_address, have_address = want_spec["bmc"]["address"], (have_spec.get("bmc") or {}).get("address")
+    if have_address is not None and address_ip(str(have_address)) != address_ip(want_address):
+        drift["spec.bmc.address"] = (want_address, have_address)
+    want_mac, have_mac = want_spec.get("bootMACAddress"), have_spec.get("bootMACAddress")
+    if want_mac is not None and have_mac is not None and str(have_mac).lower() != want_mac:
+        drift["spec.bootMACAddress"] = (want_mac, have_mac)
     return drift
 
 
-def keep_registered(desired: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
-    """`desired` with the live values of the registration fields (applying new ones would be refused)."""
+def keep_registered(
+    desired: Mapping[str, Any], live: Mapping[str, Any], *, keep_certificate_verification: bool
+) -> dict[str, Any]:
+    """`desired` with the live values of the registration fields (applying new ones would be refused) and,
+    unless a setting says otherwise, the host's own certificate verification choice."""
     kept: dict[str, Any] = {**desired, "spec": {**desired["spec"], "bmc": dict(desired["spec"]["bmc"])}}
     live_spec = live.get("spec") or {}
-    kept["spec"]["bmc"]["address"] = (live_spec.get("bmc") or {}).get("address", kept["spec"]["bmc"]["address"])
+    live_bmc = live_spec.get("bmc") or {}
+    for key in ("address", *(("disableCertificateVerification",) if keep_certificate_verification else ())):
+        if key in live_bmc:
+            kept["spec"]["bmc"][key] = live_bmc[key]
     if "bootMACAddress" in live_spec:
         kept["spec"]["bootMACAddress"] = live_spec["bootMACAddress"]
     return kept

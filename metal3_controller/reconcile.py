@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -25,7 +25,7 @@ from argora_common.inventory import read_boot_interfaces, read_inventory
 from argora_common.kube import SYNC_ANNOTATION, Kube, Owner, is_transient, now, post_event
 from argora_common.metrics import RECONCILE_SECONDS
 from argora_common.netbox import PREFIXES, NetBox, NetBoxError
-from argora_common.status import short_list
+from argora_common.status import reason_summary, short_list
 from metal3_controller.apply import Converger, PrunePolicy
 from metal3_controller.desired import (
     CAPI_CLUSTER,
@@ -86,7 +86,6 @@ class Reconciler:
         self.settings = settings
         self.netbox = netbox
         self.kube = kube
-        self.device_id_label = f"{settings.label_prefix}/device-id"
         self.clusters: dict[ClusterKey, Tracked] = {}
         self.clusters_lock = threading.Lock()
         self.locks: defaultdict[ClusterKey, threading.Lock] = defaultdict(threading.Lock)
@@ -174,9 +173,12 @@ class Reconciler:
         the_plan = plan(cluster, inventory, boot, self._credentials(cluster), self.settings, prefixes)
         annotations = cluster["metadata"].get("annotations") or {}
         try:
-            result = Converger(self.kube, Owner(namespace, name, FIELD_MANAGER), self.device_id_label).converge(
-                the_plan, self._prune_policy(annotations)
-            )
+            result = Converger(
+                self.kube,
+                Owner(namespace, name, FIELD_MANAGER),
+                self.settings.label_prefix,
+                keep_certificate_verification=self.settings.disable_certificate_verification is None,
+            ).converge(the_plan, self._prune_policy(annotations))
         except ApiException as error:
             if not is_transient(error):
                 raise
@@ -211,19 +213,21 @@ class Reconciler:
 
     @staticmethod
     def _summary(netbox_cluster: str, devices: int, the_plan: Plan, result: ConvergeResult) -> dict[str, Any]:
-        problems: list[DeviceProblem] = [*the_plan.problems, *result.failed, *result.drifted]
+        problems: list[DeviceProblem] = [*the_plan.problems, *result.failed, *result.drifted, *the_plan.notes]
         summary: dict[str, Any] = {
             "netboxCluster": netbox_cluster,
             "counts": {
                 "devices": devices,
                 "created": len(result.created),
                 "updated": len(result.updated),
+                "adopted": len(result.adopted),
                 "unchanged": result.unchanged,
                 "pruned": len(result.pruned),
                 "pruneHeldBack": len(result.held_back),
                 "drifted": len(result.drifted),
                 "skipped": len(the_plan.problems),
                 "failed": len(result.failed),
+                "warnings": len(the_plan.notes),
             },
             "problems": [f"{p.device}: {p.reason}: {p.message}" for p in problems[:SUMMARY_PROBLEMS]],
         }
@@ -254,6 +258,8 @@ class Reconciler:
             event("Normal", "Registered", f"BareMetalHosts {short_list(result.created)}")
         if result.updated:
             event("Normal", "Updated", f"BareMetalHosts {short_list(result.updated)}")
+        if result.adopted:
+            event("Normal", "Adopted", f"took over the original operator's BareMetalHosts {short_list(result.adopted)}")
         if result.pruned:
             event("Normal", "Pruned", f"deleted BareMetalHosts {short_list(result.pruned)}")
         if result.held_back:
@@ -269,6 +275,6 @@ class Reconciler:
             )  # fmt: skip
         problems = [*the_plan.problems, *result.failed]
         if problems:
-            reasons = Counter(problem.reason for problem in problems)
-            summary = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
-            event("Warning", "DevicesSkipped", f"{len(problems)} devices: {summary}")
+            event("Warning", "DevicesSkipped", reason_summary(problems))
+        if the_plan.notes:
+            event("Warning", "DevicesIncomplete", reason_summary(the_plan.notes))

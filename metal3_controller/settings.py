@@ -16,6 +16,8 @@ DEFAULT_BMC_ADDRESSES: Final = {
     "supermicro": "redfish-virtualmedia://{ip}/redfish/v1/Systems/1",
 }
 FALLBACK_BMC_ADDRESS: Final = "redfish://{ip}/redfish/v1/Systems/1"
+# The original operator's roles from device tags, for the `<label prefix>/role` label of hosts.
+DEFAULT_ROLE_TAGS: Final = {"ceph-HDD": "ceph-osd", "ceph-NVME": "ceph-osd", "ceph-mon": "ceph-mon", "KVM": "kvm"}
 
 
 class RootDeviceHints(BaseModel):
@@ -40,8 +42,14 @@ class Metal3Settings(Settings):
         default_factory=dict,
         description="JSON: manufacturer slug -> BMC address template with {ip}; added to the built-in table",
     )
-    disable_certificate_verification: bool = Field(
-        default=False, description="spec.bmc.disableCertificateVerification of every BareMetalHost"
+    disable_certificate_verification: bool | None = Field(
+        default=None,
+        description="spec.bmc.disableCertificateVerification of every BareMetalHost; unset: false for new hosts, "
+        "existing hosts keep theirs",
+    )
+    role_tags: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_ROLE_TAGS),
+        description="JSON: device tag -> role label value of its BareMetalHost (first match; else the device role)",
     )
     root_device_hints: dict[str, RootDeviceHints] = Field(
         default_factory=dict,

@@ -196,6 +196,7 @@ class Reconciler:
         for new in new_conditions:
             conditions = set_condition(conditions, new)
         return UpdateStatus(
+            state="Ready",
             observed_generation=generation,
             conditions=conditions,
             last_sync_time=now(),

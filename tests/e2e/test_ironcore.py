@@ -98,7 +98,7 @@ def test_creates_bmc_and_secret_for_each_selected_device(
     bmc = bmcs[server.name]
     assert bmc["spec"] == {
         "access": {"ip": server.address, "macAddress": server.mac},
-        "protocol": {"name": "Redfish", "port": 443, "scheme": "https"},
+        "protocol": {"name": "Redfish", "port": 443},
         "bmcSecretRef": {"name": server.name},
         "hostname": f"{server.name}-r.example.com",
     }
@@ -278,9 +278,13 @@ def test_netbox_down_changes_nothing_and_recovers(
         condition = wait_for(netbox_condition, 60, "NetBoxReachable=False")
         assert condition["reason"] == "NetBoxUnavailable"
         assert set(objects.owned("bmcs", namespace, "import")) == by_name(site.servers_a)
+        # The original operator's status fields, which users' alerts watch, say so too.
+        failed = (objects.get_import(namespace, "import") or {})["status"]
+        assert failed["state"] == "Error" and "existing objects are left as they are" in failed["description"]
     ci = objects.resync(namespace, "import")
     reachable = next(c for c in ci["status"]["conditions"] if c["type"] == "NetBoxReachable")
     assert reachable["status"] == "True"
+    assert ci["status"]["state"] == "Ready" and "description" not in ci["status"]
     assert set(objects.owned("bmcs", namespace, "import")) == by_name(site.servers_a[1:])
 
 
@@ -306,6 +310,45 @@ def test_bad_devices_do_not_block_the_good_ones(
     devices_synced = next(c for c in ci["status"]["conditions"] if c["type"] == "DevicesSynced")
     assert devices_synced["status"] == "False"
     assert any(reason == "DevicesSkipped" for _, reason, _ in objects.events(namespace, "import"))
+
+
+def test_macs_and_bmc_ports_as_production_netbox_holds_them(
+    ironcore: OperatorProcess, objects: Objects, namespace: str, seeder: NetBoxSeeder, prefix: str
+) -> None:
+    """NetBox 4.2+ MAC objects (assigned but not primary, several per port), BMC ports still under the
+    vendor's name with the OOB IP on them, and an OOB IP that NetBox links to another device's port."""
+    topology = Topology(seeder, prefix)
+    cluster = topology.cluster("c")
+    shapes: list[tuple[str, dict[str, Any]]] = [
+        ("primary", {}),
+        ("assigned", {"mac_shape": "assigned"}),
+        ("two-primary", {"mac_shape": "two-with-primary"}),
+        ("two-assigned", {"mac_shape": "two-assigned"}),
+        ("idrac", {"interface_name": "iDRAC", "mac_shape": "assigned"}),
+        ("ilo-no-oob", {"interface_name": "iLO", "set_oob_ip": False}),
+        ("nat", {"set_oob_ip": False}),
+    ]
+    servers = {name: add_servers(topology, cluster, [f"{prefix}-{name}"], **shape)[0] for name, shape in shapes}
+    # The NAT'd OOB IP sits on a firewall's port (a device outside the cluster); NetBox accepts it as the
+    # OOB IP because its inside address is on the server's own port.
+    (firewall,) = add_servers(topology, None, [f"{prefix}-fw"], set_oob_ip=False, interface_name="outside")
+    seeder.update("ipam/ip-addresses", firewall.ip["id"], nat_inside=servers["nat"].ip["id"])
+    seeder.update("dcim/devices", servers["nat"].device["id"], oob_ip=firewall.ip["id"])
+
+    objects.create_import(namespace, "import", {"clusters": [{"name": cluster["name"]}]})
+    ci = objects.synced_import(namespace, "import")
+
+    bmcs = objects.owned("bmcs", namespace, "import")
+    access = {name: bmcs[server.name]["spec"]["access"] for name, server in servers.items()}
+    expected = {name: {"ip": server.address, "macAddress": server.mac} for name, server in servers.items()}
+    expected["two-assigned"] = {"ip": servers["two-assigned"].address}
+    expected["nat"] = {"ip": firewall.address}
+    assert access == expected
+    assert all(server.mac for name, server in servers.items() if name != "two-assigned")
+    problems = sorted((p["device"], p["reason"]) for p in ci["status"]["problems"])
+    assert problems == [(f"{prefix}-nat", "OOBIPOnOtherDevice"), (f"{prefix}-two-assigned", "AmbiguousMAC")]
+    assert (ci["status"]["counts"]["created"], ci["status"]["counts"]["warnings"]) == (7, 2)
+    assert any(reason == "DevicesIncomplete" for _, reason, _ in objects.events(namespace, "import"))
 
 
 def test_edited_and_deleted_objects_are_put_back(

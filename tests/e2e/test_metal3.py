@@ -16,7 +16,7 @@ from tests.harness.kube import KubeCluster
 from tests.harness.kubeobjects import Clusters, ensure_secret, wait_for
 from tests.harness.netbox import NetBoxServer
 from tests.harness.operator import OperatorProcess, operator_environment
-from tests.harness.seed import NetBoxSeeder, Server, Topology, add_servers, fresh_ipv4, fresh_mac
+from tests.harness.seed import MacShape, NetBoxSeeder, Server, Topology, add_macs, add_servers, fresh_ipv4, fresh_mac
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +94,7 @@ def test_registers_a_host_per_device_with_the_vendors_address(
         host = hosts[server.name]
         assert host["spec"]["bmc"] == {
             "address": expected[vendor].format(ip=server.address),
-            "credentialsName": f"{server.name}-bmc-secret",
+            "credentialsName": f"bmc-secret-{server.name}",
             "disableCertificateVerification": False,
         }
         assert host["spec"]["online"] is True
@@ -105,7 +105,10 @@ def test_registers_a_host_per_device_with_the_vendors_address(
         assert labels["kubernetes.metal.cloud.sap/device-id"] == str(server.device["id"])
         assert labels["topology.kubernetes.io/zone"] == inventory.topology.site["slug"]
         assert labels["app.kubernetes.io/managed-by"] == "argora-metal3"
-    secret = clusters.secret(namespace, f"{inventory.servers['dell'].name}-bmc-secret")
+        assert labels["kubernetes.metal.cloud.sap/cluster"] == inventory.cluster["name"]
+        assert labels["kubernetes.metal.cloud.sap/name"] == server.name
+        assert labels["kubernetes.metal.cloud.sap/role"] == inventory.topology.role["slug"]
+    secret = clusters.secret(namespace, f"bmc-secret-{inventory.servers['dell'].name}")
     assert {k: base64.b64decode(v).decode() for k, v in secret.data.items()} == {
         "username": "metal",
         "password": "three",
@@ -190,6 +193,41 @@ def test_ipv6_boot_mac_lag_and_root_device_hints(
     assert hosts[direct.name]["spec"]["rootDeviceHints"] == {"deviceName": "/dev/sda", "rotational": False}
 
 
+def test_boot_mac_from_mac_objects_as_production_netbox_holds_them(
+    metal3: OperatorProcess, clusters: Clusters, namespace: str, seeder: NetBoxSeeder, prefix: str
+) -> None:
+    """The primary IP's port with its only MAC assigned but not primary boots from it; with two and none
+    primary NetBox does not say which: the host is registered without one and the device reported."""
+    topology = Topology(seeder, prefix)
+    cluster = topology.cluster("c")
+    servers = add_servers(topology, cluster, [f"{prefix}-assigned", f"{prefix}-two", f"{prefix}-bond"])
+    boot_macs = {}
+    shapes: tuple[MacShape, ...] = ("assigned", "two-assigned", "assigned")
+    for server, shape in zip(servers, shapes, strict=True):
+        port = seeder.create_one("dcim/interfaces", device=server.device["id"], name="eth0", type="25gbase-x-sfp28")
+        (boot_macs[server.name],) = add_macs(seeder, [port], shape)
+        if server.name.endswith("bond"):
+            bond = seeder.create_one("dcim/interfaces", device=server.device["id"], name="bond0", type="lag")
+            seeder.update("dcim/interfaces", port["id"], lag=bond["id"])
+            port = bond
+        ip = seeder.create_one(
+            "ipam/ip-addresses",
+            address=fresh_ipv4(),
+            assigned_object_type="dcim.interface",
+            assigned_object_id=port["id"],
+        )
+        seeder.update("dcim/devices", server.device["id"], primary_ip4=ip["id"])
+    clusters.create(namespace, "capi", annotations={NETBOX_CLUSTER: cluster["name"]})
+    status = clusters.synced(namespace, "capi")
+    hosts = clusters.hosts(namespace)
+    assert {name: host["spec"].get("bootMACAddress") for name, host in hosts.items()} == boot_macs
+    assert boot_macs[f"{prefix}-two"] is None and all(boot_macs[s.name] for s in (servers[0], servers[2]))
+    assert (status["counts"]["created"], status["counts"]["warnings"]) == (3, 1)
+    (problem,) = status["problems"]
+    assert problem.startswith(f"{prefix}-two: AmbiguousMAC: interface eth0 has MACs")
+    assert any(reason == "DevicesIncomplete" for _, reason, _ in clusters.events(namespace, "capi"))
+
+
 def test_opt_in_by_annotation_or_label_only(
     metal3: OperatorProcess, clusters: Clusters, namespace: str, seeder: NetBoxSeeder, prefix: str
 ) -> None:
@@ -246,7 +284,7 @@ def test_metal3s_secret_metadata_survives_a_resync(
 ) -> None:
     clusters.create(namespace, "capi", annotations={NETBOX_CLUSTER: inventory.cluster["name"]})
     clusters.synced(namespace, "capi")
-    name = f"{inventory.servers['hpe'].name}-bmc-secret"
+    name = f"bmc-secret-{inventory.servers['hpe'].name}"
     host = clusters.hosts(namespace)[inventory.servers["hpe"].name]
     # What the baremetal-operator does to a credentials Secret it uses.
     clusters.core.patch_namespaced_secret(
@@ -312,7 +350,7 @@ def test_devices_that_leave_are_pruned_only_on_opt_in(
     if prune:
         assert leaving.name not in hosts and status["counts"]["pruned"] == 1
         assert wait_for(
-            lambda: not _secret_exists(clusters, namespace, f"{leaving.name}-bmc-secret"), 10, "secret gone"
+            lambda: not _secret_exists(clusters, namespace, f"bmc-secret-{leaving.name}"), 10, "secret gone"
         )
     else:
         assert leaving.name in hosts and status["counts"]["pruneHeldBack"] == 1

@@ -64,6 +64,7 @@ def test_every_vendor_name_is_renamed_and_the_oob_ip_set(
     ]
     status = run_update(objects, namespace, {"clusters": [{"name": cluster["name"]}]})["status"]
     assert status["applied"]["rename"] == 7 and status["applied"]["oobIP"] == 7
+    assert status["state"] == "Ready"
     for server in servers:
         assert interface_names(seeder, server.device) == ["remoteboard"]
         assert oob_address(seeder, server.device) == server.ip["address"]
@@ -206,5 +207,6 @@ def test_netbox_down_writes_nothing_and_recovers(
             return any(c["type"] == "Ready" and c["reason"] == "NetBoxUnavailable" for c in conditions or [])
 
         wait_for(unavailable, 60, "Ready=False NetBoxUnavailable")
+        assert ((objects.get_import(namespace, "fix", "Update") or {}).get("status") or {}).get("state") == "Error"
     # kopf retries the pass on its own once NetBox answers again.
     wait_for(lambda: interface_names(seeder, server.device) == ["remoteboard"], 120, "recovered")

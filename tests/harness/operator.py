@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -61,6 +62,18 @@ class OperatorProcess:
         self.process.start()
         wait_until(lambda: http_ok(self.health_url), timeout, f"argora-{self.name} health", self.process)
         return self
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of a metric's samples whose labels include `labels`, from the process's /metrics."""
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        wanted = [f'{key}="{value}"' for key, value in labels.items()]
+        total = 0.0
+        for line in text.splitlines():
+            sample, _, value = line.rpartition(" ")
+            if (sample == name or sample.startswith(name + "{")) and all(part in sample for part in wanted):
+                total += float(value)
+        return total
 
     def log(self) -> str:
         return self.process.log_path.read_text(errors="replace")

@@ -60,16 +60,17 @@ def inventory(*devices: Device, **kwargs: Any) -> Inventory:
 
 
 def test_device_with_oob_ip_becomes_bmc_and_secret() -> None:
-    inv = inventory(device(1, "Node001", "10.0.0.5/24"), bmc_interfaces={1: [bmc_interface(1)]})
+    inv = inventory(device(1, "Node001-bb91", "10.0.0.5/24"), bmc_interfaces={1: [bmc_interface(1)]})
     result = plan(inv, [CREDS], OWNER, SETTINGS)
     assert result.problems == []
     (desired,) = result.devices
-    assert desired.name == "node001"
+    assert desired.name == "node001-bb91"
     assert desired.bmc["spec"] == {
         "access": {"ip": "10.0.0.5", "macAddress": "aa:bb:cc:00:00:01"},
-        "protocol": {"name": "Redfish", "port": 443, "scheme": "https"},
-        "bmcSecretRef": {"name": "node001"},
-        "hostname": "Node001-r.example.com",
+        # No scheme unless configured: the original operator wrote none.
+        "protocol": {"name": "Redfish", "port": 443},
+        "bmcSecretRef": {"name": "node001-bb91"},
+        "hostname": "Node001-bb91-r.example.com",
     }
     labels = desired.bmc["metadata"]["labels"]
     assert labels == {
@@ -80,7 +81,11 @@ def test_device_with_oob_ip_becomes_bmc_and_secret() -> None:
         "kubernetes.metal.cloud.sap/role": "server",
         "kubernetes.metal.cloud.sap/platform": "ubuntu",
         "kubernetes.metal.cloud.sap/device-type": "r660",
+        "kubernetes.metal.cloud.sap/type": "r660",
         "kubernetes.metal.cloud.sap/device-id": "1",
+        "kubernetes.metal.cloud.sap/name": "Node001-bb91",
+        "kubernetes.metal.cloud.sap/nodename": "Node001",
+        "kubernetes.metal.cloud.sap/bb": "bb91",
         "argora.cloud.sap/owner-namespace": "metal",
         "argora.cloud.sap/owner-name": "import-a",
         "app.kubernetes.io/managed-by": "argora-ironcore",
@@ -146,3 +151,69 @@ def test_missing_credentials_skip_only_that_selectors_devices() -> None:
 def test_unmatched_selectors_are_listed() -> None:
     inv = Inventory(clusters_by_selector=[[], [CLUSTER]], devices=[], sites={})
     assert plan(inv, [CREDS, CREDS], OWNER, SETTINGS).unmatched_selectors == [0]
+
+
+def mac(mac_id: int, value: str) -> dict[str, Any]:
+    return {"id": mac_id, "mac_address": value}
+
+
+def port(interface_id: int, device_id: int, name: str, **extra: Any) -> Interface:
+    return Interface.model_validate(
+        {"id": interface_id, "device": {"id": device_id, "name": f"d{device_id}"}, "name": name, **extra}
+    )
+
+
+def test_bmc_mac_from_netbox_4_2_mac_objects_and_nodename_only_for_node_bb_names() -> None:
+    """Primary MAC, else the only assigned one; several and none primary: written without it, reported."""
+    inv = inventory(
+        device(1, "n1-bb1", "10.0.0.1/24"),
+        device(2, "only-assigned-x", "10.0.0.2/24"),
+        device(3, "two", "10.0.0.3/24"),
+        bmc_interfaces={
+            1: [port(11, 1, "remoteboard", mac_addresses=[mac(1, "02:00:00:00:00:0A"), mac(2, "02:00:00:00:00:0B")],
+                     primary_mac_address=mac(2, "02:00:00:00:00:0B"))],
+            2: [port(12, 2, "remoteboard", mac_addresses=[mac(3, "02:00:00:00:00:0C")])],
+            3: [port(13, 3, "remoteboard", mac_addresses=[mac(4, "02:00:00:00:00:0D"), mac(5, "02:00:00:00:00:0E")])],
+        },
+    )  # fmt: skip
+    result = plan(inv, [CREDS], OWNER, SETTINGS)
+    access = {d.device_name: d.bmc["spec"]["access"] for d in result.devices}
+    assert access == {
+        "n1-bb1": {"ip": "10.0.0.1", "macAddress": "02:00:00:00:00:0b"},
+        "only-assigned-x": {"ip": "10.0.0.2", "macAddress": "02:00:00:00:00:0c"},
+        "two": {"ip": "10.0.0.3"},
+    }
+    assert result.problems == []
+    assert [(n.device, n.reason) for n in result.notes] == [("two", "AmbiguousMAC")]
+    assert "02:00:00:00:00:0d, 02:00:00:00:00:0e" in result.notes[0].message
+    labels = {d.device_name: d.bmc["metadata"]["labels"] for d in result.devices}
+    assert labels["n1-bb1"]["kubernetes.metal.cloud.sap/nodename"] == "n1"
+    assert "kubernetes.metal.cloud.sap/nodename" not in labels["only-assigned-x"]  # two dashes: not <node>-<bb>
+
+
+def test_bmc_interface_is_the_one_carrying_the_oob_ip_else_a_vendor_named_one() -> None:
+    oob_port = port(21, 1, "mgmt0", primary_mac_address=mac(1, "02:00:00:00:01:01"))
+    elsewhere = port(22, 9, "iDRAC", primary_mac_address=mac(2, "02:00:00:00:01:02"))
+    inv = inventory(
+        device(1, "linked", "10.0.1.1/24"),
+        device(2, "vendor", "10.0.1.2/24"),
+        device(3, "foreign", "10.0.1.3/24"),
+        device(4, "no-oob"),
+        bmc_interfaces={
+            1: [port(23, 1, "remoteboard", primary_mac_address=mac(3, "02:00:00:00:01:03"))],
+            2: [port(24, 2, "iLO", primary_mac_address=mac(4, "02:00:00:00:01:04"))],
+            4: [port(25, 4, "iDRAC", primary_mac_address=mac(5, "02:00:00:00:01:05"))],
+        },
+        bmc_addresses={25: [ip_on(25, "10.0.1.4/24", 9)]},
+        oob_interfaces={101: oob_port, 103: elsewhere},
+    )
+    result = plan(inv, [CREDS], OWNER, SETTINGS)
+    access = {d.device_name: d.bmc["spec"]["access"] for d in result.devices}
+    assert access == {
+        "linked": {"ip": "10.0.1.1", "macAddress": "02:00:00:00:01:01"},
+        "vendor": {"ip": "10.0.1.2", "macAddress": "02:00:00:00:01:04"},
+        "foreign": {"ip": "10.0.1.3"},
+        "no-oob": {"ip": "10.0.1.4", "macAddress": "02:00:00:00:01:05"},
+    }
+    assert [(n.device, n.reason) for n in result.notes] == [("foreign", "OOBIPOnOtherDevice")]
+    assert "interface iDRAC of device d9" in result.notes[0].message

@@ -7,7 +7,7 @@ from pydantic import SecretStr
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import BootInterfaces, Inventory, SelectedDevice
 from argora_common.netbox import Device, Interface, IPAddress, Prefix
-from metal3_controller.desired import netbox_selector, plan, registration_drift
+from metal3_controller.desired import boot_mac, host_role, keep_registered, netbox_selector, plan, registration_drift
 from metal3_controller.network_data import network_data
 from metal3_controller.settings import Metal3Settings
 
@@ -121,7 +121,8 @@ def test_plan_builds_host_secret_and_network_data() -> None:
     )
     (host,) = plan(CLUSTER, inventory, boot, CREDS, SETTINGS).hosts
     assert host.host["spec"]["bootMACAddress"] == "aa:00:00:00:00:01"
-    assert host.host["spec"]["networkData"] == {"name": "node1-network-data", "namespace": "metal"}
+    assert host.host["spec"]["networkData"] == {"name": "networkdata-node1", "namespace": "metal"}
+    assert host.host["spec"]["bmc"]["credentialsName"] == "bmc-secret-node1"
     assert host.network_secret is not None
     data = json.loads(base64.b64decode(host.network_secret["data"]["networkData"]))
     # An access port: the switch untags VLAN 7, the host sees a plain link and has no route without a gateway.
@@ -133,3 +134,61 @@ def test_registration_drift() -> None:
     desired = {"spec": {"bmc": {"address": "redfish://10.0.0.2/x"}, "bootMACAddress": "aa:00:00:00:00:01"}}
     live = {"spec": {"bmc": {"address": "redfish://10.0.0.1/x"}, "bootMACAddress": "aa:00:00:00:00:01"}}
     assert registration_drift(desired, live) == {"spec.bmc.address": ("redfish://10.0.0.2/x", "redfish://10.0.0.1/x")}
+
+
+def test_another_driver_for_the_same_ip_or_an_unknown_mac_is_no_drift() -> None:
+    desired = {
+        "spec": {
+            "bmc": {"address": "idrac-virtualmedia://10.0.0.1/redfish/v1/Systems/System.Embedded.1"},
+            "bootMACAddress": "aa:00:00:00:00:01",
+        }
+    }
+    original = {"spec": {"bmc": {"address": "idrac-redfish://10.0.0.1/redfish/v1/Systems/System.Embedded.1"}}}
+    assert registration_drift(desired, original) == {}
+    assert registration_drift({"spec": {"bmc": desired["spec"]["bmc"]}}, {"spec": {"bootMACAddress": "x"}}) == {}
+    v6 = {"spec": {"bmc": {"address": "redfish://[2001:db8::1]/redfish/v1/Systems/1"}}}
+    assert registration_drift(v6, {"spec": {"bmc": {"address": "idrac-redfish://[2001:db8:0::1]/x"}}}) == {}
+    kept = keep_registered(desired, original, keep_certificate_verification=True)
+    assert kept["spec"]["bmc"]["address"] == original["spec"]["bmc"]["address"]
+    assert kept["spec"]["bootMACAddress"] == "aa:00:00:00:00:01"
+
+
+def test_host_role_from_tags_else_device_role() -> None:
+    def tagged(*tags: str) -> Device:
+        return Device.model_validate(
+            {
+                **device(1, "dell", "10.0.0.1/24").model_dump(),
+                "role": {"id": 1, "slug": "server"},
+                "tags": [{"id": i, "name": tag, "slug": tag.lower()} for i, tag in enumerate(tags)],
+            }
+        )
+
+    table = SETTINGS.role_tags
+    assert host_role(tagged("ceph-HDD"), table) == "ceph-osd"
+    assert host_role(tagged("other", "ceph-nvme"), table) == "ceph-osd"
+    assert host_role(tagged("ceph-mon"), table) == "ceph-mon"
+    assert host_role(tagged("KVM"), table) == "kvm"
+    assert host_role(tagged("unrelated"), table) == "server"
+
+
+def test_lag_boot_mac_and_ambiguous_macs_are_reported() -> None:
+    bond = interface(10, "bond0", type="lag")
+    members = [
+        interface(11, "eth1", mac_addresses=[{"id": 1, "mac_address": "AA:00:00:00:00:02"}], lag={"id": 10}),
+        interface(12, "eth0", lag={"id": 10}),
+    ]
+    boot = BootInterfaces(primary={1: bond}, lag_members={10: members})
+    # eth0 (first by name) has no MAC: the first member that has one, by its only assigned MAC.
+    assert boot_mac(device(1, "dell", "10.0.0.1/24"), boot) == "aa:00:00:00:00:02"
+    two = [{"id": 1, "mac_address": "AA:00:00:00:00:03"}, {"id": 2, "mac_address": "AA:00:00:00:00:04"}]
+    boot = BootInterfaces(
+        primary={1: interface(20, "eth0", mac_addresses=two)},
+        primary_address={1: IPAddress.model_validate({"id": 5, "address": "10.1.0.5/24"})},
+    )
+    inventory = Inventory(
+        clusters_by_selector=[[]], devices=[SelectedDevice(device(1, "dell", "10.0.0.1/24", 5), 0)], sites={}
+    )
+    result = plan(CLUSTER, inventory, boot, CREDS, SETTINGS)
+    (host,) = result.hosts
+    assert "bootMACAddress" not in host.host["spec"]
+    assert [(n.device, n.reason) for n in result.notes] == [("node1", "AmbiguousMAC")]

@@ -94,8 +94,14 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 - name: ARGORA_ROOT_DEVICE_HINTS
   value: {{ .c.rootDeviceHints | toJson | quote }}
 {{- end }}
+{{- if not (kindIs "invalid" .c.disableCertificateVerification) }}
 - name: ARGORA_DISABLE_CERTIFICATE_VERIFICATION
   value: {{ .c.disableCertificateVerification | quote }}
+{{- end }}
+{{- if .c.roleTags }}
+- name: ARGORA_ROLE_TAGS
+  value: {{ .c.roleTags | toJson | quote }}
+{{- end }}
 - name: ARGORA_NETWORK_DATA
   value: {{ .c.networkData | quote }}
 - name: ARGORA_GATEWAY_CUSTOM_FIELD
