@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness.kube import KubeCluster
 from tests.harness.netbox import NetBoxServer
@@ -64,6 +67,17 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.process.log_path.read_text(errors="replace")
+
+    def metric(self, sample_name: str, **labels: str) -> float:
+        """What /metrics says now: the sum of the samples named `sample_name` whose labels include `labels`."""
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
+            text = response.read().decode()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == sample_name and labels.items() <= sample.labels.items()
+        )
 
     def stop(self) -> None:
         self.process.stop()
