@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,11 +82,7 @@ def register_sync(
 
     @kopf.timer(*spec, interval=resync_seconds, initial_delay=resync_seconds, registry=registry)
     def on_resync(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        if not backoff.due(_key(body)):
-            # During an outage the retry comes when due; a resync in between would read NetBox early.
-            logger.debug("the retry of a failed pass is not due yet; this resync is skipped")
-            return
-        sync(body, logger, wait=False)
+        resync_when_due(body, logger, sync, backoff)
 
     # A raw watch event puts no finalizer on the resource; filtered here, kopf logs no other events.
     @kopf.on.event(*spec, when=_deleted, registry=registry)
@@ -94,11 +90,25 @@ def register_sync(
         backoff.reset(_key(body))
 
 
+def resync_when_due(
+    body: Mapping[str, Any],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    sync: SyncFn,
+    backoff: Backoff[tuple[str, str]],
+) -> None:
+    """The periodic pass, unless a pass over the same object is under way or its retry is not due."""
+    if not backoff.due(_key(body)):
+        # During an outage the retry comes when due; a resync in between would read NetBox early.
+        logger.debug("the retry of a failed pass is not due yet; this resync is skipped")
+        return
+    sync(body, logger, wait=False)
+
+
 def _deleted(type: str | None, **_: Any) -> bool:
     return type == "DELETED"
 
 
-def _key(body: kopf.Body) -> tuple[str, str]:
+def _key(body: Mapping[str, Any]) -> tuple[str, str]:
     return body["metadata"]["namespace"], body["metadata"]["name"]
 
 
