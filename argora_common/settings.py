@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     netbox_retries: int = Field(default=5, ge=1, le=20, description="Attempts per request on 429/5xx/network errors")
     netbox_page_size: int = Field(default=1000, ge=1, le=1000, description="Objects per NetBox page")
     resync_interval_seconds: float = Field(default=300.0, ge=10, description="Full reconcile period")
+    retry_base_seconds: float = Field(
+        default=30.0, ge=1, le=86400, description="Delay before retrying a failed pass; doubles with each failure"
+    )
+    retry_max_seconds: float = Field(
+        default=600.0, ge=1, le=86400, description="Longest delay between retries of a failing pass"
+    )
     metrics_port: int = Field(default=9090, ge=1, le=65535, description="Prometheus /metrics port")
     health_port: int = Field(default=8080, ge=1, le=65535, description="Liveness /healthz port")
     label_prefix: str = Field(
@@ -114,6 +120,15 @@ class Settings(BaseSettings):
     def _exactly_one_token_source(self) -> Self:
         if (self.netbox_token is None) == (self.netbox_token_file is None):
             raise ValueError(f"set exactly one of {ENV_PREFIX}NETBOX_TOKEN and {ENV_PREFIX}NETBOX_TOKEN_FILE")
+        return self
+
+    @model_validator(mode="after")
+    def _retry_base_within_max(self) -> Self:
+        if self.retry_base_seconds > self.retry_max_seconds:
+            raise ValueError(
+                f"{ENV_PREFIX}RETRY_BASE_SECONDS ({self.retry_base_seconds:g}) exceeds "
+                f"{ENV_PREFIX}RETRY_MAX_SECONDS ({self.retry_max_seconds:g})"
+            )
         return self
 
 

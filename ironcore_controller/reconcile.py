@@ -17,6 +17,7 @@ from typing import Any, Final, NoReturn
 import kopf
 from kubernetes.client.exceptions import ApiException
 
+from argora_common.backoff import Backoff
 from argora_common.crds import (
     MAX_PROBLEMS,
     ClusterImportCounts,
@@ -53,10 +54,6 @@ type Log = logging.Logger | logging.LoggerAdapter[Any]
 
 CLUSTER_IMPORT: Final = Kind("argora.cloud.sap", "v1alpha1", "ClusterImport", "clusterimports", namespaced=True)
 DEFAULT_STATUSES: Final = ("active",)
-NETBOX_RETRY_SECONDS: Final = 30
-NETBOX_RETRY_MAX_SECONDS: Final = 600
-NETBOX_REJECTED_RETRY_SECONDS: Final = 300
-KUBE_RETRY_SECONDS: Final = 30
 
 
 class Reconciler:
@@ -67,11 +64,13 @@ class Reconciler:
         self.netbox = netbox
         self.kube = kube
         self.locks: defaultdict[Owner, threading.Lock] = defaultdict(threading.Lock)
+        # By (namespace, name) of the ClusterImport, as register_sync looks it up.
+        self.backoff: Backoff[tuple[str, str]] = Backoff.from_settings(settings)
         self.desired: dict[ObjectKey, dict[str, Any]] = {}
 
     # ---- normal path --------------------------------------------------------------------------
 
-    def sync(self, body: kopf.Body, logger: Log, *, retry: int = 0, wait: bool = True) -> None:
+    def sync(self, body: kopf.Body, logger: Log, *, wait: bool = True) -> None:
         owner = Owner(body["metadata"]["namespace"], body["metadata"]["name"], FIELD_MANAGER)
         lock = self.locks[owner]
         if not lock.acquire(blocking=wait):
@@ -82,21 +81,22 @@ class Reconciler:
                 RECONCILE_SECONDS.labels(controller="ironcore", kind="ClusterImport").time(),
                 unexpected_errors_are_permanent(partial(self._report, body), logger),
             ):
-                self._sync(body, owner, retry, logger)
+                self._sync(body, owner, logger)
+            self.backoff.reset((owner.namespace, owner.name))
         finally:
             lock.release()
 
     def _report(self, body: kopf.Body, reason: str, message: str, conditions: Sequence[str] = ("Ready",)) -> None:
         report_failure(self.kube, CLUSTER_IMPORT, body, ClusterImportStatus, reason, message, conditions)
 
-    def _sync(self, body: kopf.Body, owner: Owner, retry: int, logger: Log) -> None:
+    def _sync(self, body: kopf.Body, owner: Owner, logger: Log) -> None:
         spec = ClusterImportSpec.model_validate(body.get("spec") or {})
         previous = ClusterImportStatus.model_validate(body.get("status") or {})
         generation = body["metadata"].get("generation")
         try:
             inventory = read_inventory(self.netbox, spec.clusters, DEFAULT_STATUSES)
         except NetBoxError as error:
-            self._netbox_failed(body, error, retry, logger)
+            self._netbox_failed(body, owner, error, logger)
         credentials = self._credentials(owner.namespace, spec)
         the_plan = plan(inventory, credentials, owner, self.settings)
         try:
@@ -104,7 +104,7 @@ class Reconciler:
         except ApiException as error:
             if not is_transient(error):
                 raise
-            raise kopf.TemporaryError(f"Kubernetes API: HTTP {error.status}", delay=KUBE_RETRY_SECONDS) from error
+            raise kopf.TemporaryError(f"Kubernetes API: HTTP {error.status}", delay=self._failed(owner)) from error
         self._remember(owner, result)
         status = self._status(previous, generation, inventory, the_plan, result, spec)
         write_status(self.kube, CLUSTER_IMPORT, body, status)
@@ -137,16 +137,17 @@ class Reconciler:
             result.append(read[key])
         return result
 
-    def _netbox_failed(self, body: kopf.Body, error: NetBoxError, retry: int, logger: Log) -> NoReturn:
+    def _netbox_failed(self, body: kopf.Body, owner: Owner, error: NetBoxError, logger: Log) -> NoReturn:
         """Nothing is written or deleted: say why on the resource and retry later."""
-        rejected = isinstance(error, NetBoxRejectedError)
-        reason = "NetBoxRejected" if rejected else "NetBoxUnavailable"
+        reason = "NetBoxRejected" if isinstance(error, NetBoxRejectedError) else "NetBoxUnavailable"
         message = f"{error}; existing objects are left as they are"
         self._report(body, reason, message, ("Ready", "NetBoxReachable"))
         logger.warning("NetBox read failed, nothing changed: %s", error)
-        # An outage that lasts gets retried less and less often; a rejected token waits for a fix.
-        backoff = min(NETBOX_RETRY_SECONDS * 2**retry, NETBOX_RETRY_MAX_SECONDS)
-        raise kopf.TemporaryError(str(error), delay=NETBOX_REJECTED_RETRY_SECONDS if rejected else backoff)
+        raise kopf.TemporaryError(str(error), delay=self._failed(owner))
+
+    def _failed(self, owner: Owner) -> float:
+        """Count a failed pass; the growing delay before the next one, whichever handler retries it."""
+        return self.backoff.failed((owner.namespace, owner.name))
 
     def _remember(self, owner: Owner, result: ApplyResult) -> None:
         for key, manifest in list(self.desired.items()):
@@ -292,6 +293,7 @@ class Reconciler:
             except ApiException as error:
                 if not is_transient(error):
                     raise
-                raise kopf.TemporaryError(f"Kubernetes API: HTTP {error.status}", delay=KUBE_RETRY_SECONDS) from error
+                raise kopf.TemporaryError(f"Kubernetes API: HTTP {error.status}", delay=self._failed(owner)) from error
             logger.info("deletionPolicy Delete: deleted %d objects", len(deleted))
         self.locks.pop(owner, None)
+        self.backoff.reset((owner.namespace, owner.name))

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
+from argora_common.backoff import Backoff
 from argora_common.converge import ConvergeResult
 from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials, CredentialsError, read_credentials
 from argora_common.inventory import read_boot_interfaces, read_inventory
-from argora_common.kube import SYNC_ANNOTATION, Kube, Owner, is_transient, now, post_event
+from argora_common.kube import SYNC_ANNOTATION, Kube, Owner, api_message, is_transient, now, post_event
 from argora_common.metrics import RECONCILE_SECONDS
 from argora_common.netbox import PREFIXES, NetBox, NetBoxError
 from argora_common.status import reason_summary, short_list
@@ -49,8 +51,6 @@ type ClusterKey = tuple[str, str]
 
 DEVICE_STATUSES: Final = ("active",)
 SUMMARY_PROBLEMS: Final = 10
-RETRY_SECONDS: Final = 30.0
-RETRY_MAX_SECONDS: Final = 600.0
 # The inputs of a pass; anything else changing on a Cluster (our own annotation, CAPI's status)
 # is no reason for another one.
 WATCHED_ANNOTATIONS: Final = (
@@ -78,7 +78,6 @@ class Tracked:
     body: dict[str, Any]
     fingerprint: str = ""
     due: float = 0.0
-    failures: int = 0
 
 
 class Reconciler:
@@ -89,6 +88,7 @@ class Reconciler:
         self.clusters: dict[ClusterKey, Tracked] = {}
         self.clusters_lock = threading.Lock()
         self.locks: defaultdict[ClusterKey, threading.Lock] = defaultdict(threading.Lock)
+        self.backoff: Backoff[ClusterKey] = Backoff.from_settings(settings)
 
     # ---- which Clusters, and when ----------------------------------------------------------------
 
@@ -98,6 +98,7 @@ class Reconciler:
         if event_type == "DELETED" or netbox_selector(body) is None:
             with self.clusters_lock:
                 self.clusters.pop(key, None)
+                self.backoff.reset(key)
             return
         with self.clusters_lock:
             tracked = self.clusters.setdefault(key, Tracked(dict(body)))
@@ -129,66 +130,97 @@ class Reconciler:
                 tracked.due = time.monotonic() + self.settings.resync_interval_seconds
                 return
             with RECONCILE_SECONDS.labels(controller="metal3", kind="Cluster").time():
-                ok = self._sync(body, logger)
-            tracked.failures = 0 if ok else tracked.failures + 1
-            delay = (
-                self.settings.resync_interval_seconds
-                if ok
-                else min(RETRY_SECONDS * 2 ** (tracked.failures - 1), RETRY_MAX_SECONDS)
-            )
-            tracked.due = time.monotonic() + delay
+                ok = self._contained(body, logger)
+            self._schedule(key, tracked, ok)
         finally:
             lock.release()
 
+    def _schedule(self, key: ClusterKey, tracked: Tracked, ok: bool) -> None:
+        """The next pass: a resync interval after a success, the growing retry delay after a failure."""
+        with self.clusters_lock:
+            if self.clusters.get(key) is not tracked:
+                return  # deleted or opted out during the pass: nothing to schedule, nothing to remember
+            if ok:
+                self.backoff.reset(key)
+                delay = self.settings.resync_interval_seconds
+            else:
+                delay = self.backoff.failed(key)
+            tracked.due = time.monotonic() + delay
+
     # ---- one pass ---------------------------------------------------------------------------------
 
-    def _sync(self, cluster: dict[str, Any], logger: Log) -> bool:
-        """True when the pass completed (with or without device problems)."""
+    def _contained(self, cluster: dict[str, Any], logger: Log) -> bool:
+        """One pass that never raises: True when it completed, else its failure is reported on the Cluster.
+
+        Whatever one Cluster's pass raises must neither stop the resync of the others nor be retried
+        before its delay."""
+        try:
+            self._sync(cluster, logger)
+        except Exception as error:
+            self._failed(cluster, error, logger)
+            return False
+        return True
+
+    def _sync(self, cluster: dict[str, Any], logger: Log) -> None:
+        """A pass to its end (with or without device problems), or an exception: nothing is written
+        after a failed NetBox read."""
         selector = netbox_selector(cluster)
         assert selector is not None
         namespace, name = cluster["metadata"]["namespace"], cluster["metadata"]["name"]
         wanted = f"name {selector.name!r}" + (f" and type {selector.type!r}" if selector.type else "")
-        try:
-            inventory = read_inventory(self.netbox, [selector], DEVICE_STATUSES)
-            matched = inventory.clusters_by_selector[0]
-            if len(matched) != 1:
-                reason = "NoNetBoxCluster" if not matched else "AmbiguousNetBoxCluster"
-                message = f"{len(matched)} NetBox clusters with {wanted}; nothing was written"
-                self._report(cluster, {"error": reason, "message": message}, "Warning", reason, message)
-                return True
-            devices = [selected.device for selected in inventory.devices]
-            boot = read_boot_interfaces(self.netbox, devices)
-            prefixes = (
-                self.netbox.list_by_ids(PREFIXES, "site_id", {device.site.id for device in devices})
-                if self.settings.network_data
-                else []
-            )
-        except NetBoxError as error:
-            message = f"{error}; existing hosts are left as they are"
-            self._report(
-                cluster, {"error": "NetBoxUnavailable", "message": message}, "Warning", "NetBoxUnavailable", message
-            )
-            logger.warning("NetBox read failed for Cluster %s/%s, nothing changed: %s", namespace, name, error)
-            return False
+        inventory = read_inventory(self.netbox, [selector], DEVICE_STATUSES)
+        matched = inventory.clusters_by_selector[0]
+        if len(matched) != 1:
+            reason = "NoNetBoxCluster" if not matched else "AmbiguousNetBoxCluster"
+            message = f"{len(matched)} NetBox clusters with {wanted}; nothing was written"
+            self._report(cluster, {"error": reason, "message": message}, "Warning", reason, message)
+            return
+        devices = [selected.device for selected in inventory.devices]
+        boot = read_boot_interfaces(self.netbox, devices)
+        prefixes = (
+            self.netbox.list_by_ids(PREFIXES, "site_id", {device.site.id for device in devices})
+            if self.settings.network_data
+            else []
+        )
         the_plan = plan(cluster, inventory, boot, self._credentials(cluster), self.settings, prefixes)
         annotations = cluster["metadata"].get("annotations") or {}
-        try:
-            result = Converger(
-                self.kube,
-                Owner(namespace, name, FIELD_MANAGER),
-                self.settings.label_prefix,
-                keep_certificate_verification=self.settings.disable_certificate_verification is None,
-            ).converge(the_plan, self._prune_policy(annotations))
-        except ApiException as error:
-            if not is_transient(error):
-                raise
-            logger.warning("Kubernetes API unavailable for Cluster %s/%s: HTTP %s", namespace, name, error.status)
-            return False
+        result = Converger(
+            self.kube,
+            Owner(namespace, name, FIELD_MANAGER),
+            self.settings.label_prefix,
+            keep_certificate_verification=self.settings.disable_certificate_verification is None,
+        ).converge(the_plan, self._prune_policy(annotations))
         summary = self._summary(matched[0].name, len(inventory.devices), the_plan, result)
         self._report(cluster, summary, None, "", "")
         self._post_events(cluster, the_plan, result)
         logger.info("Cluster %s/%s synced: %s", namespace, name, json.dumps(summary["counts"]))
-        return True
+
+    def _failed(self, cluster: Mapping[str, Any], error: Exception, logger: Log) -> None:
+        """Say on the Cluster why its pass did not complete; one log line, a traceback only for a bug."""
+        namespace, name = cluster["metadata"]["namespace"], cluster["metadata"]["name"]
+        if _kube_unavailable(error):
+            # Nothing can be reported while the API server is away; the retry will tell.
+            logger.warning("Kubernetes API unavailable for Cluster %s/%s: %s", namespace, name, _brief(error))
+            return
+        reason, message = _failure(error)
+        unreported = self._report_failure(cluster, reason, message)
+        # An unknown error is a bug: its traceback, once per attempt, which the growing delay keeps rare.
+        log = logger.warning if isinstance(error, NetBoxError | ApiException) else logger.exception
+        suffix = f" ({unreported})" if unreported else ""
+        log("Cluster %s/%s not synced, %s: %s%s", namespace, name, reason, message, suffix)
+
+    def _report_failure(self, cluster: Mapping[str, Any], reason: str, message: str) -> str:
+        """The annotation and a Warning Event, each tried on its own; what could not be written, or ''."""
+        unreported = []
+        try:
+            self._report(cluster, {"error": reason, "message": message}, None, "", "")
+        except Exception as error:
+            unreported.append(f"sync-status not written: {_brief(error)}")
+        try:
+            post_event(self.kube, cluster, "Warning", reason, message)
+        except Exception as error:
+            unreported.append(f"Event not posted: {_brief(error)}")
+        return "; ".join(unreported)
 
     def _credentials(self, cluster: Mapping[str, Any]) -> BMCCredentials | str:
         named = (cluster["metadata"].get("annotations") or {}).get(CREDENTIALS_ANNOTATION)
@@ -278,3 +310,21 @@ class Reconciler:
             event("Warning", "DevicesSkipped", reason_summary(problems))
         if the_plan.notes:
             event("Warning", "DevicesIncomplete", reason_summary(the_plan.notes))
+
+
+def _kube_unavailable(error: Exception) -> bool:
+    """The API server could not be reached or answered 408/429/5xx: worth retrying, nothing to report."""
+    return isinstance(error, HTTPError) or (isinstance(error, ApiException) and is_transient(error))
+
+
+def _failure(error: Exception) -> tuple[str, str]:
+    """Reason and message of a failed pass, for the sync-status annotation and the Event."""
+    if isinstance(error, NetBoxError):
+        return "NetBoxUnavailable", f"{error}; existing hosts are left as they are"
+    if isinstance(error, ApiException):
+        return "KubernetesRejected", f"the Kubernetes API refused a request: HTTP {error.status}: {api_message(error)}"
+    return "InternalError", f"{type(error).__name__}: {error}"
+
+
+def _brief(error: Exception) -> str:
+    return f"HTTP {error.status}" if isinstance(error, ApiException) else f"{type(error).__name__}: {error}"

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import kopf
 
+from argora_common.backoff import Backoff
 from argora_common.crds import MAX_PROBLEMS, UpdateCounts, UpdateSpec, UpdateStatus
 from argora_common.crds import Change as StatusChange
 from argora_common.inventory import Selection, read_selection
@@ -35,9 +36,6 @@ type Log = logging.Logger | logging.LoggerAdapter[Any]
 UPDATE: Final = Kind("argora.cloud.sap", "v1alpha1", "Update", "updates", namespaced=True)
 FIELD_MANAGER: Final = "argora-update"
 DEFAULT_STATUSES: Final = ("active", "staged")
-RETRY_SECONDS: Final = 30
-RETRY_MAX_SECONDS: Final = 600
-FORBIDDEN_RETRY_SECONDS: Final = 300
 EVENT_REASONS: Final = {
     Action.RENAME: "InterfacesRenamed",
     Action.OOB_IP: "OOBIPsSet",
@@ -63,12 +61,13 @@ def count(changes: list[Change]) -> UpdateCounts:
 
 
 class Reconciler:
-    def __init__(self, netbox: NetBox, kube: Kube) -> None:
+    def __init__(self, netbox: NetBox, kube: Kube, backoff: Backoff[tuple[str, str]]) -> None:
         self.netbox = netbox
         self.kube = kube
         self.locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+        self.backoff = backoff
 
-    def sync(self, body: kopf.Body, logger: Log, *, retry: int = 0, wait: bool = True) -> None:
+    def sync(self, body: kopf.Body, logger: Log, *, wait: bool = True) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         lock = self.locks[key]
         if not lock.acquire(blocking=wait):
@@ -78,7 +77,8 @@ class Reconciler:
                 RECONCILE_SECONDS.labels(controller="update", kind="Update").time(),
                 unexpected_errors_are_permanent(partial(self._report, body), logger),
             ):
-                self._sync(body, retry, logger)
+                self._sync(body, key, logger)
+            self.backoff.reset(key)
         finally:
             lock.release()
 
@@ -118,7 +118,7 @@ class Reconciler:
             platform = found[0]
         return selection, interfaces, addresses, platform
 
-    def _sync(self, body: kopf.Body, retry: int, logger: Log) -> None:
+    def _sync(self, body: kopf.Body, key: tuple[str, str], logger: Log) -> None:
         spec = UpdateSpec.model_validate(body.get("spec") or {})
         previous = UpdateStatus.model_validate(body.get("status") or {})
         generation = body["metadata"].get("generation")
@@ -126,18 +126,14 @@ class Reconciler:
             selection, interfaces, addresses, platform = self._read(spec)
         except (NetBoxError, PlatformNotFoundError) as error:
             self._failed(body, error, "NetBoxRead", logger)
-            backoff = min(RETRY_SECONDS * 2**retry, RETRY_MAX_SECONDS)
-            raise kopf.TemporaryError(str(error), delay=backoff) from error
+            raise kopf.TemporaryError(str(error), delay=self.backoff.failed(key)) from error
         the_plan = plan_updates(selection.devices, interfaces, addresses, spec, platform)
         applier = Applier(self.netbox, spec.max_deletes_per_pass, spec.dry_run)
         try:
             result = applier.apply(the_plan)
-        except WriteForbiddenError as error:
+        except (WriteForbiddenError, NetBoxError) as error:
             self._failed(body, error, "NetBoxWrite", logger)
-            raise kopf.TemporaryError(str(error), delay=FORBIDDEN_RETRY_SECONDS) from error
-        except NetBoxError as error:
-            self._failed(body, error, "NetBoxWrite", logger)
-            raise kopf.TemporaryError(str(error), delay=min(RETRY_SECONDS * 2**retry, RETRY_MAX_SECONDS)) from error
+            raise kopf.TemporaryError(str(error), delay=self.backoff.failed(key)) from error
         status = self._status(previous, generation, len(selection.devices), the_plan, result, spec)
         write_status(self.kube, UPDATE, body, status)
         self._post_events(body, result, spec)

@@ -8,6 +8,8 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.harness.kube import KubeCluster
 from tests.harness.netbox import NetBoxServer
 from tests.harness.process import ManagedProcess, free_port, http_ok, wait_until
@@ -63,20 +65,19 @@ class OperatorProcess:
         wait_until(lambda: http_ok(self.health_url), timeout, f"argora-{self.name} health", self.process)
         return self
 
-    def metric(self, name: str, **labels: str) -> float:
-        """The sum of a metric's samples whose labels include `labels`, from the process's /metrics."""
-        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
-            text = response.read().decode()
-        wanted = [f'{key}="{value}"' for key, value in labels.items()]
-        total = 0.0
-        for line in text.splitlines():
-            sample, _, value = line.rpartition(" ")
-            if (sample == name or sample.startswith(name + "{")) and all(part in sample for part in wanted):
-                total += float(value)
-        return total
-
     def log(self) -> str:
         return self.process.log_path.read_text(errors="replace")
+
+    def metric(self, sample_name: str, **labels: str) -> float:
+        """What /metrics says now: the sum of the samples named `sample_name` whose labels include `labels`."""
+        with urllib.request.urlopen(self.metrics_url, timeout=10) as response:
+            text = response.read().decode()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == sample_name and labels.items() <= sample.labels.items()
+        )
 
     def stop(self) -> None:
         self.process.stop()

@@ -40,6 +40,7 @@ def test_schema_rejects_wrong_values_with_a_readable_message() -> None:
         ("--set", "netbox.url=netbox"): "at '/netbox/url': 'netbox' does not match pattern",
         ("--set", "update.image.pullPolicy=Sometimes"): "at '/update/image/pullPolicy'",
         ("--set", "metal3.bmcAddresses.dell=redfish://host"): "at '/metal3/bmcAddresses/dell'",
+        ("--set", "update.retryBaseSeconds=0"): "at '/update/retryBaseSeconds'",
     }
     for args, message in cases.items():
         result = helm("template", "argora", str(CHART), *BASE_VALUES, *args, check=False)
@@ -58,6 +59,7 @@ def test_deployment_is_hardened_and_probed() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["ARGORA_NETBOX_TOKEN_FILE"] == "/var/run/argora/netbox-token/token"
+    assert (env["ARGORA_RETRY_BASE_SECONDS"], env["ARGORA_RETRY_MAX_SECONDS"]) == ("30", "600")
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     assert volumes["netbox-token"]["secret"]["secretName"] == "argora-netbox-write"
 

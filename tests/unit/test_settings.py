@@ -21,6 +21,7 @@ def test_defaults_match_the_original_operator() -> None:
     assert settings.netbox_verify_tls is True
     assert settings.namespaces == []
     assert settings.default_bmc_credentials is None
+    assert (settings.retry_base_seconds, settings.retry_max_seconds) == (30, 600)
 
 
 def test_lists_and_secret_references_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,6 +41,8 @@ def test_lists_and_secret_references_are_parsed(monkeypatch: pytest.MonkeyPatch)
         ("ARGORA_NAMESPACES", "ok,Not_OK", "ARGORA_NAMESPACES: not a namespace name: Not_OK"),
         ("ARGORA_LABEL_PREFIX", "Bad Prefix", "ARGORA_LABEL_PREFIX: must be a DNS subdomain"),
         ("ARGORA_NETBOX_CA_BUNDLE", "/nonexistent/ca.pem", "ARGORA_NETBOX_CA_BUNDLE: cannot read file"),
+        ("ARGORA_RETRY_BASE_SECONDS", "0", "ARGORA_RETRY_BASE_SECONDS: Input should be greater than or equal to 1"),
+        ("ARGORA_RETRY_MAX_SECONDS", "10", "ARGORA_RETRY_BASE_SECONDS (30) exceeds ARGORA_RETRY_MAX_SECONDS (10)"),
     ],
 )
 def test_a_bad_setting_exits_with_one_line_naming_it(
