@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, SecretStr
 
 from argora_common.kube import SECRET, Kube
+from argora_common.settings import SecretReference
 
 # (user key, password key): the original Argora operator's names first.
 KEY_PAIRS = (("bmcUser", "bmcPassword"), ("username", "password"))
@@ -50,3 +52,27 @@ def read_credentials(kube: Kube, namespace: str, name: str) -> BMCCredentials:
     if secret is None:
         raise CredentialsError(f"Secret {namespace}/{name} not found")
     return credentials_from_secret(secret)
+
+
+def credentials_for(
+    kube: Kube, wanted: Sequence[tuple[str, str | None]], default: SecretReference | None, named_by: str
+) -> list[BMCCredentials | str]:
+    """Per (namespace, Secret name or None) the credentials, else the default Secret's, or why there are
+    none; `named_by` says where a resource names its Secret. Each Secret is read once."""
+    read: dict[tuple[str, str], BMCCredentials | str] = {}
+    result: list[BMCCredentials | str] = []
+    for namespace, name in wanted:
+        if name is not None:
+            key = (namespace, name)
+        elif default is not None:
+            key = (default.namespace, default.name)
+        else:
+            result.append(f"no {named_by} and no default (ARGORA_DEFAULT_BMC_CREDENTIALS)")
+            continue
+        if key not in read:
+            try:
+                read[key] = read_credentials(kube, *key)
+            except CredentialsError as error:
+                read[key] = str(error)
+        result.append(read[key])
+    return result

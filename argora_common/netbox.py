@@ -52,6 +52,10 @@ class NetBoxRejectedError(NetBoxError):
         self.status_code = status_code
 
 
+class NetBoxWriteForbiddenError(NetBoxRejectedError):
+    """NetBox refused a write with 403: the token is read-only or lacks the permission."""
+
+
 # ---- typed results -------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +18,11 @@ from kubernetes.client.exceptions import ApiException
 from pydantic.fields import FieldInfo
 from urllib3.exceptions import HTTPError
 
-from argora_common.backoff import Backoff
 from argora_common.crds import GROUP
 from argora_common.kube import SYNC_ANNOTATION, Kind, Kube, load_api_client
 from argora_common.metrics import serve_metrics
 from argora_common.netbox import NetBox, NetBoxRejectedError, NetBoxUnavailableError
+from argora_common.passes import PassRunner, key_of
 from argora_common.settings import ENV_PREFIX, Settings, exit_with, load_settings
 
 log = logging.getLogger("argora")
@@ -55,22 +55,11 @@ class Controller:
         return self.program
 
 
-type SyncFn = Callable[..., None]
-
-
-def register_sync(
-    registry: kopf.OperatorRegistry,
-    resource: Kind,
-    resync_seconds: float,
-    sync: SyncFn,
-    backoff: Backoff[tuple[str, str]],
-) -> None:
+def register_sync(registry: kopf.OperatorRegistry, resource: Kind, passes: PassRunner[Any, Any, Any]) -> None:
     """The passes over one of our own resources: on create, spec change, operator start, sync request,
-    and every `resync_seconds` (skipped while a pass over the same object is under way, or while the
-    retry of its failed pass is not due).
-
-    `sync(body, logger, wait=...)` does the pass and counts its failures in `backoff`, by (namespace,
-    name): kopf retries a failed pass after the delay it raised, whichever handler ran it."""
+    and every resync interval (skipped while a pass over the same object is under way, or while the
+    retry of its failed pass is not due). kopf retries a failed pass after the delay the skeleton
+    raised, whichever handler ran it."""
     spec = (resource.group, resource.version, resource.plural)
 
     @kopf.on.resume(*spec, registry=registry)
@@ -78,38 +67,22 @@ def register_sync(
     @kopf.on.update(*spec, field="spec", registry=registry)
     @kopf.on.update(*spec, field=("metadata", "annotations", SYNC_ANNOTATION), registry=registry)
     def on_change(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        sync(body, logger)
+        passes.run_for_kopf(body, logger)
 
-    @kopf.timer(*spec, interval=resync_seconds, initial_delay=resync_seconds, registry=registry)
+    interval = passes.resync_seconds
+
+    @kopf.timer(*spec, interval=interval, initial_delay=interval, registry=registry)
     def on_resync(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        resync_when_due(body, logger, sync, backoff)
+        passes.resync_for_kopf(body, logger)
 
     # A raw watch event puts no finalizer on the resource; filtered here, kopf logs no other events.
     @kopf.on.event(*spec, when=_deleted, registry=registry)
     def on_deleted(body: kopf.Body, **_: Any) -> None:
-        backoff.reset(_key(body))
-
-
-def resync_when_due(
-    body: Mapping[str, Any],
-    logger: logging.Logger | logging.LoggerAdapter[Any],
-    sync: SyncFn,
-    backoff: Backoff[tuple[str, str]],
-) -> None:
-    """The periodic pass, unless a pass over the same object is under way or its retry is not due."""
-    if not backoff.due(_key(body)):
-        # During an outage the retry comes when due; a resync in between would read NetBox early.
-        logger.debug("the retry of a failed pass is not due yet; this resync is skipped")
-        return
-    sync(body, logger, wait=False)
+        passes.backoff.reset(key_of(body))
 
 
 def _deleted(type: str | None, **_: Any) -> bool:
     return type == "DELETED"
-
-
-def _key(body: Mapping[str, Any]) -> tuple[str, str]:
-    return body["metadata"]["namespace"], body["metadata"]["name"]
 
 
 def _parser(controller: Controller) -> argparse.ArgumentParser:

@@ -1,17 +1,19 @@
-"""Status of our own resources (ClusterImport, Update): written by server-side apply, with conditions."""
+"""What a pass tells the user: status of our own resources (ClusterImport, Update), conditions and Events.
+
+Every condition has one polarity: `True` is the good state.
+"""
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import kopf
-
+from argora_common.converge import ConvergeResult
 from argora_common.crds import Condition, DeviceProblem, ResourceStatus
-from argora_common.kube import Kind, Kube, set_condition
+from argora_common.errors import Decision
+from argora_common.kube import Kind, Kube, post_event, set_condition
 
 # How many names an Event or summary lists before it says "and N more".
 SHOWN_NAMES = 10
@@ -34,6 +36,13 @@ def make_condition(kind: str, ok: bool, reason: str, message: str = "", *, gener
     )
 
 
+def merge_conditions(previous: Sequence[Condition], new: Iterable[Condition]) -> list[Condition]:
+    conditions = list(previous)
+    for condition in new:
+        conditions = set_condition(conditions, condition)
+    return conditions
+
+
 def write_status(kube: Kube, kind: Kind, body: Mapping[str, Any], status: ResourceStatus) -> None:
     kube.apply(
         kind,
@@ -45,47 +54,77 @@ def write_status(kube: Kube, kind: Kind, body: Mapping[str, Any], status: Resour
     )
 
 
-def report_failure(
-    kube: Kube,
-    kind: Kind,
-    body: kopf.Body,
-    status_class: type[ResourceStatus],
-    reason: str,
-    message: str,
-    condition_types: Sequence[str] = ("Ready",),
-) -> None:
-    """Set the given conditions False with `reason`, keep the rest of the status, post a Warning Event."""
+def failed_status[S: ResourceStatus](status_class: type[S], body: Mapping[str, Any], decision: Decision) -> S:
+    """The previous status with Ready (and NetBoxReachable when NetBox failed) False, the original
+    operator's state `Error` and the error as its description; the rest is kept."""
     previous = status_class.model_validate(body.get("status") or {})
     generation = body["metadata"].get("generation")
-    conditions = previous.conditions
-    for condition_type in condition_types:
-        conditions = set_condition(
-            conditions,
-            Condition(
-                type=condition_type, status="False", reason=reason, message=message, observed_generation=generation
-            ),
+    failed = ("Ready", "NetBoxReachable") if decision.netbox_unreachable else ("Ready",)
+    conditions = merge_conditions(
+        previous.conditions,
+        (make_condition(kind, False, decision.reason, decision.message, generation=generation) for kind in failed),
+    )
+    return previous.model_copy(update={"conditions": conditions, "state": "Error", "description": decision.message})
+
+
+def report_failure(
+    kube: Kube, kind: Kind, body: Mapping[str, Any], status_class: type[ResourceStatus], decision: Decision
+) -> None:
+    """The failed status of one of our resources and a Warning Event."""
+    write_status(kube, kind, body, failed_status(status_class, body, decision))
+    post_event(kube, body, "Warning", decision.reason, decision.message)
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+
+
+def post_events(kube: Kube, involved: Mapping[str, Any], events: Iterable[Event]) -> None:
+    for event in events:
+        post_event(kube, involved, event.type, event.reason, event.message)
+
+
+@dataclass(frozen=True)
+class EventWords:
+    """How a controller names what a convergence did: (reason, message template with {names})."""
+
+    created: tuple[str, str]
+    updated: tuple[str, str]
+    adopted: tuple[str, str]
+    pruned: tuple[str, str]
+    held_back: tuple[str, str]  # {reason} is why they were kept
+    drifted: tuple[str, str]
+
+
+def convergence_events(
+    result: ConvergeResult, skipped: Sequence[DeviceProblem], notes: Sequence[DeviceProblem], words: EventWords
+) -> list[Event]:
+    """The Events of a completed pass, in the order a reader wants them."""
+    events: list[Event] = []
+    for names, (reason, template) in (
+        (result.created, words.created),
+        (result.updated, words.updated),
+        (result.adopted, words.adopted),
+        (result.pruned, words.pruned),
+    ):
+        if names:
+            events.append(Event("Normal", reason, template.format(names=short_list(names))))
+    if result.held_back:
+        reason, template = words.held_back
+        events.append(
+            Event(
+                "Warning", reason, template.format(names=short_list(result.held_back), reason=result.held_back_reason)
+            )
         )
-    failed = previous.model_copy(update={"conditions": conditions, "state": "Error", "description": message})
-    write_status(kube, kind, body, failed)
-    kopf.event(body, type="Warning", reason=reason, message=message)
-
-
-@contextmanager
-def unexpected_errors_are_permanent(
-    report: Callable[[str, str], None], logger: logging.Logger | logging.LoggerAdapter[Any]
-) -> Iterator[None]:
-    """A bug must not be retried forever: report it on the resource and stop until the next change or resync.
-
-    Retryable problems are raised as kopf.TemporaryError by the reconcilers and pass through."""
-    try:
-        yield
-    except (kopf.TemporaryError, kopf.PermanentError):
-        raise
-    except Exception as error:
-        logger.exception("unexpected error; not retried until the resource changes or the next resync")
-        message = f"{type(error).__name__}: {error}"
-        try:
-            report("InternalError", message)
-        except Exception:
-            logger.exception("could not report the error on the resource")
-        raise kopf.PermanentError(message) from error
+    if result.drifted:
+        reason, template = words.drifted
+        events.append(Event("Warning", reason, template.format(names=short_list([p.device for p in result.drifted]))))
+    problems = [*skipped, *result.failed]
+    if problems:
+        events.append(Event("Warning", "DevicesSkipped", reason_summary(problems)))
+    if notes:
+        events.append(Event("Warning", "DevicesIncomplete", reason_summary(notes)))
+    return events

@@ -20,7 +20,7 @@ OURS = {MANAGED_BY_LABEL: FIELD_MANAGER}
 def register(registry: kopf.OperatorRegistry, settings: IroncoreSettings, netbox: NetBox) -> None:
     reconciler = Reconciler(settings, netbox, Kube(load_api_client(), FIELD_MANAGER))
 
-    register_sync(registry, CLUSTER_IMPORT, settings.resync_interval_seconds, reconciler.sync, reconciler.backoff)
+    register_sync(registry, CLUSTER_IMPORT, reconciler.passes)
 
     @kopf.on.delete(*CI, registry=registry)
     def delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:

@@ -1,49 +1,31 @@
-"""One reconcile pass of a ClusterImport: read NetBox, plan, converge, report.
-
-Failures are mapped on purpose: NetBox or the API server unavailable -> the condition says so,
-nothing is written or deleted, and kopf retries later (TemporaryError); a device with bad data ->
-reported in status, the others go on.
-"""
+"""The steps of a ClusterImport's pass (read NetBox, plan, converge, report) for the shared skeleton,
+the delete path, and the repair of edited or deleted objects."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, NoReturn
-
-import kopf
-from kubernetes.client.exceptions import ApiException
+from typing import Any, Final
 
 from argora_common.backoff import Backoff
-from argora_common.crds import (
-    MAX_PROBLEMS,
-    ClusterImportCounts,
-    ClusterImportSpec,
-    ClusterImportStatus,
-)
-from argora_common.credentials import BMCCredentials, CredentialsError, read_credentials
+from argora_common.crds import MAX_PROBLEMS, ClusterImportCounts, ClusterImportSpec, ClusterImportStatus
+from argora_common.credentials import BMCCredentials, credentials_for
+from argora_common.errors import Decision
 from argora_common.inventory import Inventory, read_inventory
-from argora_common.kube import (
-    Kind,
-    Kube,
-    Owner,
-    is_ignored,
-    is_subset,
-    is_transient,
-    now,
-    set_condition,
-)
-from argora_common.metrics import RECONCILE_SECONDS
-from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError
+from argora_common.kube import Kind, Kube, Owner, is_ignored, is_subset, now
+from argora_common.netbox import NetBox
+from argora_common.passes import Body, PassRunner
 from argora_common.status import (
+    Event,
+    EventWords,
+    convergence_events,
     make_condition,
-    reason_summary,
+    merge_conditions,
+    post_events,
     report_failure,
-    short_list,
-    unexpected_errors_are_permanent,
     write_status,
 )
 from ironcore_controller.apply import ApplyResult, Converger, ObjectKey
@@ -54,246 +36,182 @@ type Log = logging.Logger | logging.LoggerAdapter[Any]
 
 CLUSTER_IMPORT: Final = Kind("argora.cloud.sap", "v1alpha1", "ClusterImport", "clusterimports", namespaced=True)
 DEFAULT_STATUSES: Final = ("active",)
+WORDS: Final = EventWords(
+    created=("Created", "BMC and BMCSecret for {names}"),
+    updated=("Updated", "BMC/BMCSecret of {names}"),
+    adopted=("Adopted", "took over the original operator's BMC/BMCSecret of {names}"),
+    pruned=("Pruned", "deleted {names}"),
+    held_back=("PruneHeldBack", "kept {names}: {reason}"),
+    drifted=("AccessDrift", "spec.access differs from NetBox for {names}"),
+)
 
 
-class Reconciler:
-    """State shared by the handlers of one argora-ironcore process."""
+def owner_of(body: Body) -> Owner:
+    return Owner(body["metadata"]["namespace"], body["metadata"]["name"], FIELD_MANAGER)
+
+
+@dataclass
+class Facts:
+    spec: ClusterImportSpec
+    inventory: Inventory
+    credentials: list[BMCCredentials | str]  # per spec.clusters entry: the credentials, or why there are none
+
+
+class ImportSteps:
+    """read -> plan -> converge -> report of one ClusterImport."""
 
     def __init__(self, settings: IroncoreSettings, netbox: NetBox, kube: Kube) -> None:
         self.settings = settings
         self.netbox = netbox
         self.kube = kube
-        self.locks: defaultdict[Owner, threading.Lock] = defaultdict(threading.Lock)
-        # By (namespace, name) of the ClusterImport, as register_sync looks it up.
-        self.backoff: Backoff[tuple[str, str]] = Backoff.from_settings(settings)
+        # What each of our objects should look like after the last pass: edits are repaired from it.
         self.desired: dict[ObjectKey, dict[str, Any]] = {}
+        self.desired_lock = threading.Lock()
 
-    # ---- normal path --------------------------------------------------------------------------
-
-    def sync(self, body: kopf.Body, logger: Log, *, wait: bool = True) -> None:
-        owner = Owner(body["metadata"]["namespace"], body["metadata"]["name"], FIELD_MANAGER)
-        lock = self.locks[owner]
-        if not lock.acquire(blocking=wait):
-            logger.debug("a pass over %s/%s is under way; this one is skipped", owner.namespace, owner.name)
-            return
-        try:
-            with (
-                RECONCILE_SECONDS.labels(controller="ironcore", kind="ClusterImport").time(),
-                unexpected_errors_are_permanent(partial(self._report, body), logger),
-            ):
-                self._sync(body, owner, logger)
-            self.backoff.reset((owner.namespace, owner.name))
-        finally:
-            lock.release()
-
-    def _report(self, body: kopf.Body, reason: str, message: str, conditions: Sequence[str] = ("Ready",)) -> None:
-        report_failure(self.kube, CLUSTER_IMPORT, body, ClusterImportStatus, reason, message, conditions)
-
-    def _sync(self, body: kopf.Body, owner: Owner, logger: Log) -> None:
+    def read(self, body: Body) -> Facts:
         spec = ClusterImportSpec.model_validate(body.get("spec") or {})
-        previous = ClusterImportStatus.model_validate(body.get("status") or {})
-        generation = body["metadata"].get("generation")
-        try:
-            inventory = read_inventory(self.netbox, spec.clusters, DEFAULT_STATUSES)
-        except NetBoxError as error:
-            self._netbox_failed(body, owner, error, logger)
-        credentials = self._credentials(owner.namespace, spec)
-        the_plan = plan(inventory, credentials, owner, self.settings)
-        try:
-            result = Converger(self.kube, owner, spec, self.settings.label_prefix).converge(the_plan)
-        except ApiException as error:
-            if not is_transient(error):
-                raise
-            raise kopf.TemporaryError(f"Kubernetes API: HTTP {error.status}", delay=self._failed(owner)) from error
-        self._remember(owner, result)
-        status = self._status(previous, generation, inventory, the_plan, result, spec)
-        write_status(self.kube, CLUSTER_IMPORT, body, status)
-        self._post_events(body, inventory, the_plan, result, spec)
-        logger.info(
-            "synced: %d devices, %d created, %d updated, %d adopted, %d unchanged, %d pruned, %d skipped, %d failed, "
-            "%d warnings",
-            status.counts.devices, status.counts.created, status.counts.updated, status.counts.adopted,
-            status.counts.unchanged, status.counts.pruned, status.counts.skipped, status.counts.failed,
-            status.counts.warnings,
-        )  # fmt: skip
+        inventory = read_inventory(self.netbox, spec.clusters, DEFAULT_STATUSES)
+        namespace = body["metadata"]["namespace"]
+        wanted = [(namespace, s.bmc_credentials_ref.name if s.bmc_credentials_ref else None) for s in spec.clusters]
+        credentials = credentials_for(self.kube, wanted, self.settings.default_bmc_credentials, "bmcCredentialsRef")
+        return Facts(spec, inventory, credentials)
 
-    def _credentials(self, namespace: str, spec: ClusterImportSpec) -> list[BMCCredentials | str]:
-        """Credentials per selector, or why there are none; each Secret is read once per pass."""
-        read: dict[tuple[str, str], BMCCredentials | str] = {}
-        result: list[BMCCredentials | str] = []
-        for selector in spec.clusters:
-            if selector.bmc_credentials_ref is not None:
-                key = (namespace, selector.bmc_credentials_ref.name)
-            elif self.settings.default_bmc_credentials is not None:
-                key = (self.settings.default_bmc_credentials.namespace, self.settings.default_bmc_credentials.name)
-            else:
-                result.append("no bmcCredentialsRef and no default (ARGORA_DEFAULT_BMC_CREDENTIALS)")
-                continue
-            if key not in read:
-                try:
-                    read[key] = read_credentials(self.kube, *key)
-                except CredentialsError as error:
-                    read[key] = str(error)
-            result.append(read[key])
+    def plan(self, body: Body, facts: Facts) -> Plan:
+        return plan(facts.inventory, facts.credentials, owner_of(body), self.settings)
+
+    def converge(self, body: Body, planned: Plan) -> ApplyResult:
+        spec = ClusterImportSpec.model_validate(body.get("spec") or {})
+        result = Converger(self.kube, owner_of(body), spec, self.settings.label_prefix).converge(planned)
+        self.remember(owner_of(body), result.desired)
         return result
 
-    def _netbox_failed(self, body: kopf.Body, owner: Owner, error: NetBoxError, logger: Log) -> NoReturn:
-        """Nothing is written or deleted: say why on the resource and retry later."""
-        reason = "NetBoxRejected" if isinstance(error, NetBoxRejectedError) else "NetBoxUnavailable"
-        message = f"{error}; existing objects are left as they are"
-        self._report(body, reason, message, ("Ready", "NetBoxReachable"))
-        logger.warning("NetBox read failed, nothing changed: %s", error)
-        raise kopf.TemporaryError(str(error), delay=self._failed(owner))
+    def remember(self, owner: Owner, desired: Mapping[ObjectKey, dict[str, Any]]) -> None:
+        with self.desired_lock:
+            for key, manifest in list(self.desired.items()):
+                if owner.owns(manifest):
+                    del self.desired[key]
+            self.desired.update(desired)
 
-    def _failed(self, owner: Owner) -> float:
-        """Count a failed pass; the growing delay before the next one, whichever handler retries it."""
-        return self.backoff.failed((owner.namespace, owner.name))
+    def report(self, body: Body, facts: Facts, planned: Plan, result: ApplyResult) -> str:
+        status = import_status(body, facts, planned, result)
+        write_status(self.kube, CLUSTER_IMPORT, body, status)
+        post_events(self.kube, body, import_events(facts, planned, result))
+        counts = status.counts.model_dump(by_alias=True)
+        return ", ".join(f"{value} {name}" for name, value in counts.items())
 
-    def _remember(self, owner: Owner, result: ApplyResult) -> None:
-        for key, manifest in list(self.desired.items()):
-            if owner.owns(manifest):
-                del self.desired[key]
-        self.desired.update(result.desired)
+    def report_failure(self, body: Body, decision: Decision) -> None:
+        report_failure(self.kube, CLUSTER_IMPORT, body, ClusterImportStatus, decision)
 
-    def _status(
-        self,
-        previous: ClusterImportStatus,
-        generation: int | None,
-        inventory: Inventory,
-        the_plan: Plan,
-        result: ApplyResult,
-        spec: ClusterImportSpec,
-    ) -> ClusterImportStatus:
-        problems = sorted(
-            [*the_plan.problems, *result.failed, *result.drifted, *the_plan.notes], key=lambda p: (p.device, p.reason)
+
+def import_status(body: Body, facts: Facts, planned: Plan, result: ApplyResult) -> ClusterImportStatus:
+    inventory, spec = facts.inventory, facts.spec
+    previous = ClusterImportStatus.model_validate(body.get("status") or {})
+    problems = sorted(
+        [*planned.problems, *result.failed, *result.drifted, *planned.notes], key=lambda p: (p.device, p.reason)
+    )
+    counts = ClusterImportCounts(
+        clusters=inventory.cluster_count,
+        devices=len(inventory.devices),
+        created=len(result.created),
+        updated=len(result.updated),
+        adopted=len(result.adopted),
+        unchanged=result.unchanged,
+        pruned=len(result.pruned),
+        prune_held_back=len(result.held_back),
+        drifted=len(result.drifted),
+        skipped=len(planned.problems),
+        failed=len(result.failed),
+        warnings=len(planned.notes),
+    )
+    unmatched = [
+        f"spec.clusters[{index}]"
+        + (f" ({inventory.selector_errors[index]})" if index in inventory.selector_errors else "")
+        for index in planned.unmatched_selectors
+    ]
+    generation = body["metadata"].get("generation")
+    condition = partial(make_condition, generation=generation)
+    bad = counts.skipped + counts.failed
+    conditions = merge_conditions(previous.conditions, [
+        condition("Ready", True, "Synced" if not bad else "SyncedWithProblems",
+                  f"{counts.devices} devices, {bad} with problems" if bad else f"{counts.devices} devices"),
+        condition("NetBoxReachable", True, "Read"),
+        condition("DevicesSynced", not bad, "AllSynced" if not bad else "DevicesWithProblems",
+                  f"{counts.skipped} skipped, {counts.failed} failed: see status.problems" if bad else ""),
+        condition("ClustersMatched", not unmatched, "AllMatched" if not unmatched else "NoClusterMatched",
+                  ", ".join(unmatched) + " matched no NetBox cluster" if unmatched else ""),
+        condition("AccessInSync", not result.drifted, "InSync" if not result.drifted else "AccessChanged",
+                  f"{len(result.drifted)} BMCs differ from NetBox (onImmutableChange: {spec.on_immutable_change})"
+                  if result.drifted else ""),
+        condition("PruneComplete", not result.held_back, "Complete" if not result.held_back else "HeldBack",
+                  f"{len(result.held_back)} objects kept: {result.held_back_reason}" if result.held_back else ""),
+    ])  # fmt: skip
+    # A condition type this controller no longer writes would otherwise stay forever with a stale meaning.
+    conditions = [c for c in conditions if c.type != "AccessDrift"]
+    return ClusterImportStatus(
+        state="Ready",
+        observed_generation=generation,
+        conditions=conditions,
+        last_sync_time=now(),
+        counts=counts,
+        problems=problems[:MAX_PROBLEMS],
+    )
+
+
+def import_events(facts: Facts, planned: Plan, result: ApplyResult) -> list[Event]:
+    events = convergence_events(result, planned.problems, planned.notes, WORDS)
+    for index in planned.unmatched_selectors:
+        error = facts.inventory.selector_errors.get(index)
+        message = f"spec.clusters[{index}] matched no NetBox cluster" + (f": {error}" if error else "")
+        events.append(Event("Warning", "NoClusterMatched", message))
+    return events
+
+
+class Reconciler:
+    """What the handlers of one argora-ironcore process call."""
+
+    def __init__(self, settings: IroncoreSettings, netbox: NetBox, kube: Kube) -> None:
+        self.kube = kube
+        self.steps = ImportSteps(settings, netbox, kube)
+        self.passes = PassRunner(
+            self.steps,
+            controller="ironcore",
+            kind=CLUSTER_IMPORT.kind,
+            backoff=Backoff.from_settings(settings),
+            resync_seconds=settings.resync_interval_seconds,
+            kept="existing objects are left as they are",
         )
-        counts = ClusterImportCounts(
-            clusters=inventory.cluster_count,
-            devices=len(inventory.devices),
-            created=len(result.created),
-            updated=len(result.updated),
-            adopted=len(result.adopted),
-            unchanged=result.unchanged,
-            pruned=len(result.pruned),
-            prune_held_back=len(result.held_back),
-            drifted=len(result.drifted),
-            skipped=len(the_plan.problems),
-            failed=len(result.failed),
-            warnings=len(the_plan.notes),
-        )
-        unmatched = [
-            f"spec.clusters[{index}]"
-            + (f" ({inventory.selector_errors[index]})" if index in inventory.selector_errors else "")
-            for index in the_plan.unmatched_selectors
-        ]
-
-        condition = partial(make_condition, generation=generation)
-
-        bad = counts.skipped + counts.failed
-        new_conditions = [
-            condition("Ready", True, "Synced" if not bad else "SyncedWithProblems",
-                      f"{counts.devices} devices, {bad} with problems" if bad else f"{counts.devices} devices"),
-            condition("NetBoxReachable", True, "Read"),
-            condition("DevicesSynced", not bad, "AllSynced" if not bad else "DevicesWithProblems",
-                      f"{counts.skipped} skipped, {counts.failed} failed: see status.problems" if bad else ""),
-            condition("ClustersMatched", not unmatched, "AllMatched" if not unmatched else "NoClusterMatched",
-                      ", ".join(unmatched) + " matched no NetBox cluster" if unmatched else ""),
-            condition("AccessDrift", not result.drifted, "NoDrift" if not result.drifted else "AccessChanged",
-                      f"{len(result.drifted)} BMCs differ from NetBox (onImmutableChange: {spec.on_immutable_change})"
-                      if result.drifted else ""),
-            condition("PruneComplete", not result.held_back, "Complete" if not result.held_back else "HeldBack",
-                      f"{len(result.held_back)} objects kept: {result.held_back_reason}" if result.held_back else ""),
-        ]  # fmt: skip
-        conditions = previous.conditions
-        for new in new_conditions:
-            conditions = set_condition(conditions, new)
-        return ClusterImportStatus(
-            state="Ready",
-            observed_generation=generation,
-            conditions=conditions,
-            last_sync_time=now(),
-            counts=counts,
-            problems=problems[:MAX_PROBLEMS],
-        )
-
-    def _post_events(
-        self, body: kopf.Body, inventory: Inventory, the_plan: Plan, result: ApplyResult, spec: ClusterImportSpec
-    ) -> None:
-        if result.created:
-            kopf.event(
-                body, type="Normal", reason="Created", message=f"BMC and BMCSecret for {short_list(result.created)}"
-            )
-        if result.updated:
-            kopf.event(body, type="Normal", reason="Updated", message=f"BMC/BMCSecret of {short_list(result.updated)}")
-        if result.adopted:
-            kopf.event(
-                body, type="Normal", reason="Adopted",
-                message=f"took over the original operator's BMC/BMCSecret of {short_list(result.adopted)}",
-            )  # fmt: skip
-        if result.pruned:
-            kopf.event(body, type="Normal", reason="Pruned", message=f"deleted {short_list(result.pruned)}")
-        if result.held_back:
-            kopf.event(
-                body, type="Warning", reason="PruneHeldBack",
-                message=f"kept {short_list(result.held_back)}: {result.held_back_reason}",
-            )  # fmt: skip
-        if result.drifted:
-            devices = [problem.device for problem in result.drifted]
-            kopf.event(
-                body, type="Warning", reason="AccessDrift",
-                message=f"spec.access differs from NetBox for {short_list(devices)} (onImmutableChange: "
-                f"{spec.on_immutable_change})",
-            )  # fmt: skip
-        problems = [*the_plan.problems, *result.failed]
-        if problems:
-            kopf.event(body, type="Warning", reason="DevicesSkipped", message=reason_summary(problems))
-        if the_plan.notes:
-            kopf.event(body, type="Warning", reason="DevicesIncomplete", message=reason_summary(the_plan.notes))
-        for index in the_plan.unmatched_selectors:
-            kopf.event(
-                body, type="Warning", reason="NoClusterMatched",
-                message=f"spec.clusters[{index}] matched no NetBox cluster"
-                + (f": {inventory.selector_errors[index]}" if index in inventory.selector_errors else ""),
-            )  # fmt: skip
-
-    # ---- repair of edited or deleted objects --------------------------------------------------
 
     def repair(self, kind: Kind, event_type: str | None, body: Mapping[str, Any], logger: Log) -> None:
         """Put back an object of ours that someone edited or deleted, as the last pass wanted it."""
         name = body["metadata"]["name"]
-        desired = self.desired.get((kind.kind, name))
-        if desired is None or body["metadata"].get("deletionTimestamp"):
+        if body["metadata"].get("deletionTimestamp") or is_ignored(body):
+            return
+        desired = self.steps.desired.get((kind.kind, name))
+        if desired is None or (event_type != "DELETED" and is_subset(desired, body)):
             return
         owner = Owner.of(desired)
-        with self.locks[owner]:
-            desired = self.desired.get((kind.kind, name))
+        with self.passes.locks.hold((owner.namespace, owner.name)):
+            # A pass may have run meanwhile and changed what we want, or given the object up.
+            desired = self.steps.desired.get((kind.kind, name))
             if desired is None:
                 return
-            if is_ignored(body) or (event_type != "DELETED" and is_subset(desired, body)):
-                return
             self.kube.apply(kind, desired)
-            logger.info("put back %s %s (%s)", kind.kind, name, "deleted" if event_type == "DELETED" else "edited")
+        logger.info("put back %s %s (%s)", kind.kind, name, "deleted" if event_type == "DELETED" else "edited")
 
-    # ---- delete path --------------------------------------------------------------------------
-
-    def delete(self, body: kopf.Body, logger: Log) -> None:
-        owner = Owner(body["metadata"]["namespace"], body["metadata"]["name"], FIELD_MANAGER)
+    def delete(self, body: Body, logger: Log) -> None:
+        owner = owner_of(body)
         spec = ClusterImportSpec.model_validate(body.get("spec") or {})
-        with self.locks[owner]:
-            self._remember(owner, ApplyResult())
+
+        def remove() -> str:
+            self.steps.remember(owner, {})
             if spec.deletion_policy == "Orphan":
-                logger.info("deletionPolicy Orphan: BMCs and BMCSecrets are left in place")
-                return
-            deleted = []
-            try:
-                for kind in (BMC, BMC_SECRET):
-                    for obj in self.kube.list(kind, label_selector=owner.selector()):
-                        if self.kube.delete(kind, obj["metadata"]["name"]):
-                            deleted.append(f"{kind.kind}/{obj['metadata']['name']}")
-            except ApiException as error:
-                if not is_transient(error):
-                    raise
-                raise kopf.TemporaryError(f"Kubernetes API: HTTP {error.status}", delay=self._failed(owner)) from error
-            logger.info("deletionPolicy Delete: deleted %d objects", len(deleted))
-        self.locks.pop(owner, None)
-        self.backoff.reset((owner.namespace, owner.name))
+                return "deletionPolicy Orphan: BMCs and BMCSecrets are left in place"
+            deleted = [
+                obj["metadata"]["name"]
+                for kind in (BMC, BMC_SECRET)
+                for obj in self.kube.list(kind, label_selector=owner.selector())
+                if self.kube.delete(kind, obj["metadata"]["name"])
+            ]
+            return f"deletionPolicy Delete: deleted {len(deleted)} objects"
+
+        self.passes.delete(body, logger, remove)

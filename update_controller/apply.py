@@ -12,12 +12,15 @@ from functools import partial
 
 from argora_common.crds import DeviceProblem
 from argora_common.metrics import OBJECTS_WRITTEN
-from argora_common.netbox import DEVICES, INTERFACES, IP_ADDRESSES, NetBox, NetBoxRejectedError
+from argora_common.netbox import (
+    DEVICES,
+    INTERFACES,
+    IP_ADDRESSES,
+    NetBox,
+    NetBoxRejectedError,
+    NetBoxWriteForbiddenError,
+)
 from update_controller.plan import Action, Change, DevicePlan, Plan
-
-
-class WriteForbiddenError(Exception):
-    """NetBox refused a write with 403: the token is read-only or lacks the permission."""
 
 
 @dataclass
@@ -40,7 +43,7 @@ class Applier:
                 self._apply_device(device)
             except NetBoxRejectedError as error:
                 if error.status_code == 403:
-                    raise WriteForbiddenError(str(error)) from error
+                    raise NetBoxWriteForbiddenError(str(error), error.status_code) from error
                 self.result.failed.append(
                     DeviceProblem(
                         device=device.device, device_id=device.device_id, reason="Rejected", message=str(error)

@@ -216,7 +216,7 @@ def test_oob_ip_change_is_reported_or_recreated(
     ci = objects.resync(namespace, "import")
     bmc = objects.get_metal("bmcs", server.name)
     assert bmc is not None
-    drift = next(c for c in ci["status"]["conditions"] if c["type"] == "AccessDrift")
+    drift = next(c for c in ci["status"]["conditions"] if c["type"] == "AccessInSync")
     if policy == "Report":
         assert bmc["spec"]["access"]["ip"] == server.address
         assert drift["status"] == "False" and drift["reason"] == "AccessChanged"

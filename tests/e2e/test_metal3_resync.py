@@ -173,4 +173,4 @@ def test_a_cluster_that_fails_every_pass_is_retried_less_and_less_and_blocks_no_
     # One line per failed attempt, saying also that the annotation could not be written.
     failures = [line for line in log.splitlines() if f"Cluster {namespace}/{FAILING} not synced" in line]
     assert len(failures) == refusals(clusters, namespace), failures
-    assert all("KubernetesRejected" in line and "sync-status not written: HTTP 422" in line for line in failures)
+    assert all("KubernetesRejected" in line and "could not report it: HTTP 422" in line for line in failures)

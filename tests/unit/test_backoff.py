@@ -1,11 +1,8 @@
-import logging
 import threading
-from typing import Any
 
 import pytest
 
 from argora_common.backoff import Backoff
-from argora_common.operator import resync_when_due
 
 
 class Clock:
@@ -84,26 +81,3 @@ def test_concurrent_failures_are_all_counted() -> None:
     for thread in threads:
         thread.join()
     assert backoff.failures("a") == 1600
-
-
-def test_a_resync_is_skipped_until_the_retry_of_a_failed_pass_is_due(clock: Clock) -> None:
-    backoff: Backoff[tuple[str, str]] = Backoff(30, 600, clock)
-    body = {"metadata": {"namespace": "ns", "name": "import"}}
-    passes: list[dict[str, Any]] = []
-
-    def sync(body: dict[str, Any], logger: logging.Logger, **options: Any) -> None:
-        passes.append(options)
-
-    def resync() -> None:
-        resync_when_due(body, logging.getLogger("test"), sync, backoff)
-
-    resync()
-    assert passes == [{"wait": False}]  # never blocks on a pass that is under way
-    backoff.failed(("ns", "import"))
-    resync()
-    clock.now += 29
-    resync()
-    assert len(passes) == 1
-    clock.now += 1
-    resync()
-    assert len(passes) == 2
