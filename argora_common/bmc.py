@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from argora_common.inventory import BMC_INTERFACE_NAME, AmbiguousMACError, Inventory, interface_mac
-from argora_common.netbox import Device, Interface
+from argora_common.netbox_schema import Device, Interface
 
 
 @dataclass(frozen=True)

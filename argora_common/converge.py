@@ -18,7 +18,7 @@ from argora_common.kube import (
     assign_names,
 )
 from argora_common.metrics import OBJECTS_WRITTEN
-from argora_common.netbox import Device
+from argora_common.netbox_schema import Device
 
 
 @dataclass

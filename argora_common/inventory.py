@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from argora_common.crds import DEFAULT_BMC_INTERFACE_NAMES, ClusterSelector
-from argora_common.netbox import (
+from argora_common.netbox import FilterValue, NetBox, NetBoxRejectedError
+from argora_common.netbox_schema import (
     CLUSTERS,
     DEVICES,
     INTERFACES,
@@ -23,11 +24,8 @@ from argora_common.netbox import (
     SITES,
     Cluster,
     Device,
-    FilterValue,
     Interface,
     IPAddress,
-    NetBox,
-    NetBoxRejectedError,
     Site,
 )
 

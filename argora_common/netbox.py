@@ -3,7 +3,7 @@
 Every list follows pagination to the end (cursor pagination, stable while NetBox changes underneath),
 trims payloads with `fields=`, and sends id filters in chunks that keep the request line under
 gunicorn's 4 KB limit. NetBox silently ignores filter names it does not know and then returns the whole
-table, so each endpoint here accepts only the filter names listed for it in `ENDPOINTS`; the test suite
+table, so each endpoint (`argora_common.netbox_schema`) accepts only the filter names listed for it; the suite
 proves against a real NetBox that every one of them narrows the result.
 """
 
@@ -12,15 +12,14 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import pynetbox
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pynetbox.core.query import RequestError
+from pydantic import BaseModel, SecretStr
+from pynetbox.core.query import Request, RequestError
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -30,6 +29,7 @@ from tenacity import (
 )
 
 from argora_common.metrics import NETBOX_ERRORS, NETBOX_REQUESTS
+from argora_common.netbox_schema import Endpoint
 from argora_common.settings import Settings
 
 # Room for the path, the other query parameters and `fields=` inside gunicorn's 4094-byte request line.
@@ -55,200 +55,6 @@ class NetBoxRejectedError(NetBoxError):
 class NetBoxWriteForbiddenError(NetBoxRejectedError):
     """NetBox refused a write with 403: the token is read-only or lacks the permission."""
 
-
-# ---- typed results -------------------------------------------------------------------------------
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class Ref(_Record):
-    """A nested (brief) NetBox object: what a device says of its site, role, platform, ..."""
-
-    id: int
-    name: str | None = None
-    slug: str | None = None
-
-
-class IPRef(_Record):
-    id: int
-    address: str
-    dns_name: str = ""
-
-
-class DeviceTypeRef(_Record):
-    id: int
-    slug: str
-    model: str = ""
-    manufacturer: Ref
-
-
-def _choice_value(value: object) -> object:
-    """NetBox renders choice fields as {"value": ..., "label": ...}; keep the value."""
-    return value.get("value") if isinstance(value, Mapping) else value
-
-
-class Cluster(_Record):
-    id: int
-    name: str
-    type: Ref
-    status: str = ""
-    group: Ref | None = None
-    tenant: Ref | None = None
-    scope_type: str | None = None
-    scope_id: int | None = None
-    tags: list[Ref] = Field(default_factory=list)
-
-    _status = field_validator("status", mode="before")(_choice_value)
-
-
-class Device(_Record):
-    id: int
-    name: str | None
-    status: str
-    site: Ref
-    role: Ref | None = None
-    platform: Ref | None = None
-    device_type: DeviceTypeRef
-    tenant: Ref | None = None
-    cluster: Ref | None = None
-    oob_ip: IPRef | None = None
-    primary_ip4: IPRef | None = None
-    primary_ip6: IPRef | None = None
-    tags: list[Ref] = Field(default_factory=list)
-
-    _status = field_validator("status", mode="before")(_choice_value)
-
-
-class Site(_Record):
-    id: int
-    slug: str
-    name: str
-    region: Ref | None = None
-
-
-class VLANRef(_Record):
-    id: int
-    vid: int
-
-
-class MACRef(_Record):
-    id: int
-    mac_address: str
-
-
-class Interface(_Record):
-    id: int
-    device: Ref
-    name: str
-    type: str | None = None
-    mgmt_only: bool = False
-    lag: Ref | None = None
-    # Since NetBox 4.2 MACs are objects assigned to the interface; `mac_address` is only the primary's.
-    mac_address: str | None = None
-    primary_mac_address: MACRef | None = None
-    mac_addresses: list[MACRef] = Field(default_factory=list)
-    mtu: int | None = None
-    mode: str | None = None
-    untagged_vlan: VLANRef | None = None
-
-    _type = field_validator("type", "mode", mode="before")(_choice_value)
-
-
-class Prefix(_Record):
-    id: int
-    prefix: str
-    vlan: VLANRef | None = None
-    custom_fields: dict[str, Any] = Field(default_factory=dict)
-
-
-class IPAddress(_Record):
-    id: int
-    address: str
-    dns_name: str = ""
-    status: str = ""
-    assigned_object_type: str | None = None
-    assigned_object_id: int | None = None
-
-    _status = field_validator("status", mode="before")(_choice_value)
-
-
-@dataclass(frozen=True)
-class Endpoint[M: BaseModel]:
-    """One NetBox list endpoint: its path, result model, trimmed fields and the filters we may use."""
-
-    app: str
-    name: str
-    model: type[M]
-    fields: tuple[str, ...]
-    filters: frozenset[str]
-
-    @property
-    def path(self) -> str:
-        return f"{self.app}/{self.name}"
-
-
-CLUSTERS: Final = Endpoint(
-    "virtualization",
-    "clusters",
-    Cluster,
-    ("id", "name", "type", "status", "group", "tenant", "scope_type", "scope_id", "tags"),
-    frozenset({"id", "name", "type", "region", "site", "tenant", "tag", "status", "group"}),
-)
-DEVICES: Final = Endpoint(
-    "dcim",
-    "devices",
-    Device,
-    (
-        "id",
-        "name",
-        "status",
-        "site",
-        "role",
-        "platform",
-        "device_type",
-        "tenant",
-        "cluster",
-        "oob_ip",
-        "primary_ip4",
-        "primary_ip6",
-        "tags",
-    ),
-    frozenset({"id", "cluster_id", "status", "role", "site", "tenant", "tag", "name"}),
-)
-SITES: Final = Endpoint("dcim", "sites", Site, ("id", "slug", "name", "region"), frozenset({"id", "slug"}))
-INTERFACES: Final = Endpoint(
-    "dcim",
-    "interfaces",
-    Interface,
-    (
-        "id",
-        "device",
-        "name",
-        "type",
-        "mgmt_only",
-        "lag",
-        "mac_address",
-        "primary_mac_address",
-        "mac_addresses",
-        "mtu",
-        "mode",
-        "untagged_vlan",
-    ),
-    frozenset({"id", "device_id", "site_id", "lag_id", "name", "name__ie", "mgmt_only"}),
-)
-IP_ADDRESSES: Final = Endpoint(
-    "ipam",
-    "ip-addresses",
-    IPAddress,
-    ("id", "address", "dns_name", "status", "assigned_object_type", "assigned_object_id"),
-    frozenset({"id", "device_id", "interface_id", "interface"}),
-)
-PLATFORMS: Final = Endpoint("dcim", "platforms", Ref, ("id", "name", "slug"), frozenset({"id", "slug"}))
-PREFIXES: Final = Endpoint(
-    "ipam", "prefixes", Prefix, ("id", "prefix", "vlan", "custom_fields"), frozenset({"id", "site_id"})
-)
 
 type FilterValue = str | int | bool | Sequence[str] | Sequence[int]
 
@@ -372,13 +178,7 @@ class NetBox:
         self.url = str(settings.netbox_url).rstrip("/")
         self.page_size = settings.netbox_page_size
         self.requests_sent: Counter[str] = Counter()
-        # Cursor pagination pages by primary key: rows added or removed while we page can neither
-        # repeat nor push another row out of the result, unlike offset pages.
-        self.api = pynetbox.api(self.url, token=None, pagination="cursor")
-        # We require NetBox >= 4.6, which pages by cursor. Without this pynetbox would probe the version
-        # first, and a probe that fails once (NetBox restarting) would fall back to offset pages for
-        # the life of the process.
-        self.api._cursor_supported = True
+        self.api = pynetbox.api(self.url, token=None)
         session = _Session(settings.netbox_timeout_seconds, self.requests_sent)
         session.auth = TokenAuth(settings.netbox_token, settings.netbox_token_file)
         session.verify = str(settings.netbox_ca_bundle) if settings.netbox_ca_bundle else settings.netbox_verify_tls
@@ -395,12 +195,21 @@ class NetBox:
         unknown = set(filters) - endpoint.filters
         if unknown:
             raise ValueError(f"{endpoint.path}: filter(s) {sorted(unknown)} are not known to narrow the result")
-        resource = self._resource(endpoint)
-        query = {key: value for key, value in filters.items()}
-        query.update(fields=",".join(endpoint.fields), limit=self.page_size)
+        query = {**filters, "fields": ",".join(endpoint.fields)}
 
         def fetch() -> list[M]:
-            return [endpoint.model.model_validate(dict(record)) for record in resource.filter(**query)]
+            # Cursor pagination pages by primary key: rows added or removed while we page can neither repeat
+            # nor push another row out of the result, unlike offset pages. We require NetBox >= 4.6, which
+            # has it; asked for it explicitly, pynetbox does not probe the version first (a probe that failed
+            # once, NetBox restarting, would fall back to offset pages for the life of the process).
+            request = Request(
+                base=f"{self.api.base_url}/{endpoint.path}/",
+                http_session=self.api.http_session,
+                filters=query,
+                limit=self.page_size,
+                pagination="cursor",
+            )
+            return [endpoint.model.model_validate(record) for record in request.get()]
 
         return self._call(endpoint.path, fetch)
 

@@ -17,7 +17,8 @@ from typing import Any
 from kubernetes import client
 from pydantic import SecretStr
 
-from argora_common.netbox import CLUSTERS, DEVICES, NetBox
+from argora_common.netbox import NetBox
+from argora_common.netbox_schema import CLUSTERS, DEVICES
 from argora_common.settings import Settings
 from tests.harness.kube import KubeCluster, upstream_crd_files
 from tests.harness.kubeobjects import Clusters, Objects

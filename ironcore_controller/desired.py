@@ -21,7 +21,7 @@ from argora_common.kube import (
     Owner,
     label_value,
 )
-from argora_common.netbox import Cluster, Device
+from argora_common.netbox_schema import Cluster, Device
 from ironcore_controller.settings import IroncoreSettings
 
 FIELD_MANAGER: Final = "argora-ironcore"

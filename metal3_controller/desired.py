@@ -16,7 +16,7 @@ from argora_common.crds import ClusterSelector, DeviceProblem
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import AmbiguousMACError, BootInterfaces, Inventory, interface_mac
 from argora_common.kube import ARGORA_DOMAIN, Kind, Owner, label_value
-from argora_common.netbox import Device, Interface, Prefix
+from argora_common.netbox_schema import Device, Interface, Prefix
 from metal3_controller.network_data import network_data
 from metal3_controller.settings import Metal3Settings
 

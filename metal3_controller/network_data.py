@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from argora_common.inventory import AmbiguousMACError, BootInterfaces, interface_mac
-from argora_common.netbox import Device, Interface, Prefix
+from argora_common.netbox_schema import Device, Interface, Prefix
 
 TAGGED_MODES = ("tagged", "tagged-all")
 

@@ -24,7 +24,8 @@ from argora_common.credentials import BMCCredentials, credentials_for
 from argora_common.errors import BadInputError, Decision
 from argora_common.inventory import BootInterfaces, Inventory, read_boot_interfaces, read_inventory
 from argora_common.kube import SYNC_ANNOTATION, Kube, Owner, now, post_event
-from argora_common.netbox import PREFIXES, NetBox, Prefix
+from argora_common.netbox import NetBox
+from argora_common.netbox_schema import PREFIXES, Prefix
 from argora_common.passes import Body, PassRunner, key_of
 from argora_common.status import EventWords, convergence_events, post_events, short_list
 from metal3_controller.apply import Converger, PrunePolicy

@@ -12,14 +12,8 @@ from functools import partial
 
 from argora_common.crds import DeviceProblem
 from argora_common.metrics import OBJECTS_WRITTEN
-from argora_common.netbox import (
-    DEVICES,
-    INTERFACES,
-    IP_ADDRESSES,
-    NetBox,
-    NetBoxRejectedError,
-    NetBoxWriteForbiddenError,
-)
+from argora_common.netbox import NetBox, NetBoxRejectedError, NetBoxWriteForbiddenError
+from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES
 from update_controller.plan import Action, Change, DevicePlan, Plan
 
 

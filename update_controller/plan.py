@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from argora_common.crds import DeviceProblem, UpdateSpec
 from argora_common.inventory import SelectedDevice
-from argora_common.netbox import Interface, IPAddress, Ref
+from argora_common.netbox_schema import Interface, IPAddress, Ref
 
 
 class Action(StrEnum):

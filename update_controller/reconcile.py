@@ -17,7 +17,8 @@ from argora_common.crds import Change as StatusChange
 from argora_common.errors import BadInputError, Decision
 from argora_common.inventory import Selection, read_selection
 from argora_common.kube import Kind, Kube, now
-from argora_common.netbox import INTERFACES, IP_ADDRESSES, PLATFORMS, Interface, IPAddress, NetBox, Ref
+from argora_common.netbox import NetBox
+from argora_common.netbox_schema import INTERFACES, IP_ADDRESSES, PLATFORMS, Interface, IPAddress, Ref
 from argora_common.passes import Body, PassRunner
 from argora_common.settings import Settings
 from argora_common.status import (

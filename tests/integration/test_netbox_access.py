@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretStr
 
-from argora_common.netbox import (
+from argora_common.netbox import FilterValue, NetBox, NetBoxRejectedError, NetBoxUnavailableError
+from argora_common.netbox_schema import (
     CLUSTERS,
     DEVICES,
     INTERFACES,
@@ -18,10 +19,6 @@ from argora_common.netbox import (
     PREFIXES,
     SITES,
     Endpoint,
-    FilterValue,
-    NetBox,
-    NetBoxRejectedError,
-    NetBoxUnavailableError,
 )
 from argora_common.settings import Settings
 from tests.harness.netbox import NetBoxServer

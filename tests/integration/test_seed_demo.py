@@ -17,7 +17,8 @@ import pytest
 import requests
 import yaml
 
-from argora_common.netbox import CLUSTERS, DEVICES, NetBox
+from argora_common.netbox import NetBox
+from argora_common.netbox_schema import CLUSTERS, DEVICES
 from argora_common.settings import Settings
 from hack.demo import INVENTORY
 from tests.harness.netbox import NetBoxServer

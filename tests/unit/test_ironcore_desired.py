@@ -6,7 +6,7 @@ from pydantic import SecretStr
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.kube import Owner
-from argora_common.netbox import Cluster, Device, Interface, IPAddress, Site
+from argora_common.netbox_schema import Cluster, Device, Interface, IPAddress, Site
 from ironcore_controller.desired import plan
 from ironcore_controller.settings import BMCProtocol, IroncoreSettings
 

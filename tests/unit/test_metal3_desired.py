@@ -6,7 +6,7 @@ from pydantic import SecretStr
 
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import BootInterfaces, Inventory, SelectedDevice
-from argora_common.netbox import Device, Interface, IPAddress, Prefix
+from argora_common.netbox_schema import Device, Interface, IPAddress, Prefix
 from metal3_controller.desired import boot_mac, host_role, keep_registered, netbox_selector, plan, registration_drift
 from metal3_controller.network_data import network_data
 from metal3_controller.settings import Metal3Settings

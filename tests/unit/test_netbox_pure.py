@@ -5,7 +5,8 @@ from pathlib import Path
 import requests
 from pydantic import SecretStr
 
-from argora_common.netbox import ID_FILTER_BUDGET, Device, TokenAuth, authorization_header, endpoint_of, id_chunks
+from argora_common.netbox import ID_FILTER_BUDGET, TokenAuth, authorization_header, endpoint_of, id_chunks
+from argora_common.netbox_schema import Device
 
 
 def test_id_chunks_fit_the_request_line_and_keep_every_id() -> None:
