@@ -2,12 +2,12 @@
 
 `MemoryKube` overrides the one method every request goes through (`Kube._call`) and answers like an API
 server would for any kind: get, list with a label selector, server-side apply (create or deep-merge;
-`/status` takes only the status), create (with `generateName`; Events arrive here), delete (an object
-with finalizers only gets a deletionTimestamp). It records every write, and a test can make the next
-matching request fail.
+`/status` takes only the status; a field the same field manager applied before and leaves out now is
+removed), create (with `generateName`; Events arrive here), delete (an object with finalizers only gets
+a deletionTimestamp). It records every write, and a test can make the next matching request fail.
 
-What it does not do: schemas, defaulting, field ownership (a field left out of an apply stays), admission,
-resourceVersion conflicts, paging (the whole list comes in one page).
+What it does not do: schemas, defaulting, fields shared by several managers, admission, resourceVersion
+conflicts, paging (the whole list comes in one page).
 """
 
 from __future__ import annotations
@@ -85,6 +85,15 @@ def deep_merge(into: dict[str, Any], patch: Mapping[str, Any]) -> None:
             into[key] = copy.deepcopy(value)
 
 
+def drop_omitted(live: dict[str, Any], before: Mapping[str, Any], now: Mapping[str, Any]) -> None:
+    """Server-side apply's ownership for one manager: what it applied `before` and not `now` goes."""
+    for key, value in before.items():
+        if key not in now:
+            live.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(now[key], Mapping) and isinstance(live.get(key), dict):
+            drop_omitted(live[key], value, now[key])
+
+
 def _selected(obj: Mapping[str, Any], selector: str) -> bool:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     for term in filter(None, selector.split(",")):
@@ -101,6 +110,8 @@ class MemoryKube(Kube):
         # (api, plural) -> (namespace or "", name) -> object
         self.store: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = {}
         self.writes: list[Write] = []
+        # What each field manager last applied, by (uid, manager, subresource).
+        self._applied: dict[tuple[str, str, str | None], dict[str, Any]] = {}
         self._failures: list[_Failure] = []
         self._serial = itertools.count(1)
 
@@ -110,6 +121,10 @@ class MemoryKube(Kube):
         """Put an object in place as if someone else had created it; not counted as a write."""
         manifest = {"apiVersion": kind.api_version, "kind": kind.kind, **copy.deepcopy(dict(obj))}
         return self._insert(self._table(kind.api_version, kind.plural), manifest)
+
+    def stored(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """The stored object itself, for a test to change as another client would; not counted as a write."""
+        return self._table(kind.api_version, kind.plural)[namespace or "", name]
 
     def objects(self, kind: Kind, namespace: str | None = None) -> dict[str, dict[str, Any]]:
         """The stored objects of a kind by name (copies)."""
@@ -164,7 +179,7 @@ class MemoryKube(Kube):
         if method == "PATCH":
             if content_type != APPLY_PATCH or "fieldManager" not in params:
                 raise api_error(415, f"only server-side apply is served, not {content_type}")
-            return self._apply(table, request, cast(dict[str, Any], body))
+            return self._apply(table, request, cast(dict[str, Any], body), params["fieldManager"])
         if method == "POST":
             return self._create(table, request, cast(dict[str, Any], body))
         if method == "DELETE":
@@ -199,27 +214,29 @@ class MemoryKube(Kube):
         self.writes.append(Write(method, request.resource, name))
 
     def _apply(
-        self, table: dict[tuple[str, str], dict[str, Any]], request: _Request, body: dict[str, Any]
+        self, table: dict[tuple[str, str], dict[str, Any]], request: _Request, body: dict[str, Any], manager: str
     ) -> dict[str, Any]:
         key = self._key(request)
         if body["metadata"]["name"] != request.name:
             raise api_error(400, "the name of the object does not match the name on the URL")
-        live = table.get(key)
         if request.subresource == "status":
             live = self._existing(table, request)
-            live["status"] = live.get("status") or {}
-            deep_merge(live["status"], body.get("status") or {})
-            live["metadata"]["resourceVersion"] = str(next(self._serial))
-            self._record("PATCH", request, key[1])
-            return copy.deepcopy(live)
-        patch = {field: value for field, value in body.items() if field != "status"}
-        if request.namespace:
-            patch["metadata"] = {**patch["metadata"], "namespace": request.namespace}
+            patch = {"status": copy.deepcopy(body.get("status") or {})}
+        else:
+            live = table.get(key) or {}
+            patch = {field: copy.deepcopy(value) for field, value in body.items() if field != "status"}
+            if request.namespace:
+                patch["metadata"] = {**patch["metadata"], "namespace": request.namespace}
         self._record("PATCH", request, key[1])
-        if live is None:
-            return self._insert(table, copy.deepcopy(patch))
+        if not live:
+            created = self._insert(table, copy.deepcopy(patch))
+            self._applied[created["metadata"]["uid"], manager, request.subresource] = patch
+            return created
+        applied = (live["metadata"]["uid"], manager, request.subresource)
         before = copy.deepcopy({field: value for field, value in live.items() if field not in {"metadata", "status"}})
+        drop_omitted(live, self._applied.get(applied, {}), patch)
         deep_merge(live, patch)
+        self._applied[applied] = patch
         after = {field: value for field, value in live.items() if field not in {"metadata", "status"}}
         live["metadata"]["resourceVersion"] = str(next(self._serial))
         if after != before:

@@ -182,7 +182,7 @@ def test_recreate_waits_while_the_old_bmc_is_still_going_away() -> None:
     kube = MemoryKube()
     converge(kube, device(1))
     # metal-operator's finalizer keeps a deleted BMC around for a while.
-    kube.apply(BMC, {"metadata": {"name": "node1-bb1", "finalizers": ["metal.ironcore.dev/bmc"]}})
+    kube.stored(BMC, "node1-bb1")["metadata"]["finalizers"] = ["metal.ironcore.dev/bmc"]
     result = converge(kube, device(1, oob="10.0.9.1/24"), onImmutableChange="Recreate")
     assert [p.reason for p in result.drifted] == ["AccessDrift"]
     assert "waiting for the old BMC to go away" in result.drifted[0].message

@@ -16,8 +16,9 @@ def test_apply_creates_then_merges_and_reads_back() -> None:
     assert created["metadata"]["generation"] == 1 and created["metadata"]["uid"]
     updated = kube.apply(WIDGET, {"metadata": {"name": "a", "labels": {"y": "2"}}, "spec": {"tags": ["q"]}})
     assert updated["metadata"]["uid"] == created["metadata"]["uid"]
-    assert updated["metadata"]["labels"] == {"x": "1", "y": "2"}
-    assert updated["spec"] == {"size": 1, "tags": ["q"]}
+    # What the same field manager no longer applies is gone: see the last test.
+    assert updated["metadata"]["labels"] == {"y": "2"}
+    assert updated["spec"] == {"tags": ["q"]}
     assert updated["metadata"]["generation"] == 2
     assert kube.get(WIDGET, "a") == updated
     assert kube.writes == [Write("PATCH", "widgets", "a"), Write("PATCH", "widgets", "a")]
@@ -79,3 +80,23 @@ def test_an_injected_failure_hits_the_next_matching_request_once() -> None:
     assert kube.writes == [] and kube.get(WIDGET, "a") is None
     kube.apply(WIDGET, {"metadata": {"name": "a"}})
     assert kube.get(WIDGET, "a") is not None
+
+
+def test_a_field_the_same_manager_no_longer_applies_is_removed() -> None:
+    """Server-side apply: a manager's apply is the whole of its intent; fields of others stay."""
+    kube = MemoryKube()
+    kube.add(WIDGET, {"metadata": {"name": "a", "labels": {"theirs": "1"}}, "spec": {"owner": "them"}})
+    kube.stored(WIDGET, "a")["metadata"]["finalizers"] = ["example.com/hold"]  # another client's edit
+    kube.apply(WIDGET, {"metadata": {"name": "a", "labels": {"x": "1", "y": "2"}}, "spec": {"size": 1, "color": "red"}})
+    kube.apply(WIDGET, {"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"size": 2}})
+    live = kube.get(WIDGET, "a")
+    assert live is not None
+    assert live["metadata"]["labels"] == {"theirs": "1", "x": "1"}
+    assert live["metadata"]["finalizers"] == ["example.com/hold"]
+    assert live["spec"] == {"owner": "them", "size": 2}
+    kube.apply(
+        WIDGET, {"metadata": {"name": "a"}, "status": {"state": "Error", "description": "x"}}, subresource="status"
+    )
+    kube.apply(WIDGET, {"metadata": {"name": "a"}, "status": {"state": "Ready"}}, subresource="status")
+    live = kube.get(WIDGET, "a")
+    assert live is not None and live["status"] == {"state": "Ready"}
