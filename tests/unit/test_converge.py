@@ -3,6 +3,8 @@
 import base64
 from typing import Any
 
+import pytest
+from kubernetes.client.exceptions import ApiException
 from pydantic import SecretStr
 
 from argora_common.crds import ClusterImportSpec
@@ -19,7 +21,7 @@ from metal3_controller.apply import Converger as HostConverger
 from metal3_controller.apply import PrunePolicy
 from metal3_controller.desired import BARE_METAL_HOST
 from metal3_controller.settings import Metal3Settings
-from tests.unit.memory_kube import MemoryKube, Write
+from tests.unit.memory_kube import MemoryKube, Write, api_error
 
 PREFIX = "kubernetes.metal.cloud.sap"
 OWNER = Owner("metal", "import-a", "argora-ironcore")
@@ -244,6 +246,25 @@ def test_an_unowned_object_of_another_device_is_not_adopted() -> None:
     kube.add(BMC, {"metadata": {"name": "node1-bb1", "labels": identity}})
     result = converge(kube, device(1))
     assert [p.reason for p in result.failed] == ["NameTaken"] and result.adopted == []
+    assert kube.writes == []
+
+
+def test_a_device_the_api_server_refuses_is_reported_and_the_others_go_on() -> None:
+    kube = MemoryKube()
+    kube.fail_next(api_error(422, 'BMC.metal.ironcore.dev "node1-bb1" is invalid'), resource="bmcs", name="node1-bb1")
+    result = converge(kube, device(1), device(2))
+    assert [(p.device, p.reason) for p in result.failed] == [("node1-bb1", "Rejected")]
+    assert "HTTP 422" in result.failed[0].message and "is invalid" in result.failed[0].message
+    assert result.created == ["node2-bb1"]
+    assert names(kube)["BMC"] == ["node2-bb1"]
+
+
+def test_an_unavailable_api_server_stops_the_pass() -> None:
+    kube = MemoryKube()
+    kube.fail_next(api_error(503, "unavailable"), method="PATCH", resource="bmcsecrets")
+    with pytest.raises(ApiException) as stopped:
+        converge(kube, device(1), device(2))
+    assert stopped.value.status == 503
     assert kube.writes == []
 
 
