@@ -11,7 +11,7 @@ from argora_common.crds import ClusterImportSpec
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import BootInterfaces, Inventory, SelectedDevice
 from argora_common.kube import SECRET, Owner
-from argora_common.netbox import Cluster, Device, Site
+from argora_common.netbox_schema import Cluster, Device, Site
 from ironcore_controller import desired as ironcore
 from ironcore_controller.apply import ApplyResult, Converger
 from ironcore_controller.desired import BMC, BMC_SECRET

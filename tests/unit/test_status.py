@@ -13,7 +13,8 @@ from argora_common.credentials import BMCCredentials
 from argora_common.errors import classify
 from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.kube import Owner
-from argora_common.netbox import Cluster, Device, NetBox, NetBoxUnavailableError, NetBoxWriteForbiddenError, Site
+from argora_common.netbox import NetBox, NetBoxUnavailableError, NetBoxWriteForbiddenError
+from argora_common.netbox_schema import Cluster, Device, Site
 from argora_common.passes import Body, Key, PassRunner
 from argora_common.status import Event, convergence_events, failed_status
 from ironcore_controller.apply import ApplyResult
