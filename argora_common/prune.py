@@ -74,5 +74,7 @@ def decide_prune(
         allowed = limit
         if len(stale) > limit:
             decision.reason = f"at most {limit} objects are pruned per pass"
+    if 0 < allowed < len(stale) and stale[allowed - 1].name == stale[allowed].name:
+        allowed -= 1  # never split a pair at the cap: a BMC without its BMCSecret (or the reverse) helps nobody
     decision.delete, decision.held_back = stale[:allowed], stale[allowed:]
     return decision

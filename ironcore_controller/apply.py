@@ -119,8 +119,8 @@ class Converger:
             return _with_access(desired.bmc, found), live
         message = f"NetBox has access {wanted}, the BMC has {found} (spec.access is immutable)"
         if self.spec.on_immutable_change == "Recreate":
-            self.kube.delete(BMC, desired.name)
-            OBJECTS_WRITTEN.labels(controller="ironcore", kind=BMC.kind, action="delete").inc()
+            if not live["metadata"].get("deletionTimestamp") and self.kube.delete(BMC, desired.name):
+                OBJECTS_WRITTEN.labels(controller="ironcore", kind=BMC.kind, action="delete").inc()
             if self.kube.get(BMC, desired.name) is None:
                 return desired.bmc, None
             message += "; recreating, waiting for the old BMC to go away"
