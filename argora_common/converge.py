@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from argora_common.crds import DeviceProblem
 from argora_common.kube import (
@@ -15,7 +18,9 @@ from argora_common.kube import (
     Kube,
     Owner,
     WriteOutcome,
+    api_message,
     assign_names,
+    is_transient,
 )
 from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.netbox_schema import Device
@@ -35,6 +40,25 @@ class ConvergeResult:
     held_back_reason: str = ""
     drifted: list[DeviceProblem] = field(default_factory=list)
     failed: list[DeviceProblem] = field(default_factory=list)
+
+    def fail(self, device: str, device_id: int, reason: str, message: str) -> None:
+        self.failed.append(DeviceProblem(device=device, device_id=device_id, reason=reason, message=message))
+
+    @contextmanager
+    def refusal_reported(self, device: str, device_id: int, name: str) -> Iterator[None]:
+        """The API server refusing one device's object is that device's problem and the others go on;
+        a transient error stops the pass (the skeleton retries it)."""
+        try:
+            yield
+        except ApiException as error:
+            if is_transient(error):
+                raise
+            self.fail(
+                device,
+                device_id,
+                "Rejected",
+                f"the API server refused {name}: HTTP {error.status} {api_message(error)}",
+            )
 
     def count(self, name: str, outcome: WriteOutcome, *, adopted: bool = False) -> None:
         if adopted:

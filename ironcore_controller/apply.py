@@ -7,11 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from argora_common.converge import ConvergeResult, adoptable, device_outcome, taken_by_another, write_counted
 from argora_common.crds import ClusterImportSpec, DeviceProblem
-from argora_common.kube import Kind, Kube, Owner, WriteOutcome, api_message, is_ignored, is_transient, label_int
+from argora_common.kube import Kind, Kube, Owner, WriteOutcome, is_ignored, label_int
 from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.prune import OwnedObject, decide_prune
 from ironcore_controller.desired import BMC, BMC_SECRET, DesiredDevice, Plan
@@ -57,20 +55,9 @@ class Converger:
     def converge(self, plan: Plan) -> ApplyResult:
         live = {kind.kind: {obj["metadata"]["name"]: obj for obj in self.kube.list(kind)} for kind in (BMC, BMC_SECRET)}
         for desired in plan.devices:
-            try:
+            with self.result.refusal_reported(desired.device_name, desired.device_id, desired.name):
                 self._converge_device(
                     desired, live[BMC.kind].get(desired.name), live[BMC_SECRET.kind].get(desired.name)
-                )
-            except ApiException as error:
-                if is_transient(error):
-                    raise
-                self.result.failed.append(
-                    DeviceProblem(
-                        device=desired.device_name,
-                        device_id=desired.device_id,
-                        reason="Rejected",
-                        message=f"the API server refused {desired.name}: HTTP {error.status} {api_message(error)}",
-                    )
                 )
         self._prune(plan, live)
         return self.result
@@ -88,11 +75,7 @@ class Converger:
         for kind, live in ((BMC, live_bmc), (BMC_SECRET, live_secret)):
             taken = taken_by_another(self.owner, kind, live, adopt=adopt[kind.kind])
             if taken:
-                self.result.failed.append(
-                    DeviceProblem(
-                        device=desired.device_name, device_id=desired.device_id, reason="NameTaken", message=taken
-                    )
-                )
+                self.result.fail(desired.device_name, desired.device_id, "NameTaken", taken)
                 return
         outcomes: list[WriteOutcome] = []
         if not is_ignored(live_secret):

@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from argora_common.converge import (
     ConvergeResult,
     adoptable,
@@ -17,7 +15,7 @@ from argora_common.converge import (
     write_counted,
 )
 from argora_common.crds import DeviceProblem
-from argora_common.kube import SECRET, Kind, Kube, Owner, WriteOutcome, api_message, is_ignored, is_transient, label_int
+from argora_common.kube import SECRET, Kind, Kube, Owner, WriteOutcome, is_ignored, label_int
 from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.prune import OwnedObject, decide_prune
 from metal3_controller.desired import (
@@ -64,23 +62,14 @@ class Converger:
         }
         self.live_secrets = live[SECRET.kind]
         for desired in plan.hosts:
-            try:
+            with self.result.refusal_reported(desired.device_name, desired.device_id, desired.name):
                 self._converge_host(
                     desired,
                     live[BARE_METAL_HOST.kind].get(desired.name),
                     live[SECRET.kind].get(desired.secret["metadata"]["name"]),
                 )
-            except ApiException as error:
-                if is_transient(error):
-                    raise
-                self._fail(desired, "Rejected", f"the API server refused it: HTTP {error.status} {api_message(error)}")
         self._prune(plan, prune, live)
         return self.result
-
-    def _fail(self, desired: DesiredHost, reason: str, message: str) -> None:
-        self.result.failed.append(
-            DeviceProblem(device=desired.device_name, device_id=desired.device_id, reason=reason, message=message)
-        )
 
     def _write(self, kind: Kind, body: Mapping[str, Any], live: Mapping[str, Any] | None) -> WriteOutcome:
         return write_counted(self.kube, "metal3", kind, body, live)
@@ -99,7 +88,7 @@ class Converger:
         for kind, live, adopting in ((BARE_METAL_HOST, live_host, adopt_host), (SECRET, live_secret, adopt["secret"])):
             taken = taken_by_another(self.owner, kind, live, adopt=adopting)
             if taken:
-                self._fail(desired, "NameTaken", taken)
+                self.result.fail(desired.device_name, desired.device_id, "NameTaken", taken)
                 return
         outcomes: list[WriteOutcome] = []
         # Server-side apply of our fields only: Metal3's own label, owner reference and finalizer on
