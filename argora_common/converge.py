@@ -122,13 +122,19 @@ def taken_by_another(owner: Owner, kind: Kind, live: Mapping[str, Any] | None, *
     return f"{kind.kind} {live['metadata']['name']} exists and is not managed by {owner.manager} for {owner.name}"
 
 
-def write_counted(
-    kube: Kube, controller: str, kind: Kind, body: Mapping[str, Any], live: Mapping[str, Any] | None
-) -> WriteOutcome:
+def write_counted(kube: Kube, kind: Kind, body: Mapping[str, Any], live: Mapping[str, Any] | None) -> WriteOutcome:
     outcome = kube.apply_if_changed(kind, body, live)
     if outcome is not WriteOutcome.UNCHANGED:
-        OBJECTS_WRITTEN.labels(controller=controller, kind=kind.kind, action=outcome.value).inc()
+        OBJECTS_WRITTEN.labels(controller=kube.controller, kind=kind.kind, action=outcome.value).inc()
     return outcome
+
+
+def delete_counted(kube: Kube, kind: Kind, name: str, namespace: str | None = None) -> bool:
+    """Delete and count it; False when it was already gone."""
+    deleted = kube.delete(kind, name, namespace)
+    if deleted:
+        OBJECTS_WRITTEN.labels(controller=kube.controller, kind=kind.kind, action="delete").inc()
+    return deleted
 
 
 def device_outcome(outcomes: Iterable[WriteOutcome]) -> WriteOutcome:

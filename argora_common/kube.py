@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections import defaultdict
@@ -14,9 +15,9 @@ from typing import Any, Final
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from argora_common.crds import Condition
+from argora_common.crds import GROUP, VERSION, Condition, CustomResource
 
-ARGORA_DOMAIN: Final = "argora.cloud.sap"
+ARGORA_DOMAIN: Final = GROUP
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 OWNER_NAMESPACE_LABEL: Final = f"{ARGORA_DOMAIN}/owner-namespace"
 OWNER_NAME_LABEL: Final = f"{ARGORA_DOMAIN}/owner-name"
@@ -48,6 +49,16 @@ class Kind:
             base += f"/namespaces/{namespace}"
         base += f"/{self.plural}"
         return f"{base}/{name}" if name else base
+
+
+def argora_kind(resource: CustomResource) -> Kind:
+    """Where one of Argora's own resources lives in the API."""
+    return Kind(GROUP, VERSION, resource.kind, resource.plural, namespaced=True)
+
+
+def b64(text: str) -> str:
+    """A Secret's data value."""
+    return base64.b64encode(text.encode()).decode()
 
 
 SECRET: Final = Kind("", "v1", "Secret", "secrets", namespaced=True)
@@ -102,6 +113,11 @@ class Kube:
     def __init__(self, api: client.ApiClient, field_manager: str) -> None:
         self.api = api
         self.field_manager = field_manager
+
+    @property
+    def controller(self) -> str:
+        """The controller's short name (`ironcore` for field manager `argora-ironcore`), for metrics."""
+        return self.field_manager.removeprefix("argora-")
 
     def _call(
         self,

@@ -7,10 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from argora_common.converge import ConvergeResult, adoptable, device_outcome, taken_by_another, write_counted
+from argora_common.converge import (
+    ConvergeResult,
+    adoptable,
+    delete_counted,
+    device_outcome,
+    taken_by_another,
+    write_counted,
+)
 from argora_common.crds import ClusterImportSpec, DeviceProblem
 from argora_common.kube import Kind, Kube, Owner, WriteOutcome, is_ignored, label_int
-from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.prune import OwnedObject, decide_prune
 from ironcore_controller.desired import BMC, BMC_SECRET, DesiredDevice, Plan
 
@@ -63,7 +69,7 @@ class Converger:
         return self.result
 
     def _write(self, kind: Kind, body: dict[str, Any], live: dict[str, Any] | None) -> WriteOutcome:
-        return write_counted(self.kube, "ironcore", kind, body, live)
+        return write_counted(self.kube, kind, body, live)
 
     def _converge_device(
         self, desired: DesiredDevice, live_bmc: dict[str, Any] | None, live_secret: dict[str, Any] | None
@@ -102,8 +108,8 @@ class Converger:
             return _with_access(desired.bmc, found), live
         message = f"NetBox has access {wanted}, the BMC has {found} (spec.access is immutable)"
         if self.spec.on_immutable_change == "Recreate":
-            if not live["metadata"].get("deletionTimestamp") and self.kube.delete(BMC, desired.name):
-                OBJECTS_WRITTEN.labels(controller="ironcore", kind=BMC.kind, action="delete").inc()
+            if not live["metadata"].get("deletionTimestamp"):
+                delete_counted(self.kube, BMC, desired.name)
             if self.kube.get(BMC, desired.name) is None:
                 return desired.bmc, None
             message += "; recreating, waiting for the old BMC to go away"
@@ -134,8 +140,7 @@ class Converger:
         )
         for obj in decision.delete:
             self.result.desired.pop((obj.kind.kind, obj.name), None)
-            if self.kube.delete(obj.kind, obj.name):
-                OBJECTS_WRITTEN.labels(controller="ironcore", kind=obj.kind.kind, action="delete").inc()
+            delete_counted(self.kube, obj.kind, obj.name)
             self.result.pruned.append(str(obj))
         self.result.held_back = [str(obj) for obj in decision.held_back]
         self.result.held_back_reason = decision.reason

@@ -6,7 +6,6 @@ from plain data so it can be tested without servers.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -19,6 +18,7 @@ from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.kube import (
     Kind,
     Owner,
+    b64,
     label_value,
 )
 from argora_common.netbox_schema import Cluster, Device
@@ -76,10 +76,6 @@ def device_labels(
     return {key: label_value(value) for key, value in candidates.items() if value}
 
 
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
 def desired_objects(
     name: str,
     selected: SelectedDevice,
@@ -104,8 +100,8 @@ def desired_objects(
     secret = {
         "metadata": metadata,
         "data": {
-            "username": _b64(credentials.username),
-            "password": _b64(credentials.password.get_secret_value()),
+            "username": b64(credentials.username),
+            "password": b64(credentials.password.get_secret_value()),
         },
     }
     return {"metadata": metadata, "spec": spec}, secret

@@ -3,21 +3,21 @@ the delete path, and the repair of edited or deleted objects."""
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
+from argora_common import crds
 from argora_common.backoff import Backoff
 from argora_common.crds import MAX_PROBLEMS, ClusterImportCounts, ClusterImportSpec, ClusterImportStatus
 from argora_common.credentials import BMCCredentials, credentials_for
 from argora_common.errors import Decision
 from argora_common.inventory import Inventory, read_inventory
-from argora_common.kube import Kind, Kube, Owner, is_ignored, is_subset, now
+from argora_common.kube import Kind, Kube, Owner, argora_kind, is_ignored, is_subset, now
 from argora_common.netbox import NetBox
-from argora_common.passes import Body, PassRunner
+from argora_common.passes import Body, Log, PassRunner
 from argora_common.status import (
     Event,
     EventWords,
@@ -32,9 +32,7 @@ from ironcore_controller.apply import ApplyResult, Converger, ObjectKey
 from ironcore_controller.desired import BMC, BMC_SECRET, FIELD_MANAGER, Plan, plan
 from ironcore_controller.settings import IroncoreSettings
 
-type Log = logging.Logger | logging.LoggerAdapter[Any]
-
-CLUSTER_IMPORT: Final = Kind("argora.cloud.sap", "v1alpha1", "ClusterImport", "clusterimports", namespaced=True)
+CLUSTER_IMPORT: Final = argora_kind(crds.CLUSTER_IMPORT)
 DEFAULT_STATUSES: Final = ("active",)
 WORDS: Final = EventWords(
     created=("Created", "BMC and BMCSecret for {names}"),
@@ -174,7 +172,7 @@ class Reconciler:
         self.steps = ImportSteps(settings, netbox, kube)
         self.passes = PassRunner(
             self.steps,
-            controller="ironcore",
+            controller=kube.controller,
             kind=CLUSTER_IMPORT.kind,
             backoff=Backoff.from_settings(settings),
             resync_seconds=settings.resync_interval_seconds,

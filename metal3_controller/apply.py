@@ -9,6 +9,7 @@ from typing import Any
 from argora_common.converge import (
     ConvergeResult,
     adoptable,
+    delete_counted,
     device_outcome,
     taken_by_another,
     unowned,
@@ -16,7 +17,6 @@ from argora_common.converge import (
 )
 from argora_common.crds import DeviceProblem
 from argora_common.kube import SECRET, Kind, Kube, Owner, WriteOutcome, is_ignored, label_int
-from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.prune import OwnedObject, decide_prune
 from metal3_controller.desired import (
     BARE_METAL_HOST,
@@ -72,7 +72,7 @@ class Converger:
         return self.result
 
     def _write(self, kind: Kind, body: Mapping[str, Any], live: Mapping[str, Any] | None) -> WriteOutcome:
-        return write_counted(self.kube, "metal3", kind, body, live)
+        return write_counted(self.kube, kind, body, live)
 
     def _converge_host(
         self, desired: DesiredHost, live_host: dict[str, Any] | None, live_secret: dict[str, Any] | None
@@ -136,16 +136,11 @@ class Converger:
             cap=prune.cap,
         )
         for obj in decision.delete:
-            if self.kube.delete(BARE_METAL_HOST, obj.name, self.owner.namespace):
-                OBJECTS_WRITTEN.labels(controller="metal3", kind=BARE_METAL_HOST.kind, action="delete").inc()
+            delete_counted(self.kube, BARE_METAL_HOST, obj.name, self.owner.namespace)
             for name in (secret_name(obj.name), network_secret_name(obj.name)):
                 secret = live[SECRET.kind].get(name)
-                if (
-                    secret is not None
-                    and self.owner.owns(secret)
-                    and self.kube.delete(SECRET, name, self.owner.namespace)
-                ):
-                    OBJECTS_WRITTEN.labels(controller="metal3", kind=SECRET.kind, action="delete").inc()
+                if secret is not None and self.owner.owns(secret):
+                    delete_counted(self.kube, SECRET, name, self.owner.namespace)
             self.result.pruned.append(obj.name)
         self.result.held_back = [obj.name for obj in decision.held_back]
         self.result.held_back_reason = decision.reason

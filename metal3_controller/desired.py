@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json
 from collections.abc import Mapping, Sequence
@@ -15,7 +14,7 @@ from argora_common.converge import Problems, name_devices
 from argora_common.crds import ClusterSelector, DeviceProblem
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import AmbiguousMACError, BootInterfaces, Inventory, interface_mac
-from argora_common.kube import ARGORA_DOMAIN, Kind, Owner, label_value
+from argora_common.kube import ARGORA_DOMAIN, Kind, Owner, b64, label_value
 from argora_common.netbox_schema import Device, Interface, Prefix
 from metal3_controller.network_data import network_data
 from metal3_controller.settings import Metal3Settings
@@ -95,10 +94,6 @@ def host_role(device: Device, role_tags: Mapping[str, str]) -> str | None:
     return device.role.slug if device.role else None
 
 
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
 # The original operator's Secret names, so that replacing it finds its Secrets where it left them.
 def secret_name(host_name: str) -> str:
     return f"bmc-secret-{host_name}"
@@ -172,7 +167,7 @@ def plan(
         secret = {
             "metadata": {"name": secret_name(name), "namespace": namespace, "labels": labels},
             "type": "Opaque",
-            "data": {"username": _b64(credentials.username), "password": _b64(credentials.password.get_secret_value())},
+            "data": {"username": b64(credentials.username), "password": b64(credentials.password.get_secret_value())},
         }
         network_secret = None
         data = network_data(device, boot, prefixes, settings.gateway_custom_field) if settings.network_data else None
@@ -180,7 +175,7 @@ def plan(
             network_secret = {
                 "metadata": {"name": network_secret_name(name), "namespace": namespace, "labels": labels},
                 "type": "Opaque",
-                "data": {"networkData": _b64(json.dumps(data, sort_keys=True))},
+                "data": {"networkData": b64(json.dumps(data, sort_keys=True))},
             }
             spec["networkData"] = {"name": network_secret_name(name), "namespace": namespace}
         host = {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec}

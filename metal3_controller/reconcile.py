@@ -10,7 +10,6 @@ thread, so whatever one Cluster's pass raises is contained by the skeleton and r
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -26,7 +25,7 @@ from argora_common.inventory import BootInterfaces, Inventory, read_boot_interfa
 from argora_common.kube import SYNC_ANNOTATION, Kube, Owner, now, post_event
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import PREFIXES, Prefix
-from argora_common.passes import Body, PassRunner, key_of
+from argora_common.passes import Body, Log, PassRunner, key_of
 from argora_common.status import EventWords, convergence_events, post_events, short_list
 from metal3_controller.apply import Converger, PrunePolicy
 from metal3_controller.desired import (
@@ -46,7 +45,6 @@ from metal3_controller.desired import (
 )
 from metal3_controller.settings import Metal3Settings
 
-type Log = logging.Logger | logging.LoggerAdapter[Any]
 type ClusterKey = tuple[str, str]
 
 DEVICE_STATUSES: Final = ("active",)
@@ -208,7 +206,7 @@ class Reconciler:
         self.clusters_lock = threading.Lock()
         self.passes = PassRunner(
             ClusterSteps(settings, netbox, kube),
-            controller="metal3",
+            controller=kube.controller,
             kind="Cluster",
             backoff=Backoff.from_settings(settings),
             resync_seconds=settings.resync_interval_seconds,

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
+from argora_common import crds
 from argora_common.backoff import Backoff
 from argora_common.crds import MAX_PROBLEMS, UpdateCounts, UpdateSpec, UpdateStatus
 from argora_common.crds import Change as StatusChange
 from argora_common.errors import BadInputError, Decision
 from argora_common.inventory import Selection, read_selection
-from argora_common.kube import Kind, Kube, now
+from argora_common.kube import Kube, argora_kind, now
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import INTERFACES, IP_ADDRESSES, PLATFORMS, Interface, IPAddress, Ref
 from argora_common.passes import Body, PassRunner
@@ -33,7 +34,7 @@ from argora_common.status import (
 from update_controller.apply import Applier, ApplyResult
 from update_controller.plan import Action, Change, Plan, plan_updates
 
-UPDATE: Final = Kind("argora.cloud.sap", "v1alpha1", "Update", "updates", namespaced=True)
+UPDATE: Final = argora_kind(crds.UPDATE)
 FIELD_MANAGER: Final = "argora-update"
 DEFAULT_STATUSES: Final = ("active", "staged")
 EVENT_REASONS: Final = {
@@ -135,7 +136,7 @@ class UpdateSteps:
 def runner(settings: Settings, netbox: NetBox, kube: Kube) -> PassRunner[Facts, Planned, ApplyResult]:
     return PassRunner(
         UpdateSteps(netbox, kube),
-        controller="update",
+        controller=kube.controller,
         kind=UPDATE.kind,
         backoff=Backoff.from_settings(settings),
         resync_seconds=settings.resync_interval_seconds,
