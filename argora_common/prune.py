@@ -75,6 +75,8 @@ def decide_prune(
         if len(stale) > limit:
             decision.reason = f"at most {limit} objects are pruned per pass"
     if 0 < allowed < len(stale) and stale[allowed - 1].name == stale[allowed].name:
-        allowed -= 1  # never split a pair at the cap: a BMC without its BMCSecret (or the reverse) helps nobody
+        # Never split a pair at the cap (a BMC without its BMCSecret, or the reverse, helps nobody): a cap
+        # someone set is never exceeded, the default one is counted in whole pairs.
+        allowed += 1 if cap is None else -1
     decision.delete, decision.held_back = stale[:allowed], stale[allowed:]
     return decision

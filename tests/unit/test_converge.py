@@ -130,10 +130,16 @@ def test_the_default_cap_is_five_objects_for_a_small_import() -> None:
     kube = MemoryKube()
     converge(kube, *(device(i) for i in range(1, 5)))
     result = converge(kube, device(1))
-    # Five objects at most, and never half a pair: two pairs go, the third waits whole.
-    assert len(result.pruned) == 4
-    assert sorted(result.held_back) == ["BMC/node4-bb1", "BMCSecret/node4-bb1"]
-    assert result.held_back_reason == "at most 5 objects are pruned per pass"
+    # Five objects by default, counted in whole pairs: the three pairs go at once.
+    assert len(result.pruned) == 6 and result.held_back == []
+
+
+def test_a_cap_someone_set_is_never_exceeded_and_never_splits_a_pair() -> None:
+    kube = MemoryKube()
+    converge(kube, *(device(i) for i in range(1, 5)))
+    result = converge(kube, device(1), max_prune_per_pass=3)
+    assert result.pruned == ["BMC/node2-bb1", "BMCSecret/node2-bb1"]
+    assert len(result.held_back) == 4
 
 
 def test_nothing_is_pruned_with_pruning_off_or_when_netbox_selected_no_device() -> None:
