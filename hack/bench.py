@@ -15,12 +15,12 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.harness.kube import KubeCluster, upstream_crd_files
-from tests.harness.kubeobjects import Clusters, Objects
-from tests.harness.netbox import NETBOX_VERSION, NetBoxServer
-from tests.harness.operator import OperatorProcess, operator_environment
-from tests.harness.process import cache_dir, stop_all
-from tests.harness.seed import NetBoxSeeder, Topology, add_servers
+from argora_dev.kube import KubeCluster, upstream_crd_files
+from argora_dev.kubeobjects import Clusters, Objects
+from argora_dev.netbox import NETBOX_VERSION, NetBoxServer
+from argora_dev.operator import OperatorProcess, operator_environment
+from argora_dev.process import cache_dir, stop_all
+from argora_dev.seed import NetBoxSeeder, Topology, add_servers
 
 DEVICES = 1000
 REPO_ROOT = Path(__file__).resolve().parents[1]

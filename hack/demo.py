@@ -19,12 +19,12 @@ from pydantic import SecretStr
 
 from argora_common.netbox import CLUSTERS, DEVICES, NetBox
 from argora_common.settings import Settings
-from tests.harness.kube import KubeCluster, upstream_crd_files
-from tests.harness.kubeobjects import Clusters, Objects
-from tests.harness.netbox import NetBoxServer
-from tests.harness.operator import OperatorProcess
-from tests.harness.process import stop_all
-from tests.harness.seed import NetBoxSeeder, Topology, add_servers, fresh_ipv4
+from argora_dev.kube import KubeCluster, upstream_crd_files
+from argora_dev.kubeobjects import Clusters, Objects
+from argora_dev.netbox import NetBoxServer
+from argora_dev.operator import OperatorProcess
+from argora_dev.process import stop_all
+from argora_dev.seed import NetBoxSeeder, Topology, add_servers, fresh_ipv4
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKDIR = REPO_ROOT / ".work" / "demo"

@@ -24,8 +24,8 @@ from typing import Any
 
 import requests
 
+from argora_dev.seed import NetBoxSeeder
 from hack.demo import INVENTORY, seed
-from tests.harness.seed import NetBoxSeeder
 
 
 def auth_headers(token: str) -> dict[str, str]:

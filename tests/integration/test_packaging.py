@@ -26,7 +26,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
-from tests.harness.dockerfile import REPO_ROOT, Dockerfile
+from argora_dev.dockerfile import REPO_ROOT, Dockerfile
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ import yaml
 
 from argora_common.netbox import CLUSTERS, DEVICES, NetBox
 from argora_common.settings import Settings
+from argora_dev.netbox import NetBoxServer
 from hack.demo import INVENTORY
-from tests.harness.netbox import NetBoxServer
 
 pytestmark = pytest.mark.integration
 

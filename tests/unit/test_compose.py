@@ -12,9 +12,9 @@ import yaml
 from pydantic import ValidationError
 
 from argora_common.settings import ENV_PREFIX, Settings
+from argora_dev.dockerfile import REPO_ROOT, Dockerfile
 from ironcore_controller.__main__ import CONTROLLER as IRONCORE
 from metal3_controller.__main__ import CONTROLLER as METAL3
-from tests.harness.dockerfile import REPO_ROOT, Dockerfile
 from update_controller.__main__ import CONTROLLER as UPDATE
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())

@@ -32,9 +32,9 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiextensionsV1Api
 from kubernetes.client.exceptions import ApiException
 
-from tests.harness.process import ManagedProcess, cache_dir, free_port, http_ok, wait_until
+from argora_dev.process import ManagedProcess, cache_dir, free_port, http_ok, wait_until
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 K8S_VERSION = "v1.35.4"  # keep in step with hack/testbin/go.mod and hack/testbin/build.sh
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 # The build runs as a ManagedProcess through the same helper as the API server's, so a timeout,
 # Ctrl-C or `stop_all()` also ends the `go build` it spawned.
-from tests.harness.kube import _run_script
-from tests.harness.process import cache_dir
+from argora_dev.kube import _run_script
+from argora_dev.process import cache_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 HELM_VERSION = "v3.19.0"  # keep in step with hack/helm/go.mod and hack/helm/build.sh
 
 

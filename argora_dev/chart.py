@@ -9,9 +9,9 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from tests.harness.helm import helm_binary
+from argora_dev.helm import helm_binary
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "argora"
+CHART = Path(__file__).resolve().parents[1] / "charts" / "argora"
 CONTROLLERS = ("ironcore", "metal3", "update")
 BASE_VALUES = ["--set", "netbox.url=https://netbox.example.com"]
 
