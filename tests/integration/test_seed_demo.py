@@ -19,8 +19,8 @@ import yaml
 
 from argora_common.netbox import CLUSTERS, DEVICES, NetBox
 from argora_common.settings import Settings
+from argora_dev.demo_inventory import INVENTORY, cluster_names
 from argora_dev.netbox import NetBoxServer
-from hack.demo import INVENTORY
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def reader(netbox: NetBoxServer, token_file: Path) -> NetBox:
 def test_controllers_read_the_demo_inventory_with_the_tokens_the_job_wrote(
     own_netbox: NetBoxServer, seeded: Path
 ) -> None:
-    names = [f"demo-{cluster}-cluster" for cluster, _, _ in INVENTORY]
+    names = cluster_names()
     expected_devices = sum(count for _, _, count in INVENTORY) + 1  # k8s-a1-node099, without OOB IP
     for token in ("read", "write"):
         netbox = reader(own_netbox, seeded / token)
