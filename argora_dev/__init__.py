@@ -8,3 +8,8 @@ are always stopped (`process`); it writes inventories into NetBox (`seed`) and r
 Kubernetes objects the controllers work on (`kubeobjects`), and reads the chart, helm and the
 Dockerfile for their tests (`chart`, `helm`, `dockerfile`).
 """
+
+from pathlib import Path
+
+# The repository checkout: the harness runs hack/ scripts and reads the chart and the Dockerfile from it.
+REPO_ROOT = Path(__file__).resolve().parents[1]

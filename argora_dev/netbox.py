@@ -22,12 +22,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from argora_dev import REPO_ROOT
 from argora_dev.process import ManagedProcess, cache_dir, free_port, http_ok, wait_until
 
 # Must match hack/netbox/install.sh: the virtualenv and the dump are cached under this version.
 NETBOX_VERSION = "4.7.3"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-REPO_ROOT = Path(__file__).resolve().parents[1]
 INSTALL_SCRIPT = REPO_ROOT / "hack" / "netbox" / "install.sh"
 
 # pip install plus a 5-minute migration on a cold machine.

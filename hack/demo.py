@@ -11,7 +11,6 @@ import os
 import shutil
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -19,15 +18,15 @@ from pydantic import SecretStr
 
 from argora_common.netbox import CLUSTERS, DEVICES, NetBox
 from argora_common.settings import Settings
+from argora_dev import REPO_ROOT
 from argora_dev.demo_inventory import cluster_names, seed
-from argora_dev.kube import KubeCluster, upstream_crd_files
+from argora_dev.kube import KubeCluster, crd_files
 from argora_dev.kubeobjects import Clusters, Objects
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess
 from argora_dev.process import stop_all
 from argora_dev.seed import NetBoxSeeder
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKDIR = REPO_ROOT / ".work" / "demo"
 CONTROLLERS = ("ironcore", "metal3", "update")
 
@@ -126,7 +125,7 @@ def main() -> int:
         say("starting kube-apiserver + etcd")
         kube = KubeCluster(WORKDIR / "kube")
         kube.start()
-        kube.install_crds([*upstream_crd_files(), *sorted((REPO_ROOT / "charts/argora/crds").glob("*.yaml"))])
+        kube.install_crds(crd_files())
         say("starting NetBox (PostgreSQL, Redis, gunicorn)")
         netbox = NetBoxServer(WORKDIR / "netbox")
         netbox.start()

@@ -26,7 +26,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
-from argora_dev.dockerfile import REPO_ROOT, Dockerfile
+from argora_dev import REPO_ROOT
+from argora_dev.dockerfile import Dockerfile
 
 pytestmark = pytest.mark.integration
 

@@ -19,12 +19,12 @@ import yaml
 
 from argora_common.netbox import CLUSTERS, DEVICES, NetBox
 from argora_common.settings import Settings
+from argora_dev import REPO_ROOT
 from argora_dev.demo_inventory import INVENTORY, cluster_names
 from argora_dev.netbox import NetBoxServer
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]["seed"]
 
 

@@ -12,7 +12,8 @@ import yaml
 from pydantic import ValidationError
 
 from argora_common.settings import ENV_PREFIX, Settings
-from argora_dev.dockerfile import REPO_ROOT, Dockerfile
+from argora_dev import REPO_ROOT
+from argora_dev.dockerfile import Dockerfile
 from ironcore_controller.__main__ import CONTROLLER as IRONCORE
 from metal3_controller.__main__ import CONTROLLER as METAL3
 from update_controller.__main__ import CONTROLLER as UPDATE
