@@ -1,6 +1,7 @@
 """Argora's development package: the test harness and what the demo, the benchmark and the compose
 seed job share. `tests/`, `hack/` and docker-compose.yml's seed job import it; production code never
-does, and the wheel and the images leave it out.
+does, and the wheel and the images leave it out (tests/unit/test_layering.py checks both). The seed
+job runs in the production image: what it imports from here may use only the runtime dependencies.
 
 It starts the real parts on loopback: kube-apiserver + etcd (`kube`), NetBox with PostgreSQL and
 Redis (`netbox`), the controllers as their console scripts (`operator`), all as child processes that
