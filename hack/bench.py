@@ -15,15 +15,15 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.harness.kube import KubeCluster, upstream_crd_files
-from tests.harness.kubeobjects import Clusters, Objects
-from tests.harness.netbox import NETBOX_VERSION, NetBoxServer
-from tests.harness.operator import OperatorProcess, operator_environment
-from tests.harness.process import cache_dir, stop_all
-from tests.harness.seed import NetBoxSeeder, Topology, add_servers
+from argora_dev import REPO_ROOT
+from argora_dev.kube import KubeCluster, crd_files
+from argora_dev.kubeobjects import Clusters, Objects
+from argora_dev.netbox import NETBOX_VERSION, NetBoxServer
+from argora_dev.operator import OperatorProcess, operator_environment
+from argora_dev.process import cache_dir, stop_all
+from argora_dev.seed import NetBoxSeeder, Topology, add_servers
 
 DEVICES = 1000
-REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKDIR = REPO_ROOT / ".work" / "bench"
 SEEDED_DUMP = cache_dir() / f"netbox-{NETBOX_VERSION}" / f"bench-{DEVICES}-devices.dump"
 CLUSTER_NAME = "bench-cluster"  # Topology("bench").cluster("cluster")
@@ -101,7 +101,7 @@ def main() -> None:
     try:
         kube = KubeCluster(WORKDIR / "kube")
         kube.start()
-        kube.install_crds([*upstream_crd_files(), *sorted((REPO_ROOT / "charts/argora/crds").glob("*.yaml"))])
+        kube.install_crds(crd_files())
         netbox = netbox_with_inventory()
         objects = Objects(kube.api_client())
         clusters = Clusters(kube.api_client())

@@ -11,7 +11,6 @@ import os
 import shutil
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from kubernetes import client
@@ -20,53 +19,26 @@ from pydantic import SecretStr
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import CLUSTERS, DEVICES
 from argora_common.settings import Settings
-from tests.harness.kube import KubeCluster, upstream_crd_files
-from tests.harness.kubeobjects import Clusters, Objects
-from tests.harness.netbox import NetBoxServer
-from tests.harness.operator import OperatorProcess
-from tests.harness.process import stop_all
-from tests.harness.seed import NetBoxSeeder, Topology, add_servers, fresh_ipv4
+from argora_dev import REPO_ROOT
+from argora_dev.demo_inventory import cluster_names, seed
+from argora_dev.kube import KubeCluster, crd_files
+from argora_dev.kubeobjects import Clusters, Objects
+from argora_dev.netbox import NetBoxServer
+from argora_dev.operator import OperatorProcess
+from argora_dev.process import stop_all
+from argora_dev.seed import NetBoxSeeder
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 WORKDIR = REPO_ROOT / ".work" / "demo"
 CONTROLLERS = ("ironcore", "metal3", "update")
-
-# (cluster, site suffix, vendor, device count)
-INVENTORY = [("k8s-a1", "Dell", 4), ("k8s-b1", "HPE", 3), ("k8s-c1", "Lenovo", 2)]
 
 
 def say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def seed(seeder: NetBoxSeeder) -> None:
-    """Write the demo inventory (INVENTORY) into an empty NetBox; hack/seed_demo.py runs it standalone."""
-    for cluster_name, vendor, count in INVENTORY:
-        topology = Topology(seeder, f"demo-{cluster_name}", manufacturer=vendor, shared_vendor=True)
-        cluster = topology.cluster("cluster")
-        names = [f"{cluster_name}-node{i:03d}" for i in range(1, count + 1)]
-        if cluster_name == "k8s-c1":
-            # Fresh from the vendor: the BMC port has Lenovo's name, no OOB IP, its MAC assigned through the API but
-            # not primary, and an ESXi leftover.
-            servers = add_servers(
-                topology, cluster, names, set_oob_ip=False, interface_name="XClarity", mac_shape="assigned"
-            )
-            for server in servers:
-                vmk0 = seeder.create_one("dcim/interfaces", device=server.device["id"], name="vmk0", type="virtual")
-                seeder.create_one(
-                    "ipam/ip-addresses", address=fresh_ipv4(), assigned_object_type="dcim.interface",
-                    assigned_object_id=vmk0["id"],
-                )  # fmt: skip
-            continue
-        add_servers(topology, cluster, names)
-        if cluster_name == "k8s-a1":
-            # A server without an OOB IP: reported, and it blocks none of the others.
-            add_servers(topology, cluster, ["k8s-a1-node099"], set_oob_ip=False, interface_name="eth0")
-
-
 def show_netbox(netbox: NetBoxServer) -> None:
     reader = NetBox(Settings(netbox_url=netbox.url, netbox_token=SecretStr(netbox.readonly_v2_token)))
-    clusters = reader.select(CLUSTERS, name=[f"demo-{name}-cluster" for name, _, _ in INVENTORY])
+    clusters = reader.select(CLUSTERS, name=cluster_names())
     devices = reader.list_by_ids(DEVICES, "cluster_id", [cluster.id for cluster in clusters])
     say(f"NetBox inventory ({reader.request_count} requests to read it)")
     for cluster in clusters:
@@ -154,7 +126,7 @@ def main() -> int:
         say("starting kube-apiserver + etcd")
         kube = KubeCluster(WORKDIR / "kube")
         kube.start()
-        kube.install_crds([*upstream_crd_files(), *sorted((REPO_ROOT / "charts/argora/crds").glob("*.yaml"))])
+        kube.install_crds(crd_files())
         say("starting NetBox (PostgreSQL, Redis, gunicorn)")
         netbox = NetBoxServer(WORKDIR / "netbox")
         netbox.start()

@@ -1,4 +1,4 @@
-"""Load `make demo`'s inventory (hack/demo.py's `seed`) into a NetBox of your own, e.g. docker-compose's.
+"""Load `make demo`'s inventory (argora_dev/demo_inventory.py) into a NetBox of your own, e.g. docker-compose's.
 
     NETBOX_PASSWORD=... python -m hack.seed_demo --url http://netbox:8080 --username admin --token-dir DIR
     NETBOX_TOKEN=...    python -m hack.seed_demo --url http://localhost:8000
@@ -24,8 +24,8 @@ from typing import Any
 
 import requests
 
-from hack.demo import INVENTORY, seed
-from tests.harness.seed import NetBoxSeeder
+from argora_dev.demo_inventory import INVENTORY, is_seeded, seed
+from argora_dev.seed import NetBoxSeeder
 
 
 def auth_headers(token: str) -> dict[str, str]:
@@ -76,11 +76,6 @@ def write_token(folder: Path, name: str, token: str) -> None:
     Path(tmp).replace(folder / name)
 
 
-def demo_seeded(seeder: NetBoxSeeder) -> bool:
-    names = [f"demo-{cluster}-cluster" for cluster, _, _ in INVENTORY]
-    return len(seeder.get("virtualization/clusters", name=names)) == len(names)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hack.seed_demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="NetBox base URL")
@@ -99,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wait_for_netbox(url, args.wait)
     token = args.token or provision_token(url, args.username, password, "argora demo: seeding", True)
     seeder = NetBoxSeeder(url, auth_headers(token))
-    if demo_seeded(seeder):
+    if is_seeded(seeder):
         print("seed_demo: the demo inventory is there already", flush=True)
     else:
         seed(seeder)

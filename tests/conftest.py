@@ -1,7 +1,7 @@
 """Session-wide real parts (kube-apiserver + etcd, NetBox + PostgreSQL + Redis) and per-test isolation.
 
 The servers start only when a test asks for them, once per run, and stop at the end of the run, also
-after a failure or Ctrl-C (`tests.harness.process` ends every process it started at exit).
+after a failure or Ctrl-C (`argora_dev.process` ends every process it started at exit).
 """
 
 from __future__ import annotations
@@ -12,14 +12,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from tests.harness.kube import KubeCluster, upstream_crd_files
-from tests.harness.netbox import NetBoxServer
-from tests.harness.operator import OperatorProcess, operator_environment
-from tests.harness.process import stop_all
-from tests.harness.seed import NetBoxSeeder, unique_prefix
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CHART_CRDS = REPO_ROOT / "charts" / "argora" / "crds"
+from argora_dev.kube import KubeCluster, crd_files
+from argora_dev.netbox import NetBoxServer
+from argora_dev.operator import OperatorProcess, operator_environment
+from argora_dev.process import stop_all
+from argora_dev.seed import NetBoxSeeder, unique_prefix
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +24,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
     cluster = KubeCluster(tmp_path_factory.mktemp("kube"))
     try:
         cluster.start()
-        cluster.install_crds([*upstream_crd_files(), *sorted(CHART_CRDS.glob("*.yaml"))])
+        cluster.install_crds(crd_files())
         yield cluster
     finally:
         cluster.stop()

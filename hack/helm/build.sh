@@ -8,7 +8,7 @@
 #   ARGORA_CACHE   cache root (default: ~/.cache/argora)
 set -euo pipefail
 
-# Keep in step with the helm.sh/helm/v3 requirement in go.mod and HELM_VERSION in tests/harness/helm.py.
+# Keep in step with the helm.sh/helm/v3 requirement in go.mod and HELM_VERSION in argora_dev/helm.py.
 HELM_VERSION=v3.19.0
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -17,13 +17,13 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.harness.chart import create_from_manifests, render, toggles
-from tests.harness.kube import KubeCluster
-from tests.harness.kubeobjects import Objects
-from tests.harness.netbox import NetBoxServer
-from tests.harness.operator import BIN_DIR
-from tests.harness.process import ManagedProcess, free_port, http_ok, wait_until
-from tests.harness.seed import NetBoxSeeder, Topology, add_servers
+from argora_dev.chart import create_from_manifests, render, toggles
+from argora_dev.kube import KubeCluster
+from argora_dev.kubeobjects import Objects
+from argora_dev.netbox import NetBoxServer
+from argora_dev.operator import BIN_DIR
+from argora_dev.process import ManagedProcess, free_port, http_ok, wait_until
+from argora_dev.seed import NetBoxSeeder, Topology, add_servers
 
 pytestmark = pytest.mark.integration
 

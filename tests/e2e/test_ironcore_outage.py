@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.harness.kube import KubeCluster
-from tests.harness.kubeobjects import Objects, wait_for
-from tests.harness.netbox import NetBoxServer
-from tests.harness.operator import OperatorProcess, operator_environment
-from tests.harness.seed import NetBoxSeeder, Topology, add_servers
+from argora_dev.kube import KubeCluster
+from argora_dev.kubeobjects import Objects, wait_for
+from argora_dev.netbox import NetBoxServer
+from argora_dev.operator import OperatorProcess, operator_environment
+from argora_dev.seed import NetBoxSeeder, Topology, add_servers
 
 pytestmark = pytest.mark.integration
 

@@ -12,11 +12,11 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.harness.kube import KubeCluster
-from tests.harness.kubeobjects import Clusters, ensure_secret, wait_for
-from tests.harness.netbox import NetBoxServer
-from tests.harness.operator import OperatorProcess, operator_environment
-from tests.harness.seed import MacShape, NetBoxSeeder, Server, Topology, add_macs, add_servers, fresh_ipv4, fresh_mac
+from argora_dev.kube import KubeCluster
+from argora_dev.kubeobjects import Clusters, ensure_secret, wait_for
+from argora_dev.netbox import NetBoxServer
+from argora_dev.operator import OperatorProcess, operator_environment
+from argora_dev.seed import MacShape, NetBoxSeeder, Server, Topology, add_macs, add_servers, fresh_ipv4, fresh_mac
 
 pytestmark = pytest.mark.integration
 

@@ -17,11 +17,11 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.harness.kube import KubeCluster
-from tests.harness.kubeobjects import Clusters, wait_for
-from tests.harness.netbox import NetBoxServer
-from tests.harness.operator import OperatorProcess, operator_environment
-from tests.harness.seed import NetBoxSeeder, Topology, add_servers
+from argora_dev.kube import KubeCluster
+from argora_dev.kubeobjects import Clusters, wait_for
+from argora_dev.netbox import NetBoxServer
+from argora_dev.operator import OperatorProcess, operator_environment
+from argora_dev.seed import NetBoxSeeder, Topology, add_servers
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.kubeobjects import wait_for
-from tests.harness.netbox import NetBoxServer
-from tests.harness.operator import BIN_DIR, OperatorProcess
-from tests.harness.process import free_port, wait_until
+from argora_dev.kubeobjects import wait_for
+from argora_dev.netbox import NetBoxServer
+from argora_dev.operator import BIN_DIR, OperatorProcess
+from argora_dev.process import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

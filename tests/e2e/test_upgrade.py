@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.harness.kubeobjects import Clusters, Objects
-from tests.harness.operator import OperatorProcess
-from tests.harness.seed import NetBoxSeeder, Server, Topology, add_servers
+from argora_dev.kubeobjects import Clusters, Objects
+from argora_dev.operator import OperatorProcess
+from argora_dev.seed import NetBoxSeeder, Server, Topology, add_servers
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.harness.chart import BASE_VALUES, CHART, CONTROLLERS, create_from_manifests, helm, render, toggles
+from argora_dev.chart import BASE_VALUES, CHART, CONTROLLERS, create_from_manifests, helm, render, toggles
 
 pytestmark = pytest.mark.integration
 

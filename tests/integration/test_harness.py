@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.kube import KubeCluster
-from tests.harness.netbox import NetBoxServer
-from tests.harness.process import http_ok
+from argora_dev.kube import KubeCluster
+from argora_dev.netbox import NetBoxServer
+from argora_dev.process import http_ok
 
 pytestmark = pytest.mark.integration
 

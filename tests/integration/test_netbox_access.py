@@ -21,9 +21,9 @@ from argora_common.netbox_schema import (
     Endpoint,
 )
 from argora_common.settings import Settings
-from tests.harness.netbox import NetBoxServer
-from tests.harness.process import free_port
-from tests.harness.seed import NetBoxSeeder, Topology, fresh_ipv4, unique_prefix
+from argora_dev.netbox import NetBoxServer
+from argora_dev.process import free_port
+from argora_dev.seed import NetBoxSeeder, Topology, fresh_ipv4, unique_prefix
 
 pytestmark = pytest.mark.integration
 

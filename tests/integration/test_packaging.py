@@ -3,8 +3,10 @@
 The Dockerfile's build is two pip commands: the lock file with `--require-hashes --no-deps`, then the
 project with `--no-deps`. Here they run in a fresh Python 3.12 virtualenv, on a copy of exactly the
 files the Dockerfile copies; then each controller's console script must start from it, `pip check`
-must find nothing missing, and the lock must hold exactly what the project needs. The Dockerfile's
-stages are read to check what a build would produce: entrypoints, user, base image, labels.
+must find nothing missing, the development package must be absent, and the lock must hold exactly
+what the project needs. A wheel built from the whole checkout must hold only the production packages.
+The Dockerfile's stages are read to check what a build would produce: entrypoints, user, base image,
+labels.
 
 Needs PyPI (or pip's cache) for the locked packages and for setuptools, the build backend.
 """
@@ -17,6 +19,7 @@ import shlex
 import shutil
 import subprocess
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import Distribution, distributions
@@ -26,11 +29,15 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
-from tests.harness.dockerfile import REPO_ROOT, Dockerfile
+from argora_dev import REPO_ROOT
+from argora_dev.dockerfile import Dockerfile
 
 pytestmark = pytest.mark.integration
 
 CONTROLLERS = ("ironcore", "metal3", "update")
+# What the wheel and the images ship; the development package argora_dev, tests/ and hack/ stay out.
+PRODUCTION_PACKAGES = {"argora_common", "ironcore_controller", "metal3_controller", "update_controller"}
+DEVELOPMENT_PACKAGES = ("argora_dev", "tests", "hack")
 LOCK = REPO_ROOT / "requirements.lock"
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 SCRIPTS: dict[str, str] = PYPROJECT["project"]["scripts"]
@@ -159,6 +166,47 @@ def test_the_project_comes_from_the_venv_not_the_checkout(venv: Venv, tmp_path: 
     result = venv.run(str(venv.python), "-c", "import argora_common; print(argora_common.__file__)", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert Path(result.stdout.strip()).is_relative_to(venv.root)
+
+
+@pytest.mark.parametrize("package", DEVELOPMENT_PACKAGES)
+def test_the_image_holds_no_development_code(venv: Venv, package: str, tmp_path: Path) -> None:
+    result = venv.run(str(venv.python), "-c", f"import {package}", cwd=tmp_path)
+    assert result.returncode != 0 and "ModuleNotFoundError" in result.stderr, f"{package} is importable"
+
+
+@pytest.fixture(scope="module")
+def checkout_wheel(venv: Venv, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel built from the whole checkout (every file git knows of, not only those the Dockerfile
+    copies), as `pip wheel .` or `python -m build` would build it."""
+    work = tmp_path_factory.mktemp("wheel")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    for name in filter(None, listed.stdout.decode().split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file():  # not a tracked file deleted in the working tree
+            target = work / "checkout" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    pip = str(venv.root / "bin" / "pip")
+    dist = work / "dist"
+    result = venv.run(
+        pip, "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(work / "checkout"), timeout=_PIP_TIMEOUT
+    )
+    assert result.returncode == 0, f"pip wheel failed:\n{result.stdout}\n{result.stderr}"
+    (wheel,) = dist.glob("argora-*.whl")
+    return wheel
+
+
+def test_the_wheel_holds_only_the_production_packages(checkout_wheel: Path) -> None:
+    with zipfile.ZipFile(checkout_wheel) as wheel:
+        tops = {name.split("/")[0] for name in wheel.namelist()}
+    packages = {top for top in tops if not top.endswith((".dist-info", ".data"))}
+    assert packages == PRODUCTION_PACKAGES, f"the wheel holds {sorted(packages)}"
 
 
 # -- (b) the lock holds exactly the runtime dependencies ---------------------------------------------

@@ -20,12 +20,12 @@ import yaml
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import CLUSTERS, DEVICES
 from argora_common.settings import Settings
-from hack.demo import INVENTORY
-from tests.harness.netbox import NetBoxServer
+from argora_dev import REPO_ROOT
+from argora_dev.demo_inventory import INVENTORY, cluster_names
+from argora_dev.netbox import NetBoxServer
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]["seed"]
 
 
@@ -67,7 +67,7 @@ def reader(netbox: NetBoxServer, token_file: Path) -> NetBox:
 def test_controllers_read_the_demo_inventory_with_the_tokens_the_job_wrote(
     own_netbox: NetBoxServer, seeded: Path
 ) -> None:
-    names = [f"demo-{cluster}-cluster" for cluster, _, _ in INVENTORY]
+    names = cluster_names()
     expected_devices = sum(count for _, _, count in INVENTORY) + 1  # k8s-a1-node099, without OOB IP
     for token in ("read", "write"):
         netbox = reader(own_netbox, seeded / token)

@@ -12,9 +12,10 @@ import yaml
 from pydantic import ValidationError
 
 from argora_common.settings import ENV_PREFIX, Settings
+from argora_dev import REPO_ROOT
+from argora_dev.dockerfile import Dockerfile
 from ironcore_controller.__main__ import CONTROLLER as IRONCORE
 from metal3_controller.__main__ import CONTROLLER as METAL3
-from tests.harness.dockerfile import REPO_ROOT, Dockerfile
 from update_controller.__main__ import CONTROLLER as UPDATE
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
@@ -278,9 +279,11 @@ def test_seed_job_seeds_the_netbox_the_controllers_read() -> None:
     assert depends_on(job) == {"netbox": "service_healthy"}
     assert environment(job)["NETBOX_PASSWORD"] == environment(service("netbox"))["SUPERUSER_PASSWORD"]
     assert args[args.index("--username") + 1] == environment(service("netbox"))["SUPERUSER_NAME"]
-    # `python -m hack.seed_demo` from the checkout, mounted read-only as the working directory.
+    # `python -m hack.seed_demo` from the checkout, mounted read-only as the working directory: the
+    # image holds neither hack/ nor the argora_dev package the job imports.
     assert (str(REPO_ROOT), PurePosixPath(job["working_dir"]), True) in mounts(job)
     assert (REPO_ROOT / "hack" / "seed_demo.py").is_file()
+    assert (REPO_ROOT / "argora_dev" / "demo_inventory.py").is_file()
     assert job.get("restart") == "no"
 
 

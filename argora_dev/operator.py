@@ -10,9 +10,9 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness.kube import KubeCluster
-from tests.harness.netbox import NetBoxServer
-from tests.harness.process import ManagedProcess, free_port, http_ok, wait_until
+from argora_dev.kube import KubeCluster
+from argora_dev.netbox import NetBoxServer
+from argora_dev.process import ManagedProcess, free_port, http_ok, wait_until
 
 BIN_DIR = Path(sys.executable).parent
 

@@ -22,12 +22,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.harness.process import ManagedProcess, cache_dir, free_port, http_ok, wait_until
+from argora_dev import REPO_ROOT
+from argora_dev.process import ManagedProcess, cache_dir, free_port, http_ok, wait_until
 
 # Must match hack/netbox/install.sh: the virtualenv and the dump are cached under this version.
 NETBOX_VERSION = "4.7.3"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO_ROOT / "hack" / "netbox" / "install.sh"
 
 # pip install plus a 5-minute migration on a cold machine.
@@ -422,7 +422,7 @@ class NetBoxServer:
             "TIME_ZONE": "UTC",
         }
         # repr() of these plain values is Python source (and keeps the pepper id an int, unlike JSON).
-        lines = ["# Written by tests/harness/netbox.py for one test run."]
+        lines = ["# Written by argora_dev/netbox.py for one test run."]
         lines += [f"{key} = {value!r}" for key, value in settings.items()]
         (conf / "configuration.py").write_text("\n".join(lines) + "\n")
 

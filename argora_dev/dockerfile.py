@@ -13,7 +13,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from argora_dev import REPO_ROOT
+
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 
 _VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")

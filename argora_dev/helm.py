@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from argora_dev import REPO_ROOT
+
 # The build runs as a ManagedProcess through the same helper as the API server's, so a timeout,
 # Ctrl-C or `stop_all()` also ends the `go build` it spawned.
-from tests.harness.kube import _run_script
-from tests.harness.process import cache_dir
+from argora_dev.kube import _run_script
+from argora_dev.process import cache_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HELM_VERSION = "v3.19.0"  # keep in step with hack/helm/go.mod and hack/helm/build.sh
 
 

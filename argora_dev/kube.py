@@ -32,9 +32,9 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiextensionsV1Api
 from kubernetes.client.exceptions import ApiException
 
-from tests.harness.process import ManagedProcess, cache_dir, free_port, http_ok, wait_until
+from argora_dev import REPO_ROOT
+from argora_dev.process import ManagedProcess, cache_dir, free_port, http_ok, wait_until
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "v1.35.4"  # keep in step with hack/testbin/go.mod and hack/testbin/build.sh
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -64,6 +64,12 @@ def upstream_crd_files() -> list[Path]:
     if not files:
         raise RuntimeError(f"hack/upstream-crds.sh left no YAML files in {folder}")
     return files
+
+
+def crd_files() -> list[Path]:
+    """Every CRD the controllers need: the pinned upstream ones and Argora's own from the chart (with
+    kopf's peering CRDs), as `make demo`, `make bench` and the tests' API server install them."""
+    return [*upstream_crd_files(), *sorted((REPO_ROOT / "charts" / "argora" / "crds").glob("*.yaml"))]
 
 
 def _run_script(script: Path, name: str) -> str:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client
 
-from tests.harness.helm import helm_binary
+from argora_dev import REPO_ROOT
+from argora_dev.helm import helm_binary
 
-CHART = Path(__file__).resolve().parents[2] / "charts" / "argora"
+CHART = REPO_ROOT / "charts" / "argora"
 CONTROLLERS = ("ironcore", "metal3", "update")
 BASE_VALUES = ["--set", "netbox.url=https://netbox.example.com"]
 
