@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from argora_common.bmc import BMCAccess, DeviceSkippedError, bmc_access, device_name_labels, topology_labels
-from argora_common.converge import Problems, name_devices
-from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.kube import (
@@ -22,6 +20,7 @@ from argora_common.kube import (
     label_value,
 )
 from argora_common.netbox_schema import Cluster, Device
+from argora_common.screening import DevicePlan, Screening
 from ironcore_controller.settings import IroncoreSettings
 
 FIELD_MANAGER: Final = "argora-ironcore"
@@ -39,13 +38,8 @@ class DesiredDevice:
 
 
 @dataclass
-class Plan:
+class Plan(DevicePlan):
     devices: list[DesiredDevice] = field(default_factory=list)
-    problems: list[DeviceProblem] = field(default_factory=list)
-    # Devices whose objects are written, but with something left out (a MAC NetBox is unclear about).
-    notes: list[DeviceProblem] = field(default_factory=list)
-    # Every device NetBox selected, usable or not: objects of a skipped device are kept, never pruned.
-    selected_device_ids: set[int] = field(default_factory=set)
     unmatched_selectors: list[int] = field(default_factory=list)
 
 
@@ -117,30 +111,13 @@ def plan(
     result = Plan()
     result.unmatched_selectors = [i for i, clusters in enumerate(inventory.clusters_by_selector) if not clusters]
     clusters = {cluster.id: cluster for group in inventory.clusters_by_selector for cluster in group}
-    problems = Problems(selected.device for selected in inventory.devices)
-    notes = Problems(selected.device for selected in inventory.devices)
-    names = name_devices((selected.device for selected in inventory.devices), problems)
-    for selected in inventory.devices:
-        device = selected.device
-        result.selected_device_ids.add(device.id)
-        name = names.get(device.id)
-        if name is None:
-            continue
-        creds = credentials[selected.selector_index]
-        if isinstance(creds, str):
-            problems.add(device.id, "CredentialsUnavailable", creds)
-            continue
-        try:
-            access = ipv4_access(device, inventory)
-        except DeviceSkippedError as skipped:
-            problems.add(device.id, skipped.reason, str(skipped))
-            continue
+    screening = Screening(inventory)
+    for usable in screening.usable(lambda selected: credentials[selected.selector_index], ipv4_access):
+        device, access = usable.device, usable.access
         if access.mac_note is not None:
-            notes.add(device.id, access.mac_note.reason, access.mac_note.message)
+            screening.notes.add(device.id, access.mac_note.reason, access.mac_note.message)
         cluster = clusters.get(device.cluster.id) if device.cluster else None
-        labels = {**device_labels(selected, cluster, inventory, settings), **owner.labels()}
-        bmc, secret = desired_objects(name, selected, access, labels, creds, settings)
-        result.devices.append(DesiredDevice(device.id, device.name or "", name, bmc, secret))
-    result.problems = problems.items
-    result.notes = notes.items
-    return result
+        labels = {**device_labels(usable.selected, cluster, inventory, settings), **owner.labels()}
+        bmc, secret = desired_objects(usable.name, usable.selected, access, labels, usable.credentials, settings)
+        result.devices.append(DesiredDevice(device.id, device.name or "", usable.name, bmc, secret))
+    return screening.finish(result)

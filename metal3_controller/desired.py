@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from argora_common.bmc import DeviceSkippedError, bmc_access, device_name_labels, topology_labels
-from argora_common.converge import Problems, name_devices
-from argora_common.crds import ClusterSelector, DeviceProblem
+from argora_common.bmc import device_name_labels, topology_labels
+from argora_common.crds import ClusterSelector
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import AmbiguousMACError, BootInterfaces, Inventory, interface_mac
 from argora_common.kube import ARGORA_DOMAIN, Kind, Owner, b64, label_value
 from argora_common.netbox_schema import Device, Interface, Prefix
+from argora_common.screening import DevicePlan, Screening
 from metal3_controller.network_data import network_data
 from metal3_controller.settings import Metal3Settings
 
@@ -62,12 +62,8 @@ class DesiredHost:
 
 
 @dataclass
-class Plan:
+class Plan(DevicePlan):
     hosts: list[DesiredHost] = field(default_factory=list)
-    problems: list[DeviceProblem] = field(default_factory=list)
-    # Hosts written with something left out (a MAC NetBox is unclear about).
-    notes: list[DeviceProblem] = field(default_factory=list)
-    selected_device_ids: set[int] = field(default_factory=set)
 
 
 def boot_mac(device: Device, boot: BootInterfaces) -> str | None:
@@ -114,26 +110,12 @@ def plan(
     namespace, cluster_name = cluster["metadata"]["namespace"], cluster["metadata"]["name"]
     owner = Owner(namespace, cluster_name, FIELD_MANAGER)
     result = Plan()
-    problems = Problems(selected.device for selected in inventory.devices)
-    notes = Problems(selected.device for selected in inventory.devices)
     netbox_cluster = inventory.clusters_by_selector[0][0].name if inventory.clusters_by_selector[0] else None
     prefix = settings.label_prefix
     # A host's name is also a label value (its Secrets' names derive from it): at most 63 characters.
-    names = name_devices((selected.device for selected in inventory.devices), problems, max_length=63)
-    for selected in inventory.devices:
-        device = selected.device
-        result.selected_device_ids.add(device.id)
-        name = names.get(device.id)
-        if name is None:
-            continue
-        if isinstance(credentials, str):
-            problems.add(device.id, "CredentialsUnavailable", credentials)
-            continue
-        try:
-            access = bmc_access(device, inventory)
-        except DeviceSkippedError as skipped:
-            problems.add(device.id, skipped.reason, str(skipped))
-            continue
+    screening = Screening(inventory, max_name_length=63)
+    for usable in screening.usable(lambda _: credentials):
+        device, access, name = usable.device, usable.access, usable.name
         netbox_labels = {
             **topology_labels(device, inventory),
             **device_name_labels(device, prefix),
@@ -157,7 +139,7 @@ def plan(
         try:
             mac = boot_mac(device, boot)
         except AmbiguousMACError as error:
-            notes.add(device.id, "AmbiguousMAC", f"{error}; bootMACAddress is left out")
+            screening.notes.add(device.id, "AmbiguousMAC", f"{error}; bootMACAddress is left out")
             mac = None
         if mac:
             spec["bootMACAddress"] = mac
@@ -167,7 +149,10 @@ def plan(
         secret = {
             "metadata": {"name": secret_name(name), "namespace": namespace, "labels": labels},
             "type": "Opaque",
-            "data": {"username": b64(credentials.username), "password": b64(credentials.password.get_secret_value())},
+            "data": {
+                "username": b64(usable.credentials.username),
+                "password": b64(usable.credentials.password.get_secret_value()),
+            },
         }
         network_secret = None
         data = network_data(device, boot, prefixes, settings.gateway_custom_field) if settings.network_data else None
@@ -180,9 +165,7 @@ def plan(
             spec["networkData"] = {"name": network_secret_name(name), "namespace": namespace}
         host = {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec}
         result.hosts.append(DesiredHost(device.id, device.name or "", name, host, secret, network_secret))
-    result.problems = problems.items
-    result.notes = notes.items
-    return result
+    return screening.finish(result)
 
 
 def address_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

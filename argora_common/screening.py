@@ -1,0 +1,77 @@
+"""The first half of every device plan: which selected devices can be used, under which name, with
+which credentials and BMC access, and why the others cannot (shared by the controllers that register
+BMCs, so both skip a device for the same reasons)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from argora_common.bmc import BMCAccess, DeviceSkippedError, bmc_access
+from argora_common.converge import Problems, name_devices
+from argora_common.crds import DeviceProblem
+from argora_common.credentials import BMCCredentials
+from argora_common.inventory import Inventory, SelectedDevice
+from argora_common.netbox_schema import Device
+
+
+@dataclass
+class DevicePlan:
+    """What every plan of per-device objects reports besides the objects themselves."""
+
+    problems: list[DeviceProblem] = field(default_factory=list)  # devices skipped
+    # Devices whose objects are written, but with something left out (a MAC NetBox is unclear about).
+    notes: list[DeviceProblem] = field(default_factory=list)
+    # Every device NetBox selected, usable or not: objects of a skipped device are kept, never pruned.
+    selected_device_ids: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class UsableDevice:
+    selected: SelectedDevice
+    name: str  # its Kubernetes name
+    credentials: BMCCredentials
+    access: BMCAccess
+
+    @property
+    def device(self) -> Device:
+        return self.selected.device
+
+
+class Screening:
+    """Screens the devices of an inventory once; `problems` and `notes` collect what was found."""
+
+    def __init__(self, inventory: Inventory, *, max_name_length: int = 253) -> None:
+        self.inventory = inventory
+        devices = [selected.device for selected in inventory.devices]
+        self.problems = Problems(devices)
+        self.notes = Problems(devices)
+        self.names = name_devices(devices, self.problems, max_name_length)
+
+    def usable(
+        self,
+        credentials: Callable[[SelectedDevice], BMCCredentials | str],
+        access: Callable[[Device, Inventory], BMCAccess] = bmc_access,
+    ) -> Iterator[UsableDevice]:
+        """The devices with a name, credentials (or why there are none) and BMC access, in NetBox order."""
+        for selected in self.inventory.devices:
+            device = selected.device
+            name = self.names.get(device.id)
+            if name is None:
+                continue
+            creds = credentials(selected)
+            if isinstance(creds, str):
+                self.problems.add(device.id, "CredentialsUnavailable", creds)
+                continue
+            try:
+                found = access(device, self.inventory)
+            except DeviceSkippedError as skipped:
+                self.problems.add(device.id, skipped.reason, str(skipped))
+                continue
+            yield UsableDevice(selected, name, creds, found)
+
+    def finish[P: DevicePlan](self, plan: P) -> P:
+        plan.problems = self.problems.items
+        plan.notes = self.notes.items
+        plan.selected_device_ids = {selected.device.id for selected in self.inventory.devices}
+        return plan
