@@ -132,6 +132,16 @@ class Settings(BaseSettings):
         return self
 
 
+class PrefixGatewaySettings(Settings):
+    """The gateway of a NetBox prefix, for the controllers that hand out its addresses."""
+
+    gateway_custom_field: str = Field(
+        default="gateway",
+        description="Custom field of NetBox prefixes that holds the gateway (argora-metal3's networkData, "
+        "argora-ippool's pools; argora-ippool falls back to the first host)",
+    )
+
+
 def describe_errors(error: ValidationError) -> str:
     """One line naming each offending variable and what is wrong with it (never its value)."""
     parts = []

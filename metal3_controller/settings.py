@@ -6,7 +6,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from argora_common.settings import Settings
+from argora_common.settings import PrefixGatewaySettings
 
 # Metal3 BMC address per NetBox manufacturer slug; {ip} is the BMC's address (IPv6 in brackets).
 DEFAULT_BMC_ADDRESSES: Final = {
@@ -37,7 +37,7 @@ class RootDeviceHints(BaseModel):
     rotational: bool | None = None
 
 
-class Metal3Settings(Settings):
+class Metal3Settings(PrefixGatewaySettings):
     bmc_addresses: dict[str, str] = Field(
         default_factory=dict,
         description="JSON: manufacturer slug -> BMC address template with {ip}; added to the built-in table",
@@ -58,9 +58,6 @@ class Metal3Settings(Settings):
 
     network_data: bool = Field(
         default=False, description="Write a networkData Secret (primary IP, netmask, gateway, VLAN) per host"
-    )
-    gateway_custom_field: str = Field(
-        default="gateway", description="Custom field of NetBox prefixes that holds the gateway, for networkData"
     )
 
     @field_validator("bmc_addresses")

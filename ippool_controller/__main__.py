@@ -1,0 +1,22 @@
+"""Console script `argora-ippool`."""
+
+from collections.abc import Sequence
+
+from argora_common.operator import Controller, run
+from ippool_controller.handlers import register
+from ippool_controller.settings import IPPoolSettings
+
+CONTROLLER = Controller(
+    name="ippool",
+    description="Turns IPPoolImports into Cluster API GlobalInClusterIPPools, one per selected NetBox prefix.",
+    register=register,
+    settings_class=IPPoolSettings,
+)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    run(CONTROLLER, argv)
+
+
+if __name__ == "__main__":
+    main()
