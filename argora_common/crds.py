@@ -130,12 +130,15 @@ class ResourceStatus(WireModel):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
     last_sync_time: datetime | None = None
+
+
+class DeviceResourceStatus(ResourceStatus):
     problems: list[DeviceProblem] = Field(
         default_factory=list, max_length=MAX_PROBLEMS, description="The first problems of the last pass"
     )
 
 
-class ClusterImportStatus(ResourceStatus):
+class ClusterImportStatus(DeviceResourceStatus):
     counts: ClusterImportCounts = Field(default_factory=ClusterImportCounts)
 
 
@@ -181,7 +184,7 @@ class Change(WireModel):
     applied: bool = False
 
 
-class UpdateStatus(ResourceStatus):
+class UpdateStatus(DeviceResourceStatus):
     devices: int = 0
     planned: UpdateCounts = Field(default_factory=UpdateCounts)
     applied: UpdateCounts = Field(default_factory=UpdateCounts)
@@ -189,6 +192,120 @@ class UpdateStatus(ResourceStatus):
     failed: int = 0
     deletes_held_back: int = 0
     changes: list[Change] = Field(default_factory=list, max_length=MAX_PROBLEMS, description="The latest changes")
+
+
+PrefixStatus = Literal["container", "active", "reserved", "deprecated"]
+# A CIDR, a single address, or a range `first-last` of addresses, as the in-cluster IPAM provider takes them.
+_EXCLUDED_ADDRESS_RULE: Final = (
+    "self.all(a, isCIDR(a) || isIP(a) || (a.split('-').size() == 2 && isIP(a.split('-')[0]) && isIP(a.split('-')[1])))"
+)
+
+
+class IPPoolSelector(WireModel):
+    """NetBox prefixes matching every given criterion; one GlobalInClusterIPPool each."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.namePrefix) != has(self.nameOverride)",
+                    "message": "set exactly one of namePrefix and nameOverride",
+                },
+                {
+                    "rule": "has(self.region) || has(self.role) || has(self.prefix)",
+                    "message": "select prefixes by at least one of region, role, prefix",
+                },
+            ]
+        }
+    )
+
+    name_prefix: Annotated[str, Field(min_length=1, max_length=200, pattern=DNS_SUBDOMAIN_PATTERN)] | None = Field(
+        default=None, description="Pools are named <namePrefix>-<site> (compute-transit prefixes: see the README)"
+    )
+    name_override: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)] | None = Field(
+        default=None, description="The pool's whole name; the selection must then match one prefix"
+    )
+    region: NonEmpty | None = Field(
+        default=None, description="Region slug: prefixes scoped to it or to a site or location in it"
+    )
+    role: NonEmpty | None = Field(default=None, description="Prefix role slug")
+    prefix: (
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=64,
+                json_schema_extra={"x-kubernetes-validations": [{"rule": "isCIDR(self)", "message": "not a CIDR"}]},
+            ),
+        ]
+        | None
+    ) = Field(default=None, description="One exact prefix, e.g. 10.0.0.0/24")
+    site: NonEmpty | None = Field(default=None, description="Site slug: prefixes scoped to it or to a location in it")
+    tenant: NonEmpty | None = Field(default=None, description="Tenant slug")
+    vrf: NonEmpty | None = Field(default=None, description="VRF name")
+    tags: list[NonEmpty] = Field(default_factory=list, max_length=32, description="Tag slugs, all required")
+    status: PrefixStatus = Field(default="active", description="Prefix status")
+    exclude_mask: int | None = Field(
+        default=None, ge=1, le=128, description="Exclude <network>/<excludeMask>; longer than the prefix's mask"
+    )
+    excluded_addresses: list[Annotated[str, Field(min_length=1, max_length=81)]] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Addresses, ranges a-b or CIDRs excluded from every pool of this selection",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": _EXCLUDED_ADDRESS_RULE, "message": "each entry must be an IP, a CIDR or a range a-b"}
+            ]
+        },
+    )
+    exclude_last_n_addresses: int | None = Field(
+        default=None,
+        ge=0,
+        alias="excludeLastNAddresses",
+        description="Exclude the last N addresses a pool could hand out (IPv4: those before the broadcast)",
+    )
+
+
+class PrefixProblem(WireModel):
+    """Why one NetBox prefix got no pool, or its pool was not changed."""
+
+    prefix: str = Field(description="The NetBox prefix, e.g. 10.0.0.0/24")
+    prefix_id: int | None = Field(default=None, description="NetBox prefix id")
+    pool: str = Field(default="", description="The pool's name, when it has one")
+    reason: str = Field(description="Machine-readable reason, e.g. NoSite, NameCollision, InUse")
+    message: str = ""
+
+
+class IPPoolImportSpec(WireModel):
+    ippools: list[IPPoolSelector] = Field(min_length=1, max_length=100)
+    prune: bool = Field(default=True, description="Delete pools of prefixes that left the selection (never in use)")
+    max_prune_per_pass: int | None = Field(
+        default=None, ge=0, description="Most pools deleted in one pass (default: 10% of the owned ones, at least 5)"
+    )
+    deletion_policy: Literal["Delete", "Orphan"] = Field(
+        default="Delete",
+        description="What happens to the pools when the IPPoolImport is deleted (pools in use are always kept)",
+    )
+
+
+class IPPoolImportCounts(WireModel):
+    prefixes: int = Field(default=0, description="Prefixes selected in NetBox")
+    created: int = 0
+    updated: int = 0
+    adopted: int = Field(default=0, description="Pools of the original Argora operator taken over")
+    unchanged: int = 0
+    pruned: int = 0
+    prune_held_back: int = 0
+    in_use: int = Field(default=0, description="Pools whose addresses or prefix changed in NetBox but are in use")
+    skipped: int = 0
+    failed: int = 0
+
+
+class IPPoolImportStatus(ResourceStatus):
+    counts: IPPoolImportCounts = Field(default_factory=IPPoolImportCounts)
+    problems: list[PrefixProblem] = Field(
+        default_factory=list, max_length=MAX_PROBLEMS, description="The first problems of the last pass"
+    )
 
 
 class CustomResource(BaseModel):
@@ -229,7 +346,15 @@ UPDATE: Final = CustomResource(
     status=UpdateStatus,
     columns=_ready_columns([("Devices", ".status.devices"), ("Failed", ".status.failed")]),
 )
-ARGORA_RESOURCES: Final = (CLUSTER_IMPORT, UPDATE)
+IPPOOL_IMPORT: Final = CustomResource(
+    kind="IPPoolImport",
+    plural="ippoolimports",
+    short_names=["ipi", "ippi"],
+    spec=IPPoolImportSpec,
+    status=IPPoolImportStatus,
+    columns=_ready_columns([("Prefixes", ".status.counts.prefixes"), ("Failed", ".status.counts.failed")]),
+)
+ARGORA_RESOURCES: Final = (CLUSTER_IMPORT, UPDATE, IPPOOL_IMPORT)
 
 # JSON-schema keywords that a structural Kubernetes schema does not take.
 _DROPPED_KEYWORDS: Final = {"title", "$defs", "additionalProperties"}

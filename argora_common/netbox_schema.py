@@ -86,6 +86,7 @@ class Site(_Record):
 class VLANRef(_Record):
     id: int
     vid: int
+    name: str = ""
 
 
 class MACRef(_Record):
@@ -114,8 +115,27 @@ class Interface(_Record):
 class Prefix(_Record):
     id: int
     prefix: str
+    status: str = ""
+    # Since NetBox 4.2 a prefix has a scope (site, location, region or site group) instead of a site.
+    scope_type: str | None = None
+    scope_id: int | None = None
+    scope: Ref | None = None
+    role: Ref | None = None
     vlan: VLANRef | None = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
+
+    _status = field_validator("status", mode="before")(_choice_value)
+
+
+class Location(_Record):
+    id: int
+    slug: str
+    site: Ref
+
+
+class VRF(_Record):
+    id: int
+    name: str
 
 
 class IPAddress(_Record):
@@ -202,5 +222,11 @@ IP_ADDRESSES: Final = Endpoint(
 )
 PLATFORMS: Final = Endpoint("dcim", "platforms", Ref, ("id", "name", "slug"), frozenset({"id", "slug"}))
 PREFIXES: Final = Endpoint(
-    "ipam", "prefixes", Prefix, ("id", "prefix", "vlan", "custom_fields"), frozenset({"id", "site_id"})
+    "ipam",
+    "prefixes",
+    Prefix,
+    ("id", "prefix", "status", "scope_type", "scope_id", "scope", "role", "vlan", "custom_fields"),
+    frozenset({"id", "site_id", "region", "site", "role", "prefix", "tenant", "tag", "status", "vrf_id"}),
 )
+LOCATIONS: Final = Endpoint("dcim", "locations", Location, ("id", "slug", "site"), frozenset({"id"}))
+VRFS: Final = Endpoint("ipam", "vrfs", VRF, ("id", "name"), frozenset({"name"}))

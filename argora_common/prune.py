@@ -1,7 +1,7 @@
 """Which owned objects a pass may delete: pure, shared by the controllers that prune.
 
 Guards, in order: objects of devices still selected (even with bad data) are kept; nothing is deleted
-when pruning is off or when NetBox selected no device at all (far more likely a permission or selector
+when pruning is off or when NetBox selected nothing at all (far more likely a permission or selector
 problem than an emptied data centre); and never more than a cap per pass.
 """
 
@@ -69,7 +69,7 @@ def decide_prune(
     if not enabled:
         allowed, decision.reason = 0, disabled_reason
     elif not selected_device_ids:
-        allowed, decision.reason = 0, "NetBox selected no device at all; nothing is pruned"
+        allowed, decision.reason = 0, "NetBox selected nothing at all; nothing is pruned"
     else:
         allowed = limit
         if len(stale) > limit:

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
 
+from argora_common.kube import Kube, load_api_client
 from argora_common.netbox import NetBox
+from argora_common.operator import register_sync
+from ippool_controller.desired import FIELD_MANAGER
+from ippool_controller.reconcile import IPPOOL_IMPORT, Reconciler
 from ippool_controller.settings import IPPoolSettings
+
+IPI = (IPPOOL_IMPORT.group, IPPOOL_IMPORT.version, IPPOOL_IMPORT.plural)
 
 
 def register(registry: kopf.OperatorRegistry, settings: IPPoolSettings, netbox: NetBox) -> None:
-    raise NotImplementedError
+    reconciler = Reconciler(settings, netbox, Kube(load_api_client(), FIELD_MANAGER))
+
+    register_sync(registry, IPPOOL_IMPORT, reconciler.passes)
+
+    @kopf.on.delete(*IPI, registry=registry)
+    def delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        reconciler.delete(body, logger)

@@ -151,7 +151,7 @@ def test_nothing_is_pruned_with_pruning_off_or_when_netbox_selected_no_device() 
     assert off.held_back_reason == "pruning is off (spec.prune: false)"
     empty = converge(kube)
     assert empty.pruned == [] and len(empty.held_back) == 4
-    assert empty.held_back_reason == "NetBox selected no device at all; nothing is pruned"
+    assert empty.held_back_reason == "NetBox selected nothing at all; nothing is pruned"
     assert kube.writes == []
     assert names(kube) == {"BMC": ["node1-bb1", "node2-bb1"], "BMCSecret": ["node1-bb1", "node2-bb1"]}
 

@@ -54,5 +54,5 @@ def test_disabled_and_empty_selection_delete_nothing() -> None:
     assert decide(owned, selected_device_ids=set(), named_device_ids=set()) == (
         [],
         ["BMC/a", "BMCSecret/a"],
-        "NetBox selected no device at all; nothing is pruned",
+        "NetBox selected nothing at all; nothing is pruned",
     )

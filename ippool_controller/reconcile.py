@@ -1,0 +1,195 @@
+"""The steps of an IPPoolImport's pass (read NetBox, plan, converge, report) for the shared skeleton,
+and the delete path."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Final
+
+from argora_common import crds
+from argora_common.backoff import Backoff
+from argora_common.crds import MAX_PROBLEMS, IPPoolImportCounts, IPPoolImportSpec, IPPoolImportStatus, PrefixProblem
+from argora_common.errors import Decision
+from argora_common.kube import Kube, Owner, argora_kind, now
+from argora_common.netbox import NetBox
+from argora_common.passes import Body, Log, PassRunner
+from argora_common.prefixes import PrefixSelection, read_prefixes
+from argora_common.status import (
+    Event,
+    make_condition,
+    merge_conditions,
+    post_events,
+    report_failure,
+    short_list,
+    write_status,
+)
+from ippool_controller.apply import PoolConverger, PoolResult, allocations
+from ippool_controller.desired import FIELD_MANAGER, GLOBAL_POOL, Plan, plan
+from ippool_controller.settings import IPPoolSettings
+
+IPPOOL_IMPORT: Final = argora_kind(crds.IPPOOL_IMPORT)
+
+
+def owner_of(body: Body) -> Owner:
+    return Owner(body["metadata"]["namespace"], body["metadata"]["name"], FIELD_MANAGER)
+
+
+def spec_of(body: Body) -> IPPoolImportSpec:
+    return IPPoolImportSpec.model_validate(body.get("spec") or {})
+
+
+@dataclass
+class Facts:
+    spec: IPPoolImportSpec
+    selection: PrefixSelection
+
+
+def unmatched_message(index: int, selection: PrefixSelection) -> str:
+    error = selection.selector_errors.get(index)
+    return f"spec.ippools[{index}] matched no NetBox prefix" + (f": {error}" if error else "")
+
+
+class IPPoolSteps:
+    """read -> plan -> converge -> report of one IPPoolImport."""
+
+    def __init__(self, settings: IPPoolSettings, netbox: NetBox, kube: Kube) -> None:
+        self.settings = settings
+        self.netbox = netbox
+        self.kube = kube
+
+    def read(self, body: Body) -> Facts:
+        spec = spec_of(body)
+        return Facts(spec, read_prefixes(self.netbox, spec.ippools))
+
+    def plan(self, body: Body, facts: Facts) -> Plan:
+        return plan(
+            facts.selection, facts.spec, owner_of(body), self.settings.label_prefix, self.settings.gateway_custom_field
+        )
+
+    def converge(self, body: Body, planned: Plan) -> PoolResult:
+        spec = spec_of(body)
+        converger = PoolConverger(self.kube, owner_of(body), spec, self.settings.label_prefix)
+        return converger.converge(planned)
+
+    def report(self, body: Body, facts: Facts, planned: Plan, result: PoolResult) -> str:
+        status = import_status(body, facts, planned, result)
+        write_status(self.kube, IPPOOL_IMPORT, body, status)
+        post_events(self.kube, body, import_events(facts, planned, result))
+        counts = status.counts.model_dump(by_alias=True)
+        return ", ".join(f"{value} {name}" for name, value in counts.items())
+
+    def report_failure(self, body: Body, decision: Decision) -> None:
+        report_failure(self.kube, IPPOOL_IMPORT, body, IPPoolImportStatus, decision)
+
+
+def reason_summary(problems: Sequence[PrefixProblem]) -> str:
+    """`3 prefixes: 2 NoSite, 1 NameCollision`, for an Event."""
+    reasons = Counter(problem.reason for problem in problems)
+    return f"{len(problems)} prefixes: " + ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+
+
+def import_status(body: Body, facts: Facts, planned: Plan, result: PoolResult) -> IPPoolImportStatus:
+    previous = IPPoolImportStatus.model_validate(body.get("status") or {})
+    problems = sorted([*planned.problems, *result.failed, *result.in_use], key=lambda p: (p.prefix, p.reason))
+    counts = IPPoolImportCounts(
+        prefixes=len(facts.selection.prefix_ids),
+        created=len(result.created),
+        updated=len(result.updated),
+        adopted=len(result.adopted),
+        unchanged=result.unchanged,
+        pruned=len(result.pruned),
+        prune_held_back=len(result.held_back),
+        in_use=len(result.in_use),
+        skipped=len(planned.problems),
+        failed=len(result.failed),
+    )
+    unmatched = [unmatched_message(index, facts.selection) for index in planned.unmatched_selectors]
+    generation = body["metadata"].get("generation")
+    condition = partial(make_condition, generation=generation)
+    bad = counts.skipped + counts.failed
+    conditions = merge_conditions(previous.conditions, [
+        condition("Ready", True, "Synced" if not bad else "SyncedWithProblems",
+                  f"{counts.prefixes} prefixes, {bad} with problems" if bad else f"{counts.prefixes} prefixes"),
+        condition("NetBoxReachable", True, "Read"),
+        condition("PrefixesSynced", not bad, "AllSynced" if not bad else "PrefixesWithProblems",
+                  f"{counts.skipped} skipped, {counts.failed} failed: see status.problems" if bad else ""),
+        condition("SelectorsMatched", not unmatched, "AllMatched" if not unmatched else "NoPrefixMatched",
+                  "; ".join(unmatched)),
+        condition("PoolsInSync", not result.in_use, "InSync" if not result.in_use else "InUse",
+                  f"{len(result.in_use)} pools in use differ from NetBox: see status.problems"
+                  if result.in_use else ""),
+        condition("PruneComplete", not result.held_back, "Complete" if not result.held_back else "HeldBack",
+                  f"{len(result.held_back)} pools kept: {result.held_back_reason}" if result.held_back else ""),
+    ])  # fmt: skip
+    return IPPoolImportStatus(
+        state="Ready",
+        observed_generation=generation,
+        conditions=conditions,
+        last_sync_time=now(),
+        counts=counts,
+        problems=problems[:MAX_PROBLEMS],
+    )
+
+
+def import_events(facts: Facts, planned: Plan, result: PoolResult) -> list[Event]:
+    events: list[Event] = []
+    for names, reason, template in (
+        (result.created, "Created", "GlobalInClusterIPPool {names}"),
+        (result.updated, "Updated", "GlobalInClusterIPPool {names}"),
+        (result.adopted, "Adopted", "took over the original operator's GlobalInClusterIPPool {names}"),
+        (result.pruned, "Pruned", "deleted GlobalInClusterIPPool {names}"),
+    ):
+        if names:
+            events.append(Event("Normal", reason, template.format(names=short_list(names))))
+    if result.held_back:
+        events.append(
+            Event("Warning", "PruneHeldBack", f"kept {short_list(result.held_back)}: {result.held_back_reason}")
+        )
+    if result.in_use:
+        pools = short_list([problem.pool for problem in result.in_use])
+        events.append(Event("Warning", "InUse", f"NetBox changed the prefix of {pools}, which hand out addresses"))
+    problems = [*planned.problems, *result.failed]
+    if problems:
+        events.append(Event("Warning", "PrefixesSkipped", reason_summary(problems)))
+    for index in planned.unmatched_selectors:
+        events.append(Event("Warning", "NoPrefixMatched", unmatched_message(index, facts.selection)))
+    return events
+
+
+class Reconciler:
+    """What the handlers of one argora-ippool process call."""
+
+    def __init__(self, settings: IPPoolSettings, netbox: NetBox, kube: Kube) -> None:
+        self.kube = kube
+        self.steps = IPPoolSteps(settings, netbox, kube)
+        self.passes = PassRunner(
+            self.steps,
+            controller=kube.controller,
+            kind=IPPOOL_IMPORT.kind,
+            backoff=Backoff.from_settings(settings),
+            resync_seconds=settings.resync_interval_seconds,
+            kept="existing pools are left as they are",
+        )
+
+    def delete(self, body: Body, logger: Log) -> None:
+        owner = owner_of(body)
+        spec = spec_of(body)
+
+        def remove() -> str:
+            if spec.deletion_policy == "Orphan":
+                return "deletionPolicy Orphan: the pools are left in place"
+            in_use = allocations(self.kube)
+            deleted, kept = [], []
+            for pool in self.kube.list(GLOBAL_POOL, label_selector=owner.selector()):
+                name = pool["metadata"]["name"]
+                if in_use[name]:
+                    kept.append(name)
+                elif self.kube.delete(GLOBAL_POOL, name):
+                    deleted.append(name)
+            message = f"deletionPolicy Delete: deleted {len(deleted)} pools"
+            return message + (f", kept {short_list(kept)} (addresses allocated)" if kept else "")
+
+        self.passes.delete(body, logger, remove)
