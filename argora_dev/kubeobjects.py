@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 
 ARGORA = ("argora.cloud.sap", "v1alpha1")
 METAL = ("metal.ironcore.dev", "v1alpha1")
-PLURALS = {"ClusterImport": "clusterimports", "Update": "updates"}
+PLURALS = {"ClusterImport": "clusterimports", "Update": "updates", "IPPoolImport": "ippoolimports"}
 
 
 def ensure_secret(api: client.ApiClient, namespace: str, name: str, data: dict[str, str]) -> None:
@@ -72,8 +72,8 @@ class Objects:
             raise
         return found
 
-    def delete_import(self, namespace: str, name: str) -> None:
-        self.custom.delete_namespaced_custom_object(*ARGORA, namespace, "clusterimports", name)
+    def delete_import(self, namespace: str, name: str, kind: str = "ClusterImport") -> None:
+        self.custom.delete_namespaced_custom_object(*ARGORA, namespace, PLURALS[kind], name)
 
     def synced_import(
         self, namespace: str, name: str, after: str | None = None, timeout: float = 90, kind: str = "ClusterImport"
@@ -193,3 +193,53 @@ class Clusters:
     def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
         events = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
         return [(event.type, event.reason, event.message) for event in events]
+
+
+IPAM_POOLS = ("ipam.cluster.x-k8s.io", "v1alpha2")
+IPAM_ADDRESSES = ("ipam.cluster.x-k8s.io", "v1beta2")
+
+
+class Pools:
+    """GlobalInClusterIPPools and the IPAddresses the in-cluster IPAM provider hands out of them."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.custom = client.CustomObjectsApi(api)
+
+    def owned(self, namespace: str, name: str) -> dict[str, dict[str, Any]]:
+        selector = f"argora.cloud.sap/owner-namespace={namespace},argora.cloud.sap/owner-name={name}"
+        items = self.custom.list_cluster_custom_object(*IPAM_POOLS, "globalinclusterippools", label_selector=selector)
+        return {item["metadata"]["name"]: item for item in items["items"]}
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.custom.get_cluster_custom_object(*IPAM_POOLS, "globalinclusterippools", name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
+    def create(self, name: str, spec: dict[str, Any], labels: dict[str, str] | None = None) -> None:
+        body = {
+            "apiVersion": "/".join(IPAM_POOLS),
+            "kind": "GlobalInClusterIPPool",
+            "metadata": {"name": name, "labels": labels or {}},
+            "spec": spec,
+        }
+        self.custom.create_cluster_custom_object(*IPAM_POOLS, "globalinclusterippools", body)
+
+    def allocate(self, namespace: str, pool: str, address: str, prefix: int) -> None:
+        """An IPAddress out of `pool`, as the provider writes one for a claim."""
+        name = f"{pool}-{address.replace('.', '-').replace(':', '-')}"
+        body = {
+            "apiVersion": "/".join(IPAM_ADDRESSES),
+            "kind": "IPAddress",
+            "metadata": {"name": name},
+            "spec": {
+                "address": address,
+                "prefix": prefix,
+                "claimRef": {"name": name},
+                "poolRef": {"apiGroup": IPAM_POOLS[0], "kind": "GlobalInClusterIPPool", "name": pool},
+            },
+        }
+        self.custom.create_namespaced_custom_object(*IPAM_ADDRESSES, namespace, "ipaddresses", body)

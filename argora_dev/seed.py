@@ -23,6 +23,8 @@ _next_host = itertools.count(int(ipaddress.IPv4Address("10.0.0.10")))
 
 
 _next_mac = itertools.count(1)
+# Networks for prefixes, apart from the hosts above: a test selecting a prefix by its CIDR must find only its own.
+_next_network = itertools.count(int(ipaddress.IPv4Address("100.64.0.0")) >> 8)
 
 
 def fresh_mac() -> str:
@@ -39,6 +41,11 @@ def fresh_ipv4(prefix_length: int = 24) -> str:
         address = ipaddress.IPv4Address(next(_next_host))
         if int(address) % 256 not in {0, 255}:
             return f"{address}/{prefix_length}"
+
+
+def fresh_network(prefix_length: int = 24) -> ipaddress.IPv4Network:
+    """An IPv4 network (at most a /24) no other test of this run was given."""
+    return ipaddress.IPv4Network((next(_next_network) << 8, prefix_length), strict=False)
 
 
 def unique_prefix(label: str) -> str:
