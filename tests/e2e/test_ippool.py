@@ -221,7 +221,7 @@ def test_exclusions_and_gateway_follow_netbox_and_the_spec(
     assert pool is not None
     assert pool["spec"]["gateway"] == str(base + 254)
     assert pool["spec"]["excludedAddresses"] == [
-        f"{base}/28", f"{base + 40}", f"{base + 50}-{base + 59}", f"{base + 252}-{base + 253}"
+        f"{base}/28", f"{base + 40}", f"{base + 50}-{base + 59}", f"{base + 253}-{base + 254}"
     ]  # fmt: skip
     assert problems(obj) == {(str(other), "BadExcludeMask")}
     assert pools.get(f"bad-{topology.site['slug']}") is None
