@@ -15,9 +15,11 @@ from argora_common.netbox_schema import (
     DEVICES,
     INTERFACES,
     IP_ADDRESSES,
+    LOCATIONS,
     PLATFORMS,
     PREFIXES,
     SITES,
+    VRFS,
     Endpoint,
 )
 from argora_common.settings import Settings
@@ -91,13 +93,22 @@ def inventory(netbox: NetBoxServer) -> Inventory:
     platforms = seeder.create(
         "dcim/platforms", [{"name": f"{prefix}-plat-{x}", "slug": f"{prefix}-plat-{x}"} for x in ("a", "b")]
     )
+    roles = seeder.create("ipam/roles", [{"name": f"{prefix}-{x}-role", "slug": f"{prefix}-{x}-role"} for x in "ab"])
+    vrfs = seeder.create("ipam/vrfs", [{"name": f"{prefix}-vrf-{x}"} for x in "ab"])
+    location = seeder.create_one("dcim/locations", name=f"{prefix}-room", slug=f"{prefix}-room", site=b.site["id"])
     prefixes = seeder.create(
         "ipam/prefixes",
         [
-            {"prefix": f"192.0.2.{16 * i}/28", "scope_type": "dcim.site", "scope_id": site["id"]}
-            for i, site in enumerate((a.site, b.site))
+            {
+                "prefix": f"192.0.2.{16 * i}/28", "scope_type": "dcim.site", "scope_id": topology.site["id"],
+                "role": role["id"], "tenant": topology.tenant["id"], "vrf": vrf["id"], "status": status,
+                "tags": tags,
+            }
+            for i, (topology, role, vrf, status, tags) in enumerate(
+                ((a, roles[0], vrfs[0], "active", [tag["id"]]), (b, roles[1], vrfs[1], "reserved", []))
+            )
         ],
-    )
+    )  # fmt: skip
     seeder.update_many(
         "dcim/interfaces",
         [
@@ -114,6 +125,7 @@ def inventory(netbox: NetBoxServer) -> Inventory:
             "if_a1_bmc": ifaces[0]["id"], "if_a1_eth0": ifaces[1]["id"], "if_b1_bmc": ifaces[2]["id"],
             "if_a1_bond0": bond["id"], "prefix_a": prefixes[0]["id"], "prefix_b": prefixes[1]["id"],
             "platform_a": platforms[0]["id"], "platform_b": platforms[1]["id"],
+            "location_b": location["id"], "vrf_a": vrfs[0]["id"], "vrf_b": vrfs[1]["id"],
             "ip_a1_bmc": ips[0]["id"], "ip_a1_eth0": ips[1]["id"], "ip_b1_bmc": ips[2]["id"],
             "mac_a1_eth0": macs[0]["id"], "mac_b1_bmc": macs[1]["id"],
         },
@@ -128,6 +140,8 @@ KEY_PREFIX = {
     IP_ADDRESSES.path: "ip_",
     PREFIXES.path: "prefix_",
     PLATFORMS.path: "platform_",
+    LOCATIONS.path: "location_",
+    VRFS.path: "vrf_",
 }
 
 type Filters = Callable[[Inventory], dict[str, FilterValue]]
@@ -179,6 +193,21 @@ CASES: list[tuple[Endpoint[Any], str, Filters, set[str]]] = [
     (IP_ADDRESSES, "interface_id", lambda inv: {"interface_id": [inv.ids["if_a1_eth0"]]}, {"ip_a1_eth0"}),
     (PREFIXES, "id", lambda inv: {"id": [inv.ids["prefix_a"]]}, {"prefix_a"}),
     (PREFIXES, "site_id", lambda inv: {"site_id": [inv.ids["site_b"]]}, {"prefix_b"}),
+    (PREFIXES, "region", lambda inv: {"region": inv.slug("a-region")}, {"prefix_a"}),
+    (PREFIXES, "site", lambda inv: {"site": inv.slug("b-site")}, {"prefix_b"}),
+    (PREFIXES, "role", lambda inv: {"role": inv.slug("a-role")}, {"prefix_a"}),
+    (PREFIXES, "prefix", lambda inv: {"prefix": "192.0.2.16/28"}, {"prefix_b"}),
+    (PREFIXES, "tenant", lambda inv: {"tenant": inv.slug("b-tenant")}, {"prefix_b"}),
+    (PREFIXES, "tag", lambda inv: {"tag": [inv.slug("tag")]}, {"prefix_a"}),
+    (
+        PREFIXES,
+        "status",
+        lambda inv: {"id": [inv.ids["prefix_a"], inv.ids["prefix_b"]], "status": ["reserved"]},
+        {"prefix_b"},
+    ),
+    (PREFIXES, "vrf_id", lambda inv: {"vrf_id": [inv.ids["vrf_a"]]}, {"prefix_a"}),
+    (LOCATIONS, "id", lambda inv: {"id": [inv.ids["location_b"]]}, {"location_b"}),
+    (VRFS, "name", lambda inv: {"name": inv.slug("vrf-b")}, {"vrf_b"}),
     (
         IP_ADDRESSES,
         "interface",
@@ -200,7 +229,7 @@ def test_every_filter_the_layer_accepts_has_a_narrowing_case() -> None:
     covered = {(endpoint.path, name) for endpoint, name, _, _ in CASES}
     accepted = {
         (endpoint.path, name)
-        for endpoint in (CLUSTERS, DEVICES, SITES, INTERFACES, IP_ADDRESSES, PREFIXES, PLATFORMS)
+        for endpoint in (CLUSTERS, DEVICES, SITES, INTERFACES, IP_ADDRESSES, PREFIXES, PLATFORMS, LOCATIONS, VRFS)
         for name in endpoint.filters
     }
     assert accepted == covered
