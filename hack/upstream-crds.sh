@@ -2,12 +2,15 @@
 # Fetch the upstream CRDs the operators write to, pinned, from Go modules via the module proxy: the
 # tests install the real schemas (validation, scope, storage version), never hand-written stand-ins.
 #
-#   metal.ironcore.dev  BMC, BMCSecret   github.com/ironcore-dev/metal-operator  config/crd/bases
-#   cluster.x-k8s.io    Cluster          sigs.k8s.io/cluster-api                 core/config/crd/bases
-#   metal3.io           BareMetalHost    generated with controller-gen from the pinned Go types of
-#                                        github.com/metal3-io/baremetal-operator/apis (that module
-#                                        ships no YAML, and the repository's root module, which does,
-#                                        is not served by the proxy)
+#   metal.ironcore.dev     BMC, BMCSecret         github.com/ironcore-dev/metal-operator     config/crd/bases
+#   cluster.x-k8s.io       Cluster                sigs.k8s.io/cluster-api                    core/config/crd/bases
+#   ipam.cluster.x-k8s.io  IPAddress              sigs.k8s.io/cluster-api                    core/config/crd/bases
+#   ipam.cluster.x-k8s.io  GlobalInClusterIPPool  sigs.k8s.io/cluster-api-ipam-provider-in-cluster
+#                                                                                            config/crd/bases
+#   metal3.io              BareMetalHost          generated with controller-gen from the pinned Go types of
+#                                                 github.com/metal3-io/baremetal-operator/apis (that module
+#                                                 ships no YAML, and the repository's root module, which
+#                                                 does, is not served by the proxy)
 #
 # The files go to a folder keyed by the pinned versions, outside the repository; the folder is
 # printed on the last line of stdout. Nothing is fetched when that folder is already complete.
@@ -17,18 +20,22 @@ set -euo pipefail
 
 METAL_OPERATOR=github.com/ironcore-dev/metal-operator@v0.3.0
 CLUSTER_API=sigs.k8s.io/cluster-api@v1.14.2
+# GlobalInClusterIPPool v1alpha2, the version argora-ippool writes; the newest release the proxy serves.
+IPAM_IN_CLUSTER=sigs.k8s.io/cluster-api-ipam-provider-in-cluster@v1.1.0
 BMO_APIS=github.com/metal3-io/baremetal-operator/apis@v0.11.0
 # controller-gen's version is pinned by hack/crdgen/go.mod; it is part of the key because it shapes
 # the generated BareMetalHost schema.
 CONTROLLER_TOOLS=v0.18.0
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-key="metal-operator-${METAL_OPERATOR##*@}_cluster-api-${CLUSTER_API##*@}_bmo-apis-${BMO_APIS##*@}_controller-tools-${CONTROLLER_TOOLS}"
+key="metal-operator-${METAL_OPERATOR##*@}_cluster-api-${CLUSTER_API##*@}_ipam-in-cluster-${IPAM_IN_CLUSTER##*@}_bmo-apis-${BMO_APIS##*@}_controller-tools-${CONTROLLER_TOOLS}"
 out="${ARGORA_CACHE:-$HOME/.cache/argora}/crds/${key}"
 files=(
     metal.ironcore.dev_bmcs.yaml
     metal.ironcore.dev_bmcsecrets.yaml
     cluster.x-k8s.io_clusters.yaml
+    ipam.cluster.x-k8s.io_ipaddresses.yaml
+    ipam.cluster.x-k8s.io_globalinclusterippools.yaml
     metal3.io_baremetalhosts.yaml
 )
 
@@ -74,6 +81,10 @@ install -m 0644 "$metal_dir/config/crd/bases/metal.ironcore.dev_bmcsecrets.yaml"
 
 capi_dir="$(module_dir "$CLUSTER_API")"
 install -m 0644 "$capi_dir/core/config/crd/bases/cluster.x-k8s.io_clusters.yaml" "$stage/"
+install -m 0644 "$capi_dir/core/config/crd/bases/ipam.cluster.x-k8s.io_ipaddresses.yaml" "$stage/"
+
+ipam_dir="$(module_dir "$IPAM_IN_CLUSTER")"
+install -m 0644 "$ipam_dir/config/crd/bases/ipam.cluster.x-k8s.io_globalinclusterippools.yaml" "$stage/"
 
 # BareMetalHost: controller-gen needs the package inside a module it can `go list`, and the module
 # cache is read-only, so generate from a writable copy of the pinned apis module (its own go.mod and

@@ -35,6 +35,8 @@ def test_api_server_reports_its_version(api_client: client.ApiClient) -> None:
         ("metal.ironcore.dev/v1alpha1", {"BMC", "BMCSecret"}),
         ("metal3.io/v1alpha1", {"BareMetalHost"}),
         ("cluster.x-k8s.io/v1beta2", {"Cluster"}),
+        ("ipam.cluster.x-k8s.io/v1beta2", {"IPAddress"}),
+        ("ipam.cluster.x-k8s.io/v1alpha2", {"GlobalInClusterIPPool"}),
         ("kopf.dev/v1", {"ClusterKopfPeering", "KopfPeering"}),
     ],
 )

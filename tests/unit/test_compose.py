@@ -212,13 +212,19 @@ def test_chart_crds_are_applied_to_k3s() -> None:
 
 def test_upstream_crds_match_the_versions_the_tests_pin() -> None:
     script = (REPO_ROOT / "hack" / "upstream-crds.sh").read_text()
-    pins = dict(re.findall(r"^(METAL_OPERATOR|CLUSTER_API|BMO_APIS)=\S+@(v[\d.]+)$", script, flags=re.MULTILINE))
+    pins = dict(
+        re.findall(r"^(METAL_OPERATOR|CLUSTER_API|IPAM_IN_CLUSTER|BMO_APIS)=\S+@(v[\d.]+)$", script, flags=re.MULTILINE)
+    )
     text = command_text(SERVICES[crd_jobs()[0]])
     assert f"/metal-operator/{pins['METAL_OPERATOR']}/" in text
     assert f"/cluster-api/{pins['CLUSTER_API']}/" in text
+    assert f"/cluster-api-ipam-provider-in-cluster/{pins['IPAM_IN_CLUSTER']}/" in text
     assert f"/baremetal-operator/{pins['BMO_APIS']}/" in text
-    for kind in ("metal.ironcore.dev_bmcs", "metal.ironcore.dev_bmcsecrets", "cluster.x-k8s", "baremetalhosts"):
-        assert kind in text
+    # Every file the script installs for the tests, by name (its `files=(...)` list).
+    listed = re.search(r"^files=\((.*?)^\)", script, flags=re.MULTILINE | re.DOTALL)
+    assert listed is not None, "hack/upstream-crds.sh has no files=(...) list"
+    for name in listed.group(1).split():
+        assert re.search(rf"/{re.escape(name)}(\s|$)", text), name
 
 
 def test_crd_job_reads_the_kubeconfig_k3s_writes() -> None:
