@@ -5,8 +5,8 @@
 #   docker build --build-arg CONTROLLER=ironcore --build-arg VERSION=0.1.0 -t argora-ironcore .
 #   docker build --target metal3 -t argora-metal3 .      # the same, by stage name
 #
-# CONTROLLER is ironcore, metal3 or update; the stage of that name is the image. Its ENTRYPOINT is
-# the controller's console script, so arguments (the chart's extraArgs) go straight to it.
+# CONTROLLER is ironcore, metal3, update or ippool; the stage of that name is the image. Its
+# ENTRYPOINT is the controller's console script, so arguments (the chart's extraArgs) go straight to it.
 #
 # Dependencies come from requirements.lock only (exact versions, sha256 of every file; regenerate with
 # hack/lock.sh), installed with --no-deps so nothing unpinned slips in. tests/integration/
@@ -31,6 +31,7 @@ COPY argora_common /build/src/argora_common
 COPY ironcore_controller /build/src/ironcore_controller
 COPY metal3_controller /build/src/metal3_controller
 COPY update_controller /build/src/update_controller
+COPY ippool_controller /build/src/ippool_controller
 RUN /opt/argora/bin/pip install --no-deps /build/src
 
 FROM python:3.12-slim AS runtime
@@ -62,6 +63,10 @@ ENTRYPOINT ["/opt/argora/bin/argora-metal3"]
 FROM runtime AS update
 LABEL org.opencontainers.image.title="argora-update"
 ENTRYPOINT ["/opt/argora/bin/argora-update"]
+
+FROM runtime AS ippool
+LABEL org.opencontainers.image.title="argora-ippool"
+ENTRYPOINT ["/opt/argora/bin/argora-ippool"]
 
 # The default target: the stage named by CONTROLLER.
 FROM ${CONTROLLER}

@@ -34,9 +34,15 @@ from argora_dev.dockerfile import Dockerfile
 
 pytestmark = pytest.mark.integration
 
-CONTROLLERS = ("ironcore", "metal3", "update")
+CONTROLLERS = ("ironcore", "metal3", "update", "ippool")
 # What the wheel and the images ship; the development package argora_dev, tests/ and hack/ stay out.
-PRODUCTION_PACKAGES = {"argora_common", "ironcore_controller", "metal3_controller", "update_controller"}
+PRODUCTION_PACKAGES = {
+    "argora_common",
+    "ironcore_controller",
+    "metal3_controller",
+    "update_controller",
+    "ippool_controller",
+}
 DEVELOPMENT_PACKAGES = ("argora_dev", "tests", "hack")
 LOCK = REPO_ROOT / "requirements.lock"
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())

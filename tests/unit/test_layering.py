@@ -65,7 +65,13 @@ def forbidden(path: Path, root: Path = REPO_ROOT) -> list[str]:
 
 
 def test_the_production_packages_are_the_controllers_and_their_common_code() -> None:
-    assert PRODUCTION == ["argora_common", "ironcore_controller", "metal3_controller", "update_controller"]
+    assert PRODUCTION == [
+        "argora_common",
+        "ippool_controller",
+        "ironcore_controller",
+        "metal3_controller",
+        "update_controller",
+    ]
     assert not set(PRODUCTION) & set(DEVELOPMENT)
 
 
