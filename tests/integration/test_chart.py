@@ -9,9 +9,16 @@ import pytest
 import yaml
 from kubernetes import client
 
+from argora_common.settings import ENV_PREFIX, Settings
 from argora_dev.chart import BASE_VALUES, CHART, CONTROLLERS, create_from_manifests, helm, render, toggles
+from ippool_controller.__main__ import CONTROLLER as IPPOOL
+from ironcore_controller.__main__ import CONTROLLER as IRONCORE
+from metal3_controller.__main__ import CONTROLLER as METAL3
+from update_controller.__main__ import CONTROLLER as UPDATE
 
 pytestmark = pytest.mark.integration
+
+SETTINGS: dict[str, type[Settings]] = {c.name: c.settings_class for c in (IRONCORE, METAL3, UPDATE, IPPOOL)}
 
 
 def test_helm_lint() -> None:
@@ -41,6 +48,7 @@ def test_schema_rejects_wrong_values_with_a_readable_message() -> None:
         ("--set", "update.image.pullPolicy=Sometimes"): "at '/update/image/pullPolicy'",
         ("--set", "metal3.bmcAddresses.dell=redfish://host"): "at '/metal3/bmcAddresses/dell'",
         ("--set", "update.retryBaseSeconds=0"): "at '/update/retryBaseSeconds'",
+        ("--set", "ippool.gatewayCustomField="): "at '/ippool/gatewayCustomField'",
     }
     for args, message in cases.items():
         result = helm("template", "argora", str(CHART), *BASE_VALUES, *args, check=False)
@@ -113,12 +121,31 @@ ACCESS = {
         True: [("create", "metal3.io", "baremetalhosts"), ("patch", "cluster.x-k8s.io", "clusters"),
                ("watch", "cluster.x-k8s.io", "clusters"), ("create", "", "secrets")],
         False: [("create", "metal.ironcore.dev", "bmcs"), ("update", "cluster.x-k8s.io", "clusters/status"),
-                ("delete", "cluster.x-k8s.io", "clusters"), ("patch", "argora.cloud.sap", "clusterimports")],
+                ("delete", "cluster.x-k8s.io", "clusters"), ("patch", "argora.cloud.sap", "clusterimports"),
+                ("create", "ipam.cluster.x-k8s.io", "globalinclusterippools")],
     },
     "update": {
         True: [("patch", "argora.cloud.sap", "updates"), ("patch", "argora.cloud.sap", "updates/status")],
         False: [("get", "", "secrets"), ("create", "metal.ironcore.dev", "bmcs"),
-                ("create", "metal3.io", "baremetalhosts"), ("patch", "argora.cloud.sap", "clusterimports")],
+                ("create", "metal3.io", "baremetalhosts"), ("patch", "argora.cloud.sap", "clusterimports"),
+                ("patch", "argora.cloud.sap", "ippoolimports")],
+    },
+    "ippool": {
+        True: [("watch", "argora.cloud.sap", "ippoolimports"), ("update", "argora.cloud.sap", "ippoolimports"),
+               ("patch", "argora.cloud.sap", "ippoolimports/status"),
+               ("create", "ipam.cluster.x-k8s.io", "globalinclusterippools"),
+               ("patch", "ipam.cluster.x-k8s.io", "globalinclusterippools"),
+               ("delete", "ipam.cluster.x-k8s.io", "globalinclusterippools"),
+               ("watch", "ipam.cluster.x-k8s.io", "globalinclusterippools"),
+               ("list", "ipam.cluster.x-k8s.io", "ipaddresses"), ("watch", "ipam.cluster.x-k8s.io", "ipaddresses"),
+               ("create", "", "events")],
+        False: [("create", "ipam.cluster.x-k8s.io", "ipaddresses"), ("patch", "ipam.cluster.x-k8s.io", "ipaddresses"),
+                ("delete", "ipam.cluster.x-k8s.io", "ipaddresses"),
+                ("update", "ipam.cluster.x-k8s.io", "globalinclusterippools/status"),
+                ("create", "ipam.cluster.x-k8s.io", "inclusterippools"),
+                ("create", "ipam.cluster.x-k8s.io", "ipaddressclaims"), ("get", "", "secrets"),
+                ("create", "metal3.io", "baremetalhosts"), ("patch", "cluster.x-k8s.io", "clusters"),
+                ("patch", "argora.cloud.sap", "clusterimports")],
     },
 }  # fmt: skip
 
@@ -151,3 +178,32 @@ def test_compose_stack_agrees_with_the_chart() -> None:
         # Compose runs one replica without peering; everything else it sets, the chart sets too.
         compose_env = {key for key in service["environment"] if key.startswith("ARGORA_")} - {"ARGORA_STANDALONE"}
         assert compose_env <= chart_env, compose_env - chart_env
+
+
+# Every value that adds an optional variable, set, so that each variable the chart can render is seen.
+EVERY_OPTIONAL_VARIABLE = [
+    "--set", "defaultBmcCredentials=ns/name",
+    "--set", "netbox.caBundle.configMapName=netbox-ca",
+    "--set-json", 'ironcore.bmcProtocols={"supermicro": {"name": "IPMI"}}',
+    "--set-json", 'metal3.bmcAddresses={"dell": "redfish://{ip}"}',
+    "--set-json", 'metal3.rootDeviceHints={"r660": {"deviceName": "/dev/sda"}}',
+    "--set", "metal3.disableCertificateVerification=true",
+    "--set-json", 'metal3.roleTags={"KVM": "kvm"}',
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CONTROLLERS)
+def test_chart_variables_are_the_settings_of_each_controller(name: str) -> None:
+    """Every ARGORA_* variable a Deployment sets is a setting of its controller, and every setting a
+    controller has beyond the shared ones has a chart value that sets it."""
+    (deployment,) = [
+        d
+        for d in render(*EVERY_OPTIONAL_VARIABLE)
+        if d["kind"] == "Deployment" and d["metadata"]["labels"]["app.kubernetes.io/component"] == name
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    rendered = {item["name"] for item in container["env"] if item["name"].startswith(ENV_PREFIX)}
+    known = {ENV_PREFIX + field.upper() for field in SETTINGS[name].model_fields}
+    own = known - {ENV_PREFIX + field.upper() for field in Settings.model_fields}
+    assert rendered <= known, f"argora-{name} has no such settings: {sorted(rendered - known)}"
+    assert own <= rendered, f"the chart cannot set argora-{name}'s {sorted(own - rendered)}"

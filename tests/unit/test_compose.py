@@ -14,13 +14,14 @@ from pydantic import ValidationError
 from argora_common.settings import ENV_PREFIX, Settings
 from argora_dev import REPO_ROOT
 from argora_dev.dockerfile import Dockerfile
+from ippool_controller.__main__ import CONTROLLER as IPPOOL
 from ironcore_controller.__main__ import CONTROLLER as IRONCORE
 from metal3_controller.__main__ import CONTROLLER as METAL3
 from update_controller.__main__ import CONTROLLER as UPDATE
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-SETTINGS: dict[str, type[Settings]] = {c.name: c.settings_class for c in (IRONCORE, METAL3, UPDATE)}
+SETTINGS: dict[str, type[Settings]] = {c.name: c.settings_class for c in (IRONCORE, METAL3, UPDATE, IPPOOL)}
 CONTROLLERS = tuple(SETTINGS)
 
 
@@ -141,7 +142,7 @@ def test_controller_environment_is_valid_configuration(
 def test_only_argora_update_gets_the_write_token() -> None:
     files = {name: environment(controller(name))["ARGORA_NETBOX_TOKEN_FILE"] for name in CONTROLLERS}
     assert PurePosixPath(files["update"]).name == "write"
-    assert {PurePosixPath(files[name]).name for name in ("ironcore", "metal3")} == {"read"}
+    assert {PurePosixPath(files[name]).name for name in CONTROLLERS if name != "update"} == {"read"}
 
 
 # -- dependencies and volumes -------------------------------------------------------------------------

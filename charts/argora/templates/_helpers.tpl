@@ -77,6 +77,23 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
   verbs: [get, patch]
 {{- end -}}
 
+{{- define "argora.rules.ippool" -}}
+- apiGroups: [argora.cloud.sap]
+  resources: [ippoolimports]
+  verbs: [get, list, watch, patch, update]
+- apiGroups: [argora.cloud.sap]
+  resources: [ippoolimports/status]
+  verbs: [get, patch]
+# GlobalInClusterIPPools are cluster-scoped: this ClusterRole covers them even with watchNamespaces.
+- apiGroups: [ipam.cluster.x-k8s.io]
+  resources: [globalinclusterippools]
+  verbs: [get, list, watch, create, patch, delete]
+# IPAddresses are the IPAM provider's to write: read only, in every namespace, to know which pools are in use.
+- apiGroups: [ipam.cluster.x-k8s.io]
+  resources: [ipaddresses]
+  verbs: [get, list, watch]
+{{- end -}}
+
 {{/* Controller-specific settings as ARGORA_* variables. */}}
 {{- define "argora.env.ironcore" -}}
 {{- if .c.bmcProtocols }}
@@ -109,4 +126,9 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end -}}
 
 {{- define "argora.env.update" -}}
+{{- end -}}
+
+{{- define "argora.env.ippool" -}}
+- name: ARGORA_GATEWAY_CUSTOM_FIELD
+  value: {{ .c.gatewayCustomField | quote }}
 {{- end -}}
