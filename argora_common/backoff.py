@@ -1,4 +1,4 @@
-"""Growing retry delays after failed passes, per resource, shared by the three controllers.
+"""Growing retry delays after failed passes, per resource, shared by the controllers.
 
 The n-th failure in a row waits `base * 2**(n-1)` seconds, at most `max`; a success forgets the
 resource. Whoever ran the failed pass (a change handler, a timer, a resync thread) counts against the

@@ -1,7 +1,7 @@
 """Running one Argora controller as a kopf operator: CLI, settings, logging, metrics, health, peering.
 
 Each controller has its own kopf registry (its handlers only), finalizer, state-storage prefix and
-peering name, so the three operators can watch the same cluster without stepping on each other.
+peering name, so the operators can watch the same cluster without stepping on each other.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ NAMESPACED_PEERING = Kind("kopf.dev", "v1", "KopfPeering", "kopfpeerings", names
 class Controller:
     """What distinguishes one operator from the others."""
 
-    name: str  # short name: ironcore, metal3, update
+    name: str  # short name: ironcore, metal3, update, ippool
     description: str
     # Registers the controller's handlers once its settings are known (the resync timer needs them).
     register: Callable[[kopf.OperatorRegistry, Any, NetBox], None]
