@@ -228,6 +228,10 @@ class Pools:
         }
         self.custom.create_cluster_custom_object(*IPAM_POOLS, "globalinclusterippools", body)
 
+    def annotate(self, name: str, annotations: dict[str, str]) -> None:
+        patch = {"metadata": {"annotations": annotations}}
+        self.custom.patch_cluster_custom_object(*IPAM_POOLS, "globalinclusterippools", name, patch)
+
     def allocate(self, namespace: str, pool: str, address: str, prefix: int) -> None:
         """An IPAddress out of `pool`, as the provider writes one for a claim."""
         name = f"{pool}-{address.replace('.', '-').replace(':', '-')}"

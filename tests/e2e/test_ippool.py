@@ -238,6 +238,13 @@ def test_exclusions_and_gateway_follow_netbox_and_the_spec(
     assert (pool["spec"]["gateway"], pool["spec"]["excludedAddresses"]) == (str(base + 1), [])
     assert obj["status"]["problems"] == []
 
+    # A pool annotated to be ignored keeps what someone set by hand.
+    pools.annotate(f"ex-{topology.site['slug']}", {"argora.cloud.sap/ignore": "true"})
+    seeder.update("ipam/prefixes", record["id"], custom_fields={"gateway": str(base + 200)})
+    resynced(objects, namespace)
+    pool = pools.get(f"ex-{topology.site['slug']}")
+    assert pool is not None and pool["spec"]["gateway"] == str(base + 1)
+
 
 def test_changed_and_departed_prefixes_with_and_without_allocated_addresses(
     ippool: OperatorProcess, objects: Objects, pools: Pools, seeder: NetBoxSeeder, namespace: str, prefix: str
