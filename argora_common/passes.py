@@ -22,6 +22,7 @@ import kopf
 from argora_common.backoff import Backoff
 from argora_common.errors import Decision, brief, classify
 from argora_common.metrics import RECONCILE_SECONDS
+from argora_common.settings import Settings
 
 type Log = logging.Logger | logging.LoggerAdapter[Any]
 type Key = tuple[str, str]  # (namespace, name) of the resource a pass is about
@@ -118,6 +119,20 @@ class PassRunner[Facts, Planned, Result]:
         self.resync_seconds = resync_seconds
         self.kept = kept  # what a failed pass leaves as it is, for the failure message
         self.locks: KeyedLocks[Key] = KeyedLocks()
+
+    @classmethod
+    def from_settings(
+        cls, steps: PassSteps[Facts, Planned, Result], *, controller: str, kind: str, settings: Settings, kept: str
+    ) -> PassRunner[Facts, Planned, Result]:
+        """The retry delays and the resync interval as the operator is configured."""
+        return cls(
+            steps,
+            controller=controller,
+            kind=kind,
+            backoff=Backoff.from_settings(settings),
+            resync_seconds=settings.resync_interval_seconds,
+            kept=kept,
+        )
 
     def run(self, body: Body, logger: Log, *, wait: bool = True) -> PassOutcome | None:
         """One pass; None when another pass over the same resource is under way and `wait` is off."""

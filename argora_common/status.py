@@ -10,8 +10,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from argora_common.converge import ConvergeResult
-from argora_common.crds import Condition, DeviceProblem, ResourceStatus
+from argora_common.crds import Condition, DeviceProblem, PrefixProblem, ResourceStatus
 from argora_common.errors import Decision
 from argora_common.kube import Kind, Kube, post_event, set_condition
 
@@ -24,10 +26,10 @@ def short_list(names: Sequence[str]) -> str:
     return shown + (f" and {len(names) - SHOWN_NAMES} more" if len(names) > SHOWN_NAMES else "")
 
 
-def reason_summary(problems: Sequence[DeviceProblem]) -> str:
+def reason_summary(problems: Sequence[DeviceProblem | PrefixProblem], noun: str = "devices") -> str:
     """`3 devices: 2 NoOOBIP, 1 NameTaken`, for an Event."""
     reasons = Counter(problem.reason for problem in problems)
-    return f"{len(problems)} devices: " + ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+    return f"{len(problems)} {noun}: " + ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
 
 
 def make_condition(kind: str, ok: bool, reason: str, message: str = "", *, generation: int | None) -> Condition:
@@ -85,6 +87,15 @@ class Event:
 def post_events(kube: Kube, involved: Mapping[str, Any], events: Iterable[Event]) -> None:
     for event in events:
         post_event(kube, involved, event.type, event.reason, event.message)
+
+
+def report_counted(
+    kube: Kube, kind: Kind, body: Mapping[str, Any], status: ResourceStatus, counts: BaseModel, events: Iterable[Event]
+) -> str:
+    """Status and Events of a completed pass; the counts, `3 created, 0 failed, …`, for its log line."""
+    write_status(kube, kind, body, status)
+    post_events(kube, body, events)
+    return ", ".join(f"{value} {name}" for name, value in counts.model_dump(by_alias=True).items())
 
 
 @dataclass(frozen=True)

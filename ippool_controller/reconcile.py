@@ -3,15 +3,12 @@ and the delete path."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
 from argora_common import crds
-from argora_common.backoff import Backoff
-from argora_common.crds import MAX_PROBLEMS, IPPoolImportCounts, IPPoolImportSpec, IPPoolImportStatus, PrefixProblem
+from argora_common.crds import MAX_PROBLEMS, IPPoolImportCounts, IPPoolImportSpec, IPPoolImportStatus
 from argora_common.errors import Decision
 from argora_common.kube import Kube, Owner, argora_kind, now
 from argora_common.netbox import NetBox
@@ -21,10 +18,10 @@ from argora_common.status import (
     Event,
     make_condition,
     merge_conditions,
-    post_events,
+    reason_summary,
+    report_counted,
     report_failure,
     short_list,
-    write_status,
 )
 from ippool_controller.apply import PoolConverger, PoolResult, allocations
 from ippool_controller.desired import FIELD_MANAGER, GLOBAL_POOL, Plan, plan
@@ -76,19 +73,12 @@ class IPPoolSteps:
 
     def report(self, body: Body, facts: Facts, planned: Plan, result: PoolResult) -> str:
         status = import_status(body, facts, planned, result)
-        write_status(self.kube, IPPOOL_IMPORT, body, status)
-        post_events(self.kube, body, import_events(facts, planned, result))
-        counts = status.counts.model_dump(by_alias=True)
-        return ", ".join(f"{value} {name}" for name, value in counts.items())
+        return report_counted(
+            self.kube, IPPOOL_IMPORT, body, status, status.counts, import_events(facts, planned, result)
+        )
 
     def report_failure(self, body: Body, decision: Decision) -> None:
         report_failure(self.kube, IPPOOL_IMPORT, body, IPPoolImportStatus, decision)
-
-
-def reason_summary(problems: Sequence[PrefixProblem]) -> str:
-    """`3 prefixes: 2 NoSite, 1 NameCollision`, for an Event."""
-    reasons = Counter(problem.reason for problem in problems)
-    return f"{len(problems)} prefixes: " + ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
 
 
 def import_status(body: Body, facts: Facts, planned: Plan, result: PoolResult) -> IPPoolImportStatus:
@@ -153,7 +143,7 @@ def import_events(facts: Facts, planned: Plan, result: PoolResult) -> list[Event
         events.append(Event("Warning", "InUse", f"NetBox changed the prefix of {pools}, which hand out addresses"))
     problems = [*planned.problems, *result.failed]
     if problems:
-        events.append(Event("Warning", "PrefixesSkipped", reason_summary(problems)))
+        events.append(Event("Warning", "PrefixesSkipped", reason_summary(problems, "prefixes")))
     for index in planned.unmatched_selectors:
         events.append(Event("Warning", "NoPrefixMatched", unmatched_message(index, facts.selection)))
     return events
@@ -165,12 +155,11 @@ class Reconciler:
     def __init__(self, settings: IPPoolSettings, netbox: NetBox, kube: Kube) -> None:
         self.kube = kube
         self.steps = IPPoolSteps(settings, netbox, kube)
-        self.passes = PassRunner(
+        self.passes = PassRunner.from_settings(
             self.steps,
             controller=kube.controller,
             kind=IPPOOL_IMPORT.kind,
-            backoff=Backoff.from_settings(settings),
-            resync_seconds=settings.resync_interval_seconds,
+            settings=settings,
             kept="existing pools are left as they are",
         )
 

@@ -10,7 +10,6 @@ from functools import partial
 from typing import Any, Final
 
 from argora_common import crds
-from argora_common.backoff import Backoff
 from argora_common.crds import MAX_PROBLEMS, ClusterImportCounts, ClusterImportSpec, ClusterImportStatus
 from argora_common.credentials import BMCCredentials, credentials_for
 from argora_common.errors import Decision
@@ -24,9 +23,8 @@ from argora_common.status import (
     convergence_events,
     make_condition,
     merge_conditions,
-    post_events,
+    report_counted,
     report_failure,
-    write_status,
 )
 from ironcore_controller.apply import ApplyResult, Converger, ObjectKey
 from ironcore_controller.desired import BMC, BMC_SECRET, FIELD_MANAGER, Plan, plan
@@ -92,10 +90,9 @@ class ImportSteps:
 
     def report(self, body: Body, facts: Facts, planned: Plan, result: ApplyResult) -> str:
         status = import_status(body, facts, planned, result)
-        write_status(self.kube, CLUSTER_IMPORT, body, status)
-        post_events(self.kube, body, import_events(facts, planned, result))
-        counts = status.counts.model_dump(by_alias=True)
-        return ", ".join(f"{value} {name}" for name, value in counts.items())
+        return report_counted(
+            self.kube, CLUSTER_IMPORT, body, status, status.counts, import_events(facts, planned, result)
+        )
 
     def report_failure(self, body: Body, decision: Decision) -> None:
         report_failure(self.kube, CLUSTER_IMPORT, body, ClusterImportStatus, decision)
@@ -170,12 +167,11 @@ class Reconciler:
     def __init__(self, settings: IroncoreSettings, netbox: NetBox, kube: Kube) -> None:
         self.kube = kube
         self.steps = ImportSteps(settings, netbox, kube)
-        self.passes = PassRunner(
+        self.passes = PassRunner.from_settings(
             self.steps,
             controller=kube.controller,
             kind=CLUSTER_IMPORT.kind,
-            backoff=Backoff.from_settings(settings),
-            resync_seconds=settings.resync_interval_seconds,
+            settings=settings,
             kept="existing objects are left as they are",
         )
 

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from argora_common.backoff import Backoff
 from argora_common.converge import ConvergeResult
 from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials, credentials_for
@@ -204,12 +203,11 @@ class Reconciler:
         self.settings = settings
         self.clusters: dict[ClusterKey, Tracked] = {}
         self.clusters_lock = threading.Lock()
-        self.passes = PassRunner(
+        self.passes = PassRunner.from_settings(
             ClusterSteps(settings, netbox, kube),
             controller=kube.controller,
             kind="Cluster",
-            backoff=Backoff.from_settings(settings),
-            resync_seconds=settings.resync_interval_seconds,
+            settings=settings,
             kept="existing hosts are left as they are",
         )
 

@@ -12,7 +12,6 @@ from functools import partial
 from typing import Final
 
 from argora_common import crds
-from argora_common.backoff import Backoff
 from argora_common.crds import MAX_PROBLEMS, UpdateCounts, UpdateSpec, UpdateStatus
 from argora_common.crds import Change as StatusChange
 from argora_common.errors import BadInputError, Decision
@@ -134,12 +133,11 @@ class UpdateSteps:
 
 
 def runner(settings: Settings, netbox: NetBox, kube: Kube) -> PassRunner[Facts, Planned, ApplyResult]:
-    return PassRunner(
+    return PassRunner.from_settings(
         UpdateSteps(netbox, kube),
         controller=kube.controller,
         kind=UPDATE.kind,
-        backoff=Backoff.from_settings(settings),
-        resync_seconds=settings.resync_interval_seconds,
+        settings=settings,
         kept="NetBox is left as it is",
     )
 
