@@ -255,6 +255,46 @@ def add_servers(
     return [Server(d, iface, ip, mac) for d, iface, ip, mac in zip(devices, interfaces, addresses, macs, strict=True)]
 
 
+# The prefix custom field holding the gateway: the controllers' default ARGORA_GATEWAY_CUSTOM_FIELD.
+GATEWAY_FIELD = "gateway"
+
+
+@dataclass(frozen=True)
+class PrefixSeed:
+    """One prefix for `add_prefixes`: scoped to `site`, or to `location` (one of the site's) when given."""
+
+    prefix: str
+    site: Mapping[str, Any]
+    location: Mapping[str, Any] | None = None
+    role: Mapping[str, Any] | None = None
+    vlan: tuple[int, str] | None = None  # (VID, name) of a VLAN at the site, made for this prefix
+    gateway: str | None = None
+
+
+def add_prefixes(seeder: NetBoxSeeder, seeds: Sequence[PrefixSeed]) -> list[dict[str, Any]]:
+    """NetBox 4.2+ scoped prefixes with their VLANs and gateway custom fields, in a few bulk requests."""
+    if any(seed.gateway for seed in seeds) and not seeder.get("extras/custom-fields", name=GATEWAY_FIELD):
+        seeder.create_one("extras/custom-fields", name=GATEWAY_FIELD, type="text", object_types=["ipam.prefix"])
+    vlans = iter(
+        seeder.create(
+            "ipam/vlans",
+            [{"vid": seed.vlan[0], "name": seed.vlan[1], "site": seed.site["id"]} for seed in seeds if seed.vlan],
+        )
+    )
+    bodies: list[dict[str, Any]] = []
+    for seed in seeds:
+        scope = ("dcim.location", seed.location) if seed.location else ("dcim.site", seed.site)
+        body: dict[str, Any] = {"prefix": seed.prefix, "scope_type": scope[0], "scope_id": scope[1]["id"]}
+        if seed.role:
+            body["role"] = seed.role["id"]
+        if seed.vlan:
+            body["vlan"] = next(vlans)["id"]
+        if seed.gateway:
+            body["custom_fields"] = {GATEWAY_FIELD: seed.gateway}
+        bodies.append(body)
+    return seeder.create("ipam/prefixes", bodies)
+
+
 def interface_names(seeder: NetBoxSeeder, device: Mapping[str, Any]) -> list[str]:
     """A device's interface names as NetBox has them now, sorted."""
     return sorted(iface["name"] for iface in seeder.get("dcim/interfaces", device_id=device["id"]))

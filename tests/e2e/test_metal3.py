@@ -16,7 +16,18 @@ from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import Clusters, ensure_secret, wait_for
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess, operator_environment
-from argora_dev.seed import MacShape, NetBoxSeeder, Server, Topology, add_macs, add_servers, fresh_ipv4, fresh_mac
+from argora_dev.seed import (
+    MacShape,
+    NetBoxSeeder,
+    PrefixSeed,
+    Server,
+    Topology,
+    add_macs,
+    add_prefixes,
+    add_servers,
+    fresh_ipv4,
+    fresh_mac,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -166,14 +177,9 @@ def test_ipv6_boot_mac_lag_and_root_device_hints(
     seeder.update("dcim/devices", bonded.device["id"], primary_ip4=ip["id"])
 
     # The network of the primary IPs, with its gateway in the prefix's custom field and a VLAN.
-    if not seeder.get("extras/custom-fields", name="gateway"):
-        seeder.create_one("extras/custom-fields", name="gateway", type="text", object_types=["ipam.prefix"])
-    vlan = seeder.create_one("ipam/vlans", vid=320, name=f"{prefix}-vlan")
     network = ipaddress.ip_interface(ip["address"]).network
-    seeder.create_one(
-        "ipam/prefixes", prefix=str(network), scope_type="dcim.site", scope_id=topology.site["id"], vlan=vlan["id"],
-        custom_fields={"gateway": str(network.network_address + 1)},
-    )  # fmt: skip
+    gateway = str(network.network_address + 1)
+    add_prefixes(seeder, [PrefixSeed(str(network), topology.site, vlan=(320, f"{prefix}-vlan"), gateway=gateway)])
     seeder.update("dcim/interfaces", bond["id"], mode="tagged")
 
     clusters.create(namespace, "capi", annotations={NETBOX_CLUSTER: cluster["name"]})
@@ -184,7 +190,7 @@ def test_ipv6_boot_mac_lag_and_root_device_hints(
     assert [link["id"] for link in data["links"]] == ["eth0", "eth1", "bond0", "bond0.320"]
     (net,) = data["networks"]
     assert (net["link"], net["ip_address"]) == ("bond0.320", ip["address"].split("/")[0])
-    assert net["routes"] == [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": str(network.network_address + 1)}]
+    assert net["routes"] == [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": gateway}]
     v6_address = hosts[v6.name]["spec"]["bmc"]["address"]
     assert v6_address.startswith("redfish://[2001:db8::") and v6_address.endswith("]/redfish/v1/Systems/1")
     assert "bootMACAddress" not in hosts[v6.name]["spec"]
