@@ -11,9 +11,16 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from argora_common.kube import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
+
 ARGORA = ("argora.cloud.sap", "v1alpha1")
 METAL = ("metal.ironcore.dev", "v1alpha1")
 PLURALS = {"ClusterImport": "clusterimports", "Update": "updates", "IPPoolImport": "ippoolimports"}
+
+
+def _owner_selector(namespace: str, name: str) -> str:
+    """The label selector of the objects an Argora resource owns."""
+    return f"{OWNER_NAMESPACE_LABEL}={namespace},{OWNER_NAME_LABEL}={name}"
 
 
 def ensure_secret(api: client.ApiClient, namespace: str, name: str, data: dict[str, str]) -> None:
@@ -118,8 +125,7 @@ class Objects:
         return found
 
     def owned(self, plural: str, namespace: str, name: str) -> dict[str, dict[str, Any]]:
-        selector = f"argora.cloud.sap/owner-namespace={namespace},argora.cloud.sap/owner-name={name}"
-        return self.list_metal(plural, selector)
+        return self.list_metal(plural, _owner_selector(namespace, name))
 
     def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
         """(type, reason, message) of the Events on an object, oldest first."""
@@ -206,7 +212,7 @@ class Pools:
         self.custom = client.CustomObjectsApi(api)
 
     def owned(self, namespace: str, name: str) -> dict[str, dict[str, Any]]:
-        selector = f"argora.cloud.sap/owner-namespace={namespace},argora.cloud.sap/owner-name={name}"
+        selector = _owner_selector(namespace, name)
         items = self.custom.list_cluster_custom_object(*IPAM_POOLS, "globalinclusterippools", label_selector=selector)
         return {item["metadata"]["name"]: item for item in items["items"]}
 
