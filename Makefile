@@ -46,6 +46,7 @@ crds: venv
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
-## Not part of `make test`: argora-ironcore against 1,000 NetBox devices (the seeded database is cached).
+## Not part of `make test`: argora-ironcore and argora-metal3 against 1,000 NetBox devices, argora-ippool
+## against 500 prefixes (the seeded database is cached).
 bench: venv tools
 	$(PY) -m hack.bench

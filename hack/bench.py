@@ -1,8 +1,10 @@
-"""`make bench`: argora-ironcore against one NetBox cluster of 1,000 devices (not part of the tests).
+"""`make bench`: argora-ironcore and argora-metal3 against one NetBox cluster of 1,000 devices, and
+argora-ippool against 500 NetBox prefixes (not part of the tests).
 
 Seeding 1,000 devices takes minutes, so the seeded database is dumped once into the cache and restored
 on later runs. Prints NetBox requests, the time of the first full pass, the time and write count of a
-pass with nothing to change, and the operator's peak RSS.
+pass with nothing to change, and the operator's peak RSS; for argora-ippool also those of an import of
+50 of the prefixes with the same selectors, whose NetBox requests are the same as for all 500.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import string
 import time
 import urllib.request
 from collections.abc import Callable
@@ -21,12 +24,58 @@ from argora_dev.kubeobjects import Clusters, Objects
 from argora_dev.netbox import NETBOX_VERSION, NetBoxServer
 from argora_dev.operator import OperatorProcess, operator_environment
 from argora_dev.process import cache_dir, stop_all
-from argora_dev.seed import NetBoxSeeder, Topology, add_servers
+from argora_dev.seed import NetBoxSeeder, PrefixSeed, Topology, add_prefixes, add_servers
+from ippool_controller.desired import COMPUTE_TRANSIT_ROLE
 
 DEVICES = 1000
+# 50 sites in regions of different sizes. A site's slug extends its region's (bench-de-1a in bench-de-1), as
+# the names of compute transit pools expect (<namePrefix>-a0-bench-de-1).
+REGIONS = {"bench-de-1": 5, "bench-de-2": 10, "bench-nl-1": 10, "bench-us-1": 10, "bench-ap-1": 15}
+# Each site has one prefix of each role, and the IPPoolImport one selector per role with the role as its
+# namePrefix: every prefix gets a pool of its own.
+PREFIX_ROLES = (
+    "bmc", "kubernetes-nodes", "kubernetes-compute-transit", "storage", "provisioning",
+    "management", "vmotion", "backup", "loadbalancer", "services",
+)  # fmt: skip
+PREFIXES = len(PREFIX_ROLES) * sum(REGIONS.values())
+SMALL_REGION = "bench-de-1"
+SMALL_PREFIXES = len(PREFIX_ROLES) * REGIONS[SMALL_REGION]
 WORKDIR = REPO_ROOT / ".work" / "bench"
-SEEDED_DUMP = cache_dir() / f"netbox-{NETBOX_VERSION}" / f"bench-{DEVICES}-devices.dump"
+SEEDED_DUMP = cache_dir() / f"netbox-{NETBOX_VERSION}" / f"bench-{DEVICES}-devices-{PREFIXES}-prefixes.dump"
 CLUSTER_NAME = "bench-cluster"  # Topology("bench").cluster("cluster")
+
+
+def seed_prefixes(seeder: NetBoxSeeder) -> None:
+    """PREFIXES prefixes, one per site and role, each with a VLAN; a quarter scoped to a location of the
+    site, the others to the site; the BMC networks with their gateway in the custom field."""
+    regions = seeder.create("dcim/regions", [{"name": slug, "slug": slug} for slug in REGIONS])
+    sites = seeder.create(
+        "dcim/sites",
+        [
+            {"name": slug, "slug": slug, "region": region["id"], "status": "active"}
+            for region in regions
+            for slug in (f"{region['slug']}{letter}" for letter in string.ascii_lowercase[: REGIONS[region["slug"]]])
+        ],
+    )
+    locations = seeder.create(
+        "dcim/locations",
+        [{"name": "hall1", "slug": f"{site['slug']}-hall1", "site": site["id"], "status": "active"} for site in sites],
+    )
+    roles = seeder.create("ipam/roles", [{"name": f"bench-{role}", "slug": f"bench-{role}"} for role in PREFIX_ROLES])
+    seeds = [
+        PrefixSeed(
+            f"10.{100 + r}.{s}.0/24",
+            site,
+            location=location if (r + s) % 4 == 0 else None,
+            role=role,
+            # The transit VLANs carry the compute block the pool name is made of.
+            vlan=(100 + r, f"{site['slug']}-{'compute1-transit' if COMPUTE_TRANSIT_ROLE in name else name}"),
+            gateway=f"10.{100 + r}.{s}.254" if name == "bmc" else None,
+        )
+        for s, (site, location) in enumerate(zip(sites, locations, strict=True))
+        for r, (name, role) in enumerate(zip(PREFIX_ROLES, roles, strict=True))
+    ]
+    add_prefixes(seeder, seeds)
 
 
 def netbox_with_inventory() -> NetBoxServer:
@@ -41,9 +90,19 @@ def netbox_with_inventory() -> NetBoxServer:
     topology = Topology(seeder, "bench")
     cluster = topology.cluster("cluster")
     add_servers(topology, cluster, [f"bench-node{i:04d}" for i in range(DEVICES)])
-    print(f"seeded {DEVICES} devices in {time.monotonic() - started:.0f}s; caching {SEEDED_DUMP}", flush=True)
+    seed_prefixes(seeder)
+    print(
+        f"seeded {DEVICES} devices and {PREFIXES} prefixes in {time.monotonic() - started:.0f}s; caching {SEEDED_DUMP}",
+        flush=True,
+    )
     netbox.dump_to(SEEDED_DUMP)
     return netbox
+
+
+def ippool_selectors(name_prefix: str, region: str | None = None) -> list[dict[str, str]]:
+    """One selector per role, its pools named <name_prefix><role>-..., in `region` only when given."""
+    only = {"region": region} if region else {}
+    return [{"namePrefix": f"{name_prefix}{role}", "role": f"bench-{role}", **only} for role in PREFIX_ROLES]
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -131,6 +190,25 @@ def main() -> None:
             return json.dumps(clusters.resync("bench", "bench")["counts"])
 
         measure("argora-metal3", metal3, cluster_first, cluster_again)
+        metal3.stop()
+
+        ippool = OperatorProcess("ippool", WORKDIR, env).start()
+
+        def pools(name: str, selectors: list[dict[str, str]]) -> tuple[Callable[[], str], Callable[[], str]]:
+            def first() -> str:
+                objects.create_import("bench", name, {"ippools": selectors}, kind="IPPoolImport")
+                synced = objects.synced_import("bench", name, timeout=600, kind="IPPoolImport")
+                return json.dumps(synced["status"]["counts"])
+
+            def again() -> str:
+                return json.dumps(objects.resync("bench", name, kind="IPPoolImport")["status"]["counts"])
+
+            return first, again
+
+        # The small import first: its peak RSS is then its own, the large one's that of the whole process.
+        small = pools("small", ippool_selectors("small-", SMALL_REGION))
+        measure(f"argora-ippool, {SMALL_PREFIXES} prefixes", ippool, *small)
+        measure(f"argora-ippool, {PREFIXES} prefixes", ippool, *pools("all", ippool_selectors("")))
     finally:
         stop_all()
 
