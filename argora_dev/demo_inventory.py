@@ -4,10 +4,24 @@ seed job, which runs it in the production image: only the project's runtime depe
 
 from __future__ import annotations
 
-from argora_dev.seed import NetBoxSeeder, Topology, add_servers, fresh_ipv4
+from typing import Any
+
+from argora_dev.seed import NetBoxSeeder, PrefixSeed, Topology, add_prefixes, add_servers, fresh_ipv4
 
 # (cluster, vendor, device count)
 INVENTORY = [("k8s-a1", "Dell", 4), ("k8s-b1", "HPE", 3), ("k8s-c1", "Lenovo", 2)]
+
+# argora-ippool's part: the prefixes of two roles in a region of three sites, whose slugs extend the region's
+# (demo-de-1a), as the names of compute transit pools expect.
+PREFIX_REGION = "demo-de-1"
+NODE_ROLE = "demo-nodes"
+TRANSIT_ROLE = "demo-kubernetes-compute-transit"
+# The spec.ippools of the demo's IPPoolImport: the node networks as nodes-<site>, their first 16 addresses
+# kept for the network gear, and the compute transit networks as transit-<site letter><block>-<region>.
+IPPOOL_SELECTORS: list[dict[str, Any]] = [
+    {"namePrefix": "nodes", "role": NODE_ROLE, "excludeMask": 28},
+    {"namePrefix": "transit", "role": TRANSIT_ROLE},
+]
 
 
 def cluster_names() -> list[str]:
@@ -16,7 +30,7 @@ def cluster_names() -> list[str]:
 
 
 def seed(seeder: NetBoxSeeder) -> None:
-    """Write the demo inventory (INVENTORY) into an empty NetBox."""
+    """Write the demo inventory (INVENTORY and the prefixes of PREFIX_REGION) into an empty NetBox."""
     for cluster_name, vendor, count in INVENTORY:
         topology = Topology(seeder, f"demo-{cluster_name}", manufacturer=vendor, shared_vendor=True)
         cluster = topology.cluster("cluster")
@@ -38,6 +52,37 @@ def seed(seeder: NetBoxSeeder) -> None:
         if cluster_name == "k8s-a1":
             # A server without an OOB IP: reported, and it blocks none of the others.
             add_servers(topology, cluster, ["k8s-a1-node099"], set_oob_ip=False, interface_name="eth0")
+    seed_prefixes(seeder)
+
+
+def seed_prefixes(seeder: NetBoxSeeder) -> None:
+    """A node network at each site (one with its gateway in the custom field, one scoped to a location),
+    one recorded for the whole region, and a compute transit network on VLAN `...-compute1-...`."""
+    region = seeder.create_one("dcim/regions", name=PREFIX_REGION, slug=PREFIX_REGION)
+    site_a, site_b, site_c = seeder.create(
+        "dcim/sites",
+        [
+            {"name": slug, "slug": slug, "region": region["id"], "status": "active"}
+            for slug in (f"{PREFIX_REGION}{letter}" for letter in "abc")
+        ],
+    )
+    hall = seeder.create_one(
+        "dcim/locations", name="hall2", slug=f"{site_c['slug']}-hall2", site=site_c["id"], status="active"
+    )
+    nodes, transit = seeder.create("ipam/roles", [{"name": slug, "slug": slug} for slug in (NODE_ROLE, TRANSIT_ROLE)])
+    add_prefixes(
+        seeder,
+        [
+            PrefixSeed("10.20.1.0/24", site_a, role=nodes, vlan=(201, "demo-de-1a-nodes"), gateway="10.20.1.254"),
+            PrefixSeed("10.20.2.0/24", site_b, role=nodes, vlan=(201, "demo-de-1b-nodes")),
+            PrefixSeed("10.20.3.0/24", site_c, location=hall, role=nodes),
+            PrefixSeed("10.21.0.0/26", site_a, role=transit, vlan=(301, "demo-de-1a-compute1-transit")),
+        ],
+    )
+    # Scoped to the region, at no site: it gets no pool, and the IPPoolImport says why.
+    seeder.create_one(
+        "ipam/prefixes", prefix="10.20.0.0/16", scope_type="dcim.region", scope_id=region["id"], role=nodes["id"]
+    )
 
 
 def is_seeded(seeder: NetBoxSeeder) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from argora_dev.demo_inventory import INVENTORY, is_seeded, seed
+from argora_dev.demo_inventory import INVENTORY, PREFIX_REGION, is_seeded, seed
 from argora_dev.seed import NetBoxSeeder
 
 
@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("seed_demo: the demo inventory is there already", flush=True)
     else:
         seed(seeder)
-        print(f"seed_demo: seeded {', '.join(f'demo-{c}' for c, _, _ in INVENTORY)}", flush=True)
+        clusters = ", ".join(f"demo-{c}" for c, _, _ in INVENTORY)
+        print(f"seed_demo: seeded {clusters} and the prefixes of {PREFIX_REGION}", flush=True)
 
     if args.token_dir:
         for name, write_enabled in (("read", False), ("write", True)):

@@ -17,12 +17,17 @@ import pytest
 import requests
 import yaml
 
+from argora_common.crds import IPPoolImportSpec
+from argora_common.kube import Owner
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import CLUSTERS, DEVICES
+from argora_common.prefixes import read_prefixes
 from argora_common.settings import Settings
 from argora_dev import REPO_ROOT
-from argora_dev.demo_inventory import INVENTORY, cluster_names
+from argora_dev.demo_inventory import INVENTORY, IPPOOL_SELECTORS, cluster_names
 from argora_dev.netbox import NetBoxServer
+from argora_dev.seed import GATEWAY_FIELD
+from ippool_controller.desired import FIELD_MANAGER, plan
 
 pytestmark = pytest.mark.integration
 
@@ -75,6 +80,22 @@ def test_controllers_read_the_demo_inventory_with_the_tokens_the_job_wrote(
         assert sorted(c.name for c in clusters) == sorted(names)
         devices = netbox.list_by_ids(DEVICES, "cluster_id", [c.id for c in clusters])
         assert len(devices) == expected_devices
+
+
+def test_the_demo_ippoolimport_gets_a_pool_per_prefix_at_a_site(own_netbox: NetBoxServer, seeded: Path) -> None:
+    """What argora-ippool plans for the demo's IPPoolImport from what the read token reads: the location's
+    prefix at its site, the compute transit pool by its VLAN, the gateway from the custom field or the first
+    host, and the region's prefix without a pool."""
+    spec = IPPoolImportSpec.model_validate({"ippools": IPPOOL_SELECTORS})
+    selection = read_prefixes(reader(own_netbox, seeded / "read"), spec.ippools)
+    planned = plan(selection, spec, Owner("demo", "pools", FIELD_MANAGER), "demo.example", GATEWAY_FIELD)
+    assert {(pool.name, pool.prefix, pool.body["spec"]["gateway"]) for pool in planned.pools} == {
+        ("nodes-demo-de-1a", "10.20.1.0/24", "10.20.1.254"),
+        ("nodes-demo-de-1b", "10.20.2.0/24", "10.20.2.1"),
+        ("nodes-demo-de-1c", "10.20.3.0/24", "10.20.3.1"),
+        ("transit-a0-demo-de-1", "10.21.0.0/26", "10.21.0.1"),
+    }
+    assert [(problem.prefix, problem.reason) for problem in planned.problems] == [("10.20.0.0/16", "NoSite")]
 
 
 @pytest.mark.parametrize(("token", "status"), [("read", 403), ("write", 201)])
