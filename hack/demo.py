@@ -16,20 +16,22 @@ from typing import Any
 from kubernetes import client
 from pydantic import SecretStr
 
+from argora_common.crds import IPPoolSelector
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import CLUSTERS, DEVICES
+from argora_common.prefixes import read_prefixes
 from argora_common.settings import Settings
 from argora_dev import REPO_ROOT
-from argora_dev.demo_inventory import cluster_names, seed
+from argora_dev.demo_inventory import IPPOOL_SELECTORS, cluster_names, seed
 from argora_dev.kube import KubeCluster, crd_files
-from argora_dev.kubeobjects import Clusters, Objects
+from argora_dev.kubeobjects import Clusters, Objects, Pools
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess
 from argora_dev.process import stop_all
 from argora_dev.seed import NetBoxSeeder
 
 WORKDIR = REPO_ROOT / ".work" / "demo"
-CONTROLLERS = ("ironcore", "metal3", "update")
+CONTROLLERS = ("ironcore", "metal3", "update", "ippool")
 
 
 def say(text: str) -> None:
@@ -40,6 +42,7 @@ def show_netbox(netbox: NetBoxServer) -> None:
     reader = NetBox(Settings(netbox_url=netbox.url, netbox_token=SecretStr(netbox.readonly_v2_token)))
     clusters = reader.select(CLUSTERS, name=cluster_names())
     devices = reader.list_by_ids(DEVICES, "cluster_id", [cluster.id for cluster in clusters])
+    selection = read_prefixes(reader, [IPPoolSelector.model_validate(selector) for selector in IPPOOL_SELECTORS])
     say(f"NetBox inventory ({reader.request_count} requests to read it)")
     for cluster in clusters:
         print(f"    cluster {cluster.name} (type {cluster.type.slug})")
@@ -48,6 +51,13 @@ def show_netbox(netbox: NetBoxServer) -> None:
                 oob = device.oob_ip.address if device.oob_ip else "-"
                 vendor = device.device_type.manufacturer.slug
                 print(f"      {device.name:<18} {device.status:<8} {vendor:<22} oob {oob}")
+    for scoped in (scoped for prefixes in selection.by_selector for scoped in prefixes):
+        prefix = scoped.prefix
+        role = prefix.role.slug if prefix.role else "-"
+        scope = f"{prefix.scope_type} {prefix.scope.name if prefix.scope else '-'}"
+        site = scoped.site.slug if scoped.site else "-"
+        vlan = prefix.vlan.name if prefix.vlan else "-"
+        print(f"    prefix {prefix.prefix:<13} role {role:<32} {scope:<22} site {site:<11} vlan {vlan}")
 
 
 def show_kubernetes(api: client.ApiClient) -> None:
@@ -66,19 +76,27 @@ def show_cluster_import(objects: Objects) -> None:
     ]
     say("kubectl -n demo apply -f clusterimport.yaml  (clusters: demo-k8s-a1 by name, demo-k8s-b1 by type)")
     objects.create_import("demo", "demo", {"clusters": selectors})
-    status = objects.synced_import("demo", "demo")["status"]
-    counts = status["counts"]
-    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-    print(f"    Ready={ready['status']} ({ready['reason']}): {counts['devices']} devices, {counts['created']} created")
-    for problem in status.get("problems", []):
-        print(f"    problem: {problem['device']}: {problem['reason']}: {problem['message']}")
+    show_ready(objects.synced_import("demo", "demo")["status"], "devices", "device")
     say("kubectl get bmcs  (metal.ironcore.dev, written by argora-ironcore)")
     for name, bmc in sorted(objects.owned("bmcs", "demo", "demo").items()):
         access = bmc["spec"]["access"]
         zone = bmc["metadata"]["labels"].get("topology.kubernetes.io/zone", "")
         print(f"    {name:<18} ip {access['ip']:<13} mac {access.get('macAddress', '-'):<18} zone {zone}")
-    say("kubectl -n demo get events")
-    for event_type, reason, message in objects.events("demo", "demo"):
+    show_events(objects, "demo")
+
+
+def show_ready(status: dict[str, Any], counted: str, subject: str) -> None:
+    """An import's Ready condition, how many `counted` it selected and created, and its problems by `subject`."""
+    counts = status["counts"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    print(f"    Ready={ready['status']} ({ready['reason']}): {counts[counted]} {counted}, {counts['created']} created")
+    for problem in status.get("problems", []):
+        print(f"    problem: {problem[subject]}: {problem['reason']}: {problem['message']}")
+
+
+def show_events(objects: Objects, name: str) -> None:
+    say(f"kubectl -n demo get events --field-selector involvedObject.name={name}")
+    for event_type, reason, message in objects.events("demo", name):
         print(f"    {event_type:<8} {reason:<16} {message}")
 
 
@@ -109,6 +127,18 @@ def show_update(objects: Objects) -> None:
     objects.patch_import("demo", "fix-c1", {"spec": {"dryRun": False}}, kind="Update")
     after = (previous.get("status") or {}).get("lastSyncTime")
     show_changes(objects.synced_import("demo", "fix-c1", after=after, kind="Update")["status"])
+
+
+def show_ippool_import(objects: Objects, pools: Pools) -> None:
+    say("kubectl -n demo apply -f ippoolimport.yaml  (the prefixes of two roles: nodes and compute transit)")
+    objects.create_import("demo", "pools", {"ippools": IPPOOL_SELECTORS}, kind="IPPoolImport")
+    show_ready(objects.synced_import("demo", "pools", kind="IPPoolImport")["status"], "prefixes", "prefix")
+    say("kubectl get globalinclusterippools  (ipam.cluster.x-k8s.io, written by argora-ippool)")
+    for name, pool in sorted(pools.owned("demo", "pools").items()):
+        spec = pool["spec"]
+        excluded = ",".join(spec.get("excludedAddresses") or []) or "-"
+        print(f"    {name:<22} {spec['addresses'][0]:<13} gateway {spec['gateway']:<11} excluded {excluded}")
+    show_events(objects, "pools")
 
 
 def show_changes(status: dict[str, Any]) -> None:
@@ -147,6 +177,7 @@ def main() -> int:
         show_cluster_import(Objects(api))
         show_metal3(Clusters(api))
         show_update(Objects(api))
+        show_ippool_import(Objects(api), Pools(api))
         if os.environ.get("DEMO_KEEP"):
             say(f"export KUBECONFIG={kube.kubeconfig}")
             say(f"NetBox API: {netbox.url}  (local demo token: {netbox.v2_token})")
