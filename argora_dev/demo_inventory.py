@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from argora_dev.seed import NetBoxSeeder, PrefixSeed, Topology, add_prefixes, add_servers, fresh_ipv4
+from argora_dev.seed import NetBoxSeeder, PrefixSeed, Topology, add_prefixes, add_region, add_servers, fresh_ipv4
 
 # (cluster, vendor, device count)
 INVENTORY = [("k8s-a1", "Dell", 4), ("k8s-b1", "HPE", 3), ("k8s-c1", "Lenovo", 2)]
 
-# argora-ippool's part: the prefixes of two roles in a region of three sites, whose slugs extend the region's
-# (demo-de-1a), as the names of compute transit pools expect.
+# argora-ippool's part: the prefixes of two roles in a region of three sites (demo-de-1a, ...).
 PREFIX_REGION = "demo-de-1"
 NODE_ROLE = "demo-nodes"
 TRANSIT_ROLE = "demo-kubernetes-compute-transit"
@@ -58,14 +57,7 @@ def seed(seeder: NetBoxSeeder) -> None:
 def seed_prefixes(seeder: NetBoxSeeder) -> None:
     """A node network at each site (one with its gateway in the custom field, one scoped to a location),
     one recorded for the whole region, and a compute transit network on VLAN `...-compute1-...`."""
-    region = seeder.create_one("dcim/regions", name=PREFIX_REGION, slug=PREFIX_REGION)
-    site_a, site_b, site_c = seeder.create(
-        "dcim/sites",
-        [
-            {"name": slug, "slug": slug, "region": region["id"], "status": "active"}
-            for slug in (f"{PREFIX_REGION}{letter}" for letter in "abc")
-        ],
-    )
+    region, (site_a, site_b, site_c) = add_region(seeder, PREFIX_REGION, 3)
     hall = seeder.create_one(
         "dcim/locations", name="hall2", slug=f"{site_c['slug']}-hall2", site=site_c["id"], status="active"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -253,6 +254,17 @@ def add_servers(
             [{"id": d["id"], "oob_ip": ip["id"]} for d, ip in zip(devices, addresses, strict=True)],
         )
     return [Server(d, iface, ip, mac) for d, iface, ip, mac in zip(devices, interfaces, addresses, macs, strict=True)]
+
+
+def add_region(seeder: NetBoxSeeder, slug: str, sites: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A region and that many active sites in it, named <region>a, <region>b, ...: extending the region's
+    slug, as the sites do where argora-ippool's compute transit pool names come from."""
+    region = seeder.create_one("dcim/regions", name=slug, slug=slug)
+    bodies = [
+        {"name": f"{slug}{letter}", "slug": f"{slug}{letter}", "region": region["id"], "status": "active"}
+        for letter in string.ascii_lowercase[:sites]
+    ]
+    return region, seeder.create("dcim/sites", bodies)
 
 
 # The prefix custom field holding the gateway: the controllers' default ARGORA_GATEWAY_CUSTOM_FIELD.

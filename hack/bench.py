@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import string
 import time
 import urllib.request
 from collections.abc import Callable
@@ -24,12 +23,11 @@ from argora_dev.kubeobjects import Clusters, Objects
 from argora_dev.netbox import NETBOX_VERSION, NetBoxServer
 from argora_dev.operator import OperatorProcess, operator_environment
 from argora_dev.process import cache_dir, stop_all
-from argora_dev.seed import NetBoxSeeder, PrefixSeed, Topology, add_prefixes, add_servers
+from argora_dev.seed import NetBoxSeeder, PrefixSeed, Topology, add_prefixes, add_region, add_servers
 from ippool_controller.desired import COMPUTE_TRANSIT_ROLE
 
 DEVICES = 1000
-# 50 sites in regions of different sizes. A site's slug extends its region's (bench-de-1a in bench-de-1), as
-# the names of compute transit pools expect (<namePrefix>-a0-bench-de-1).
+# 50 sites in regions of different sizes, named by add_region (bench-de-1a, ... in bench-de-1).
 REGIONS = {"bench-de-1": 5, "bench-de-2": 10, "bench-nl-1": 10, "bench-us-1": 10, "bench-ap-1": 15}
 # Each site has one prefix of each role, and the IPPoolImport one selector per role with the role as its
 # namePrefix: every prefix gets a pool of its own.
@@ -48,15 +46,7 @@ CLUSTER_NAME = "bench-cluster"  # Topology("bench").cluster("cluster")
 def seed_prefixes(seeder: NetBoxSeeder) -> None:
     """PREFIXES prefixes, one per site and role, each with a VLAN; a quarter scoped to a location of the
     site, the others to the site; the BMC networks with their gateway in the custom field."""
-    regions = seeder.create("dcim/regions", [{"name": slug, "slug": slug} for slug in REGIONS])
-    sites = seeder.create(
-        "dcim/sites",
-        [
-            {"name": slug, "slug": slug, "region": region["id"], "status": "active"}
-            for region in regions
-            for slug in (f"{region['slug']}{letter}" for letter in string.ascii_lowercase[: REGIONS[region["slug"]]])
-        ],
-    )
+    sites = [site for region, count in REGIONS.items() for site in add_region(seeder, region, count)[1]]
     locations = seeder.create(
         "dcim/locations",
         [{"name": "hall1", "slug": f"{site['slug']}-hall1", "site": site["id"], "status": "active"} for site in sites],
