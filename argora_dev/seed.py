@@ -283,10 +283,16 @@ class PrefixSeed:
     gateway: str | None = None
 
 
+def ensure_gateway_field(seeder: NetBoxSeeder) -> None:
+    """The prefixes' gateway custom field, made when NetBox has none yet (it is global, tests share it)."""
+    if not seeder.get("extras/custom-fields", name=GATEWAY_FIELD):
+        seeder.create_one("extras/custom-fields", name=GATEWAY_FIELD, type="text", object_types=["ipam.prefix"])
+
+
 def add_prefixes(seeder: NetBoxSeeder, seeds: Sequence[PrefixSeed]) -> list[dict[str, Any]]:
     """NetBox 4.2+ scoped prefixes with their VLANs and gateway custom fields, in a few bulk requests."""
-    if any(seed.gateway for seed in seeds) and not seeder.get("extras/custom-fields", name=GATEWAY_FIELD):
-        seeder.create_one("extras/custom-fields", name=GATEWAY_FIELD, type="text", object_types=["ipam.prefix"])
+    if any(seed.gateway for seed in seeds):
+        ensure_gateway_field(seeder)
     vlans = iter(
         seeder.create(
             "ipam/vlans",

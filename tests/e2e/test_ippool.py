@@ -13,7 +13,7 @@ from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import Objects, Pools, wait_for
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess, operator_environment
-from argora_dev.seed import NetBoxSeeder, Topology, fresh_network
+from argora_dev.seed import NetBoxSeeder, Topology, ensure_gateway_field, fresh_network
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +37,7 @@ def ippool(
 ) -> Iterator[OperatorProcess]:
     """One argora-ippool for the module, with a read-only NetBox token."""
     seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
-    if not seeder.get("extras/custom-fields", name="gateway"):
-        seeder.create_one("extras/custom-fields", name="gateway", type="text", object_types=["ipam.prefix"])
+    ensure_gateway_field(seeder)
     env = operator_environment(kube, netbox, netbox.readonly_v2_token)
     operator = OperatorProcess("ippool", tmp_path_factory.mktemp("ippool"), env).start()
     yield operator
