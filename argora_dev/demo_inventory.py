@@ -28,8 +28,21 @@ def cluster_names() -> list[str]:
     return [f"demo-{cluster}-cluster" for cluster, _, _ in INVENTORY]
 
 
-def seed(seeder: NetBoxSeeder) -> None:
-    """Write the demo inventory (INVENTORY and the prefixes of PREFIX_REGION) into an empty NetBox."""
+def seed(seeder: NetBoxSeeder) -> list[str]:
+    """Write the parts of the demo inventory NetBox lacks (a second seeding of a part would collide):
+    INVENTORY's clusters and their servers, and the prefixes of PREFIX_REGION. Returns what was seeded."""
+    seeded = []
+    if not clusters_seeded(seeder):
+        seed_clusters(seeder)
+        seeded.append(", ".join(f"demo-{c}" for c, _, _ in INVENTORY))
+    # A demo NetBox seeded before argora-ippool existed gets its prefixes now.
+    if not seeder.get("dcim/regions", slug=PREFIX_REGION):
+        seed_prefixes(seeder)
+        seeded.append(f"the prefixes of {PREFIX_REGION}")
+    return seeded
+
+
+def seed_clusters(seeder: NetBoxSeeder) -> None:
     for cluster_name, vendor, count in INVENTORY:
         topology = Topology(seeder, f"demo-{cluster_name}", manufacturer=vendor, shared_vendor=True)
         cluster = topology.cluster("cluster")
@@ -51,7 +64,6 @@ def seed(seeder: NetBoxSeeder) -> None:
         if cluster_name == "k8s-a1":
             # A server without an OOB IP: reported, and it blocks none of the others.
             add_servers(topology, cluster, ["k8s-a1-node099"], set_oob_ip=False, interface_name="eth0")
-    seed_prefixes(seeder)
 
 
 def seed_prefixes(seeder: NetBoxSeeder) -> None:
@@ -77,7 +89,7 @@ def seed_prefixes(seeder: NetBoxSeeder) -> None:
     )
 
 
-def is_seeded(seeder: NetBoxSeeder) -> bool:
-    """Whether every demo cluster is in NetBox already (a second seeding would collide)."""
+def clusters_seeded(seeder: NetBoxSeeder) -> bool:
+    """Whether every demo cluster is in NetBox already."""
     names = cluster_names()
     return len(seeder.get("virtualization/clusters", name=names)) == len(names)

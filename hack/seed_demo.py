@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from argora_dev.demo_inventory import INVENTORY, PREFIX_REGION, is_seeded, seed
+from argora_dev.demo_inventory import seed
 from argora_dev.seed import NetBoxSeeder
 
 
@@ -94,13 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     wait_for_netbox(url, args.wait)
     token = args.token or provision_token(url, args.username, password, "argora demo: seeding", True)
     seeder = NetBoxSeeder(url, auth_headers(token))
-    if is_seeded(seeder):
-        print("seed_demo: the demo inventory is there already", flush=True)
-    else:
-        seed(seeder)
-        clusters = ", ".join(f"demo-{c}" for c, _, _ in INVENTORY)
-        print(f"seed_demo: seeded {clusters} and the prefixes of {PREFIX_REGION}", flush=True)
-
+    seeded = seed(seeder)
+    print(
+        f"seed_demo: seeded {'; '.join(seeded)}" if seeded else "seed_demo: the demo inventory is there already",
+        flush=True,
+    )
     if args.token_dir:
         for name, write_enabled in (("read", False), ("write", True)):
             new = provision_token(url, args.username, password, f"argora demo: {name}", write_enabled)

@@ -118,3 +118,10 @@ def test_a_second_run_keeps_the_inventory_and_renews_the_tokens(own_netbox: NetB
     assert "the demo inventory is there already" in result.stdout
     assert (seeded / "read").read_text() != before
     assert reader(own_netbox, seeded / "read").select(CLUSTERS, name=["demo-k8s-a1-cluster"])
+
+
+def test_a_second_run_seeds_nothing(own_netbox: NetBoxServer, seeded: Path, tmp_path: Path) -> None:
+    """The job runs at every `docker compose up`: a seeded NetBox is left as it is."""
+    result = run_seed_job(own_netbox, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the demo inventory is there already" in result.stdout
