@@ -1,0 +1,1 @@
+"""argora-ipaddress: Records in NetBox the IPAddresses Cluster API hands out of Argora's pools."""
