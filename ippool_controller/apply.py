@@ -13,9 +13,10 @@ from kubernetes.client.exceptions import ApiException
 
 from argora_common.converge import delete_counted, taken_by_another, unowned, write_counted
 from argora_common.crds import IPPoolImportSpec, PrefixProblem
+from argora_common.kinds import GLOBAL_POOL
 from argora_common.kube import Kube, Owner, WriteOutcome, api_message, is_ignored, is_transient, label_int
 from argora_common.prune import OwnedObject, decide_prune
-from ippool_controller.desired import GLOBAL_POOL, IP_ADDRESS, DesiredPool, Plan
+from ippool_controller.desired import IP_ADDRESS, DesiredPool, Plan
 
 
 @dataclass

@@ -10,14 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from argora_common.crds import IPPoolImportSpec, IPPoolSelector, PrefixProblem
-from argora_common.kube import Kind, Owner, label_value
+from argora_common.kinds import ip_address
+from argora_common.kube import Owner, label_value
 from argora_common.prefixes import PrefixSelection, ScopedPrefix
 
-GLOBAL_POOL: Final = Kind(
-    "ipam.cluster.x-k8s.io", "v1alpha2", "GlobalInClusterIPPool", "globalinclusterippools", namespaced=False
-)
 # v1beta1: served by every Cluster API release since IPAddress exists (v1beta2 only since 1.11).
-IP_ADDRESS: Final = Kind("ipam.cluster.x-k8s.io", "v1beta1", "IPAddress", "ipaddresses", namespaced=True)
+IP_ADDRESS: Final = ip_address("v1beta1")
 FIELD_MANAGER: Final = "argora-ippool"
 
 # The original operator's naming rule for compute transit networks: one pool per compute block, numbered

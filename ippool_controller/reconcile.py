@@ -10,6 +10,7 @@ from typing import Final
 from argora_common import crds
 from argora_common.crds import MAX_PROBLEMS, IPPoolImportCounts, IPPoolImportSpec, IPPoolImportStatus
 from argora_common.errors import Decision
+from argora_common.kinds import GLOBAL_POOL
 from argora_common.kube import Kube, Owner, argora_kind, now
 from argora_common.netbox import NetBox
 from argora_common.passes import Body, Log, PassRunner
@@ -24,7 +25,7 @@ from argora_common.status import (
     short_list,
 )
 from ippool_controller.apply import PoolConverger, PoolResult, allocations
-from ippool_controller.desired import FIELD_MANAGER, GLOBAL_POOL, Plan, plan
+from ippool_controller.desired import FIELD_MANAGER, Plan, plan
 from ippool_controller.settings import IPPoolSettings
 
 IPPOOL_IMPORT: Final = argora_kind(crds.IPPOOL_IMPORT)

@@ -16,9 +16,10 @@ from argora_common.converge import (
     write_counted,
 )
 from argora_common.crds import ClusterImportSpec, DeviceProblem
+from argora_common.kinds import BMC, BMC_SECRET
 from argora_common.kube import Kind, Kube, Owner, WriteOutcome, is_ignored, label_int
 from argora_common.prune import OwnedObject, decide_prune
-from ironcore_controller.desired import BMC, BMC_SECRET, DesiredDevice, Plan
+from ironcore_controller.desired import DesiredDevice, Plan
 
 type ObjectKey = tuple[str, str]  # (kind, name)
 

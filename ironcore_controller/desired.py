@@ -14,7 +14,6 @@ from argora_common.bmc import BMCAccess, DeviceSkippedError, bmc_access, device_
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.kube import (
-    Kind,
     Owner,
     b64,
     label_value,
@@ -24,8 +23,6 @@ from argora_common.screening import DevicePlan, Screening
 from ironcore_controller.settings import IroncoreSettings
 
 FIELD_MANAGER: Final = "argora-ironcore"
-BMC: Final = Kind("metal.ironcore.dev", "v1alpha1", "BMC", "bmcs", namespaced=False)
-BMC_SECRET: Final = Kind("metal.ironcore.dev", "v1alpha1", "BMCSecret", "bmcsecrets", namespaced=False)
 
 
 @dataclass

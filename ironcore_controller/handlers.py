@@ -6,10 +6,11 @@ from typing import Any
 
 import kopf
 
+from argora_common.kinds import BMC, BMC_SECRET
 from argora_common.kube import MANAGED_BY_LABEL, Kube, load_api_client
 from argora_common.netbox import NetBox
 from argora_common.operator import register_sync
-from ironcore_controller.desired import BMC, BMC_SECRET, FIELD_MANAGER
+from ironcore_controller.desired import FIELD_MANAGER
 from ironcore_controller.reconcile import CLUSTER_IMPORT, Reconciler
 from ironcore_controller.settings import IroncoreSettings
 

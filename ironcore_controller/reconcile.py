@@ -14,6 +14,7 @@ from argora_common.crds import MAX_PROBLEMS, ClusterImportCounts, ClusterImportS
 from argora_common.credentials import BMCCredentials, credentials_for
 from argora_common.errors import Decision
 from argora_common.inventory import Inventory, read_inventory
+from argora_common.kinds import BMC, BMC_SECRET
 from argora_common.kube import Kind, Kube, Owner, argora_kind, is_ignored, is_subset, now
 from argora_common.netbox import NetBox
 from argora_common.passes import Body, Log, PassRunner
@@ -27,7 +28,7 @@ from argora_common.status import (
     report_failure,
 )
 from ironcore_controller.apply import ApplyResult, Converger, ObjectKey
-from ironcore_controller.desired import BMC, BMC_SECRET, FIELD_MANAGER, Plan, plan
+from ironcore_controller.desired import FIELD_MANAGER, Plan, plan
 from ironcore_controller.settings import IroncoreSettings
 
 CLUSTER_IMPORT: Final = argora_kind(crds.CLUSTER_IMPORT)

@@ -10,11 +10,11 @@ from pydantic import SecretStr
 from argora_common.crds import ClusterImportSpec
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import BootInterfaces, Inventory, SelectedDevice
+from argora_common.kinds import BMC, BMC_SECRET
 from argora_common.kube import SECRET, Owner
 from argora_common.netbox_schema import Cluster, Device, Site
 from ironcore_controller import desired as ironcore
 from ironcore_controller.apply import ApplyResult, Converger
-from ironcore_controller.desired import BMC, BMC_SECRET
 from ironcore_controller.settings import IroncoreSettings
 from metal3_controller import desired as metal3
 from metal3_controller.apply import Converger as HostConverger

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from argora_common.crds import IPPoolImportSpec
+from argora_common.kinds import GLOBAL_POOL
 from argora_common.kube import Owner
 from argora_common.netbox_schema import Prefix, Site
 from argora_common.prefixes import PrefixSelection, ScopedPrefix
 from ippool_controller.apply import PoolConverger, PoolResult
-from ippool_controller.desired import GLOBAL_POOL, IP_ADDRESS, plan
+from ippool_controller.desired import IP_ADDRESS, plan
 from tests.unit.memory_kube import MemoryKube
 
 OWNER = Owner("infra", "pools", "argora-ippool")

@@ -12,13 +12,14 @@ from argora_common.crds import ClusterImportSpec, ClusterImportStatus, Condition
 from argora_common.credentials import BMCCredentials
 from argora_common.errors import classify
 from argora_common.inventory import Inventory, SelectedDevice
+from argora_common.kinds import BMC
 from argora_common.kube import Owner
 from argora_common.netbox import NetBox, NetBoxUnavailableError, NetBoxWriteForbiddenError
 from argora_common.netbox_schema import Cluster, Device, Site
 from argora_common.passes import Body, Key, PassRunner
 from argora_common.status import Event, convergence_events, failed_status
 from ironcore_controller.apply import ApplyResult
-from ironcore_controller.desired import BMC, Plan, plan
+from ironcore_controller.desired import Plan, plan
 from ironcore_controller.reconcile import CLUSTER_IMPORT, WORDS, Facts, ImportSteps, import_events, import_status
 from ironcore_controller.settings import IroncoreSettings
 from tests.unit.memory_kube import MemoryKube
