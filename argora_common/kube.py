@@ -140,6 +140,19 @@ class Kube:
         )
         return dict(response or {})
 
+    def served_version(self, group: str, wanted: Sequence[str]) -> str:
+        """The first of `wanted` that the API server serves for `group`."""
+        try:
+            served = {entry["version"] for entry in self._call("GET", f"/apis/{group}").get("versions", [])}
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            served = set()
+        for version in wanted:
+            if version in served:
+                return version
+        raise RuntimeError(f"the API server serves none of {', '.join(wanted)} of {group}: are its CRDs installed?")
+
     def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         try:
             return self._call("GET", kind.path(namespace, name))

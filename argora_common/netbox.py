@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pynetbox
 import requests
@@ -59,12 +59,13 @@ class NetBoxWriteForbiddenError(NetBoxRejectedError):
 type FilterValue = str | int | bool | Sequence[str] | Sequence[int]
 
 
-def id_chunks(ids: Iterable[int], filter_name: str, budget: int = ID_FILTER_BUDGET) -> Iterator[list[int]]:
-    """Split ids so that `filter_name=<id>&…` of each chunk fits in `budget` bytes of query string."""
-    chunk: list[int] = []
+def id_chunks[V: (int, str)](ids: Iterable[V], filter_name: str, budget: int = ID_FILTER_BUDGET) -> Iterator[list[V]]:
+    """Split ids (or names, addresses) so that `filter_name=<value>&…` of each chunk fits in `budget`
+    bytes of query string, URL-encoded."""
+    chunk: list[V] = []
     used = 0
     for value in sorted(set(ids)):
-        cost = len(filter_name) + len(str(value)) + 2
+        cost = len(filter_name) + len(quote(str(value), safe="")) + 2
         if chunk and used + cost > budget:
             yield chunk
             chunk, used = [], 0
@@ -213,10 +214,10 @@ class NetBox:
 
         return self._call(endpoint.path, fetch)
 
-    def list_by_ids[M: BaseModel](
-        self, endpoint: Endpoint[M], id_filter: str, ids: Iterable[int], **filters: FilterValue
+    def list_by_ids[M: BaseModel, V: (int, str)](
+        self, endpoint: Endpoint[M], id_filter: str, ids: Iterable[V], **filters: FilterValue
     ) -> list[M]:
-        """Like `select`, with `id_filter` set to each chunk of `ids` in turn."""
+        """Like `select`, with `id_filter` set to each chunk of `ids` (or names, addresses) in turn."""
         results: list[M] = []
         for chunk in id_chunks(ids, id_filter):
             results.extend(self.select(endpoint, **{id_filter: chunk}, **filters))
@@ -233,6 +234,16 @@ class NetBox:
             return None if record is None else endpoint.model.model_validate(dict(record))
 
         return self._call(endpoint.path, fetch)
+
+    def create(self, endpoint: Endpoint[Any], **fields: Any) -> int:
+        """POST one object and return its id. Retried like the rest: NetBox refuses a second copy of
+        what must be unique (an IP address), so a retry after a lost answer cannot duplicate it."""
+
+        def write() -> int:
+            created: int = self._resource(endpoint).create(fields).id
+            return created
+
+        return self._call(endpoint.path, write)
 
     def update(self, endpoint: Endpoint[Any], object_id: int, **fields: Any) -> None:
         """PATCH one object (retried like a read: repeating a PATCH changes nothing more)."""

@@ -122,6 +122,7 @@ class Prefix(_Record):
     scope: Ref | None = None
     role: Ref | None = None
     vlan: VLANRef | None = None
+    vrf: Ref | None = None
     custom_fields: dict[str, Any] = Field(default_factory=dict)
 
     _status = field_validator("status", mode="before")(_choice_value)
@@ -138,6 +139,14 @@ class VRF(_Record):
     name: str
 
 
+class AssignedInterface(_Record):
+    """What an IP address is assigned to: an interface names its device, a VM interface its VM."""
+
+    id: int
+    name: str | None = None
+    device: Ref | None = None
+
+
 class IPAddress(_Record):
     id: int
     address: str
@@ -145,6 +154,11 @@ class IPAddress(_Record):
     status: str = ""
     assigned_object_type: str | None = None
     assigned_object_id: int | None = None
+    assigned_object: AssignedInterface | None = None
+    vrf: Ref | None = None
+    tenant: Ref | None = None
+    tags: list[Ref] = Field(default_factory=list)
+    description: str = ""
 
     _status = field_validator("status", mode="before")(_choice_value)
 
@@ -211,22 +225,35 @@ INTERFACES: Final = Endpoint(
         "mode",
         "untagged_vlan",
     ),
-    frozenset({"id", "device_id", "site_id", "lag_id", "name", "name__ie", "mgmt_only"}),
+    frozenset({"id", "device_id", "site_id", "lag_id", "name", "name__ie", "mgmt_only", "type"}),
 )
 IP_ADDRESSES: Final = Endpoint(
     "ipam",
     "ip-addresses",
     IPAddress,
-    ("id", "address", "dns_name", "status", "assigned_object_type", "assigned_object_id"),
-    frozenset({"id", "device_id", "interface_id", "interface"}),
+    (
+        "id",
+        "address",
+        "dns_name",
+        "status",
+        "assigned_object_type",
+        "assigned_object_id",
+        "assigned_object",
+        "vrf",
+        "tenant",
+        "tags",
+        "description",
+    ),
+    frozenset({"id", "device_id", "interface_id", "interface", "address", "tag"}),
 )
 PLATFORMS: Final = Endpoint("dcim", "platforms", Ref, ("id", "name", "slug"), frozenset({"id", "slug"}))
 PREFIXES: Final = Endpoint(
     "ipam",
     "prefixes",
     Prefix,
-    ("id", "prefix", "status", "scope_type", "scope_id", "scope", "role", "vlan", "custom_fields"),
+    ("id", "prefix", "status", "scope_type", "scope_id", "scope", "role", "vlan", "vrf", "custom_fields"),
     frozenset({"id", "site_id", "region", "site", "role", "prefix", "tenant", "tag", "status", "vrf_id"}),
 )
 LOCATIONS: Final = Endpoint("dcim", "locations", Location, ("id", "slug", "site"), frozenset({"id"}))
 VRFS: Final = Endpoint("ipam", "vrfs", VRF, ("id", "name"), frozenset({"name"}))
+TAGS: Final = Endpoint("extras", "tags", Ref, ("id", "name", "slug"), frozenset({"slug"}))

@@ -19,6 +19,7 @@ from argora_common.netbox_schema import (
     PLATFORMS,
     PREFIXES,
     SITES,
+    TAGS,
     VRFS,
     Endpoint,
 )
@@ -43,6 +44,7 @@ class Inventory:
 
     prefix: str
     ids: dict[str, int]
+    addresses: dict[str, str]
 
     def slug(self, part: str) -> str:
         return f"{self.prefix}-{part}"
@@ -77,6 +79,7 @@ def inventory(netbox: NetBoxServer) -> Inventory:
             for iface in ifaces
         ],
     )
+    seeder.update("ipam/ip-addresses", ips[0]["id"], tags=[tag["id"]])
     macs = seeder.create(
         "dcim/mac-addresses",
         [
@@ -127,8 +130,9 @@ def inventory(netbox: NetBoxServer) -> Inventory:
             "platform_a": platforms[0]["id"], "platform_b": platforms[1]["id"],
             "location_b": location["id"], "vrf_a": vrfs[0]["id"], "vrf_b": vrfs[1]["id"],
             "ip_a1_bmc": ips[0]["id"], "ip_a1_eth0": ips[1]["id"], "ip_b1_bmc": ips[2]["id"],
-            "mac_a1_eth0": macs[0]["id"], "mac_b1_bmc": macs[1]["id"],
+            "mac_a1_eth0": macs[0]["id"], "mac_b1_bmc": macs[1]["id"], "tag": tag["id"],
         },
+        addresses={"ip_a1_eth0": ips[1]["address"]},
     )  # fmt: skip
 
 
@@ -142,6 +146,7 @@ KEY_PREFIX = {
     PLATFORMS.path: "platform_",
     LOCATIONS.path: "location_",
     VRFS.path: "vrf_",
+    TAGS.path: "tag",
 }
 
 type Filters = Callable[[Inventory], dict[str, FilterValue]]
@@ -208,6 +213,16 @@ CASES: list[tuple[Endpoint[Any], str, Filters, set[str]]] = [
     (PREFIXES, "vrf_id", lambda inv: {"vrf_id": [inv.ids["vrf_a"]]}, {"prefix_a"}),
     (LOCATIONS, "id", lambda inv: {"id": [inv.ids["location_b"]]}, {"location_b"}),
     (VRFS, "name", lambda inv: {"name": inv.slug("vrf-b")}, {"vrf_b"}),
+    (TAGS, "slug", lambda inv: {"slug": inv.slug("tag")}, {"tag"}),
+    (INTERFACES, "type", lambda inv: {"device_id": [inv.ids["dev_a1"]], "type": "lag"}, {"if_a1_bond0"}),
+    (IP_ADDRESSES, "tag", lambda inv: {"tag": [inv.slug("tag")]}, {"ip_a1_bmc"}),
+    # By host, without the mask: how argora-ipaddress finds an address whatever mask NetBox holds it with.
+    (
+        IP_ADDRESSES,
+        "address",
+        lambda inv: {"address": [inv.addresses["ip_a1_eth0"].split("/")[0]]},
+        {"ip_a1_eth0"},
+    ),
     (
         IP_ADDRESSES,
         "interface",
@@ -229,7 +244,7 @@ def test_every_filter_the_layer_accepts_has_a_narrowing_case() -> None:
     covered = {(endpoint.path, name) for endpoint, name, _, _ in CASES}
     accepted = {
         (endpoint.path, name)
-        for endpoint in (CLUSTERS, DEVICES, SITES, INTERFACES, IP_ADDRESSES, PREFIXES, PLATFORMS, LOCATIONS, VRFS)
+        for endpoint in (CLUSTERS, DEVICES, SITES, INTERFACES, IP_ADDRESSES, PREFIXES, PLATFORMS, LOCATIONS, VRFS, TAGS)
         for name in endpoint.filters
     }
     assert accepted == covered

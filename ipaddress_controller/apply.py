@@ -1,0 +1,148 @@
+"""Apply a plan: NetBox first (create or assign each address, make it primary, delete released ones
+after reading them again, within the cap), then the annotations of each IPAddress. A dry run writes
+nothing to NetBox and says on each IPAddress what it would write.
+
+One address whose write NetBox refuses is reported and the others go on; a token that may not write
+stops the pass at its first write (every further write would be refused the same way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from argora_common.kube import Kind, Kube, WriteOutcome, post_event
+from argora_common.metrics import OBJECTS_WRITTEN
+from argora_common.netbox import NetBox, NetBoxRejectedError, NetBoxWriteForbiddenError
+from argora_common.netbox_schema import DEVICES, IP_ADDRESSES, TAGS
+from ipaddress_controller.desired import SYNC_STATUS_ANNOTATION, AddressPlan, Key, Plan, Release, State
+
+
+@dataclass
+class ApplyResult:
+    created: list[str] = field(default_factory=list)
+    assigned: list[str] = field(default_factory=list)
+    primaries: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
+    held_back: list[str] = field(default_factory=list)  # releases beyond the cap
+    kept: list[str] = field(default_factory=list)  # released, but moved since we created them
+    failed: int = 0
+    annotated: int = 0
+
+
+class Applier:
+    def __init__(
+        self, netbox: NetBox, kube: Kube, ip_address: Kind, tag_slug: str, *, dry_run: bool, max_deletes: int
+    ) -> None:
+        self.netbox = netbox
+        self.kube = kube
+        self.ip_address = ip_address
+        self.tag_slug = tag_slug
+        self.dry_run = dry_run
+        self.max_deletes = max_deletes
+        self.tag_id: int | None = None
+        self.result = ApplyResult()
+
+    def apply(self, plan: Plan, live: Mapping[Key, Mapping[str, Any]]) -> ApplyResult:
+        for item in plan.addresses:
+            if item.state is State.SYNCED:
+                self._guarded(item, partial(self._write_address, item))
+        self._release(plan)
+        for item in plan.addresses:
+            self._annotate(item, live.get(item.key))
+        return self.result
+
+    def _guarded(self, item: AddressPlan, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except NetBoxRejectedError as error:
+            if error.status_code == 403:
+                raise NetBoxWriteForbiddenError(str(error), error.status_code) from error
+            item.state, item.reason, item.message = State.CONFLICT, "Rejected", str(error)
+            self.result.failed += 1
+
+    def _count(self, kind: str, action: str) -> None:
+        if not self.dry_run:
+            OBJECTS_WRITTEN.labels(controller=self.kube.controller, kind=kind, action=action).inc()
+
+    def _write_address(self, item: AddressPlan) -> None:
+        assert item.device is not None and item.interface is not None
+        address_id = item.existing.id if item.existing else None
+        if item.create is not None:
+            if not self.dry_run:
+                address_id = self.netbox.create(IP_ADDRESSES, **item.create, tags=[self._tag()])
+            self.result.created.append(item.address)
+            self._count("IPAddress", "create")
+        elif item.assign:
+            if not self.dry_run:
+                self.netbox.update(
+                    IP_ADDRESSES,
+                    item.existing.id if item.existing else 0,
+                    assigned_object_type="dcim.interface",
+                    assigned_object_id=item.interface.id,
+                )
+            self.result.assigned.append(item.address)
+            self._count("IPAddress", "update")
+        if item.make_primary:
+            field_name = "primary_ip6" if ":" in item.address else "primary_ip4"
+            if not self.dry_run:
+                self.netbox.update(DEVICES, item.device.id, **{field_name: address_id})
+            self.result.primaries.append(f"{item.device.name}: {item.address}")
+            self._count("Device", "update")
+        item.message = self._what_was_done(item)
+
+    def _what_was_done(self, item: AddressPlan) -> str:
+        assert item.interface is not None and item.device is not None
+        done = "created" if item.create else "assigned" if item.assign else "recorded"
+        message = f"{item.address} {done} on {item.device.name} {item.interface.name}"
+        message += ", primary IP" if item.make_primary else ""
+        writes = item.create is not None or item.assign or item.make_primary
+        return f"dry run, would be: {message}" if self.dry_run and writes else message
+
+    def _tag(self) -> int:
+        """Our tag's id, making the tag on first use."""
+        if self.tag_id is None:
+            found = self.netbox.select(TAGS, slug=self.tag_slug)
+            self.tag_id = found[0].id if found else self.netbox.create(TAGS, name=self.tag_slug, slug=self.tag_slug)
+        return self.tag_id
+
+    def _release(self, plan: Plan) -> None:
+        self.result.kept = [release.address.address for release in plan.kept]
+        for index, release in enumerate(plan.releases):
+            if index >= self.max_deletes:
+                self.result.held_back.append(release.address.address)
+                continue
+            if self.dry_run or self._still_ours(release):
+                if not self.dry_run:
+                    self.netbox.delete(IP_ADDRESSES, release.address.id)
+                self.result.released.append(release.address.address)
+                self._count("IPAddress", "delete")
+            else:
+                self.result.kept.append(release.address.address)
+
+    def _still_ours(self, release: Release) -> bool:
+        """Read the address again right before deleting it: it must still be ours and where we put it."""
+        current = self.netbox.get(IP_ADDRESSES, release.address.id)
+        return (
+            current is not None
+            and current.address == release.address.address
+            and current.assigned_object_type == "dcim.interface"
+            and current.assigned_object_id == release.interface_id
+        )
+
+    def _annotate(self, item: AddressPlan, live: Mapping[str, Any] | None) -> None:
+        """Write the IPAddress's annotations when they changed; an Event when its state or reason did."""
+        if live is None:
+            return
+        wanted = item.annotations()
+        body = {"metadata": {"name": item.key[1], "namespace": item.key[0], "annotations": wanted}}
+        before = (live.get("metadata") or {}).get("annotations") or {}
+        if self.kube.apply_if_changed(self.ip_address, body, live) is WriteOutcome.UNCHANGED:
+            return
+        self.result.annotated += 1
+        if before.get(SYNC_STATUS_ANNOTATION) == wanted[SYNC_STATUS_ANNOTATION]:
+            return
+        event_type = "Normal" if item.state is State.SYNCED else "Warning"
+        post_event(self.kube, live, event_type, item.reason or "Recorded", item.message or item.state.value)

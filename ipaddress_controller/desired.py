@@ -1,0 +1,312 @@
+"""What NetBox should record for the IPAddresses Cluster API handed out, from Kubernetes and NetBox
+facts alone: the device of each address, its interface, what to create, assign or make primary, and
+which of Argora's NetBox addresses were released. Pure: no I/O, unit-tested on its own."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+from argora_common.kube import ARGORA_DOMAIN
+from argora_common.netbox_schema import Device, Interface, IPAddress, Prefix
+
+FIELD_MANAGER: Final = "argora-ipaddress"
+# The original operator's annotations, which users' tooling reads.
+DEVICE_ID_ANNOTATION: Final = "netbox.argora.cloud.sap/device-id"
+INTERFACE_ID_ANNOTATION: Final = "netbox.argora.cloud.sap/interface-id"
+CONFLICTED_ANNOTATION: Final = "netbox.argora.cloud.sap/conflicted"
+SYNC_STATUS_ANNOTATION: Final = f"{ARGORA_DOMAIN}/sync-status"
+# How a NetBox address records the interface argora-ipaddress put it on: a release deletes it only there.
+_CREATED_ON: Final = re.compile(r"on interface (\d+)$")
+
+type Key = tuple[str, str]  # (namespace, name) of an IPAddress
+
+
+def key_of(obj: Mapping[str, Any]) -> Key:
+    return obj["metadata"]["namespace"], obj["metadata"]["name"]
+
+
+class State(StrEnum):
+    SYNCED = "Synced"
+    PENDING = "Pending"  # the chain to a NetBox device is not complete yet: retried
+    CONFLICT = "Conflict"  # NetBox holds the address elsewhere: nothing written
+
+
+@dataclass(frozen=True)
+class Chain:
+    """The NetBox device an IPAddress belongs to, by id when argora-ironcore labelled the BMC."""
+
+    device_id: int | None
+    device_name: str
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The Kubernetes objects between an IPAddress and its BMC, by key (servers and BMCs by name)."""
+
+    claims: Mapping[Key, Mapping[str, Any]]
+    server_claims: Mapping[Key, Mapping[str, Any]]
+    servers: Mapping[str, Mapping[str, Any]]
+    bmcs: Mapping[str, Mapping[str, Any]]
+
+
+def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    return obj.get("spec") or {}
+
+
+def _ref_name(obj: Mapping[str, Any], ref: str) -> str:
+    return str((_spec(obj).get(ref) or {}).get("name") or "")
+
+
+def resolve(address: Mapping[str, Any], cluster: Cluster, device_id_label: str) -> Chain | Unresolved:
+    """IPAddress → IPAddressClaim → its owner ServerClaim → Server → BMC → the NetBox device."""
+    namespace = address["metadata"]["namespace"]
+    claim_name = _ref_name(address, "claimRef")
+    claim = cluster.claims.get((namespace, claim_name))
+    if claim is None:
+        return Unresolved("ClaimNotFound", f"IPAddressClaim {namespace}/{claim_name} does not exist")
+    owners = claim["metadata"].get("ownerReferences") or []
+    server_claim_name = next((o["name"] for o in owners if o.get("kind") == "ServerClaim"), None)
+    if server_claim_name is None:
+        return Unresolved("NoServerClaim", f"IPAddressClaim {namespace}/{claim_name} is owned by no ServerClaim")
+    server_claim = cluster.server_claims.get((namespace, server_claim_name))
+    if server_claim is None:
+        return Unresolved("ServerClaimNotFound", f"ServerClaim {namespace}/{server_claim_name} does not exist")
+    server_name = _ref_name(server_claim, "serverRef")
+    if not server_name:
+        return Unresolved(
+            "ServerClaimNotBound", f"ServerClaim {namespace}/{server_claim_name} is bound to no Server yet"
+        )
+    server = cluster.servers.get(server_name)
+    if server is None:
+        return Unresolved("ServerNotFound", f"Server {server_name} does not exist")
+    bmc_name = _ref_name(server, "bmcRef")
+    if not bmc_name:
+        return Unresolved("NoBMC", f"Server {server_name} has no bmcRef")
+    bmc = cluster.bmcs.get(bmc_name) or {}
+    label = ((bmc.get("metadata") or {}).get("labels") or {}).get(device_id_label, "")
+    return Chain(int(label) if label.isdigit() else None, bmc_name)
+
+
+def target_interface(interfaces: Sequence[Interface], pattern: re.Pattern[str]) -> Interface | None:
+    """The LAG-typed interface matching `pattern` with the highest number (the original's rule)."""
+    numbered = [
+        (int(match.group(1)), interface)
+        for interface in interfaces
+        if interface.type == "lag" and (match := pattern.match(interface.name))
+    ]
+    return max(numbered, key=lambda pair: pair[0])[1] if numbered else None
+
+
+def host(address: str) -> str:
+    return str(ipaddress.ip_interface(address).ip)
+
+
+def cidr(address: Mapping[str, Any]) -> str:
+    """An IPAddress's address with its mask, as NetBox stores it."""
+    spec = _spec(address)
+    return str(ipaddress.ip_interface(f"{spec.get('address')}/{spec.get('prefix')}"))
+
+
+@dataclass
+class AddressPlan:
+    """What one IPAddress needs in NetBox, and what its annotations say."""
+
+    key: Key
+    address: str  # with mask
+    state: State
+    reason: str = ""
+    message: str = ""
+    device: Device | None = None
+    interface: Interface | None = None
+    existing: IPAddress | None = None  # the NetBox address, when there is one
+    create: dict[str, Any] | None = None  # fields of the NetBox address to create
+    assign: bool = False  # the existing address is unassigned: assign it to the interface
+    make_primary: bool = False
+    conflicted: str = ""  # the original's annotation value: device, interface or address
+
+    def annotations(self) -> dict[str, str]:
+        status = {"state": self.state.value, "reason": self.reason, "message": self.message}
+        annotations = {SYNC_STATUS_ANNOTATION: _compact(status)}
+        if self.device is not None:
+            annotations[DEVICE_ID_ANNOTATION] = str(self.device.id)
+        if self.interface is not None:
+            annotations[INTERFACE_ID_ANNOTATION] = str(self.interface.id)
+        if self.conflicted:
+            annotations[CONFLICTED_ANNOTATION] = self.conflicted
+        return annotations
+
+
+def _compact(status: Mapping[str, str]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in status.items() if value)
+
+
+@dataclass(frozen=True)
+class Release:
+    """A NetBox address argora-ipaddress created whose IPAddress is gone."""
+
+    address: IPAddress
+    interface_id: int | None  # where we put it, from its description
+
+
+@dataclass
+class Plan:
+    addresses: list[AddressPlan] = field(default_factory=list)
+    releases: list[Release] = field(default_factory=list)
+    # Released addresses that moved since we created them: left in NetBox and reported.
+    kept: list[Release] = field(default_factory=list)
+
+    @property
+    def pending(self) -> list[AddressPlan]:
+        return [item for item in self.addresses if item.state is State.PENDING]
+
+
+@dataclass(frozen=True)
+class NetBoxFacts:
+    devices_by_id: Mapping[int, Device]
+    devices_by_name: Mapping[str, Sequence[Device]]
+    interfaces: Mapping[int, Sequence[Interface]]  # by device id
+    addresses_by_host: Mapping[str, Sequence[IPAddress]]
+    prefixes: Sequence[Prefix]  # those equal to an address's network
+    created: Sequence[IPAddress]  # every NetBox address carrying our tag
+
+
+def description(key: Key, interface_id: int) -> str:
+    return f"{FIELD_MANAGER}: {key[0]}/{key[1]} on interface {interface_id}"
+
+
+def created_on(address: IPAddress) -> int | None:
+    match = _CREATED_ON.search(address.description)
+    return int(match.group(1)) if match else None
+
+
+def _vrf(network: str, prefixes: Sequence[Prefix]) -> int | None:
+    """The VRF of the single prefix that is exactly the address's network, else the global VRF."""
+    exact = [prefix for prefix in prefixes if prefix.prefix == network]
+    return exact[0].vrf.id if len(exact) == 1 and exact[0].vrf is not None else None
+
+
+def _device(chain: Chain, facts: NetBoxFacts) -> Device | Unresolved:
+    if chain.device_id is not None and chain.device_id in facts.devices_by_id:
+        return facts.devices_by_id[chain.device_id]
+    named = facts.devices_by_name.get(chain.device_name, [])
+    if len(named) == 1:
+        return named[0]
+    if named:
+        ids = sorted(device.id for device in named)
+        return Unresolved("AmbiguousDevice", f"NetBox has several devices named {chain.device_name}: {ids}")
+    return Unresolved("DeviceNotFound", f"NetBox has no device {chain.device_name}")
+
+
+def plan_address(
+    key: Key, address: str, chain: Chain | Unresolved, facts: NetBoxFacts, pattern: re.Pattern[str]
+) -> AddressPlan:
+    item = AddressPlan(key, address, State.PENDING)
+    if isinstance(chain, Unresolved):
+        item.reason, item.message = chain.reason, chain.message
+        return item
+    device = _device(chain, facts)
+    if isinstance(device, Unresolved):
+        item.reason, item.message = device.reason, device.message
+        return item
+    item.device = device
+    interface = target_interface(facts.interfaces.get(device.id, []), pattern)
+    if interface is None:
+        item.reason, item.message = (
+            "NoLAGInterface",
+            f"device {device.name} has no LAG interface named {pattern.pattern}",
+        )
+        return item
+    item.interface = interface
+    existing = facts.addresses_by_host.get(host(address), [])
+    if len(existing) > 1:
+        ids = sorted(ip.id for ip in existing)
+        return _conflict(item, "address", "AmbiguousAddress", f"NetBox holds {host(address)} several times: {ids}")
+    if not existing:
+        network = str(ipaddress.ip_interface(address).network)
+        item.create = {
+            "address": address,
+            "assigned_object_type": "dcim.interface",
+            "assigned_object_id": interface.id,
+            "tenant": device.tenant.id if device.tenant else None,
+            "vrf": _vrf(network, facts.prefixes),
+            "description": description(key, interface.id),
+        }
+    else:
+        found = item.existing = existing[0]
+        if found.address != address:
+            return _conflict(item, "address", "MaskDiffers", f"NetBox holds {found.address} (#{found.id})")
+        if found.assigned_object_id is None:
+            item.assign = True
+        elif found.assigned_object_type != "dcim.interface" or found.assigned_object_id != interface.id:
+            owner = found.assigned_object.device if found.assigned_object else None
+            if owner is not None and owner.id == device.id:
+                where = f"interface #{found.assigned_object_id} of {device.name}"
+                return _conflict(item, "interface", "OnAnotherInterface", f"{address} is on {where}")
+            elsewhere = (
+                owner.name if owner and owner.name else f"{found.assigned_object_type} #{found.assigned_object_id}"
+            )
+            return _conflict(item, "device", "OnAnotherDevice", f"{address} is assigned to {elsewhere}")
+    item.state = State.SYNCED
+    return item
+
+
+def _conflict(item: AddressPlan, conflicted: str, reason: str, message: str) -> AddressPlan:
+    item.state, item.conflicted, item.reason, item.message = State.CONFLICT, conflicted, reason, message
+    return item
+
+
+def _choose_primaries(items: Sequence[AddressPlan]) -> None:
+    """Each device's primary IPv4 and IPv6: the first synced address of that family by IPAddress key, so
+    that two addresses of one device never take the primary from each other pass after pass."""
+    first: dict[tuple[int, int], AddressPlan] = {}
+    for item in sorted(items, key=lambda i: i.key):
+        if item.state is State.SYNCED and item.device is not None:
+            first.setdefault((item.device.id, ipaddress.ip_interface(item.address).version), item)
+    for (_, version), item in first.items():
+        assert item.device is not None
+        current = item.device.primary_ip4 if version == 4 else item.device.primary_ip6
+        item.make_primary = item.existing is None or current is None or current.id != item.existing.id
+
+
+def plan(
+    addresses: Sequence[Mapping[str, Any]],
+    every_address: Sequence[Mapping[str, Any]],
+    chains: Mapping[Key, Chain | Unresolved],
+    facts: NetBoxFacts,
+    pattern: re.Pattern[str],
+) -> Plan:
+    """`addresses`: the IPAddresses of our pools; `every_address`: all IPAddresses, of any pool, so that
+    an address still handed out by some pool is never released."""
+    result = Plan(
+        addresses=[
+            plan_address(key_of(address), cidr(address), chains[key_of(address)], facts, pattern)
+            for address in addresses
+        ]
+    )
+    _choose_primaries(result.addresses)
+    in_use: dict[str, list[Key]] = defaultdict(list)
+    for address in every_address:
+        in_use[host(cidr(address))].append(key_of(address))
+    for created in sorted(facts.created, key=lambda ip: ip.id):
+        if in_use.get(host(created.address)):
+            continue
+        release = Release(created, created_on(created))
+        still_there = (
+            release.interface_id is not None
+            and created.assigned_object_type == "dcim.interface"
+            and created.assigned_object_id == release.interface_id
+        )
+        (result.releases if still_there else result.kept).append(release)
+    return result

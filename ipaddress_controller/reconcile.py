@@ -1,0 +1,236 @@
+"""The write-back pass for the shared skeleton (read, plan, apply, report), and when it runs.
+
+One pass covers every IPAddress of Argora's pools (and of the pools the settings name): reading them all
+at once keeps NetBox requests at a few pages and id chunks however many addresses there are. A pass
+runs soon after an IPAddress appears, changes or goes, every resync interval, and, while some address
+waits for its chain to a NetBox device, again after that address's growing delay: never a hot loop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from argora_common.backoff import Backoff
+from argora_common.errors import Decision
+from argora_common.kinds import BMC, GLOBAL_POOL, SERVER, SERVER_CLAIM, ip_address, ip_address_claim
+from argora_common.kube import MANAGED_BY_LABEL, Kind, Kube, post_event
+from argora_common.netbox import NetBox
+from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, PREFIXES, TAGS, Device, IPAddress
+from argora_common.passes import Body, Log, PassRunner
+from ipaddress_controller.apply import Applier, ApplyResult
+from ipaddress_controller.desired import (
+    SYNC_STATUS_ANNOTATION,
+    Chain,
+    Cluster,
+    Key,
+    NetBoxFacts,
+    Plan,
+    Unresolved,
+    cidr,
+    host,
+    key_of,
+    plan,
+    resolve,
+)
+from ipaddress_controller.settings import IPAddressSettings
+
+# The pass is about all IPAddresses at once; the skeleton keys it by this name.
+PASS_BODY: Final = {"metadata": {"namespace": "", "name": "ipaddresses"}}
+# Events of several IPAddresses in a row (a machine deployment scaling up) end in one pass.
+DEBOUNCE_SECONDS: Final = 1.0
+IPPOOL_MANAGER: Final = "argora-ippool"
+
+log = logging.getLogger("argora.ipaddress")
+
+
+@dataclass
+class Facts:
+    addresses: list[dict[str, Any]]  # of our pools
+    every_address: list[dict[str, Any]]
+    chains: dict[Key, Chain | Unresolved]
+    netbox: NetBoxFacts
+
+
+def ours(address: Mapping[str, Any], pools: set[str]) -> bool:
+    ref = (address.get("spec") or {}).get("poolRef") or {}
+    return (
+        ref.get("kind") == GLOBAL_POOL.kind
+        and ref.get("apiGroup", GLOBAL_POOL.group) == GLOBAL_POOL.group
+        and (ref.get("name") in pools)
+    )
+
+
+class WriteBackSteps:
+    """read -> plan -> apply -> report of one write-back pass."""
+
+    def __init__(self, settings: IPAddressSettings, netbox: NetBox, kube: Kube, ip_version: str) -> None:
+        self.settings = settings
+        self.netbox = netbox
+        self.kube = kube
+        self.ip_address = ip_address(ip_version)
+        self.ip_address_claim = ip_address_claim(ip_version)
+        self.pattern = re.compile(settings.lag_interface_pattern)
+        # The IPAddresses of the last read, by key: a failed pass is reported on them.
+        self.last_addresses: dict[Key, dict[str, Any]] = {}
+        # The last plan: its pending addresses decide when the next pass is due.
+        self.last_plan = Plan()
+
+    def _list(self, kind: Kind) -> list[dict[str, Any]]:
+        return self.kube.list(kind)
+
+    def read(self, body: Body) -> Facts:
+        pools = {
+            pool["metadata"]["name"]
+            for pool in self.kube.list(GLOBAL_POOL, label_selector=f"{MANAGED_BY_LABEL}={IPPOOL_MANAGER}")
+        } | set(self.settings.pool_names)
+        every_address = self._list(self.ip_address)
+        addresses = [a for a in every_address if ours(a, pools) and not a["metadata"].get("deletionTimestamp")]
+        self.last_addresses = {key_of(address): address for address in addresses}
+        cluster = Cluster(
+            claims={key_of(claim): claim for claim in self._list(self.ip_address_claim)},
+            server_claims={key_of(claim): claim for claim in self._list(SERVER_CLAIM)},
+            servers={server["metadata"]["name"]: server for server in self._list(SERVER)},
+            bmcs={bmc["metadata"]["name"]: bmc for bmc in self._list(BMC)},
+        )
+        device_id_label = f"{self.settings.label_prefix}/device-id"
+        chains = {key_of(address): resolve(address, cluster, device_id_label) for address in addresses}
+        return Facts(addresses, every_address, chains, self._read_netbox(addresses, chains))
+
+    def _read_netbox(self, addresses: list[dict[str, Any]], chains: Mapping[Key, Chain | Unresolved]) -> NetBoxFacts:
+        resolved = [chain for chain in chains.values() if isinstance(chain, Chain)]
+        ids = {chain.device_id for chain in resolved if chain.device_id is not None}
+        by_id = {device.id: device for device in self.netbox.list_by_ids(DEVICES, "id", ids)} if ids else {}
+        # A BMC argora-ironcore did not label (or whose device id is gone) names its device.
+        names = {chain.device_name for chain in resolved if chain.device_id not in by_id}
+        by_name: dict[str, list[Device]] = defaultdict(list)
+        for device in self.netbox.list_by_ids(DEVICES, "name", names) if names else []:
+            if device.name:
+                by_name[device.name].append(device)
+        device_ids = set(by_id) | {device.id for devices in by_name.values() for device in devices}
+        interfaces = defaultdict(list)
+        for interface in self.netbox.list_by_ids(INTERFACES, "device_id", device_ids, type="lag") if device_ids else []:
+            interfaces[interface.device.id].append(interface)
+        cidrs = [cidr(address) for address in addresses]
+        by_host: dict[str, list[IPAddress]] = defaultdict(list)
+        for found in self.netbox.list_by_ids(IP_ADDRESSES, "address", {host(c) for c in cidrs}) if cidrs else []:
+            by_host[host(found.address)].append(found)
+        networks = {str(ipaddress.ip_interface(c).network) for c in cidrs}
+        prefixes = self.netbox.list_by_ids(PREFIXES, "prefix", networks) if networks else []
+        created = self.netbox.select(IP_ADDRESSES, tag=[self.settings.created_tag]) if self._tag_exists() else []
+        return NetBoxFacts(by_id, by_name, interfaces, by_host, prefixes, created)
+
+    def _tag_exists(self) -> bool:
+        # NetBox refuses a filter by a tag that does not exist (400): before our first address there is none.
+        return bool(self.netbox.select(TAGS, slug=self.settings.created_tag))
+
+    def plan(self, body: Body, facts: Facts) -> Plan:
+        self.last_plan = plan(facts.addresses, facts.every_address, facts.chains, facts.netbox, self.pattern)
+        return self.last_plan
+
+    def converge(self, body: Body, planned: Plan) -> ApplyResult:
+        applier = Applier(
+            self.netbox,
+            self.kube,
+            self.ip_address,
+            self.settings.created_tag,
+            dry_run=self.settings.dry_run,
+            max_deletes=self.settings.max_deletes_per_pass,
+        )
+        return applier.apply(planned, self.last_addresses)
+
+    def report(self, body: Body, facts: Facts, planned: Plan, result: ApplyResult) -> str:
+        counts = {
+            "addresses": len(facts.addresses),
+            "created": len(result.created),
+            "assigned": len(result.assigned),
+            "primary": len(result.primaries),
+            "pending": len(planned.pending),
+            "conflicts": sum(1 for item in planned.addresses if item.conflicted) + result.failed,
+            "released": len(result.released),
+            "releaseHeldBack": len(result.held_back),
+            "releaseKept": len(result.kept),
+        }
+        if result.kept:
+            log.warning(
+                "released addresses left in NetBox, they moved since argora-ipaddress made them: %s", result.kept
+            )
+        return ", ".join(f"{value} {name}" for name, value in counts.items()) + (
+            " (dry run)" if self.settings.dry_run else ""
+        )
+
+    def report_failure(self, body: Body, decision: Decision) -> None:
+        """The reason on every IPAddress of the last read, and an Event where it is news."""
+        status = f"state=Error, reason={decision.reason}"
+        for key, address in self.last_addresses.items():
+            annotations = (address.get("metadata") or {}).get("annotations") or {}
+            if annotations.get(SYNC_STATUS_ANNOTATION) == status:
+                continue
+            patch = {"metadata": {"name": key[1], "namespace": key[0], "annotations": {SYNC_STATUS_ANNOTATION: status}}}
+            self.kube.apply(self.ip_address, patch)
+            post_event(self.kube, address, "Warning", decision.reason, decision.message)
+
+
+class WriteBack:
+    """When passes run: after changes of IPAddresses, on resync, and when a pending address is due."""
+
+    def __init__(self, settings: IPAddressSettings, netbox: NetBox, kube: Kube, ip_version: str) -> None:
+        self.settings = settings
+        self.steps = WriteBackSteps(settings, netbox, kube, ip_version)
+        self.passes = PassRunner.from_settings(
+            self.steps, controller=kube.controller, kind="IPAddress", settings=settings, kept="NetBox is left as it is"
+        )
+        # Per IPAddress waiting for its chain: the delay grows with each pass that still finds it pending.
+        self.pending: Backoff[Key] = Backoff.from_settings(settings)
+        self.changed = threading.Event()
+        self.fingerprints: dict[Key, str] = {}
+        self.lock = threading.Lock()
+
+    def on_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A pass soon when an IPAddress appears, goes or changes its spec (not for our annotations)."""
+        key = key_of(body)
+        fingerprint = "" if event_type == "DELETED" else repr(sorted((body.get("spec") or {}).items()))
+        with self.lock:
+            before = self.fingerprints.get(key)
+            if event_type == "DELETED":
+                self.fingerprints.pop(key, None)
+                self.pending.reset(key)
+            else:
+                self.fingerprints[key] = fingerprint
+        if event_type == "DELETED" or before != fingerprint:
+            self.changed.set()
+
+    def run_once(self, logger: Log) -> float:
+        """One pass; returns the seconds until the next one is due."""
+        outcome = self.passes.run(PASS_BODY, logger)
+        if outcome is None or not outcome.ok:
+            return outcome.delay if outcome is not None else DEBOUNCE_SECONDS
+        waiting = {item.key for item in self.steps.last_plan.pending}
+        delays = [self.pending.failed(key) for key in waiting]
+        with self.lock:
+            for key in list(self.fingerprints):
+                if key not in waiting:
+                    self.pending.reset(key)
+        return min([self.settings.resync_interval_seconds, *delays])
+
+    def loop(self, stop: threading.Event) -> None:
+        due = time.monotonic()
+        while not stop.is_set():
+            self.changed.wait(timeout=max(0.0, due - time.monotonic()))
+            if stop.is_set():
+                return
+            if self.changed.is_set():
+                time.sleep(DEBOUNCE_SECONDS)
+                self.changed.clear()
+            try:
+                due = time.monotonic() + self.run_once(log)
+            except Exception:
+                log.exception("write-back pass failed")
+                due = time.monotonic() + self.settings.retry_base_seconds
