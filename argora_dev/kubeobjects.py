@@ -253,3 +253,74 @@ class Pools:
             },
         }
         self.custom.create_namespaced_custom_object(*IPAM_ADDRESSES, namespace, "ipaddresses", body)
+
+
+class Machines:
+    """The chain metal-operator and Cluster API build for one machine: BMC, Server, ServerClaim, the
+    IPAddressClaim it owns, and the IPAddress the IPAM provider writes for that claim."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.custom = client.CustomObjectsApi(api)
+
+    def server(self, name: str, device_labels: dict[str, str] | None = None) -> None:
+        """A BMC (named like its NetBox device, as the original operator's rule wants) and its Server."""
+        bmc = {
+            "apiVersion": "/".join(METAL), "kind": "BMC",
+            "metadata": {"name": name, "labels": device_labels or {}},
+            "spec": {"access": {"ip": "192.0.2.1"}, "bmcSecretRef": {"name": name},
+                     "protocol": {"name": "Redfish", "port": 443}},
+        }  # fmt: skip
+        self.custom.create_cluster_custom_object(*METAL, "bmcs", bmc)
+        server = {
+            "apiVersion": "/".join(METAL), "kind": "Server", "metadata": {"name": name},
+            "spec": {"systemUUID": str(uuid.uuid4()), "bmcRef": {"name": name}},
+        }  # fmt: skip
+        self.custom.create_cluster_custom_object(*METAL, "servers", server)
+
+    def claim(self, namespace: str, name: str, server: str | None, pool: str) -> None:
+        """A ServerClaim (bound to `server`, or not yet) and the IPAddressClaim it owns."""
+        server_claim = {
+            "apiVersion": "/".join(METAL), "kind": "ServerClaim", "metadata": {"name": name},
+            "spec": {"image": "example/os:1", "power": "On", **({"serverRef": {"name": server}} if server else {})},
+        }  # fmt: skip
+        made = self.custom.create_namespaced_custom_object(*METAL, namespace, "serverclaims", server_claim)
+        owner = {"apiVersion": "/".join(METAL), "kind": "ServerClaim", "name": name, "uid": made["metadata"]["uid"]}
+        ip_claim = {
+            "apiVersion": "/".join(IPAM_ADDRESSES), "kind": "IPAddressClaim",
+            "metadata": {"name": name, "ownerReferences": [owner]},
+            "spec": {"poolRef": {"apiGroup": IPAM_POOLS[0], "kind": "GlobalInClusterIPPool", "name": pool}},
+        }  # fmt: skip
+        self.custom.create_namespaced_custom_object(*IPAM_ADDRESSES, namespace, "ipaddressclaims", ip_claim)
+
+    def bind(self, namespace: str, name: str, server: str) -> None:
+        self.custom.patch_namespaced_custom_object(
+            *METAL, namespace, "serverclaims", name, {"spec": {"serverRef": {"name": server}}}
+        )
+
+    def address(self, namespace: str, claim: str, pool: str, address: str, prefix: int) -> str:
+        """The IPAddress the provider writes for `claim`, named after it; returns its name."""
+        body = {
+            "apiVersion": "/".join(IPAM_ADDRESSES), "kind": "IPAddress", "metadata": {"name": claim},
+            "spec": {"address": address, "prefix": prefix, "claimRef": {"name": claim},
+                     "poolRef": {"apiGroup": IPAM_POOLS[0], "kind": "GlobalInClusterIPPool", "name": pool}},
+        }  # fmt: skip
+        self.custom.create_namespaced_custom_object(*IPAM_ADDRESSES, namespace, "ipaddresses", body)
+        return claim
+
+    def get_address(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                *IPAM_ADDRESSES, namespace, "ipaddresses", name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
+    def delete_address(self, namespace: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(*IPAM_ADDRESSES, namespace, "ipaddresses", name)
+
+    def annotations(self, namespace: str, name: str) -> dict[str, str]:
+        found = self.get_address(namespace, name) or {}
+        return dict((found.get("metadata") or {}).get("annotations") or {})
