@@ -1,0 +1,107 @@
+"""argora-ipaddress stopped, with NetBox down, with a read-only token, in a dry run: each test starts its
+own process.
+
+A module of its own: the shared argora-ipaddress of test_ipaddress.py would run passes over these
+IPAddresses too (one pass covers every IPAddress of the cluster).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from argora_dev.kube import KubeCluster
+from argora_dev.kubeobjects import Machines, Pools, wait_for
+from argora_dev.netbox import NetBoxServer
+from argora_dev.operator import OperatorProcess, operator_environment
+from argora_dev.process import free_port
+from argora_dev.seed import NetBoxSeeder
+from tests.e2e.test_ipaddress import SYNC, Rack, synced
+
+pytestmark = pytest.mark.integration
+
+type Start = Callable[..., OperatorProcess]
+
+
+@pytest.fixture
+def machines(api_client: client.ApiClient) -> Machines:
+    return Machines(api_client)
+
+
+@pytest.fixture
+def rack(seeder: NetBoxSeeder, api_client: client.ApiClient, machines: Machines, prefix: str) -> Rack:
+    return Rack(seeder, machines, Pools(api_client), prefix)
+
+
+@pytest.fixture
+def start(kube: KubeCluster, netbox: NetBoxServer, tmp_path: Path) -> Start:
+    def started(token: str, **env: str) -> OperatorProcess:
+        environment = operator_environment(kube, netbox, token, ARGORA_RETRY_BASE_SECONDS="1", **env)
+        return OperatorProcess("ipaddress", tmp_path, environment).start()
+
+    return started
+
+
+def test_an_address_deleted_while_the_operator_is_down_is_released_on_its_next_pass(
+    start: Start, netbox: NetBoxServer, machines: Machines, rack: Rack, namespace: str
+) -> None:
+    operator = start(netbox.v2_token)
+    machines.claim(namespace, "m1", rack.device["name"], rack.pool)
+    machines.address(namespace, "m1", rack.pool, rack.host(10), 24)
+    synced(machines, namespace, "m1")
+    operator.stop()
+    # No finalizer of ours: the IPAddress goes at once though nobody is there to let it go.
+    machines.delete_address(namespace, "m1")
+    assert machines.get_address(namespace, "m1") is None
+    assert rack.netbox_address(10) is not None
+    operator = start(netbox.v2_token)
+    try:
+        wait_for(lambda: rack.netbox_address(10) is None, what="released address deleted")
+    finally:
+        operator.stop()
+
+
+def test_netbox_down_writes_nothing_and_says_so(
+    start: Start, netbox: NetBoxServer, machines: Machines, rack: Rack, namespace: str
+) -> None:
+    operator = start(netbox.v2_token, ARGORA_NETBOX_URL=f"http://127.0.0.1:{free_port()}", ARGORA_NETBOX_RETRIES="1")
+    try:
+        machines.claim(namespace, "m1", rack.device["name"], rack.pool)
+        machines.address(namespace, "m1", rack.pool, rack.host(10), 24)
+        annotations = synced(machines, namespace, "m1", "Error")
+        assert "NetBoxUnavailable" in annotations[SYNC]
+    finally:
+        operator.stop()
+    assert rack.netbox_address(10) is None
+
+
+def test_a_read_only_token_is_named_as_the_problem(
+    start: Start, netbox: NetBoxServer, machines: Machines, rack: Rack, namespace: str
+) -> None:
+    operator = start(netbox.readonly_v2_token)
+    try:
+        machines.claim(namespace, "m1", rack.device["name"], rack.pool)
+        machines.address(namespace, "m1", rack.pool, rack.host(10), 24)
+        annotations = synced(machines, namespace, "m1", "Error")
+        assert "NetBoxWriteForbidden" in annotations[SYNC]
+    finally:
+        operator.stop()
+    assert rack.netbox_address(10) is None
+
+
+def test_a_dry_run_says_what_it_would_write_and_writes_nothing(
+    start: Start, netbox: NetBoxServer, machines: Machines, rack: Rack, namespace: str
+) -> None:
+    operator = start(netbox.v2_token, ARGORA_DRY_RUN="true")
+    try:
+        machines.claim(namespace, "m1", rack.device["name"], rack.pool)
+        machines.address(namespace, "m1", rack.pool, rack.host(10), 24)
+        annotations = synced(machines, namespace, "m1")
+        assert "dry run, would be" in annotations[SYNC]
+    finally:
+        operator.stop()
+    assert rack.netbox_address(10) is None
+    assert rack.primary_ip4() is None
