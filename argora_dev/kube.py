@@ -54,8 +54,9 @@ def testbin_dir() -> Path:
 
 
 def upstream_crd_files() -> list[Path]:
-    """The pinned upstream CRD YAML files (ironcore BMC/BMCSecret, CAPI Cluster and IPAddress, the CAPI
-    in-cluster IPAM provider's GlobalInClusterIPPool, Metal3 BareMetalHost).
+    """The pinned upstream CRD YAML files (ironcore BMC/BMCSecret/Server/ServerClaim, CAPI Cluster,
+    IPAddress and IPAddressClaim, the CAPI in-cluster IPAM provider's GlobalInClusterIPPool, Metal3
+    BareMetalHost).
 
     hack/upstream-crds.sh returns at once when its version-keyed cache folder is complete, and only
     otherwise downloads modules and runs controller-gen, so calling it every time is cheap.

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Fetch the upstream CRDs the operators write to, pinned, from Go modules via the module proxy: the
+# Fetch the upstream CRDs the operators read and write, pinned, from Go modules via the module proxy: the
 # tests install the real schemas (validation, scope, storage version), never hand-written stand-ins.
 #
-#   metal.ironcore.dev     BMC, BMCSecret         github.com/ironcore-dev/metal-operator     config/crd/bases
+#   metal.ironcore.dev     BMC, BMCSecret,        github.com/ironcore-dev/metal-operator     config/crd/bases
+#                          Server, ServerClaim
 #   cluster.x-k8s.io       Cluster                sigs.k8s.io/cluster-api                    core/config/crd/bases
-#   ipam.cluster.x-k8s.io  IPAddress              sigs.k8s.io/cluster-api                    core/config/crd/bases
+#   ipam.cluster.x-k8s.io  IPAddress,             sigs.k8s.io/cluster-api                    core/config/crd/bases
+#                          IPAddressClaim
 #   ipam.cluster.x-k8s.io  GlobalInClusterIPPool  sigs.k8s.io/cluster-api-ipam-provider-in-cluster
 #                                                                                            config/crd/bases
 #   metal3.io              BareMetalHost          generated with controller-gen from the pinned Go types of
@@ -33,8 +35,11 @@ out="${ARGORA_CACHE:-$HOME/.cache/argora}/crds/${key}"
 files=(
     metal.ironcore.dev_bmcs.yaml
     metal.ironcore.dev_bmcsecrets.yaml
+    metal.ironcore.dev_servers.yaml
+    metal.ironcore.dev_serverclaims.yaml
     cluster.x-k8s.io_clusters.yaml
     ipam.cluster.x-k8s.io_ipaddresses.yaml
+    ipam.cluster.x-k8s.io_ipaddressclaims.yaml
     ipam.cluster.x-k8s.io_globalinclusterippools.yaml
     metal3.io_baremetalhosts.yaml
 )
@@ -78,10 +83,13 @@ trap 'chmod -R u+w "$tmp" 2>/dev/null || true; rm -rf "$tmp" "$stage"' EXIT
 metal_dir="$(module_dir "$METAL_OPERATOR")"
 install -m 0644 "$metal_dir/config/crd/bases/metal.ironcore.dev_bmcs.yaml" "$stage/"
 install -m 0644 "$metal_dir/config/crd/bases/metal.ironcore.dev_bmcsecrets.yaml" "$stage/"
+install -m 0644 "$metal_dir/config/crd/bases/metal.ironcore.dev_servers.yaml" "$stage/"
+install -m 0644 "$metal_dir/config/crd/bases/metal.ironcore.dev_serverclaims.yaml" "$stage/"
 
 capi_dir="$(module_dir "$CLUSTER_API")"
 install -m 0644 "$capi_dir/core/config/crd/bases/cluster.x-k8s.io_clusters.yaml" "$stage/"
 install -m 0644 "$capi_dir/core/config/crd/bases/ipam.cluster.x-k8s.io_ipaddresses.yaml" "$stage/"
+install -m 0644 "$capi_dir/core/config/crd/bases/ipam.cluster.x-k8s.io_ipaddressclaims.yaml" "$stage/"
 
 ipam_dir="$(module_dir "$IPAM_IN_CLUSTER")"
 install -m 0644 "$ipam_dir/config/crd/bases/ipam.cluster.x-k8s.io_globalinclusterippools.yaml" "$stage/"

@@ -32,10 +32,10 @@ def test_api_server_reports_its_version(api_client: client.ApiClient) -> None:
     ("group_version", "kinds"),
     [
         ("argora.cloud.sap/v1alpha1", {"ClusterImport", "Update"}),
-        ("metal.ironcore.dev/v1alpha1", {"BMC", "BMCSecret"}),
+        ("metal.ironcore.dev/v1alpha1", {"BMC", "BMCSecret", "Server", "ServerClaim"}),
         ("metal3.io/v1alpha1", {"BareMetalHost"}),
         ("cluster.x-k8s.io/v1beta2", {"Cluster"}),
-        ("ipam.cluster.x-k8s.io/v1beta2", {"IPAddress"}),
+        ("ipam.cluster.x-k8s.io/v1beta2", {"IPAddress", "IPAddressClaim"}),
         ("ipam.cluster.x-k8s.io/v1alpha2", {"GlobalInClusterIPPool"}),
         ("kopf.dev/v1", {"ClusterKopfPeering", "KopfPeering"}),
     ],
