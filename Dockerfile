@@ -5,8 +5,9 @@
 #   docker build --build-arg CONTROLLER=ironcore --build-arg VERSION=0.1.0 -t argora-ironcore .
 #   docker build --target metal3 -t argora-metal3 .      # the same, by stage name
 #
-# CONTROLLER is ironcore, metal3, update or ippool; the stage of that name is the image. Its
-# ENTRYPOINT is the controller's console script, so arguments (the chart's extraArgs) go straight to it.
+# CONTROLLER is ironcore, metal3, update, ippool or ipaddress; the stage of that name is the image.
+# Its ENTRYPOINT is the controller's console script, so arguments (the chart's extraArgs) go straight
+# to it.
 #
 # Dependencies come from requirements.lock only (exact versions, sha256 of every file; regenerate with
 # hack/lock.sh), installed with --no-deps so nothing unpinned slips in. tests/integration/
@@ -32,6 +33,7 @@ COPY ironcore_controller /build/src/ironcore_controller
 COPY metal3_controller /build/src/metal3_controller
 COPY update_controller /build/src/update_controller
 COPY ippool_controller /build/src/ippool_controller
+COPY ipaddress_controller /build/src/ipaddress_controller
 RUN /opt/argora/bin/pip install --no-deps /build/src
 
 FROM python:3.12-slim AS runtime
@@ -67,6 +69,10 @@ ENTRYPOINT ["/opt/argora/bin/argora-update"]
 FROM runtime AS ippool
 LABEL org.opencontainers.image.title="argora-ippool"
 ENTRYPOINT ["/opt/argora/bin/argora-ippool"]
+
+FROM runtime AS ipaddress
+LABEL org.opencontainers.image.title="argora-ipaddress"
+ENTRYPOINT ["/opt/argora/bin/argora-ipaddress"]
 
 # The default target: the stage named by CONTROLLER.
 FROM ${CONTROLLER}

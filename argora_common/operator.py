@@ -35,7 +35,7 @@ NAMESPACED_PEERING = Kind("kopf.dev", "v1", "KopfPeering", "kopfpeerings", names
 class Controller:
     """What distinguishes one operator from the others."""
 
-    name: str  # short name: ironcore, metal3, update, ippool
+    name: str  # short name: ironcore, metal3, update, ippool, ipaddress
     description: str
     # Registers the controller's handlers once its settings are known (the resync timer needs them).
     register: Callable[[kopf.OperatorRegistry, Any, NetBox], None]

@@ -34,7 +34,7 @@ from argora_dev.dockerfile import Dockerfile
 
 pytestmark = pytest.mark.integration
 
-CONTROLLERS = ("ironcore", "metal3", "update", "ippool")
+CONTROLLERS = ("ironcore", "metal3", "update", "ippool", "ipaddress")
 # What the wheel and the images ship; the development package argora_dev, tests/ and hack/ stay out.
 PRODUCTION_PACKAGES = {
     "argora_common",
@@ -42,6 +42,7 @@ PRODUCTION_PACKAGES = {
     "metal3_controller",
     "update_controller",
     "ippool_controller",
+    "ipaddress_controller",
 }
 DEVELOPMENT_PACKAGES = ("argora_dev", "tests", "hack")
 LOCK = REPO_ROOT / "requirements.lock"

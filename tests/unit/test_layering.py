@@ -67,6 +67,7 @@ def forbidden(path: Path, root: Path = REPO_ROOT) -> list[str]:
 def test_the_production_packages_are_the_controllers_and_their_common_code() -> None:
     assert PRODUCTION == [
         "argora_common",
+        "ipaddress_controller",
         "ippool_controller",
         "ironcore_controller",
         "metal3_controller",
