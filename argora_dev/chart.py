@@ -12,7 +12,7 @@ from argora_dev import REPO_ROOT
 from argora_dev.helm import helm_binary
 
 CHART = REPO_ROOT / "charts" / "argora"
-CONTROLLERS = ("ironcore", "metal3", "update", "ippool")
+CONTROLLERS = ("ironcore", "metal3", "update", "ippool", "ipaddress")
 BASE_VALUES = ["--set", "netbox.url=https://netbox.example.com"]
 
 

@@ -7,8 +7,9 @@ Waits until NetBox answers, then seeds it unless the demo clusters are there alr
 changes nothing). With an admin's username and password (the password from NETBOX_PASSWORD, never
 the command line) it makes its own API token; else it uses NETBOX_TOKEN (or --token). With
 --token-dir it also provisions two tokens for the controllers and writes them to files there, for
-ARGORA_NETBOX_TOKEN_FILE: `read` (write_enabled false, for argora-ironcore and argora-metal3) and
-`write` (for argora-update). That needs the username and password.
+ARGORA_NETBOX_TOKEN_FILE: `read` (write_enabled false, for argora-ironcore, argora-metal3 and
+argora-ippool) and `write` (for argora-update and argora-ipaddress). That needs the username and
+password.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from argora_dev.process import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
-CONTROLLERS = ["ironcore", "metal3", "update", "ippool"]
+CONTROLLERS = ["ironcore", "metal3", "update", "ippool", "ipaddress"]
 NETBOX = {"ARGORA_NETBOX_URL": "http://netbox.invalid"}
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
@@ -11,6 +13,7 @@ from kubernetes import client
 
 from argora_common.settings import ENV_PREFIX, Settings
 from argora_dev.chart import BASE_VALUES, CHART, CONTROLLERS, create_from_manifests, helm, render, toggles
+from ipaddress_controller.__main__ import CONTROLLER as IPADDRESS
 from ippool_controller.__main__ import CONTROLLER as IPPOOL
 from ironcore_controller.__main__ import CONTROLLER as IRONCORE
 from metal3_controller.__main__ import CONTROLLER as METAL3
@@ -18,7 +21,7 @@ from update_controller.__main__ import CONTROLLER as UPDATE
 
 pytestmark = pytest.mark.integration
 
-SETTINGS: dict[str, type[Settings]] = {c.name: c.settings_class for c in (IRONCORE, METAL3, UPDATE, IPPOOL)}
+SETTINGS: dict[str, type[Settings]] = {c.name: c.settings_class for c in (IRONCORE, METAL3, UPDATE, IPPOOL, IPADDRESS)}
 
 
 def test_helm_lint() -> None:
@@ -49,6 +52,10 @@ def test_schema_rejects_wrong_values_with_a_readable_message() -> None:
         ("--set", "metal3.bmcAddresses.dell=redfish://host"): "at '/metal3/bmcAddresses/dell'",
         ("--set", "update.retryBaseSeconds=0"): "at '/update/retryBaseSeconds'",
         ("--set", "ippool.gatewayCustomField="): "at '/ippool/gatewayCustomField'",
+        ("--set-json", 'ipaddress.poolNames=["pool-a,pool-b"]'): "at '/ipaddress/poolNames/0'",
+        ("--set", "ipaddress.createdTag="): "at '/ipaddress/createdTag'",
+        ("--set", "ipaddress.dryRun=maybe"): "at '/ipaddress/dryRun'",
+        ("--set", "ipaddress.maxDeletesPerPass=-1"): "at '/ipaddress/maxDeletesPerPass'",
     }
     for args, message in cases.items():
         result = helm("template", "argora", str(CHART), *BASE_VALUES, *args, check=False)
@@ -147,6 +154,24 @@ ACCESS = {
                 ("create", "metal3.io", "baremetalhosts"), ("patch", "cluster.x-k8s.io", "clusters"),
                 ("patch", "argora.cloud.sap", "clusterimports")],
     },
+    "ipaddress": {
+        True: [*[(verb, "ipam.cluster.x-k8s.io", resource) for verb in ("get", "list", "watch")
+                 for resource in ("ipaddresses", "ipaddressclaims", "globalinclusterippools")],
+               *[(verb, "metal.ironcore.dev", resource) for verb in ("get", "list", "watch")
+                 for resource in ("serverclaims", "servers", "bmcs")],
+               ("patch", "ipam.cluster.x-k8s.io", "ipaddresses"), ("create", "", "events")],
+        False: [("create", "ipam.cluster.x-k8s.io", "ipaddresses"), ("update", "ipam.cluster.x-k8s.io", "ipaddresses"),
+                ("delete", "ipam.cluster.x-k8s.io", "ipaddresses"),
+                ("patch", "ipam.cluster.x-k8s.io", "ipaddresses/status"),
+                ("create", "ipam.cluster.x-k8s.io", "ipaddressclaims"),
+                ("patch", "ipam.cluster.x-k8s.io", "ipaddressclaims"),
+                ("create", "ipam.cluster.x-k8s.io", "globalinclusterippools"),
+                ("patch", "ipam.cluster.x-k8s.io", "globalinclusterippools"),
+                ("patch", "metal.ironcore.dev", "serverclaims"), ("patch", "metal.ironcore.dev", "servers"),
+                ("create", "metal.ironcore.dev", "bmcs"), ("get", "metal.ironcore.dev", "bmcsecrets"),
+                ("get", "", "secrets"), ("patch", "argora.cloud.sap", "ippoolimports"),
+                ("patch", "argora.cloud.sap", "updates"), ("patch", "argora.cloud.sap", "clusterimports")],
+    },
 }  # fmt: skip
 
 
@@ -178,6 +203,10 @@ def test_compose_stack_agrees_with_the_chart() -> None:
         # Compose runs one replica without peering; everything else it sets, the chart sets too.
         compose_env = {key for key in service["environment"] if key.startswith("ARGORA_")} - {"ARGORA_STANDALONE"}
         assert compose_env <= chart_env, compose_env - chart_env
+        # The same NetBox token: compose's `read` or `write` file, the chart's argora-netbox-read or -write.
+        token = PurePosixPath(service["environment"]["ARGORA_NETBOX_TOKEN_FILE"]).name
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["netbox-token"]["secret"]["secretName"] == f"argora-netbox-{token}", name
 
 
 # Every value that adds an optional variable, set, so that each variable the chart can render is seen.
@@ -207,3 +236,34 @@ def test_chart_variables_are_the_settings_of_each_controller(name: str) -> None:
     own = known - {ENV_PREFIX + field.upper() for field in Settings.model_fields}
     assert rendered <= known, f"argora-{name} has no such settings: {sorted(rendered - known)}"
     assert own <= rendered, f"the chart cannot set argora-{name}'s {sorted(own - rendered)}"
+
+
+@pytest.mark.parametrize("name", CONTROLLERS)
+def test_chart_defaults_are_the_settings_defaults(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The variables a Deployment sets by default load (as the controller would read them) into the
+    same values as the settings' own defaults: values.yaml and the settings do not drift apart, and
+    nothing is lost in rendering (quoting of a regex, a list joined with commas)."""
+    (deployment,) = [
+        d
+        for d in render()
+        if d["kind"] == "Deployment" and d["metadata"]["labels"]["app.kubernetes.io/component"] == name
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"] if item["name"].startswith(ENV_PREFIX)}
+    for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    # The mounted Secret, replaced by a stand-in.
+    token_file = tmp_path / "token"
+    token_file.write_text("nbt_abc.def\n")
+    monkeypatch.setenv("ARGORA_NETBOX_TOKEN_FILE", str(token_file))
+    settings = SETTINGS[name]()
+    fields = SETTINGS[name].model_fields
+    set_by_chart = {key.removeprefix(ENV_PREFIX).lower() for key in env} - {"netbox_url", "netbox_token_file"}
+    differing = {
+        field: getattr(settings, field)
+        for field in set_by_chart
+        if getattr(settings, field) != fields[field].get_default(call_default_factory=True)
+    }
+    assert not differing, f"argora-{name}: the chart's defaults differ from the settings' {differing}"

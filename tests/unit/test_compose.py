@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from argora_common.settings import ENV_PREFIX, Settings
 from argora_dev import REPO_ROOT
 from argora_dev.dockerfile import Dockerfile
+from ipaddress_controller.__main__ import CONTROLLER as IPADDRESS
 from ippool_controller.__main__ import CONTROLLER as IPPOOL
 from ironcore_controller.__main__ import CONTROLLER as IRONCORE
 from metal3_controller.__main__ import CONTROLLER as METAL3
@@ -21,8 +22,10 @@ from update_controller.__main__ import CONTROLLER as UPDATE
 
 COMPOSE = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-SETTINGS: dict[str, type[Settings]] = {c.name: c.settings_class for c in (IRONCORE, METAL3, UPDATE, IPPOOL)}
+SETTINGS: dict[str, type[Settings]] = {c.name: c.settings_class for c in (IRONCORE, METAL3, UPDATE, IPPOOL, IPADDRESS)}
 CONTROLLERS = tuple(SETTINGS)
+# The controllers that write to NetBox; the others get the read-only token.
+WRITERS = {"update", "ipaddress"}
 
 
 def service(name: str) -> dict[str, Any]:
@@ -139,10 +142,12 @@ def test_controller_environment_is_valid_configuration(
         pytest.fail(f"argora-{name}: {error}")
 
 
-def test_only_argora_update_gets_the_write_token() -> None:
-    files = {name: environment(controller(name))["ARGORA_NETBOX_TOKEN_FILE"] for name in CONTROLLERS}
-    assert PurePosixPath(files["update"]).name == "write"
-    assert {PurePosixPath(files[name]).name for name in CONTROLLERS if name != "update"} == {"read"}
+def test_only_the_controllers_that_write_to_netbox_get_the_write_token() -> None:
+    files = {
+        name: PurePosixPath(environment(controller(name))["ARGORA_NETBOX_TOKEN_FILE"]).name for name in CONTROLLERS
+    }
+    assert {name for name, file in files.items() if file == "write"} == WRITERS
+    assert {files[name] for name in CONTROLLERS if name not in WRITERS} == {"read"}
 
 
 # -- dependencies and volumes -------------------------------------------------------------------------

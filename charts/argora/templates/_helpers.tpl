@@ -94,6 +94,22 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
   verbs: [get, list, watch]
 {{- end -}}
 
+{{- define "argora.rules.ipaddress" -}}
+# IPAddresses belong to the IPAM provider: patch only for kopf's own annotations and finalizer on the
+# ones it follows. All of these are read in every namespace, whatever watchNamespaces says.
+- apiGroups: [ipam.cluster.x-k8s.io]
+  resources: [ipaddresses]
+  verbs: [get, list, watch, patch]
+# The claim behind an address and the pool it came from: read only.
+- apiGroups: [ipam.cluster.x-k8s.io]
+  resources: [ipaddressclaims, globalinclusterippools]
+  verbs: [get, list, watch]
+# From a claim to the server and its BMC, hence the NetBox device: read only.
+- apiGroups: [metal.ironcore.dev]
+  resources: [serverclaims, servers, bmcs]
+  verbs: [get, list, watch]
+{{- end -}}
+
 {{/* Controller-specific settings as ARGORA_* variables. */}}
 {{- define "argora.env.ironcore" -}}
 {{- if .c.bmcProtocols }}
@@ -131,4 +147,17 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- define "argora.env.ippool" -}}
 - name: ARGORA_GATEWAY_CUSTOM_FIELD
   value: {{ .c.gatewayCustomField | quote }}
+{{- end -}}
+
+{{- define "argora.env.ipaddress" -}}
+- name: ARGORA_POOL_NAMES
+  value: {{ join "," .c.poolNames | quote }}
+- name: ARGORA_LAG_INTERFACE_PATTERN
+  value: {{ .c.lagInterfacePattern | quote }}
+- name: ARGORA_CREATED_TAG
+  value: {{ .c.createdTag | quote }}
+- name: ARGORA_DRY_RUN
+  value: {{ .c.dryRun | quote }}
+- name: ARGORA_MAX_DELETES_PER_PASS
+  value: {{ .c.maxDeletesPerPass | quote }}
 {{- end -}}
