@@ -95,8 +95,9 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end -}}
 
 {{- define "argora.rules.ipaddress" -}}
-# IPAddresses belong to the IPAM provider: patch only for kopf's own annotations and finalizer on the
-# ones it follows. All of these are read in every namespace, whatever watchNamespaces says.
+# IPAddresses belong to the IPAM provider: patch only for argora-ipaddress's annotations (device and
+# interface ids, conflicts, sync status), never a finalizer. All of these are read in every namespace,
+# whatever watchNamespaces says.
 - apiGroups: [ipam.cluster.x-k8s.io]
   resources: [ipaddresses]
   verbs: [get, list, watch, patch]
