@@ -75,11 +75,11 @@ class Applier:
                 address_id = self.netbox.create(IP_ADDRESSES, **item.create, tags=[self._tag()])
             self.result.created.append(item.address)
             self._count("IPAddress", "create")
-        elif item.assign:
+        elif item.assign and item.existing is not None:
             if not self.dry_run:
                 self.netbox.update(
                     IP_ADDRESSES,
-                    item.existing.id if item.existing else 0,
+                    item.existing.id,
                     assigned_object_type="dcim.interface",
                     assigned_object_id=item.interface.id,
                 )

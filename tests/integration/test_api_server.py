@@ -31,7 +31,7 @@ def test_api_server_reports_its_version(api_client: client.ApiClient) -> None:
 @pytest.mark.parametrize(
     ("group_version", "kinds"),
     [
-        ("argora.cloud.sap/v1alpha1", {"ClusterImport", "Update"}),
+        ("argora.cloud.sap/v1alpha1", {"ClusterImport", "Update", "IPPoolImport"}),
         ("metal.ironcore.dev/v1alpha1", {"BMC", "BMCSecret", "Server", "ServerClaim"}),
         ("metal3.io/v1alpha1", {"BareMetalHost"}),
         ("cluster.x-k8s.io/v1beta2", {"Cluster"}),

@@ -1,0 +1,159 @@
+"""argora-ipaddress's plan: the chain to a NetBox device, the LAG, create/assign/conflict, primaries and
+releases, from Kubernetes and NetBox facts alone."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from argora_common.netbox_schema import Device, Interface, IPAddress, Prefix
+from ipaddress_controller.desired import (
+    Chain,
+    Cluster,
+    NetBoxFacts,
+    State,
+    Unresolved,
+    description,
+    plan,
+    resolve,
+    target_interface,
+)
+
+PATTERN = re.compile(r"^LAG(\d+)$")
+LABEL = "kubernetes.metal.cloud.sap/device-id"
+
+
+def address(name: str, ip: str, prefix: int = 24, claim: str | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "m", "name": name},
+        "spec": {"address": ip, "prefix": prefix, "claimRef": {"name": claim or name}, "poolRef": {"name": "p"}},
+    }
+
+
+def chain_cluster(*, bound: bool = True, owned: bool = True, labelled: bool = True) -> Cluster:
+    owner = [{"kind": "ServerClaim", "name": "sc"}] if owned else []
+    return Cluster(
+        claims={("m", "a1"): {"metadata": {"name": "a1", "ownerReferences": owner}}},
+        server_claims={
+            ("m", "sc"): {"metadata": {"name": "sc"}, "spec": {"serverRef": {"name": "srv"}} if bound else {}}
+        },
+        servers={"srv": {"metadata": {"name": "srv"}, "spec": {"bmcRef": {"name": "node1"}}}},
+        bmcs={"node1": {"metadata": {"name": "node1", "labels": {LABEL: "7"} if labelled else {}}}},
+    )
+
+
+@pytest.mark.parametrize(
+    ("cluster", "expected"),
+    [
+        (chain_cluster(), Chain(7, "node1")),
+        (chain_cluster(labelled=False), Chain(None, "node1")),
+        (chain_cluster(bound=False), "ServerClaimNotBound"),
+        (chain_cluster(owned=False), "NoServerClaim"),
+        (Cluster(claims={}, server_claims={}, servers={}, bmcs={}), "ClaimNotFound"),
+    ],
+)
+def test_the_chain_from_an_ipaddress_to_its_device(cluster: Cluster, expected: Chain | str) -> None:
+    found = resolve(address("a1", "10.0.0.5"), cluster, LABEL)
+    assert (found.reason if isinstance(found, Unresolved) else found) == expected
+
+
+def interface(interface_id: int, name: str, kind: str = "lag", device_id: int = 7) -> Interface:
+    return Interface.model_validate({"id": interface_id, "device": {"id": device_id}, "name": name, "type": kind})
+
+
+def test_the_lag_with_the_highest_number_of_type_lag() -> None:
+    interfaces = [interface(1, "LAG1"), interface(2, "LAG10"), interface(3, "LAG11", "virtual"), interface(4, "eth0")]
+    chosen = target_interface(interfaces, PATTERN)
+    assert chosen is not None and chosen.name == "LAG10"
+    assert target_interface([interface(4, "eth0", "10gbase-t")], PATTERN) is None
+
+
+def device(primary: int | None = None) -> Device:
+    return Device.model_validate(
+        {
+            "id": 7, "name": "node1", "status": "active", "site": {"id": 1}, "tenant": {"id": 3},
+            "device_type": {"id": 1, "slug": "t", "manufacturer": {"id": 1, "slug": "m"}},
+            "primary_ip4": {"id": primary, "address": "10.0.0.9/24"} if primary else None,
+        }
+    )  # fmt: skip
+
+
+def ip(
+    ip_id: int, cidr: str, on: int | None = None, device_id: int = 7, tag: bool = False, desc: str = ""
+) -> IPAddress:
+    return IPAddress.model_validate(
+        {
+            "id": ip_id, "address": cidr, "description": desc,
+            "assigned_object_type": "dcim.interface" if on else None, "assigned_object_id": on,
+            "assigned_object": {"id": on, "device": {"id": device_id, "name": f"dev{device_id}"}} if on else None,
+            "tags": [{"id": 1, "slug": "argora-ipaddress"}] if tag else [],
+        }
+    )  # fmt: skip
+
+
+def facts(existing: list[IPAddress] = [], created: list[IPAddress] = [], primary: int | None = None) -> NetBoxFacts:  # noqa: B006
+    return NetBoxFacts(
+        devices_by_id={7: device(primary)},
+        devices_by_name={},
+        interfaces={7: [interface(1, "LAG1"), interface(2, "LAG2"), interface(5, "eth0", "10gbase-t")]},
+        addresses_by_host={found.address.split("/")[0]: [found] for found in existing},
+        prefixes=[Prefix.model_validate({"id": 1, "prefix": "10.0.0.0/24", "vrf": {"id": 9}})],
+        created=created,
+    )
+
+
+def one(netbox: NetBoxFacts, ip_address: str = "10.0.0.5") -> Any:
+    planned = plan(
+        [address("a1", ip_address)], [address("a1", ip_address)], {("m", "a1"): Chain(7, "node1")}, netbox, PATTERN
+    )
+    return planned.addresses[0]
+
+
+def test_a_new_address_is_created_on_the_lag_with_vrf_and_tenant_and_made_primary() -> None:
+    item = one(facts())
+    assert item.state is State.SYNCED and item.make_primary
+    assert item.create == {
+        "address": "10.0.0.5/24", "assigned_object_type": "dcim.interface", "assigned_object_id": 2,
+        "tenant": 3, "vrf": 9, "description": description(("m", "a1"), 2),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("existing", "state", "conflicted"),
+    [
+        (ip(40, "10.0.0.5/24"), State.SYNCED, ""),
+        (ip(40, "10.0.0.5/24", on=2), State.SYNCED, ""),
+        (ip(40, "10.0.0.5/24", on=5), State.CONFLICT, "interface"),
+        (ip(40, "10.0.0.5/24", on=99, device_id=8), State.CONFLICT, "device"),
+        (ip(40, "10.0.0.5/26"), State.CONFLICT, "address"),
+    ],
+)
+def test_an_existing_address_is_assigned_kept_or_a_conflict(existing: IPAddress, state: State, conflicted: str) -> None:
+    item = one(facts([existing]))
+    assert (item.state, item.conflicted) == (state, conflicted)
+    assert item.create is None
+    assert item.assign == (existing.assigned_object_id is None and state is State.SYNCED)
+
+
+def test_an_address_that_is_already_primary_is_not_written_again() -> None:
+    item = one(facts([ip(40, "10.0.0.5/24", on=2)], primary=40))
+    assert (item.state, item.assign, item.make_primary) == (State.SYNCED, False, False)
+
+
+def test_one_primary_per_device_and_family() -> None:
+    addresses = [address("a1", "10.0.0.5"), address("a2", "10.0.0.6")]
+    chains = {("m", "a1"): Chain(7, "node1"), ("m", "a2"): Chain(7, "node1")}
+    planned = plan(addresses, addresses, chains, facts(), PATTERN)
+    assert [item.make_primary for item in planned.addresses] == [True, False]
+
+
+def test_releases_only_what_we_created_where_we_put_it_and_nobody_uses() -> None:
+    ours = ip(50, "10.0.0.50/24", on=2, tag=True, desc=description(("m", "gone"), 2))
+    moved = ip(51, "10.0.0.51/24", on=5, tag=True, desc=description(("m", "gone2"), 2))
+    in_use = ip(52, "10.0.0.52/24", on=2, tag=True, desc=description(("m", "x"), 2))
+    elsewhere = address("x", "10.0.0.52")  # handed out by a pool that is not ours: still in use
+    planned = plan([], [elsewhere], {}, facts(created=[ours, moved, in_use]), PATTERN)
+    assert [release.address.id for release in planned.releases] == [50]
+    assert [release.address.id for release in planned.kept] == [51]
