@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
 # The `_created` series double what is scraped and say nothing a dashboard here uses.
 disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client ships it unannotated
@@ -27,6 +27,12 @@ OBJECTS_WRITTEN = Counter(
     "argora_objects_written_total",
     "Objects created, updated or deleted, in Kubernetes or NetBox",
     ["controller", "kind", "action"],
+)
+
+IPADDRESS_STATES = Gauge(
+    "argora_ipaddress_addresses",
+    "IPAddresses of Argora's pools after the last write-back pass, by state (Synced, Pending, Conflict)",
+    ["state"],
 )
 
 

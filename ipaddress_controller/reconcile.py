@@ -22,6 +22,7 @@ from argora_common.backoff import Backoff
 from argora_common.errors import Decision
 from argora_common.kinds import BMC, GLOBAL_POOL, SERVER, SERVER_CLAIM, ip_address, ip_address_claim
 from argora_common.kube import MANAGED_BY_LABEL, Kind, Kube, post_event
+from argora_common.metrics import IPADDRESS_STATES
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, PREFIXES, TAGS, Device, IPAddress
 from argora_common.passes import Body, Log, PassRunner
@@ -33,6 +34,7 @@ from ipaddress_controller.desired import (
     Key,
     NetBoxFacts,
     Plan,
+    State,
     Unresolved,
     cidr,
     host,
@@ -158,6 +160,8 @@ class WriteBackSteps:
             "releaseHeldBack": len(result.held_back),
             "releaseKept": len(result.kept),
         }
+        for state in State:
+            IPADDRESS_STATES.labels(state=state.value).set(sum(1 for item in planned.addresses if item.state is state))
         if result.kept:
             log.warning(
                 "released addresses left in NetBox, they moved since argora-ipaddress made them: %s", result.kept
