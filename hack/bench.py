@@ -178,7 +178,7 @@ IPADDRESSES = 500
 SMALL_IPADDRESSES = 50
 NODE_ROLE = "bench-kubernetes-nodes"  # the role of argora-ippool's pools the IPAddresses come from
 LAGS = ("LAG1", "LAG2")  # on each device: the address goes on LAG2
-DEVICE_ID_LABEL = f"{Settings.model_fields['label_prefix'].default}/device-id"
+LABEL_PREFIX = Settings.model_fields["label_prefix"].default
 CREATED_TAG = IPAddressSettings.model_fields["created_tag"].default
 PASSES = "argora_reconcile_duration_seconds"
 
@@ -197,16 +197,15 @@ class MachineSeed:
 def ironcore_bmcs(objects: Objects) -> list[tuple[str, int]]:
     """The BMCs argora-ironcore made above, one per device: (name, NetBox device id), by name."""
     bmcs = objects.owned("bmcs", "bench", "bench")
-    return [(name, int(bmc["metadata"]["labels"][DEVICE_ID_LABEL])) for name, bmc in sorted(bmcs.items())]
+    return [(name, int(bmc["metadata"]["labels"][f"{LABEL_PREFIX}/device-id"])) for name, bmc in sorted(bmcs.items())]
 
 
 def node_pools(pools: Pools) -> list[tuple[ipaddress.IPv4Network, str]]:
     """The pools argora-ippool made above for the node networks, one per site: (network, pool name)."""
-    role_label = f"{Settings.model_fields['label_prefix'].default}/role"
     return sorted(
         (ipaddress.IPv4Network(pool["spec"]["addresses"][0]), name)
         for name, pool in pools.owned("bench", "all").items()
-        if pool["metadata"]["labels"].get(role_label) == NODE_ROLE
+        if pool["metadata"]["labels"].get(f"{LABEL_PREFIX}/role") == NODE_ROLE
     )
 
 
@@ -265,8 +264,8 @@ def measure_ipaddress(
     operator = OperatorProcess("ipaddress", WORKDIR, env).start()
     # Before its passes, each controller asks NetBox once for its status.
     status_check = Pass(0.0, Counts(operator.metric(REQUESTS, endpoint="status"), 0.0, 0.0))
-    # The next pass starts DEBOUNCE_SECONDS after this one ended at the earliest: the metrics read at
-    # once are still this pass's alone.
+    # The watch's first listing of the IPAddresses asks for a second pass, which starts DEBOUNCE_SECONDS
+    # after the first ended: the metrics read at once are still the first pass's alone.
     after_first = passes_done(operator, 1)
     since_start = time.monotonic() - started
     first = after_first - status_check
@@ -275,8 +274,8 @@ def measure_ipaddress(
         raise RuntimeError(f"{name}: after the first pass {dict(states)}, not {expected} Synced")
     created = operator.metric("argora_objects_written_total", kind="IPAddress", action="create")
     primaries = operator.metric("argora_objects_written_total", kind="Device", action="update")
-    # The second pass, which the watch's first listing of the IPAddresses asks for, still rewrites each
-    # one's message ("created on" becomes "recorded on"): the third, a resync, has nothing to change.
+    # The second pass still rewrites each IPAddress's message ("created on" becomes "recorded on"): the
+    # third, a resync, is the one with nothing to change.
     after_second = passes_done(operator, 2)
     versions = resource_versions(machines)
     again = passes_done(operator, 3) - after_second
@@ -308,8 +307,8 @@ def bench_ipaddress(kube: KubeCluster, netbox: NetBoxServer, objects: Objects, e
     bmcs = ironcore_bmcs(objects)[: IPADDRESSES + SMALL_IPADDRESSES]
     add_lags(seeder, [device for _, device in bmcs])
     networks = node_pools(Pools(kube.api_client()))
-    # The third pass, the one with nothing to change, is a resync: soon, but late enough that the watch
-    # events of the second pass's writes are handled by then and leave it the operator to itself.
+    # The resync that makes the third pass: soon, yet late enough that the operator has handled the watch
+    # events of the second pass's annotation writes, which would slow the third down.
     ipaddress_env = {**env, "ARGORA_NETBOX_TOKEN": netbox.v2_token, "ARGORA_RESYNC_INTERVAL_SECONDS": "30"}
     small_machines = spread(bmcs[IPADDRESSES:], networks, first_host=200)
     add_machines(machines, small_machines)
