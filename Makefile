@@ -47,6 +47,6 @@ clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
 ## Not part of `make test`: argora-ironcore and argora-metal3 against 1,000 NetBox devices, argora-ippool
-## against 500 prefixes (the seeded database is cached).
+## against 500 prefixes, argora-ipaddress with 500 IPAddresses (the seeded database is cached).
 bench: venv tools
 	$(PY) -m hack.bench

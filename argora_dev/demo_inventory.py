@@ -22,6 +22,12 @@ IPPOOL_SELECTORS: list[dict[str, Any]] = [
     {"namePrefix": "transit", "role": TRANSIT_ROLE},
 ]
 
+# argora-ipaddress's part: a machine on this device gets an address of POOL; it goes on the device's
+# highest LAG.
+LAG_DEVICE = "k8s-a1-node001"
+LAG_INTERFACES = ("LAG1", "LAG2")
+POOL = "nodes-demo-de-1a"  # argora-ippool's name for the node network of demo-de-1a
+
 
 def cluster_names() -> list[str]:
     """The NetBox clusters `seed` makes, one per INVENTORY entry."""
@@ -30,7 +36,8 @@ def cluster_names() -> list[str]:
 
 def seed(seeder: NetBoxSeeder) -> list[str]:
     """Write the parts of the demo inventory NetBox lacks (a second seeding of a part would collide):
-    INVENTORY's clusters and their servers, and the prefixes of PREFIX_REGION. Returns what was seeded."""
+    INVENTORY's clusters and their servers, the prefixes of PREFIX_REGION and LAG_DEVICE's LAG interfaces.
+    Returns what was seeded."""
     seeded = []
     if not clusters_seeded(seeder):
         seed_clusters(seeder)
@@ -39,6 +46,10 @@ def seed(seeder: NetBoxSeeder) -> list[str]:
     if not seeder.get("dcim/regions", slug=PREFIX_REGION):
         seed_prefixes(seeder)
         seeded.append(f"the prefixes of {PREFIX_REGION}")
+    # And one seeded before argora-ipaddress existed the LAG interfaces.
+    if not seeder.get("dcim/interfaces", device=LAG_DEVICE, type="lag"):
+        seed_lags(seeder)
+        seeded.append(f"the LAG interfaces of {LAG_DEVICE}")
     return seeded
 
 
@@ -87,6 +98,11 @@ def seed_prefixes(seeder: NetBoxSeeder) -> None:
     seeder.create_one(
         "ipam/prefixes", prefix="10.20.0.0/16", scope_type="dcim.region", scope_id=region["id"], role=nodes["id"]
     )
+
+
+def seed_lags(seeder: NetBoxSeeder) -> None:
+    device = seeder.get("dcim/devices", name=LAG_DEVICE)[0]
+    seeder.create("dcim/interfaces", [{"device": device["id"], "name": name, "type": "lag"} for name in LAG_INTERFACES])
 
 
 def clusters_seeded(seeder: NetBoxSeeder) -> bool:

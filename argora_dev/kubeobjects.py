@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubernetes import client
@@ -255,6 +257,41 @@ class Pools:
         self.custom.create_namespaced_custom_object(*IPAM_ADDRESSES, namespace, "ipaddresses", body)
 
 
+def first_free(pool_spec: Mapping[str, Any]) -> tuple[str, int]:
+    """The address the in-cluster provider hands out first from a GlobalInClusterIPPool's spec while none
+    is handed out: its lowest that is neither its network's first or last address, nor the gateway, nor
+    excluded; and the prefix length the IPAddress gets."""
+    prefix = int(pool_spec["prefix"])
+    taken = [_span(entry) for entry in pool_spec.get("excludedAddresses") or []]
+    if pool_spec.get("gateway"):
+        taken.append(_span(pool_spec["gateway"]))
+    for first, last in (_span(entry) for entry in pool_spec["addresses"]):
+        for value in range(first, last + 1):
+            candidate = ipaddress.ip_address(value)
+            network = ipaddress.ip_network((candidate, prefix), strict=False)
+            reserved = candidate in (network.network_address, network.broadcast_address)
+            if not reserved and not any(low <= value <= high for low, high in taken):
+                return str(candidate), prefix
+    raise ValueError(f"no address to hand out in {pool_spec['addresses']}")
+
+
+def ipaddress_state(address: Mapping[str, Any]) -> str:
+    """The state argora-ipaddress's sync-status annotation gives an IPAddress (Synced, Pending, ...); ''
+    before a pass has seen it."""
+    status = ((address.get("metadata") or {}).get("annotations") or {}).get(SYNC_STATUS, "")
+    match = re.match(r"state=(\w+)", status)
+    return match[1] if match else ""
+
+
+def _span(entry: str) -> tuple[int, int]:
+    """The first and last address of a pool entry: an address, a CIDR or a range `first-last`."""
+    if "-" in entry:
+        first, last = entry.split("-", 1)
+        return int(ipaddress.ip_address(first)), int(ipaddress.ip_address(last))
+    network = ipaddress.ip_network(entry, strict=False)
+    return int(network.network_address), int(network.broadcast_address)
+
+
 class Machines:
     """The chain metal-operator and Cluster API build for one machine: BMC, Server, ServerClaim, the
     IPAddressClaim it owns, and the IPAddress the IPAM provider writes for that claim."""
@@ -271,11 +308,22 @@ class Machines:
                      "protocol": {"name": "Redfish", "port": 443}},
         }  # fmt: skip
         self.custom.create_cluster_custom_object(*METAL, "bmcs", bmc)
+        self.server_of(name)
+
+    def server_of(self, bmc: str) -> None:
+        """The Server metal-operator makes for a BMC (one of argora-ironcore's, say), named like it."""
         server = {
-            "apiVersion": "/".join(METAL), "kind": "Server", "metadata": {"name": name},
-            "spec": {"systemUUID": str(uuid.uuid4()), "bmcRef": {"name": name}},
+            "apiVersion": "/".join(METAL), "kind": "Server", "metadata": {"name": bmc},
+            "spec": {"systemUUID": str(uuid.uuid4()), "bmcRef": {"name": bmc}},
         }  # fmt: skip
         self.custom.create_cluster_custom_object(*METAL, "servers", server)
+
+    def machine(self, namespace: str, name: str, bmc: str, pool: str, address: str, prefix: int) -> None:
+        """The rest of the chain for an existing BMC: its Server, a ServerClaim `name` bound to it with its
+        IPAddressClaim, and the IPAddress the provider wrote for that claim."""
+        self.server_of(bmc)
+        self.claim(namespace, name, bmc, pool)
+        self.address(namespace, name, pool, address, prefix)
 
     def claim(self, namespace: str, name: str, server: str | None, pool: str) -> None:
         """A ServerClaim (bound to `server`, or not yet) and the IPAddressClaim it owns."""
@@ -316,6 +364,12 @@ class Machines:
             if error.status == 404:
                 return None
             raise
+        return found
+
+    def list_addresses(self, namespace: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.custom.list_namespaced_custom_object(
+            *IPAM_ADDRESSES, namespace, "ipaddresses"
+        )["items"]
         return found
 
     def delete_address(self, namespace: str, name: str) -> None:

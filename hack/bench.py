@@ -1,29 +1,38 @@
-"""`make bench`: argora-ironcore and argora-metal3 against one NetBox cluster of 1,000 devices, and
-argora-ippool against 500 NetBox prefixes (not part of the tests).
+"""`make bench`: argora-ironcore and argora-metal3 against one NetBox cluster of 1,000 devices,
+argora-ippool against 500 NetBox prefixes, and argora-ipaddress writing 500 IPAddresses of those
+pools back to 500 of the devices (not part of the tests).
 
 Seeding 1,000 devices takes minutes, so the seeded database is dumped once into the cache and restored
-on later runs. Prints NetBox requests, the time of the first full pass, the time and write count of a
-pass with nothing to change, and the operator's peak RSS; for argora-ippool also those of an import of
-50 of the prefixes with the same selectors, whose NetBox requests are the same as for all 500.
-"""
+on later runs; the LAG interfaces argora-ipaddress needs are added in bulk on each run. Prints NetBox
+requests (reads and writes), the time of the first full pass, the time and write count of a pass with
+nothing to change, and the operator's peak RSS; for argora-ippool also those of an import of 50 of the
+prefixes with the same selectors, whose NetBox requests are the same as for all 500, and for
+argora-ipaddress those of 50 IPAddresses first: its NetBox reads grow with the chunks of ids a request
+carries, not with the addresses, and its writes are one per address created and one per primary IP."""
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import json
 import re
 import shutil
 import time
-import urllib.request
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+from argora_common.settings import Settings
 from argora_dev import REPO_ROOT
 from argora_dev.kube import KubeCluster, crd_files
-from argora_dev.kubeobjects import Clusters, Objects
+from argora_dev.kubeobjects import Clusters, Machines, Objects, Pools, ipaddress_state, wait_for
 from argora_dev.netbox import NETBOX_VERSION, NetBoxServer
 from argora_dev.operator import OperatorProcess, operator_environment
 from argora_dev.process import cache_dir, stop_all
 from argora_dev.seed import NetBoxSeeder, PrefixSeed, Topology, add_prefixes, add_region, add_servers
+from ipaddress_controller.settings import IPAddressSettings
 from ippool_controller.desired import COMPUTE_TRANSIT_ROLE
 
 DEVICES = 1000
@@ -95,19 +104,41 @@ def ippool_selectors(name_prefix: str, region: str | None = None) -> list[dict[s
     return [{"namePrefix": f"{name_prefix}{role}", "role": f"bench-{role}", **only} for role in PREFIX_ROLES]
 
 
-def scrape(url: str) -> dict[str, float]:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        match = re.match(r"^(argora_netbox_requests_total|argora_objects_written_total)\{(.*)\} (\S+)$", line)
-        if match:
-            values[f"{match[1]}{{{match[2]}}}"] = float(match[3])
-    return values
+REQUESTS = "argora_netbox_requests_total"
 
 
-def total(metrics: dict[str, float], name: str) -> float:
-    return sum(value for key, value in metrics.items() if key.startswith(name))
+@dataclass(frozen=True)
+class Counts:
+    """An operator's metrics so far: NetBox requests that read and that write, and objects it wrote."""
+
+    reads: float
+    writes: float
+    written: float
+
+    def __sub__(self, other: Counts) -> Counts:
+        return Counts(self.reads - other.reads, self.writes - other.writes, self.written - other.written)
+
+
+def counts(operator: OperatorProcess) -> Counts:
+    requests = operator.metric(REQUESTS)
+    reads = operator.metric(REQUESTS, method="GET")
+    return Counts(reads, requests - reads, operator.metric("argora_objects_written_total"))
+
+
+@dataclass(frozen=True)
+class Pass:
+    seconds: float
+    counts: Counts
+
+    def __sub__(self, other: Pass) -> Pass:
+        return Pass(self.seconds - other.seconds, self.counts - other.counts)
+
+    def line(self) -> str:
+        c = self.counts
+        return (
+            f"{self.seconds:.1f} s, {c.reads + c.writes:.0f} NetBox requests ({c.reads:.0f} reads, {c.writes:.0f}"
+            f" writes), {c.written:.0f} objects written"
+        )
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -122,26 +153,179 @@ def operator_env(kube: KubeCluster, netbox: NetBoxServer) -> dict[str, str]:
     )
 
 
+def show(name: str, summary: str, first: Pass, again: Pass, rss_mb: float) -> None:
+    print(f"{name}: {summary}")
+    print(f"  first full pass: {first.line()}")
+    print(f"  no-change pass:  {again.line()}")
+    print(f"  peak RSS:        {rss_mb:.0f} MB", flush=True)
+
+
 def measure(name: str, operator: OperatorProcess, first: Callable[[], str], again: Callable[[], str]) -> None:
     """Time a first full pass and a pass with nothing to change; count NetBox requests and writes."""
-    requests, writes = "argora_netbox_requests_total", "argora_objects_written_total"
-    before = scrape(operator.metrics_url)
+    before = counts(operator)
     started = time.monotonic()
-    counts = first()
-    first_pass = time.monotonic() - started
-    after_first = scrape(operator.metrics_url)
+    summary = first()
+    first_pass = Pass(time.monotonic() - started, counts(operator) - before)
     started = time.monotonic()
     again()
-    no_change = time.monotonic() - started
-    after_second = scrape(operator.metrics_url)
-    print(f"{name}: {counts}")
-    first_requests = total(after_first, requests) - total(before, requests)
-    print(f"  first full pass: {first_pass:.1f} s, {first_requests:.0f} NetBox requests")
-    print(
-        f"  no-change pass:  {no_change:.1f} s, {total(after_second, requests) - total(after_first, requests):.0f}"
-        f" NetBox requests, {total(after_second, writes) - total(after_first, writes):.0f} writes"
+    no_change = Pass(time.monotonic() - started, counts(operator) - before - first_pass.counts)
+    show(name, summary, first_pass, no_change, peak_rss_mb(operator.process.pid))
+
+
+# argora-ipaddress: SMALL_IPADDRESSES first, then IPADDRESSES, each on machines of their own.
+IPADDRESSES = 500
+# At most the operator's default cap of deletes per pass: one pass releases them all.
+SMALL_IPADDRESSES = 50
+NODE_ROLE = "bench-kubernetes-nodes"  # the role of argora-ippool's pools the IPAddresses come from
+LAGS = ("LAG1", "LAG2")  # on each device: the address goes on LAG2
+LABEL_PREFIX = Settings.model_fields["label_prefix"].default
+CREATED_TAG = IPAddressSettings.model_fields["created_tag"].default
+PASSES = "argora_reconcile_duration_seconds"
+
+
+@dataclass(frozen=True)
+class MachineSeed:
+    """One machine's chain below its BMC: the Server, ServerClaim, IPAddressClaim and IPAddress are all
+    named like the BMC."""
+
+    bmc: str
+    pool: str
+    address: str
+    prefix: int
+
+
+def ironcore_bmcs(objects: Objects) -> list[tuple[str, int]]:
+    """The BMCs argora-ironcore made above, one per device: (name, NetBox device id), by name."""
+    bmcs = objects.owned("bmcs", "bench", "bench")
+    return [(name, int(bmc["metadata"]["labels"][f"{LABEL_PREFIX}/device-id"])) for name, bmc in sorted(bmcs.items())]
+
+
+def node_pools(pools: Pools) -> list[tuple[ipaddress.IPv4Network, str]]:
+    """The pools argora-ippool made above for the node networks, one per site: (network, pool name)."""
+    return sorted(
+        (ipaddress.IPv4Network(pool["spec"]["addresses"][0]), name)
+        for name, pool in pools.owned("bench", "all").items()
+        if pool["metadata"]["labels"].get(f"{LABEL_PREFIX}/role") == NODE_ROLE
     )
-    print(f"  peak RSS:        {peak_rss_mb(operator.process.pid):.0f} MB", flush=True)
+
+
+def spread(
+    bmcs: Sequence[tuple[str, int]], pools: Sequence[tuple[ipaddress.IPv4Network, str]], first_host: int
+) -> list[MachineSeed]:
+    """A machine per BMC, taking the pools in turn: the n-th address of a pool is its host `first_host` + n."""
+    return [
+        MachineSeed(bmc, pool, str(network.network_address + first_host + index // len(pools)), network.prefixlen)
+        for index, ((bmc, _), (network, pool)) in enumerate(zip(bmcs, itertools.cycle(pools)))
+    ]
+
+
+def add_lags(seeder: NetBoxSeeder, device_ids: Sequence[int]) -> None:
+    started = time.monotonic()
+    seeder.create(
+        "dcim/interfaces", [{"device": device, "name": name, "type": "lag"} for device in device_ids for name in LAGS]
+    )
+    print(f"gave {len(device_ids)} devices {' and '.join(LAGS)} in {time.monotonic() - started:.0f}s", flush=True)
+
+
+def add_machines(machines: Machines, seeds: Sequence[MachineSeed]) -> None:
+    """The chains, several at once: each is four requests to the local API server, one after the other."""
+    started = time.monotonic()
+
+    def add(seed: MachineSeed) -> None:
+        machines.machine("bench", seed.bmc, seed.bmc, seed.pool, seed.address, seed.prefix)
+
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        list(executor.map(add, seeds))
+    print(
+        f"created {len(seeds)} Servers, ServerClaims, IPAddressClaims and IPAddresses"
+        f" in {time.monotonic() - started:.0f}s",
+        flush=True,
+    )
+
+
+def passes_done(operator: OperatorProcess, count: int) -> Pass:
+    """Once argora-ipaddress has completed `count` passes: their time (its own histogram) and counts."""
+    wait_for(lambda: operator.metric(f"{PASSES}_count") >= count, timeout=1800, what=f"pass {count} done")
+    figures = counts(operator)
+    return Pass(operator.metric(f"{PASSES}_sum"), figures)
+
+
+def resource_versions(machines: Machines) -> dict[str, str]:
+    return {item["metadata"]["name"]: item["metadata"]["resourceVersion"] for item in machines.list_addresses("bench")}
+
+
+def measure_ipaddress(
+    name: str, env: dict[str, str], machines: Machines, expected: int
+) -> tuple[OperatorProcess, Counts]:
+    """argora-ipaddress started on `expected` IPAddresses NetBox does not have: its first pass, over them
+    all, and a later one with nothing to change. Returns the operator, still running, and the first
+    pass's counts."""
+    started = time.monotonic()
+    operator = OperatorProcess("ipaddress", WORKDIR, env).start()
+    # Before its passes, each controller asks NetBox once for its status.
+    status_check = Pass(0.0, Counts(operator.metric(REQUESTS, endpoint="status"), 0.0, 0.0))
+    # The watch's first listing of the IPAddresses asks for a second pass, which starts DEBOUNCE_SECONDS
+    # after the first ended: the metrics read at once are still the first pass's alone.
+    after_first = passes_done(operator, 1)
+    since_start = time.monotonic() - started
+    first = after_first - status_check
+    states = Counter(ipaddress_state(address) for address in machines.list_addresses("bench"))
+    if states != {"Synced": expected}:
+        raise RuntimeError(f"{name}: after the first pass {dict(states)}, not {expected} Synced")
+    created = operator.metric("argora_objects_written_total", kind="IPAddress", action="create")
+    primaries = operator.metric("argora_objects_written_total", kind="Device", action="update")
+    # The second pass still rewrites each IPAddress's message ("created on" becomes "recorded on"): the
+    # third, a resync, is the one with nothing to change.
+    after_second = passes_done(operator, 2)
+    versions = resource_versions(machines)
+    again = passes_done(operator, 3) - after_second
+    patched = sum(1 for key, version in resource_versions(machines).items() if versions.get(key) != version)
+    summary = (
+        f"{expected} IPAddresses Synced {since_start:.1f} s after the operator's start;"
+        f" {created:.0f} addresses created, {primaries:.0f} primary IPs set; {patched} IPAddresses patched"
+        " by the no-change pass"
+    )
+    show(name, summary, first, again, peak_rss_mb(operator.process.pid))
+    return operator, first.counts
+
+
+def release(operator: OperatorProcess, machines: Machines, seeder: NetBoxSeeder, seeds: Sequence[MachineSeed]) -> None:
+    """Delete the IPAddresses and stop `operator` once it deleted their NetBox addresses: the next case
+    starts on a NetBox without addresses of argora-ipaddress's."""
+    for seed in seeds:
+        machines.delete_address("bench", seed.bmc)
+    wait_for(
+        lambda: not seeder.get("ipam/ip-addresses", tag=CREATED_TAG), timeout=300, what="released addresses deleted"
+    )
+    operator.stop()
+
+
+def bench_ipaddress(kube: KubeCluster, netbox: NetBoxServer, objects: Objects, env: dict[str, str]) -> None:
+    """argora-ipaddress on the BMCs argora-ironcore made and the pools argora-ippool made before."""
+    seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
+    machines = Machines(kube.api_client())
+    bmcs = ironcore_bmcs(objects)[: IPADDRESSES + SMALL_IPADDRESSES]
+    add_lags(seeder, [device for _, device in bmcs])
+    networks = node_pools(Pools(kube.api_client()))
+    # The resync that makes the third pass: soon, yet late enough that the operator has handled the watch
+    # events of the second pass's annotation writes, which would slow the third down.
+    ipaddress_env = {**env, "ARGORA_NETBOX_TOKEN": netbox.v2_token, "ARGORA_RESYNC_INTERVAL_SECONDS": "30"}
+    small_machines = spread(bmcs[IPADDRESSES:], networks, first_host=200)
+    add_machines(machines, small_machines)
+    operator, small = measure_ipaddress(
+        f"argora-ipaddress, {SMALL_IPADDRESSES} IPAddresses", ipaddress_env, machines, SMALL_IPADDRESSES
+    )
+    release(operator, machines, seeder, small_machines)
+    add_machines(machines, spread(bmcs[:IPADDRESSES], networks, first_host=10))
+    operator, large = measure_ipaddress(
+        f"argora-ipaddress, {IPADDRESSES} IPAddresses", ipaddress_env, machines, IPADDRESSES
+    )
+    operator.stop()
+    print(
+        f"argora-ipaddress: NetBox reads of a first pass, {small.reads:.0f} for {SMALL_IPADDRESSES} IPAddresses"
+        f" and {large.reads:.0f} for {IPADDRESSES}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -199,6 +383,9 @@ def main() -> None:
         small = pools("small", ippool_selectors("small-", SMALL_REGION))
         measure(f"argora-ippool, {SMALL_PREFIXES} prefixes", ippool, *small)
         measure(f"argora-ippool, {PREFIXES} prefixes", ippool, *pools("all", ippool_selectors("")))
+        ippool.stop()
+
+        bench_ipaddress(kube, netbox, objects, env)
     finally:
         stop_all()
 

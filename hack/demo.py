@@ -18,28 +18,35 @@ from pydantic import SecretStr
 
 from argora_common.crds import IPPoolSelector
 from argora_common.netbox import NetBox
-from argora_common.netbox_schema import CLUSTERS, DEVICES
+from argora_common.netbox_schema import CLUSTERS, DEVICES, IP_ADDRESSES
 from argora_common.prefixes import read_prefixes
 from argora_common.settings import Settings
 from argora_dev import REPO_ROOT
-from argora_dev.demo_inventory import IPPOOL_SELECTORS, cluster_names, seed
+from argora_dev.demo_inventory import IPPOOL_SELECTORS, LAG_DEVICE, POOL, cluster_names, seed
 from argora_dev.kube import KubeCluster, crd_files
-from argora_dev.kubeobjects import Clusters, Objects, Pools
+from argora_dev.kubeobjects import Clusters, Machines, Objects, Pools, first_free, ipaddress_state, wait_for
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess
 from argora_dev.process import stop_all
 from argora_dev.seed import NetBoxSeeder
 
 WORKDIR = REPO_ROOT / ".work" / "demo"
-CONTROLLERS = ("ironcore", "metal3", "update", "ippool")
+CONTROLLERS = ("ironcore", "metal3", "update", "ippool", "ipaddress")
+# They alone write to NetBox: they alone get a token that may.
+WRITERS = ("update", "ipaddress")
 
 
 def say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
+def readonly_netbox(netbox: NetBoxServer) -> NetBox:
+    """NetBox as the read-only controllers see it."""
+    return NetBox(Settings(netbox_url=netbox.url, netbox_token=SecretStr(netbox.readonly_v2_token)))
+
+
 def show_netbox(netbox: NetBoxServer) -> None:
-    reader = NetBox(Settings(netbox_url=netbox.url, netbox_token=SecretStr(netbox.readonly_v2_token)))
+    reader = readonly_netbox(netbox)
     clusters = reader.select(CLUSTERS, name=cluster_names())
     devices = reader.list_by_ids(DEVICES, "cluster_id", [cluster.id for cluster in clusters])
     selection = read_prefixes(reader, [IPPoolSelector.model_validate(selector) for selector in IPPOOL_SELECTORS])
@@ -141,6 +148,35 @@ def show_ippool_import(objects: Objects, pools: Pools) -> None:
     show_events(objects, "pools")
 
 
+def show_ipaddress(objects: Objects, pools: Pools, machines: Machines, netbox: NetBoxServer) -> None:
+    address, prefix = first_free((pools.get(POOL) or {})["spec"])
+    say(
+        f"a machine on {LAG_DEVICE}: metal-operator's Server for argora-ironcore's BMC, a ServerClaim with an"
+        f" IPAddressClaim from {POOL}, and the IPAddress {address}/{prefix} the in-cluster provider hands out first"
+    )
+    machines.machine("demo", "machine-a1", LAG_DEVICE, POOL, address, prefix)
+    wait_for(
+        lambda: ipaddress_state(machines.get_address("demo", "machine-a1") or {}) == "Synced",
+        what="IPAddress demo/machine-a1 Synced",
+    )
+    say("kubectl -n demo get ipaddress machine-a1 -o yaml  (the annotations argora-ipaddress wrote)")
+    for key, value in sorted(machines.annotations("demo", "machine-a1").items()):
+        print(f"    {key}: {value}")
+    reader = readonly_netbox(netbox)
+    recorded = reader.select(IP_ADDRESSES, address=address)[0]
+    device = reader.select(DEVICES, name=[LAG_DEVICE])[0]
+    on = recorded.assigned_object
+    interface = f"{on.device.name} {on.name}" if on and on.device else "-"
+    vrf = recorded.vrf.name if recorded.vrf else "global"
+    tags = ", ".join(tag.slug or "" for tag in recorded.tags)
+    primary = device.primary_ip4.address if device.primary_ip4 else "-"
+    say("NetBox now records (written by argora-ipaddress)")
+    print(f"    ip address {recorded.address} on {interface}, vrf {vrf}, tags {tags}")
+    print(f"      description: {recorded.description}")
+    print(f"    device {device.name}: primary IPv4 {primary}")
+    show_events(objects, "machine-a1")
+
+
 def show_changes(status: dict[str, Any]) -> None:
     print(f"    planned {status['planned']}")
     print(f"    applied {status['applied']}")
@@ -170,14 +206,14 @@ def main() -> int:
             "ARGORA_NETBOX_TOKEN": netbox.readonly_v2_token,
         }
         for name in CONTROLLERS:
-            # Only argora-update writes to NetBox: it alone gets a token that may.
-            token = {"ARGORA_NETBOX_TOKEN": netbox.v2_token} if name == "update" else {}
+            token = {"ARGORA_NETBOX_TOKEN": netbox.v2_token} if name in WRITERS else {}
             operator = OperatorProcess(name, WORKDIR, {**env, **token}).start()
             say(f"argora-{name} is running: health {operator.health_url}, metrics {operator.metrics_url}")
         show_cluster_import(Objects(api))
         show_metal3(Clusters(api))
         show_update(Objects(api))
         show_ippool_import(Objects(api), Pools(api))
+        show_ipaddress(Objects(api), Pools(api), Machines(api), netbox)
         if os.environ.get("DEMO_KEEP"):
             say(f"export KUBECONFIG={kube.kubeconfig}")
             say(f"NetBox API: {netbox.url}  (local demo token: {netbox.v2_token})")

@@ -3,7 +3,7 @@
     NETBOX_PASSWORD=... python -m hack.seed_demo --url http://netbox:8080 --username admin --token-dir DIR
     NETBOX_TOKEN=...    python -m hack.seed_demo --url http://localhost:8000
 
-Waits until NetBox answers, then seeds it unless the demo clusters are there already (so a second run
+Waits until NetBox answers, then seeds each part of the demo inventory NetBox lacks (so a second run
 changes nothing). With an admin's username and password (the password from NETBOX_PASSWORD, never
 the command line) it makes its own API token; else it uses NETBOX_TOKEN (or --token). With
 --token-dir it also provisions two tokens for the controllers and writes them to files there, for

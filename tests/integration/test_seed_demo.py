@@ -8,6 +8,7 @@ fresh seeding process would, which the shared server's other tests may hold alre
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,13 +21,15 @@ import yaml
 from argora_common.crds import IPPoolImportSpec
 from argora_common.kube import Owner
 from argora_common.netbox import NetBox
-from argora_common.netbox_schema import CLUSTERS, DEVICES
+from argora_common.netbox_schema import CLUSTERS, DEVICES, INTERFACES
 from argora_common.prefixes import read_prefixes
 from argora_common.settings import Settings
 from argora_dev import REPO_ROOT
-from argora_dev.demo_inventory import INVENTORY, IPPOOL_SELECTORS, cluster_names
+from argora_dev.demo_inventory import INVENTORY, IPPOOL_SELECTORS, LAG_DEVICE, LAG_INTERFACES, cluster_names
 from argora_dev.netbox import NetBoxServer
-from argora_dev.seed import GATEWAY_FIELD
+from argora_dev.seed import GATEWAY_FIELD, NetBoxSeeder
+from ipaddress_controller.desired import target_interface
+from ipaddress_controller.settings import IPAddressSettings
 from ippool_controller.desired import FIELD_MANAGER, plan
 
 pytestmark = pytest.mark.integration
@@ -98,6 +101,17 @@ def test_the_demo_ippoolimport_gets_a_pool_per_prefix_at_a_site(own_netbox: NetB
     assert [(problem.prefix, problem.reason) for problem in planned.problems] == [("10.20.0.0/16", "NoSite")]
 
 
+def test_argora_ipaddress_finds_the_lag_of_the_demo_device(own_netbox: NetBoxServer, seeded: Path) -> None:
+    """The interface argora-ipaddress puts the demo machine's address on: the device's highest LAG."""
+    netbox = reader(own_netbox, seeded / "read")
+    device = netbox.select(DEVICES, name=[LAG_DEVICE])[0]
+    lags = netbox.select(INTERFACES, device_id=[device.id], type="lag")
+    pattern = re.compile(IPAddressSettings.model_fields["lag_interface_pattern"].default)
+    assert sorted(lag.name for lag in lags) == sorted(LAG_INTERFACES)
+    chosen = target_interface(lags, pattern)
+    assert chosen is not None and chosen.name == LAG_INTERFACES[-1]
+
+
 @pytest.mark.parametrize(("token", "status"), [("read", 403), ("write", 201)])
 def test_only_the_write_token_may_write(own_netbox: NetBoxServer, seeded: Path, token: str, status: int) -> None:
     secret = (seeded / token).read_text().strip()
@@ -125,3 +139,14 @@ def test_a_second_run_seeds_nothing(own_netbox: NetBoxServer, seeded: Path, tmp_
     result = run_seed_job(own_netbox, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the demo inventory is there already" in result.stdout
+
+
+def test_a_netbox_seeded_before_argora_ipaddress_gets_the_lags(own_netbox: NetBoxServer, seeded: Path) -> None:
+    """Each part is seeded when NetBox lacks it: a demo NetBox without the LAG interfaces gets them."""
+    admin = NetBoxSeeder(own_netbox.url, own_netbox.api_headers(own_netbox.v2_token))
+    admin.delete("dcim/interfaces", [lag["id"] for lag in admin.get("dcim/interfaces", device=LAG_DEVICE, type="lag")])
+    result = run_seed_job(own_netbox, seeded)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"seeded the LAG interfaces of {LAG_DEVICE}" in result.stdout
+    lags = admin.get("dcim/interfaces", device=LAG_DEVICE, type="lag")
+    assert sorted(lag["name"] for lag in lags) == sorted(LAG_INTERFACES)
