@@ -274,8 +274,8 @@ def measure_ipaddress(
         raise RuntimeError(f"{name}: after the first pass {dict(states)}, not {expected} Synced")
     created = operator.metric("argora_objects_written_total", kind="IPAddress", action="create")
     primaries = operator.metric("argora_objects_written_total", kind="Device", action="update")
-    # The second pass still rewrites each IPAddress's message ("created on" becomes "recorded on"): the
-    # third, a resync, is the one with nothing to change.
+    # The watch's first listing of the IPAddresses asks for a second pass right after the first: the third,
+    # a resync, is measured as the pass with nothing to change.
     after_second = passes_done(operator, 2)
     versions = resource_versions(machines)
     again = passes_done(operator, 3) - after_second

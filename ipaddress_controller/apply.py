@@ -94,12 +94,19 @@ class Applier:
         item.message = self._what_was_done(item)
 
     def _what_was_done(self, item: AddressPlan) -> str:
+        """What NetBox records, the same on every pass (a changed message would rewrite the annotation);
+        a dry run says what it would write."""
         assert item.interface is not None and item.device is not None
-        done = "created" if item.create else "assigned" if item.assign else "recorded"
-        message = f"{item.address} {done} on {item.device.name} {item.interface.name}"
-        message += ", primary IP" if item.make_primary else ""
-        writes = item.create is not None or item.assign or item.make_primary
-        return f"dry run, would be: {message}" if self.dry_run and writes else message
+        message = f"{item.address} on {item.device.name} {item.interface.name}"
+        message += ", primary IP" if item.primary else ""
+        if not self.dry_run:
+            return message
+        writes = [
+            *(["create the address"] if item.create else []),
+            *(["assign it"] if item.assign else []),
+            *(["make it primary"] if item.make_primary else []),
+        ]
+        return f"dry run, would {' and '.join(writes)}: {message}" if writes else message
 
     def _tag(self) -> int:
         """Our tag's id, making the tag on first use."""

@@ -133,7 +133,8 @@ class AddressPlan:
     existing: IPAddress | None = None  # the NetBox address, when there is one
     create: dict[str, Any] | None = None  # fields of the NetBox address to create
     assign: bool = False  # the existing address is unassigned: assign it to the interface
-    make_primary: bool = False
+    primary: bool = False  # the device's primary IP of its family, once this pass is done
+    make_primary: bool = False  # ... and NetBox does not say so yet
     conflicted: str = ""  # the original's annotation value: device, interface or address
 
     def annotations(self) -> dict[str, str]:
@@ -277,6 +278,7 @@ def _choose_primaries(items: Sequence[AddressPlan]) -> None:
     for (_, version), item in first.items():
         assert item.device is not None
         current = item.device.primary_ip4 if version == 4 else item.device.primary_ip6
+        item.primary = True
         item.make_primary = item.existing is None or current is None or current.id != item.existing.id
 
 

@@ -234,7 +234,9 @@ class WriteBack:
                 time.sleep(DEBOUNCE_SECONDS)
                 self.changed.clear()
             try:
-                due = time.monotonic() + self.run_once(log)
+                delay = self.run_once(log)
+                # From the end of the pass: a pass longer than the interval is not followed by another at once.
+                due = time.monotonic() + delay
             except Exception:
                 log.exception("write-back pass failed")
                 due = time.monotonic() + self.settings.retry_base_seconds

@@ -98,7 +98,7 @@ def test_a_dry_run_says_what_it_would_write_and_writes_nothing(
         machines.claim(namespace, "m1", rack.device["name"], rack.pool)
         machines.address(namespace, "m1", rack.pool, rack.host(10), 24)
         annotations = synced(machines, namespace, "m1")
-        assert "dry run, would be" in annotations[SYNC]
+        assert "dry run, would create the address and make it primary" in annotations[SYNC]
     finally:
         operator.stop()
     assert rack.netbox_address(10) is None
