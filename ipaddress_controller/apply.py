@@ -34,7 +34,15 @@ class ApplyResult:
 
 class Applier:
     def __init__(
-        self, netbox: NetBox, kube: Kube, ip_address: Kind, tag_slug: str, *, dry_run: bool, max_deletes: int
+        self,
+        netbox: NetBox,
+        kube: Kube,
+        ip_address: Kind,
+        tag_slug: str,
+        tag_id: int | None,
+        *,
+        dry_run: bool,
+        max_deletes: int,
     ) -> None:
         self.netbox = netbox
         self.kube = kube
@@ -42,7 +50,7 @@ class Applier:
         self.tag_slug = tag_slug
         self.dry_run = dry_run
         self.max_deletes = max_deletes
-        self.tag_id: int | None = None
+        self.tag_id = tag_id
         self.result = ApplyResult()
 
     def apply(self, plan: Plan, live: Mapping[Key, Mapping[str, Any]]) -> ApplyResult:
@@ -109,10 +117,9 @@ class Applier:
         return f"dry run, would {' and '.join(writes)}: {message}" if writes else message
 
     def _tag(self) -> int:
-        """Our tag's id, making the tag on first use."""
+        """Our tag's id (the read found it), making the tag on first use."""
         if self.tag_id is None:
-            found = self.netbox.select(TAGS, slug=self.tag_slug)
-            self.tag_id = found[0].id if found else self.netbox.create(TAGS, name=self.tag_slug, slug=self.tag_slug)
+            self.tag_id = self.netbox.create(TAGS, name=self.tag_slug, slug=self.tag_slug)
         return self.tag_id
 
     def _release(self, plan: Plan) -> None:

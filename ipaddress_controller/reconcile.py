@@ -21,7 +21,7 @@ from typing import Any, Final
 from argora_common.backoff import Backoff
 from argora_common.errors import Decision
 from argora_common.kinds import BMC, GLOBAL_POOL, SERVER, SERVER_CLAIM, ip_address, ip_address_claim
-from argora_common.kube import MANAGED_BY_LABEL, Kind, Kube, post_event
+from argora_common.kube import MANAGED_BY_LABEL, Kube, post_event
 from argora_common.metrics import IPADDRESS_STATES
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, PREFIXES, TAGS, Device, IPAddress
@@ -82,25 +82,24 @@ class WriteBackSteps:
         self.pattern = re.compile(settings.lag_interface_pattern)
         # The IPAddresses of the last read, by key: a failed pass is reported on them.
         self.last_addresses: dict[Key, dict[str, Any]] = {}
+        # Our NetBox tag's id as the last read found it; None until the first address makes the tag.
+        self.tag_id: int | None = None
         # The last plan: its pending addresses decide when the next pass is due.
         self.last_plan = Plan()
-
-    def _list(self, kind: Kind) -> list[dict[str, Any]]:
-        return self.kube.list(kind)
 
     def read(self, body: Body) -> Facts:
         pools = {
             pool["metadata"]["name"]
             for pool in self.kube.list(GLOBAL_POOL, label_selector=f"{MANAGED_BY_LABEL}={IPPOOL_MANAGER}")
         } | set(self.settings.pool_names)
-        every_address = self._list(self.ip_address)
+        every_address = self.kube.list(self.ip_address)
         addresses = [a for a in every_address if ours(a, pools) and not a["metadata"].get("deletionTimestamp")]
         self.last_addresses = {key_of(address): address for address in addresses}
         cluster = Cluster(
-            claims={key_of(claim): claim for claim in self._list(self.ip_address_claim)},
-            server_claims={key_of(claim): claim for claim in self._list(SERVER_CLAIM)},
-            servers={server["metadata"]["name"]: server for server in self._list(SERVER)},
-            bmcs={bmc["metadata"]["name"]: bmc for bmc in self._list(BMC)},
+            claims={key_of(claim): claim for claim in self.kube.list(self.ip_address_claim)},
+            server_claims={key_of(claim): claim for claim in self.kube.list(SERVER_CLAIM)},
+            servers={server["metadata"]["name"]: server for server in self.kube.list(SERVER)},
+            bmcs={bmc["metadata"]["name"]: bmc for bmc in self.kube.list(BMC)},
         )
         device_id_label = f"{self.settings.label_prefix}/device-id"
         chains = {key_of(address): resolve(address, cluster, device_id_label) for address in addresses}
@@ -126,12 +125,11 @@ class WriteBackSteps:
             by_host[host(found.address)].append(found)
         networks = {str(ipaddress.ip_interface(c).network) for c in cidrs}
         prefixes = self.netbox.list_by_ids(PREFIXES, "prefix", networks) if networks else []
-        created = self.netbox.select(IP_ADDRESSES, tag=[self.settings.created_tag]) if self._tag_exists() else []
-        return NetBoxFacts(by_id, by_name, interfaces, by_host, prefixes, created)
-
-    def _tag_exists(self) -> bool:
         # NetBox refuses a filter by a tag that does not exist (400): before our first address there is none.
-        return bool(self.netbox.select(TAGS, slug=self.settings.created_tag))
+        tags = self.netbox.select(TAGS, slug=self.settings.created_tag)
+        self.tag_id = tags[0].id if tags else None
+        created = self.netbox.select(IP_ADDRESSES, tag=[self.settings.created_tag]) if tags else []
+        return NetBoxFacts(by_id, by_name, interfaces, by_host, prefixes, created)
 
     def plan(self, body: Body, facts: Facts) -> Plan:
         self.last_plan = plan(facts.addresses, facts.every_address, facts.chains, facts.netbox, self.pattern)
@@ -143,6 +141,7 @@ class WriteBackSteps:
             self.kube,
             self.ip_address,
             self.settings.created_tag,
+            self.tag_id,
             dry_run=self.settings.dry_run,
             max_deletes=self.settings.max_deletes_per_pass,
         )
