@@ -82,6 +82,23 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated namespaces to watch; empty watches all"
     )
     standalone: bool = Field(default=False, description="Skip kopf peering (only for a single replica)")
+    netbox_changes_interval: float = Field(
+        default=10.0, ge=0, le=3600, description="Seconds between looks at NetBox's change log; 0 turns them off"
+    )
+    netbox_full_read_interval_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="While the change log says nothing changed, resyncs reuse the last NetBox reads for at most "
+        "this long; 0 reads NetBox on every resync",
+    )
+    change_coalesce_seconds: float = Field(
+        default=0.5, ge=0, le=60, description="Changes arriving within this window start one pass per resource"
+    )
+    webhook_port: int = Field(default=8081, ge=1, le=65535, description="Port of POST /netbox/webhook")
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC secret of NetBox's webhook; the webhook is served only when one is set"
+    )
+    webhook_secret_file: Path | None = Field(default=None, description="File holding the webhook secret instead")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level")
 
     @field_validator("default_bmc_credentials", mode="before")
@@ -109,7 +126,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a DNS subdomain such as 'kubernetes.metal.cloud.sap'")
         return value
 
-    @field_validator("netbox_ca_bundle", "netbox_token_file")
+    @field_validator("netbox_ca_bundle", "netbox_token_file", "webhook_secret_file")
     @classmethod
     def _check_readable(cls, value: Path | None) -> Path | None:
         if value is not None and not os.access(value, os.R_OK):
@@ -120,6 +137,12 @@ class Settings(BaseSettings):
     def _exactly_one_token_source(self) -> Self:
         if (self.netbox_token is None) == (self.netbox_token_file is None):
             raise ValueError(f"set exactly one of {ENV_PREFIX}NETBOX_TOKEN and {ENV_PREFIX}NETBOX_TOKEN_FILE")
+        return self
+
+    @model_validator(mode="after")
+    def _one_webhook_secret_source(self) -> Self:
+        if self.webhook_secret is not None and self.webhook_secret_file is not None:
+            raise ValueError(f"set at most one of {ENV_PREFIX}WEBHOOK_SECRET and {ENV_PREFIX}WEBHOOK_SECRET_FILE")
         return self
 
     @model_validator(mode="after")
