@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, SITE, Ref
 from argora_common.crds import DEFAULT_BMC_INTERFACE_NAMES, ClusterSelector
 from argora_common.netbox import FilterValue, NetBox, NetBoxRejectedError
 from argora_common.netbox_schema import (
@@ -74,6 +75,23 @@ class Inventory:
     @property
     def cluster_count(self) -> int:
         return len({cluster.id for clusters in self.clusters_by_selector for cluster in clusters})
+
+    def refs(self) -> set[Ref]:
+        """The NetBox objects this read depends on: a change to any of them may change its result."""
+        refs = selection_refs(self.clusters_by_selector, self.devices)
+        refs |= {(SITE, site_id) for site_id in self.sites}
+        refs |= {(INTERFACE, i.id) for interfaces in self.bmc_interfaces.values() for i in interfaces}
+        refs |= {(INTERFACE, interface.id) for interface in self.oob_interfaces.values()}
+        refs |= {(IP_ADDRESS, ip_id) for ip_id in self.oob_interfaces}
+        refs |= {(IP_ADDRESS, selected.device.oob_ip.id) for selected in self.devices if selected.device.oob_ip}
+        refs |= {(IP_ADDRESS, a.id) for addresses in self.bmc_addresses.values() for a in addresses}
+        return refs
+
+
+def selection_refs(clusters_by_selector: Sequence[Sequence[Cluster]], devices: Sequence[SelectedDevice]) -> set[Ref]:
+    """The clusters selected and their devices: a device that joins or leaves names its cluster."""
+    refs = {(CLUSTER, cluster.id) for clusters in clusters_by_selector for cluster in clusters}
+    return refs | {(DEVICE, selected.device.id) for selected in devices}
 
 
 def cluster_filters(selector: ClusterSelector) -> dict[str, FilterValue]:
@@ -175,6 +193,11 @@ class BootInterfaces:
     primary: dict[int, Interface] = field(default_factory=dict)  # by device id
     primary_address: dict[int, IPAddress] = field(default_factory=dict)  # by device id
     lag_members: dict[int, list[Interface]] = field(default_factory=dict)  # by LAG interface id
+
+    def refs(self) -> set[Ref]:
+        refs = {(INTERFACE, interface.id) for interface in self.primary.values()}
+        refs |= {(IP_ADDRESS, address.id) for address in self.primary_address.values()}
+        return refs | {(INTERFACE, member.id) for members in self.lag_members.values() for member in members}
 
 
 def read_boot_interfaces(netbox: NetBox, devices: Sequence[Device]) -> BootInterfaces:

@@ -28,6 +28,17 @@ OBJECTS_WRITTEN = Counter(
     "Objects created, updated or deleted, in Kubernetes or NetBox",
     ["controller", "kind", "action"],
 )
+NETBOX_CHANGES = Counter(
+    "argora_netbox_changes_total",
+    "NetBox changes seen, by source (changelog, webhook) and relevance to this controller",
+    ["source", "relevance"],
+)
+WEBHOOK_REQUESTS = Counter(
+    "argora_webhook_requests_total",
+    "Requests to POST /netbox/webhook, by result (accepted, ignored, unsigned, bad_signature, malformed, "
+    "too_large, not_found)",
+    ["result"],
+)
 
 IPADDRESS_STATES = Gauge(
     "argora_ipaddress_addresses",

@@ -10,7 +10,7 @@ proves against a real NetBox that every one of them narrows the result.
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -78,31 +78,41 @@ def id_chunks[V: (int, str)](ids: Iterable[V], filter_name: str, budget: int = I
 # ---- transport -----------------------------------------------------------------------------------
 
 
-class TokenAuth(requests.auth.AuthBase):
-    """Sets NetBox's Authorization header; a token file is re-read whenever it changes on disk.
+class RotatingSecret:
+    """A secret given as a value or as a file that is re-read whenever it changes on disk.
 
     A Kubernetes Secret mounted as a file is swapped atomically on rotation, so comparing the file's
-    mtime and inode before each request picks up the new token without a restart.
+    mtime and inode before each use picks up the new value without a restart.
     """
 
-    def __init__(self, token: SecretStr | None, token_file: Path | None) -> None:
-        self._token = token.get_secret_value().strip() if token is not None else None
-        self._file = token_file
+    def __init__(self, value: SecretStr | None, file: Path | None) -> None:
+        self._value = value.get_secret_value().strip() if value is not None else None
+        self._file = file
         self._file_stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
 
-    def current_token(self) -> str:
+    def get(self) -> str:
         if self._file is None:
-            assert self._token is not None
-            return self._token
+            assert self._value is not None
+            return self._value
         with self._lock:
             stat = self._file.stat()
             stamp = (stat.st_mtime_ns, stat.st_ino)
             if stamp != self._file_stamp:
-                self._token = self._file.read_text().strip()
+                self._value = self._file.read_text().strip()
                 self._file_stamp = stamp
-            assert self._token is not None
-            return self._token
+            assert self._value is not None
+            return self._value
+
+
+class TokenAuth(requests.auth.AuthBase):
+    """Sets NetBox's Authorization header from the token, re-read from its file when that changes."""
+
+    def __init__(self, token: SecretStr | None, token_file: Path | None) -> None:
+        self._token = RotatingSecret(token, token_file)
+
+    def current_token(self) -> str:
+        return self._token.get()
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = authorization_header(self.current_token())
@@ -114,14 +124,40 @@ def authorization_header(token: str) -> str:
     return f"Bearer {token}" if token.startswith("nbt_") else f"Token {token}"
 
 
-class _Session(requests.Session):
-    """A session that never waits forever and counts every response by endpoint."""
+class OwnWrites:
+    """The request ids NetBox gave our own writes (its `X-Request-ID`), the newest `limit` of them: the
+    change log names the request behind every change, so a controller can tell its own writes from
+    everybody else's and never answers them with another pass."""
 
-    def __init__(self, timeout: float, counter: Counter[str]) -> None:
+    def __init__(self, limit: int = 20_000) -> None:
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def add(self, request_id: str) -> None:
+        with self._lock:
+            if request_id in self._ids:
+                return
+            self._order.append(request_id)
+            self._ids.add(request_id)
+            if len(self._order) > self._limit:
+                self._ids.discard(self._order.popleft())
+
+    def __contains__(self, request_id: object) -> bool:
+        with self._lock:
+            return request_id in self._ids
+
+
+class _Session(requests.Session):
+    """A session that never waits forever, counts every response by endpoint and remembers its writes."""
+
+    def __init__(self, timeout: float, counter: Counter[str], own_writes: OwnWrites) -> None:
         super().__init__()
         self._timeout = timeout
         self._counter = counter
         self._counter_lock = threading.Lock()
+        self._own_writes = own_writes
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
@@ -133,6 +169,9 @@ class _Session(requests.Session):
             self._count(endpoint, verb, "error")
             raise
         self._count(endpoint, verb, str(response.status_code))
+        request_id = response.headers.get("X-Request-ID")
+        if request_id and verb.upper() not in ("GET", "HEAD", "OPTIONS"):
+            self._own_writes.add(request_id)
         return response
 
     def _count(self, endpoint: str, method: str, code: str) -> None:
@@ -179,8 +218,9 @@ class NetBox:
         self.url = str(settings.netbox_url).rstrip("/")
         self.page_size = settings.netbox_page_size
         self.requests_sent: Counter[str] = Counter()
+        self.own_writes = OwnWrites()
         self.api = pynetbox.api(self.url, token=None)
-        session = _Session(settings.netbox_timeout_seconds, self.requests_sent)
+        session = _Session(settings.netbox_timeout_seconds, self.requests_sent, self.own_writes)
         session.auth = TokenAuth(settings.netbox_token, settings.netbox_token_file)
         session.verify = str(settings.netbox_ca_bundle) if settings.netbox_ca_bundle else settings.netbox_verify_tls
         self.api.http_session = session
@@ -211,6 +251,20 @@ class NetBox:
                 pagination="cursor",
             )
             return [endpoint.model.model_validate(record) for record in request.get()]
+
+        return self._call(endpoint.path, fetch)
+
+    def newest[M: BaseModel](self, endpoint: Endpoint[M]) -> M | None:
+        """The object with the highest id, in one request (where the change log stands right now)."""
+
+        def fetch() -> M | None:
+            url = f"{self.api.base_url}/{endpoint.path}/"
+            query = {"ordering": "-id", "limit": 1, "fields": ",".join(endpoint.fields)}
+            response = self.api.http_session.get(url, params=query)
+            if not response.ok:
+                raise RequestError(response)
+            results = response.json().get("results") or []
+            return endpoint.model.model_validate(results[0]) if results else None
 
         return self._call(endpoint.path, fetch)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -257,3 +258,35 @@ PREFIXES: Final = Endpoint(
 LOCATIONS: Final = Endpoint("dcim", "locations", Location, ("id", "slug", "site"), frozenset({"id"}))
 VRFS: Final = Endpoint("ipam", "vrfs", VRF, ("id", "name"), frozenset({"name"}))
 TAGS: Final = Endpoint("extras", "tags", Ref, ("id", "name", "slug"), frozenset({"slug"}))
+
+
+class ObjectChange(_Record):
+    """One entry of NetBox's change log (`/api/core/object-changes/`); the snapshots only when asked for."""
+
+    id: int
+    time: datetime
+    request_id: str | None = None
+    action: str
+    changed_object_type: str
+    changed_object_id: int
+    prechange_data: dict[str, Any] | None = None
+    postchange_data: dict[str, Any] | None = None
+
+    _action = field_validator("action", mode="before")(_choice_value)
+
+
+class Named(_Record):
+    id: int
+    name: str
+
+
+_CHANGE_FIELDS: Final = ("id", "time", "request_id", "action", "changed_object_type", "changed_object_id")
+# The slim list a look at the change log reads, overlapping the last one; the snapshots only of new entries.
+OBJECT_CHANGES: Final = Endpoint(
+    "core", "object-changes", ObjectChange, _CHANGE_FIELDS, frozenset({"time_after", "changed_object_type"})
+)
+OBJECT_CHANGE_SNAPSHOTS: Final = Endpoint(
+    "core", "object-changes", ObjectChange, (*_CHANGE_FIELDS, "prechange_data", "postchange_data"), frozenset({"id"})
+)
+WEBHOOKS: Final = Endpoint("extras", "webhooks", Named, ("id", "name"), frozenset({"name"}))
+EVENT_RULES: Final = Endpoint("extras", "event-rules", Named, ("id", "name"), frozenset({"name"}))

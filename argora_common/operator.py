@@ -18,12 +18,14 @@ from kubernetes.client.exceptions import ApiException
 from pydantic.fields import FieldInfo
 from urllib3.exceptions import HTTPError
 
+from argora_common.changes import ChangeFeed, Interest
 from argora_common.crds import GROUP
 from argora_common.kube import SYNC_ANNOTATION, Kind, Kube, load_api_client
 from argora_common.metrics import serve_metrics
-from argora_common.netbox import NetBox, NetBoxRejectedError, NetBoxUnavailableError
-from argora_common.passes import PassRunner, key_of
+from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError, NetBoxUnavailableError
+from argora_common.passes import Key, PassRunner, key_of
 from argora_common.settings import ENV_PREFIX, Settings, exit_with, load_settings
+from argora_common.webhook import PATH, WebhookServer, ensure_webhook
 
 log = logging.getLogger("argora")
 
@@ -40,6 +42,8 @@ class Controller:
     # Registers the controller's handlers once its settings are known (the resync timer needs them).
     register: Callable[[kopf.OperatorRegistry, Any, NetBox], None]
     settings_class: type[Settings] = Settings
+    # The NetBox object types whose changes start passes; None: the controller does not follow them.
+    interest: Interest | None = None
 
     @property
     def program(self) -> str:
@@ -78,7 +82,56 @@ def register_sync(registry: kopf.OperatorRegistry, resource: Kind, passes: PassR
     # A raw watch event puts no finalizer on the resource; filtered here, kopf logs no other events.
     @kopf.on.event(*spec, when=_deleted, registry=registry)
     def on_deleted(body: kopf.Body, **_: Any) -> None:
-        passes.backoff.reset(key_of(body))
+        passes.forget(key_of(body))
+
+
+def follow_netbox_changes(
+    registry: kopf.OperatorRegistry,
+    settings: Settings,
+    netbox: NetBox,
+    interest: Interest,
+    passes: PassRunner[Any, Any, Any],
+    trigger: Callable[[Key], float | None],
+) -> ChangeFeed[Key]:
+    """Passes for the resources NetBox's changes concern: from the change log every
+    `ARGORA_NETBOX_CHANGES_INTERVAL` seconds and, when a webhook secret is set, from NetBox's webhooks."""
+    feed: ChangeFeed[Key] = ChangeFeed(netbox, interest, settings, trigger, describe="/".join)
+    passes.changes = feed
+    webhook = WebhookServer(settings, lambda changes: feed.submit(changes, "webhook"))
+
+    @kopf.on.startup(registry=registry)
+    def start_following(**_: Any) -> None:
+        feed.start()
+        if WebhookServer.enabled(settings):
+            webhook.start()
+        if not feed.polling and not WebhookServer.enabled(settings):
+            log.info("NetBox changes are not followed: they reach passes at the resync")
+
+    @kopf.on.cleanup(registry=registry)
+    def stop_following(**_: Any) -> None:
+        feed.stop()
+        webhook.stop()
+
+    return feed
+
+
+def resource_trigger(kube: Kube, resource: Kind, passes: PassRunner[Any, Any, Any]) -> Callable[[Key], float | None]:
+    """A pass over one of our own resources as it is now, for a NetBox change; the delay before a retry
+    when it failed and retrying can help."""
+    logger = logging.getLogger(f"argora.{kube.controller.removeprefix('argora-')}")
+
+    def trigger(key: Key) -> float | None:
+        namespace, name = key
+        body = kube.get(resource, name, namespace)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            passes.forget(key)
+            return None
+        outcome = passes.run(body, logger)
+        if outcome is None or outcome.decision is None or not outcome.decision.retry:
+            return None
+        return outcome.delay
+
+    return trigger
 
 
 def _deleted(type: str | None, **_: Any) -> bool:
@@ -90,12 +143,41 @@ def _parser(controller: Controller) -> argparse.ArgumentParser:
         f"  {ENV_PREFIX}{name.upper():32} {field.description or ''}{_default_text(field)}"
         for name, field in controller.settings_class.model_fields.items()
     )
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog=controller.program,
         description=controller.description,
         epilog=f"Configuration comes from the environment:\n{settings_help}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if controller.interest is not None:
+        commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+        hook = commands.add_parser(
+            "netbox-webhook",
+            help="create or update NetBox's webhook and event rule that send this controller's changes to --url",
+            description=f"Creates (or updates) the webhook and event rule {controller.program} in NetBox, signed "
+            f"with {ENV_PREFIX}WEBHOOK_SECRET(_FILE). The token ({ENV_PREFIX}NETBOX_TOKEN(_FILE)) must be allowed to "
+            "add and change webhooks and event rules.",
+        )
+        hook.add_argument(
+            "--url", required=True, help=f"what NetBox calls, e.g. http://argora-{controller.name}:8081{PATH}"
+        )
+        hook.add_argument("--no-verify-tls", action="store_true", help="NetBox does not check the URL's certificate")
+    return parser
+
+
+def netbox_webhook_command(controller: Controller, settings: Settings, url: str, *, verify_tls: bool) -> None:
+    """`argora-<name> netbox-webhook --url …`: one line saying what was done, or why not."""
+    assert controller.interest is not None
+    if not WebhookServer.enabled(settings):
+        exit_with(controller.program, f"set {ENV_PREFIX}WEBHOOK_SECRET or {ENV_PREFIX}WEBHOOK_SECRET_FILE first")
+    secret = WebhookServer(settings, lambda _: None).secret()
+    try:
+        done = ensure_webhook(
+            NetBox(settings), controller.program, url, secret, controller.interest, verify_tls=verify_tls
+        )
+    except NetBoxError as error:
+        exit_with(controller.program, f"could not set up the webhook: {error}")
+    print(f"{controller.program}: {done}")
 
 
 def _default_text(field: FieldInfo) -> str:
@@ -153,8 +235,11 @@ def ensure_peering(controller: Controller, namespaces: Sequence[str]) -> None:
 
 
 def run(controller: Controller, argv: Sequence[str] | None = None) -> None:
-    _parser(controller).parse_args(argv)
+    arguments = _parser(controller).parse_args(argv)
     settings = load_settings(controller.settings_class, controller.program)
+    if getattr(arguments, "command", None) == "netbox-webhook":
+        netbox_webhook_command(controller, settings, arguments.url, verify_tls=not arguments.no_verify_tls)
+        return
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     netbox = NetBox(settings)
     check_netbox(controller, netbox)

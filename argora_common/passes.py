@@ -2,17 +2,20 @@
 
 A controller supplies its steps (`PassSteps`); the skeleton owns what they share: one pass per resource
 at a time, the metrics timer, the error map (`argora_common.errors`), the growing retry delay, the
-failure report and one log line per pass. The first exception stops the pass, so nothing is written
-after a failed read. `run` returns what happened (the metal3 resync thread schedules with it);
-`run_for_kopf` turns a failure into kopf's retry (`TemporaryError`) or into a stop until the resource
-changes or the next resync (`PermanentError`).
+failure report and one log line per pass. When the controller follows NetBox's changes
+(`argora_common.changes`), the skeleton also records which NetBox objects each pass read, and a resync
+may reuse the last reads while the change log says none of them changed. The first exception stops the
+pass, so nothing is written after a failed read. `run` returns what happened (the metal3 resync thread
+schedules with it); `run_for_kopf` turns a failure into kopf's retry (`TemporaryError`) or into a stop
+until the resource changes or the next resync (`PermanentError`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterator, Mapping
+import time
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +23,7 @@ from typing import Any, Protocol
 import kopf
 
 from argora_common.backoff import Backoff
+from argora_common.changes import ChangeFeed, Ref
 from argora_common.errors import Decision, brief, classify
 from argora_common.metrics import RECONCILE_SECONDS
 from argora_common.settings import Settings
@@ -95,6 +99,22 @@ class PassOutcome:
         return self.decision is None
 
 
+@dataclass(frozen=True)
+class LastRead[Facts]:
+    facts: Facts
+    generation: object
+    at: float  # monotonic time the read began
+
+
+@dataclass(frozen=True)
+class Tracking[Facts]:
+    """How the passes of a controller that follows NetBox's changes describe their reads."""
+
+    touched: Callable[[Facts], Iterable[Ref]]  # the NetBox objects a read returned or depends on
+    # Re-reads what is not NetBox's (credentials) on top of the last NetBox reads; None: never reuse.
+    refresh: Callable[[Body, Facts], Facts] | None = None
+
+
 def key_of(body: Body) -> Key:
     return body["metadata"]["namespace"], body["metadata"]["name"]
 
@@ -111,6 +131,8 @@ class PassRunner[Facts, Planned, Result]:
         backoff: Backoff[Key],
         resync_seconds: float,
         kept: str,
+        tracking: Tracking[Facts] | None = None,
+        reuse_seconds: float = 0.0,
     ) -> None:
         self.steps = steps
         self.controller = controller
@@ -119,12 +141,23 @@ class PassRunner[Facts, Planned, Result]:
         self.resync_seconds = resync_seconds
         self.kept = kept  # what a failed pass leaves as it is, for the failure message
         self.locks: KeyedLocks[Key] = KeyedLocks()
+        self.tracking = tracking
+        self.reuse_seconds = reuse_seconds  # the longest a resync may go on reusing one read
+        self.changes: ChangeFeed[Key] | None = None  # set when the controller follows NetBox's changes
+        self._last_reads: dict[Key, LastRead[Facts]] = {}
 
     @classmethod
     def from_settings(
-        cls, steps: PassSteps[Facts, Planned, Result], *, controller: str, kind: str, settings: Settings, kept: str
+        cls,
+        steps: PassSteps[Facts, Planned, Result],
+        *,
+        controller: str,
+        kind: str,
+        settings: Settings,
+        kept: str,
+        tracking: Tracking[Facts] | None = None,
     ) -> PassRunner[Facts, Planned, Result]:
-        """The retry delays and the resync interval as the operator is configured."""
+        """The retry delays, the resync interval and the reuse of reads as the operator is configured."""
         return cls(
             steps,
             controller=controller,
@@ -132,26 +165,63 @@ class PassRunner[Facts, Planned, Result]:
             backoff=Backoff.from_settings(settings),
             resync_seconds=settings.resync_interval_seconds,
             kept=kept,
+            tracking=tracking,
+            reuse_seconds=settings.netbox_full_read_interval_seconds,
         )
 
-    def run(self, body: Body, logger: Log, *, wait: bool = True) -> PassOutcome | None:
-        """One pass; None when another pass over the same resource is under way and `wait` is off."""
+    def run(self, body: Body, logger: Log, *, wait: bool = True, resync: bool = False) -> PassOutcome | None:
+        """One pass; None when another pass over the same resource is under way and `wait` is off. A
+        resync reuses the last NetBox reads when nothing they hold changed since (`reusable`)."""
         key = key_of(body)
         with self.locks.hold(key, wait=wait) as held:
             if not held:
                 logger.debug("a pass over %s %s/%s is under way; this one is skipped", self.kind, *key)
                 return None
             with RECONCILE_SECONDS.labels(controller=self.controller, kind=self.kind).time():
+                reused = self.reusable(key, body) if resync else None
                 try:
-                    facts = self.steps.read(body)
+                    facts = self._read(key, body, reused)
                     planned = self.steps.plan(body, facts)
                     result = self.steps.converge(body, planned)
                     summary = self.steps.report(body, facts, planned, result)
                 except Exception as error:
+                    self._last_reads.pop(key, None)
                     return self._failed(key, body, error, logger)
         self.backoff.reset(key)
-        logger.info("%s %s/%s synced: %s", self.kind, *key, summary)
+        reuse_note = " (NetBox unchanged since the last read, not read again)" if reused else ""
+        logger.info("%s %s/%s synced%s: %s", self.kind, *key, reuse_note, summary)
         return PassOutcome()
+
+    def reusable(self, key: Key, body: Body) -> LastRead[Facts] | None:
+        """The last read of the resource, when a resync may plan from it instead of reading NetBox: the
+        controller can refresh it, the resource's spec is the same, the read is younger than the reuse
+        limit, and the change log is followed and says nothing the read holds changed since it began."""
+        last = self._last_reads.get(key)
+        if last is None or self.changes is None or self.tracking is None or self.tracking.refresh is None:
+            return None
+        if last.generation != body["metadata"].get("generation"):
+            return None
+        if time.monotonic() - last.at > self.reuse_seconds or not self.changes.quiet_since(key, last.at):
+            return None
+        return last
+
+    def _read(self, key: Key, body: Body, reused: LastRead[Facts] | None) -> Facts:
+        if reused is not None and self.tracking is not None and self.tracking.refresh is not None:
+            return self.tracking.refresh(body, reused.facts)
+        began = time.monotonic()
+        facts = self.steps.read(body)
+        if self.changes is not None and self.tracking is not None:
+            self.changes.index.record(key, self.tracking.touched(facts))
+            if self.tracking.refresh is not None and self.reuse_seconds > 0:
+                self._last_reads[key] = LastRead(facts, body["metadata"].get("generation"), began)
+        return facts
+
+    def forget(self, key: Key) -> None:
+        """The resource is gone: nothing of it is kept."""
+        self.backoff.reset(key)
+        self._last_reads.pop(key, None)
+        if self.changes is not None:
+            self.changes.forget(key)
 
     def _failed(self, key: Key, body: Body, error: Exception, logger: Log) -> PassOutcome:
         decision = classify(error, self.kept)
@@ -175,9 +245,9 @@ class PassRunner[Facts, Planned, Result]:
         )  # fmt: skip
         return PassOutcome(decision, delay)
 
-    def run_for_kopf(self, body: Body, logger: Log, *, wait: bool = True) -> None:
+    def run_for_kopf(self, body: Body, logger: Log, *, wait: bool = True, resync: bool = False) -> None:
         """A pass from a kopf handler: a failure becomes kopf's retry after the delay, or a stop."""
-        outcome = self.run(body, logger, wait=wait)
+        outcome = self.run(body, logger, wait=wait, resync=resync)
         if outcome is None or outcome.decision is None:
             return
         if outcome.decision.retry:
@@ -190,7 +260,7 @@ class PassRunner[Facts, Planned, Result]:
         if not self.backoff.due(key_of(body)):
             logger.debug("the retry of a failed pass is not due yet; this resync is skipped")
             return
-        self.run_for_kopf(body, logger, wait=False)
+        self.run_for_kopf(body, logger, wait=False, resync=True)
 
     def delete(self, body: Body, logger: Log, remove: Callable[[], str]) -> None:
         """The delete path: `remove` cleans up after the resource and says what it did. A failure is

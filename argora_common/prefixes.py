@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from argora_common.changes import PREFIX, SITE, Ref
 from argora_common.crds import IPPoolSelector
 from argora_common.netbox import FilterValue, NetBox, NetBoxRejectedError
 from argora_common.netbox_schema import LOCATIONS, PREFIXES, SITES, VRFS, Location, Prefix, Site
@@ -36,6 +37,11 @@ class PrefixSelection:
     @property
     def prefix_ids(self) -> set[int]:
         return {scoped.prefix.id for prefixes in self.by_selector for scoped in prefixes}
+
+    def refs(self) -> set[Ref]:
+        """The prefixes selected and their scopes' sites (a site's region names a pool)."""
+        refs = {(PREFIX, prefix_id) for prefix_id in self.prefix_ids}
+        return refs | {(SITE, s.site.id) for prefixes in self.by_selector for s in prefixes if s.site is not None}
 
 
 def prefix_filters(selector: IPPoolSelector, vrf_ids: Sequence[int]) -> dict[str, FilterValue]:

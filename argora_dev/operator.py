@@ -19,13 +19,15 @@ BIN_DIR = Path(sys.executable).parent
 
 def operator_environment(kube: KubeCluster, netbox: NetBoxServer, token: str, **extra: str) -> dict[str, str]:
     """What a controller gets in production, pointed at the test servers; passes are requested by the
-    tests (sync annotation), so the resync timer is pushed out of their way."""
+    tests (sync annotation), so the resync timer is pushed out of their way, and NetBox's change log is
+    not followed (the other tests' NetBox writes would start passes): the tests of that turn it on."""
     return {
         "KUBECONFIG": str(kube.kubeconfig),
         "ARGORA_NETBOX_URL": netbox.url,
         "ARGORA_NETBOX_TOKEN": token,
         "ARGORA_NETBOX_RETRIES": "2",
         "ARGORA_RESYNC_INTERVAL_SECONDS": "3600",
+        "ARGORA_NETBOX_CHANGES_INTERVAL": "0",
         **extra,
     }
 

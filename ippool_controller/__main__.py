@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 from argora_common.operator import Controller, run
 from ippool_controller.handlers import register
+from ippool_controller.reconcile import INTEREST
 from ippool_controller.settings import IPPoolSettings
 
 CONTROLLER = Controller(
@@ -11,6 +12,7 @@ CONTROLLER = Controller(
     description="Turns IPPoolImports into Cluster API GlobalInClusterIPPools, one per selected NetBox prefix.",
     register=register,
     settings_class=IPPoolSettings,
+    interest=INTEREST,
 )
 
 

@@ -8,9 +8,9 @@ import kopf
 
 from argora_common.kube import Kube, load_api_client
 from argora_common.netbox import NetBox
-from argora_common.operator import register_sync
+from argora_common.operator import follow_netbox_changes, register_sync, resource_trigger
 from ippool_controller.desired import FIELD_MANAGER
-from ippool_controller.reconcile import IPPOOL_IMPORT, Reconciler
+from ippool_controller.reconcile import INTEREST, IPPOOL_IMPORT, Reconciler
 from ippool_controller.settings import IPPoolSettings
 
 IPI = (IPPOOL_IMPORT.group, IPPOOL_IMPORT.version, IPPOOL_IMPORT.plural)
@@ -20,6 +20,10 @@ def register(registry: kopf.OperatorRegistry, settings: IPPoolSettings, netbox: 
     reconciler = Reconciler(settings, netbox, Kube(load_api_client(), FIELD_MANAGER))
 
     register_sync(registry, IPPOOL_IMPORT, reconciler.passes)
+    follow_netbox_changes(
+        registry, settings, netbox, INTEREST, reconciler.passes,
+        resource_trigger(reconciler.kube, IPPOOL_IMPORT, reconciler.passes),
+    )  # fmt: skip
 
     @kopf.on.delete(*IPI, registry=registry)
     def delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:

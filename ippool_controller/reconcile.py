@@ -8,12 +8,13 @@ from functools import partial
 from typing import Final
 
 from argora_common import crds
+from argora_common.changes import PREFIX, SITE, Interest
 from argora_common.crds import MAX_PROBLEMS, IPPoolImportCounts, IPPoolImportSpec, IPPoolImportStatus
 from argora_common.errors import Decision
 from argora_common.kinds import GLOBAL_POOL
 from argora_common.kube import Kube, Owner, argora_kind, now
 from argora_common.netbox import NetBox
-from argora_common.passes import Body, Log, PassRunner
+from argora_common.passes import Body, Log, PassRunner, Tracking
 from argora_common.prefixes import PrefixSelection, read_prefixes
 from argora_common.status import (
     Event,
@@ -29,6 +30,8 @@ from ippool_controller.desired import FIELD_MANAGER, Plan, plan
 from ippool_controller.settings import IPPoolSettings
 
 IPPOOL_IMPORT: Final = argora_kind(crds.IPPOOL_IMPORT)
+# Any prefix may come to match a selector (a new one, a role or status changed).
+INTEREST: Final = Interest(frozenset({PREFIX, SITE}), everyone=frozenset({PREFIX}))
 
 
 def owner_of(body: Body) -> Owner:
@@ -162,6 +165,8 @@ class Reconciler:
             kind=IPPOOL_IMPORT.kind,
             settings=settings,
             kept="existing pools are left as they are",
+            # Everything a pass reads is NetBox's: a resync reuses it as it is.
+            tracking=Tracking(touched=lambda facts: facts.selection.refs(), refresh=lambda _body, facts: facts),
         )
 
     def delete(self, body: Body, logger: Log) -> None:

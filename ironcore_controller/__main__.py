@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 from argora_common.operator import Controller, run
 from ironcore_controller.handlers import register
+from ironcore_controller.reconcile import INTEREST
 from ironcore_controller.settings import IroncoreSettings
 
 CONTROLLER = Controller(
@@ -11,6 +12,7 @@ CONTROLLER = Controller(
     description="Turns ClusterImports into metal-operator BMCs and BMCSecrets, one pair per NetBox device.",
     register=register,
     settings_class=IroncoreSettings,
+    interest=INTEREST,
 )
 
 

@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any, Final
 
 from argora_common import crds
+from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, MAC_ADDRESS, SITE, Interest
 from argora_common.crds import MAX_PROBLEMS, ClusterImportCounts, ClusterImportSpec, ClusterImportStatus
 from argora_common.credentials import BMCCredentials, credentials_for
 from argora_common.errors import Decision
@@ -17,7 +18,7 @@ from argora_common.inventory import Inventory, read_inventory
 from argora_common.kinds import BMC, BMC_SECRET
 from argora_common.kube import Kind, Kube, Owner, argora_kind, is_ignored, is_subset, now
 from argora_common.netbox import NetBox
-from argora_common.passes import Body, Log, PassRunner
+from argora_common.passes import Body, Log, PassRunner, Tracking
 from argora_common.status import (
     Event,
     EventWords,
@@ -32,6 +33,9 @@ from ironcore_controller.desired import FIELD_MANAGER, Plan, plan
 from ironcore_controller.settings import IroncoreSettings
 
 CLUSTER_IMPORT: Final = argora_kind(crds.CLUSTER_IMPORT)
+INTEREST: Final = Interest(
+    frozenset({CLUSTER, DEVICE, INTERFACE, MAC_ADDRESS, IP_ADDRESS, SITE}), everyone=frozenset({CLUSTER})
+)
 DEFAULT_STATUSES: Final = ("active",)
 WORDS: Final = EventWords(
     created=("Created", "BMC and BMCSecret for {names}"),
@@ -68,10 +72,16 @@ class ImportSteps:
     def read(self, body: Body) -> Facts:
         spec = ClusterImportSpec.model_validate(body.get("spec") or {})
         inventory = read_inventory(self.netbox, spec.clusters, DEFAULT_STATUSES)
+        return Facts(spec, inventory, self._credentials(body, spec))
+
+    def refresh(self, body: Body, facts: Facts) -> Facts:
+        """The last NetBox reads with the credentials read again (a rotated Secret is picked up)."""
+        return Facts(facts.spec, facts.inventory, self._credentials(body, facts.spec))
+
+    def _credentials(self, body: Body, spec: ClusterImportSpec) -> list[BMCCredentials | str]:
         namespace = body["metadata"]["namespace"]
         wanted = [(namespace, s.bmc_credentials_ref.name if s.bmc_credentials_ref else None) for s in spec.clusters]
-        credentials = credentials_for(self.kube, wanted, self.settings.default_bmc_credentials, "bmcCredentialsRef")
-        return Facts(spec, inventory, credentials)
+        return credentials_for(self.kube, wanted, self.settings.default_bmc_credentials, "bmcCredentialsRef")
 
     def plan(self, body: Body, facts: Facts) -> Plan:
         return plan(facts.inventory, facts.credentials, owner_of(body), self.settings)
@@ -174,6 +184,7 @@ class Reconciler:
             kind=CLUSTER_IMPORT.kind,
             settings=settings,
             kept="existing objects are left as they are",
+            tracking=Tracking(touched=lambda facts: facts.inventory.refs(), refresh=self.steps.refresh),
         )
 
     def repair(self, kind: Kind, event_type: str | None, body: Mapping[str, Any], logger: Log) -> None:

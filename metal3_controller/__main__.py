@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 from argora_common.operator import Controller, run
 from metal3_controller.handlers import register
+from metal3_controller.reconcile import INTEREST
 from metal3_controller.settings import Metal3Settings
 
 CONTROLLER = Controller(
@@ -11,6 +12,7 @@ CONTROLLER = Controller(
     description="Reconciles Cluster API Cluster objects into Metal3 BareMetalHosts and their BMC credential Secrets.",
     register=register,
     settings_class=Metal3Settings,
+    interest=INTEREST,
 )
 
 

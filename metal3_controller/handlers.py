@@ -15,8 +15,9 @@ import kopf
 
 from argora_common.kube import Kube, load_api_client
 from argora_common.netbox import NetBox
+from argora_common.operator import follow_netbox_changes
 from metal3_controller.desired import CAPI_CLUSTER, FIELD_MANAGER
-from metal3_controller.reconcile import Reconciler
+from metal3_controller.reconcile import INTEREST, Reconciler
 from metal3_controller.settings import Metal3Settings
 
 # How often the resync thread looks for Clusters whose pass is due.
@@ -27,6 +28,7 @@ log = logging.getLogger("argora.metal3")
 
 def register(registry: kopf.OperatorRegistry, settings: Metal3Settings, netbox: NetBox) -> None:
     reconciler = Reconciler(settings, netbox, Kube(load_api_client(), FIELD_MANAGER))
+    follow_netbox_changes(registry, settings, netbox, INTEREST, reconciler.passes, reconciler.on_netbox_change)
     stop = threading.Event()
 
     @kopf.on.event(CAPI_CLUSTER.group, CAPI_CLUSTER.version, CAPI_CLUSTER.plural, registry=registry)

@@ -10,12 +10,14 @@ thread, so whatever one Cluster's pass raises is contained by the skeleton and r
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, MAC_ADDRESS, PREFIX, SITE, Interest, Ref
 from argora_common.converge import ConvergeResult
 from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials, credentials_for
@@ -24,7 +26,7 @@ from argora_common.inventory import BootInterfaces, Inventory, read_boot_interfa
 from argora_common.kube import SYNC_ANNOTATION, Kube, Owner, now, post_event
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import PREFIXES, Prefix
-from argora_common.passes import Body, Log, PassRunner, key_of
+from argora_common.passes import Body, Log, PassRunner, Tracking, key_of
 from argora_common.status import EventWords, convergence_events, post_events, short_list
 from metal3_controller.apply import Converger, PrunePolicy
 from metal3_controller.desired import (
@@ -46,7 +48,12 @@ from metal3_controller.settings import Metal3Settings
 
 type ClusterKey = tuple[str, str]
 
+log = logging.getLogger("argora.metal3")
+
 DEVICE_STATUSES: Final = ("active",)
+INTEREST: Final = Interest(
+    frozenset({CLUSTER, DEVICE, INTERFACE, MAC_ADDRESS, IP_ADDRESS, PREFIX, SITE}), everyone=frozenset({CLUSTER})
+)
 SUMMARY_PROBLEMS: Final = 10
 # The inputs of a pass; anything else changing on a Cluster (our own annotation, CAPI's status)
 # is no reason for another one.
@@ -84,6 +91,9 @@ class Facts:
     prefixes: list[Prefix]
     credentials: BMCCredentials | str
 
+    def refs(self) -> set[Ref]:
+        return self.inventory.refs() | self.boot.refs() | {(PREFIX, prefix.id) for prefix in self.prefixes}
+
 
 class ClusterSteps:
     """read -> plan -> converge -> report of one Cluster."""
@@ -112,6 +122,13 @@ class ClusterSteps:
             if self.settings.network_data
             else []
         )
+        return Facts(matched[0].name, inventory, boot, prefixes, self._credentials(body))
+
+    def refresh(self, body: Body, facts: Facts) -> Facts:
+        """The last NetBox reads with the credentials read again (a rotated Secret is picked up)."""
+        return Facts(facts.netbox_cluster, facts.inventory, facts.boot, facts.prefixes, self._credentials(body))
+
+    def _credentials(self, body: Body) -> BMCCredentials | str:
         named = (body["metadata"].get("annotations") or {}).get(CREDENTIALS_ANNOTATION)
         (credentials,) = credentials_for(
             self.kube,
@@ -119,7 +136,7 @@ class ClusterSteps:
             self.settings.default_bmc_credentials,
             f"{CREDENTIALS_ANNOTATION} annotation",
         )
-        return Facts(matched[0].name, inventory, boot, prefixes, credentials)
+        return credentials
 
     def plan(self, body: Body, facts: Facts) -> Plan:
         return plan(body, facts.inventory, facts.boot, facts.credentials, self.settings, facts.prefixes)
@@ -203,12 +220,14 @@ class Reconciler:
         self.settings = settings
         self.clusters: dict[ClusterKey, Tracked] = {}
         self.clusters_lock = threading.Lock()
+        steps = ClusterSteps(settings, netbox, kube)
         self.passes = PassRunner.from_settings(
-            ClusterSteps(settings, netbox, kube),
+            steps,
             controller=kube.controller,
             kind="Cluster",
             settings=settings,
             kept="existing hosts are left as they are",
+            tracking=Tracking(touched=Facts.refs, refresh=steps.refresh),
         )
 
     def on_event(self, event_type: str | None, body: Mapping[str, Any], logger: Log) -> None:
@@ -217,7 +236,7 @@ class Reconciler:
         if event_type == "DELETED" or netbox_selector(body) is None:
             with self.clusters_lock:
                 self.clusters.pop(key, None)
-                self.passes.backoff.reset(key)
+                self.passes.forget(key)
             return
         with self.clusters_lock:
             tracked = self.clusters.setdefault(key, Tracked(dict(body)))
@@ -231,9 +250,13 @@ class Reconciler:
         with self.clusters_lock:
             due = [key for key, tracked in self.clusters.items() if tracked.due <= time.monotonic()]
         for key in due:
-            self.sync(key, logger, wait=False)
+            self.sync(key, logger, wait=False, resync=True)
 
-    def sync(self, key: ClusterKey, logger: Log, *, wait: bool = True) -> None:
+    def on_netbox_change(self, key: ClusterKey) -> None:
+        """A pass for a NetBox change; its retry is scheduled like any other."""
+        self.sync(key, log)
+
+    def sync(self, key: ClusterKey, logger: Log, *, wait: bool = True, resync: bool = False) -> None:
         with self.clusters_lock:
             tracked = self.clusters.get(key)
         if tracked is None:
@@ -244,7 +267,7 @@ class Reconciler:
             logger.debug("Cluster %s/%s is paused: left alone", *key)
             self._schedule(key, tracked, self.settings.resync_interval_seconds)
             return
-        outcome = self.passes.run(body, logger, wait=wait)
+        outcome = self.passes.run(body, logger, wait=wait, resync=resync)
         if outcome is not None:
             self._schedule(key, tracked, self.settings.resync_interval_seconds if outcome.ok else outcome.delay)
 
@@ -252,6 +275,6 @@ class Reconciler:
         with self.clusters_lock:
             if self.clusters.get(key) is not tracked:
                 # Deleted or opted out during the pass: nothing to schedule, nothing to remember.
-                self.passes.backoff.reset(key)
+                self.passes.forget(key)
                 return
             tracked.due = time.monotonic() + delay

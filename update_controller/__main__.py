@@ -4,11 +4,13 @@ from collections.abc import Sequence
 
 from argora_common.operator import Controller, run
 from update_controller.handlers import register
+from update_controller.reconcile import INTEREST
 
 CONTROLLER = Controller(
     name="update",
     description="Corrects NetBox for Update resources: BMC interface names, OOB IPs, leftover VMK interfaces.",
     register=register,
+    interest=INTEREST,
 )
 
 

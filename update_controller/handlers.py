@@ -6,11 +6,15 @@ import kopf
 
 from argora_common.kube import Kube, load_api_client
 from argora_common.netbox import NetBox
-from argora_common.operator import register_sync
+from argora_common.operator import follow_netbox_changes, register_sync, resource_trigger
 from argora_common.settings import Settings
-from update_controller.reconcile import FIELD_MANAGER, UPDATE, runner
+from update_controller.reconcile import FIELD_MANAGER, INTEREST, UPDATE, runner
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, netbox: NetBox) -> None:
+    kube = Kube(load_api_client(), FIELD_MANAGER)
+    passes = runner(settings, netbox, kube)
     # Nothing to clean up when an Update goes: what it changed in NetBox stays corrected.
-    register_sync(registry, UPDATE, runner(settings, netbox, Kube(load_api_client(), FIELD_MANAGER)))
+    register_sync(registry, UPDATE, passes)
+    # Its own corrections start no pass: the feed knows them by NetBox's request ids.
+    follow_netbox_changes(registry, settings, netbox, INTEREST, passes, resource_trigger(kube, UPDATE, passes))

@@ -12,14 +12,16 @@ from functools import partial
 from typing import Final
 
 from argora_common import crds
+from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, Interest
+from argora_common.changes import Ref as NetBoxRef
 from argora_common.crds import MAX_PROBLEMS, UpdateCounts, UpdateSpec, UpdateStatus
 from argora_common.crds import Change as StatusChange
 from argora_common.errors import BadInputError, Decision
-from argora_common.inventory import Selection, read_selection
+from argora_common.inventory import Selection, read_selection, selection_refs
 from argora_common.kube import Kube, argora_kind, now
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import INTERFACES, IP_ADDRESSES, PLATFORMS, Interface, IPAddress, Ref
-from argora_common.passes import Body, PassRunner
+from argora_common.passes import Body, PassRunner, Tracking
 from argora_common.settings import Settings
 from argora_common.status import (
     Event,
@@ -34,6 +36,7 @@ from update_controller.apply import Applier, ApplyResult
 from update_controller.plan import Action, Change, Plan, plan_updates
 
 UPDATE: Final = argora_kind(crds.UPDATE)
+INTEREST: Final = Interest(frozenset({CLUSTER, DEVICE, INTERFACE, IP_ADDRESS}), everyone=frozenset({CLUSTER}))
 FIELD_MANAGER: Final = "argora-update"
 DEFAULT_STATUSES: Final = ("active", "staged")
 EVENT_REASONS: Final = {
@@ -133,13 +136,21 @@ class UpdateSteps:
 
 
 def runner(settings: Settings, netbox: NetBox, kube: Kube) -> PassRunner[Facts, Planned, ApplyResult]:
+    # No reuse of reads: a pass writes to NetBox, so what it read is out of date once it has run.
     return PassRunner.from_settings(
         UpdateSteps(netbox, kube),
         controller=kube.controller,
         kind=UPDATE.kind,
         settings=settings,
         kept="NetBox is left as it is",
+        tracking=Tracking(touched=touched),
     )
+
+
+def touched(facts: Facts) -> set[NetBoxRef]:
+    refs = selection_refs(facts.selection.clusters_by_selector, facts.selection.devices)
+    refs |= {(INTERFACE, interface.id) for interfaces in facts.interfaces.values() for interface in interfaces}
+    return refs | {(IP_ADDRESS, address.id) for addresses in facts.addresses.values() for address in addresses}
 
 
 def update_status(body: Body, devices: int, the_plan: Plan, result: ApplyResult, spec: UpdateSpec) -> UpdateStatus:

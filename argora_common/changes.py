@@ -1,0 +1,347 @@
+"""NetBox changes reach the cluster in seconds: NetBox's change log, polled, and its webhooks, pushed.
+
+Both sources give the same `Change`s. The last pass over each resource left in the `ChangeIndex` the
+NetBox objects it read; a change maps to the resources that hold the changed object or an object its
+snapshots name (a device's cluster, an interface's device, an address's interface), and the
+`ChangeFeed` runs one pass for each of them once a short window has passed, however many changes came
+in it. Changes this process wrote itself (known by NetBox's request id) start nothing, so a controller
+that writes to NetBox never answers its own writes.
+
+The change log is read with the slim fields first, overlapping the last look, so that a change whose
+transaction committed late is not missed; only entries not seen before are read again with their
+snapshots. While nothing changes, a look is one request.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict
+
+from argora_common.errors import brief
+from argora_common.metrics import NETBOX_CHANGES
+from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError
+from argora_common.netbox_schema import OBJECT_CHANGE_SNAPSHOTS, OBJECT_CHANGES, ObjectChange
+from argora_common.settings import ENV_PREFIX, Settings
+
+log = logging.getLogger("argora.changes")
+
+type Ref = tuple[str, int]  # a NetBox object: its type as the change log names it, and its id
+
+CLUSTER: Final = "virtualization.cluster"
+DEVICE: Final = "dcim.device"
+INTERFACE: Final = "dcim.interface"
+MAC_ADDRESS: Final = "dcim.macaddress"
+IP_ADDRESS: Final = "ipam.ipaddress"
+PREFIX: Final = "ipam.prefix"
+SITE: Final = "dcim.site"
+
+# Keys of a snapshot (the change log's serialization: related objects as plain ids) that name another
+# object a resource may hold: a new device names its cluster, a new MAC its interface.
+RELATED: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
+    DEVICE: (
+        ("cluster", CLUSTER), ("site", SITE), ("oob_ip", IP_ADDRESS), ("primary_ip4", IP_ADDRESS),
+        ("primary_ip6", IP_ADDRESS),
+    ),
+    INTERFACE: (("device", DEVICE), ("lag", INTERFACE)),
+    MAC_ADDRESS: (("assigned_object_id", INTERFACE),),
+    IP_ADDRESS: (("assigned_object_id", INTERFACE),),
+    PREFIX: (("_site", SITE),),
+}  # fmt: skip
+
+WEBHOOK_ACTIONS: Final = {"created": "create", "updated": "update", "deleted": "delete"}
+# Entries are re-read this far back on every look: a bulk write's transaction may commit its change
+# records well after their timestamps, and a look in between must not have passed them by.
+OVERLAP: Final = timedelta(minutes=5)
+# How long a failed trigger waits before it is tried again.
+TRIGGER_RETRY_SECONDS: Final = 30.0
+
+
+@dataclass(frozen=True)
+class Change:
+    """One NetBox object created, updated or deleted, with its snapshots before and after."""
+
+    object_type: str
+    object_id: int
+    action: str
+    request_id: str | None
+    snapshots: tuple[Mapping[str, Any], ...] = ()
+
+    def refs(self) -> set[Ref]:
+        """The object and the objects its snapshots name."""
+        refs = {(self.object_type, self.object_id)}
+        for key, related_type in RELATED.get(self.object_type, ()):
+            for snapshot in self.snapshots:
+                value = snapshot.get(key)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    refs.add((related_type, value))
+        return refs
+
+    @classmethod
+    def from_log(cls, entry: ObjectChange) -> Change:
+        snapshots = tuple(s for s in (entry.prechange_data, entry.postchange_data) if isinstance(s, Mapping))
+        return cls(entry.changed_object_type, entry.changed_object_id, entry.action, entry.request_id, snapshots)
+
+
+class WebhookPayload(BaseModel):
+    """The JSON body NetBox sends when a webhook has no body template of its own."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event: str
+    object_type: str
+    data: dict[str, Any]
+    snapshots: dict[str, dict[str, Any] | None] | None = None
+    request: dict[str, Any] | None = None
+
+    def change(self) -> Change | None:
+        """The change it reports; None for events that are not object changes (jobs)."""
+        action = WEBHOOK_ACTIONS.get(self.event)
+        object_id = self.data.get("id")
+        if action is None or not isinstance(object_id, int):
+            return None
+        snapshots = tuple(s for s in (self.snapshots or {}).values() if isinstance(s, Mapping))
+        request_id = (self.request or {}).get("id")
+        return Change(self.object_type, object_id, action, str(request_id) if request_id else None, snapshots)
+
+
+@dataclass(frozen=True)
+class Interest:
+    """Which NetBox object types matter to a controller."""
+
+    object_types: frozenset[str]
+    # Types whose every change may concern every resource: a new or renamed cluster may now match a
+    # selector that held nothing of it.
+    everyone: frozenset[str] = frozenset()
+
+
+class ChangeIndex[K: Hashable]:
+    """Per resource, the NetBox objects its last pass read; and the way back, object -> resources."""
+
+    def __init__(self) -> None:
+        self._refs: dict[K, frozenset[Ref]] = {}
+        self._holders: dict[Ref, set[K]] = defaultdict(set)
+        self._lock = threading.Lock()
+
+    def record(self, key: K, refs: Iterable[Ref]) -> None:
+        new = frozenset(refs)
+        with self._lock:
+            self._drop(key)
+            self._refs[key] = new
+            for ref in new:
+                self._holders[ref].add(key)
+
+    def forget(self, key: K) -> None:
+        with self._lock:
+            self._drop(key)
+
+    def _drop(self, key: K) -> None:
+        for ref in self._refs.pop(key, frozenset()):
+            holders = self._holders[ref]
+            holders.discard(key)
+            if not holders:
+                del self._holders[ref]
+
+    def holders(self, refs: Iterable[Ref]) -> set[K]:
+        with self._lock:
+            return {key for ref in refs for key in self._holders.get(ref, ())}
+
+    def keys(self) -> set[K]:
+        with self._lock:
+            return set(self._refs)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._holders)
+
+
+class ChangeFeed[K: Hashable]:
+    """Maps NetBox changes to the resources they concern and runs their passes, coalesced.
+
+    `trigger(key)` runs the pass of one resource and returns the delay before a retry, or None.
+    """
+
+    def __init__(
+        self,
+        netbox: NetBox,
+        interest: Interest,
+        settings: Settings,
+        trigger: Callable[[K], float | None],
+        describe: Callable[[K], str] = str,
+    ) -> None:
+        self.netbox = netbox
+        self.interest = interest
+        self.index: ChangeIndex[K] = ChangeIndex()
+        self._trigger = trigger
+        self._describe = describe
+        self._interval = settings.netbox_changes_interval
+        self._resync = settings.resync_interval_seconds
+        self._window = settings.change_coalesce_seconds
+        self._pending: dict[K, float] = {}  # key -> monotonic time its pass is due
+        self._changed: dict[K, float] = {}  # key -> monotonic time of its last relevant change
+        self._wake = threading.Condition()
+        self._stop = threading.Event()
+        self._cursor: datetime | None = None
+        self._based = False  # where the change log stood at start is known
+        self._seen: dict[int, datetime] = {}  # ids of entries inside the overlap, already handled
+        self._log_readable = False  # the last look at the change log succeeded
+        self._complaint: str | None = None  # what the last failed look said, to say it once
+
+    @property
+    def polling(self) -> bool:
+        return self._interval > 0
+
+    def start(self) -> None:
+        threading.Thread(target=self._dispatch_loop, name="argora-changes-dispatch", daemon=True).start()
+        if self.polling:
+            threading.Thread(target=self._poll_loop, name="argora-changes-poll", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+
+    # ---- mapping ---------------------------------------------------------------------------------
+
+    def submit(self, changes: Iterable[Change], source: str) -> set[K]:
+        """Schedule a pass for every resource the changes concern; returns those resources."""
+        keys: set[K] = set()
+        relevant = ignored = 0
+        for change in changes:
+            if change.object_type not in self.interest.object_types or change.request_id in self.netbox.own_writes:
+                ignored += 1
+                continue
+            relevant += 1
+            keys |= self.index.holders(change.refs())
+            if change.object_type in self.interest.everyone:
+                keys |= self.index.keys()
+        NETBOX_CHANGES.labels(source=source, relevance="relevant").inc(relevant)
+        NETBOX_CHANGES.labels(source=source, relevance="ignored").inc(ignored)
+        if keys:
+            self._schedule(keys, self._window, changed=True)
+        log.debug("%s: %d relevant and %d other changes -> %d resources", source, relevant, ignored, len(keys))
+        return keys
+
+    def quiet_since(self, key: K, since: float) -> bool:
+        """Whether the change log is being followed and says nothing about `key` changed after `since`
+        (a monotonic time): then a resync may reuse what the last pass read."""
+        return self.polling and self._log_readable and self._changed.get(key, -math.inf) < since
+
+    def forget(self, key: K) -> None:
+        self.index.forget(key)
+        with self._wake:
+            self._pending.pop(key, None)
+            self._changed.pop(key, None)
+
+    def _schedule(self, keys: Iterable[K], delay: float, *, changed: bool = False) -> None:
+        now = time.monotonic()
+        with self._wake:
+            for key in keys:
+                if changed:
+                    self._changed[key] = now
+                self._pending[key] = min(self._pending.get(key, math.inf), now + delay)
+            self._wake.notify_all()
+
+    def _dispatch_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._wake:
+                now = time.monotonic()
+                due = sorted((key for key, at in self._pending.items() if at <= now), key=self._describe)
+                if not due:
+                    next_due = min(self._pending.values(), default=now + 1.0)
+                    self._wake.wait(timeout=max(0.01, min(next_due - now, 1.0)))
+                    continue
+                for key in due:
+                    del self._pending[key]
+            log.info("NetBox changed: a pass for %s", ", ".join(self._describe(key) for key in due))
+            for key in due:
+                self._run(key)
+
+    def _run(self, key: K) -> None:
+        try:
+            retry = self._trigger(key)
+        except Exception:
+            # The resource's pass contains its own errors; this is reading the resource itself failing.
+            log.exception("the pass NetBox's change asked for did not run; retrying in %.0fs", TRIGGER_RETRY_SECONDS)
+            retry = TRIGGER_RETRY_SECONDS
+        if retry is not None:
+            self._schedule([key], retry)
+
+    # ---- the change log ----------------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        delay = 0.0
+        while not self._stop.wait(delay):
+            delay = self.look()
+
+    def look(self) -> float:
+        """One look at the change log; returns the seconds until the next."""
+        try:
+            if not self._based:
+                self._take_baseline()
+            else:
+                self._read_news()
+        except NetBoxRejectedError as error:
+            self._failed(error, forbidden=error.status_code in (401, 403))
+            return self._resync if error.status_code in (401, 403) else self._interval
+        except NetBoxError as error:
+            self._failed(error, forbidden=False)
+            return self._interval
+        if self._complaint is not None:
+            log.info("NetBox's change log can be read again: changes reach passes within %.0fs", self._interval)
+            self._complaint = None
+        self._log_readable = True
+        return self._interval
+
+    def _take_baseline(self) -> None:
+        newest = self.netbox.newest(OBJECT_CHANGES)
+        self._cursor = newest.time if newest is not None else None
+        if newest is not None:
+            self._seen[newest.id] = newest.time
+        self._based = True
+        # Passes may have read NetBox before the baseline could be taken (NetBox down at start): what
+        # changed in between is unknown, so each resource read so far is read again.
+        missed = self.index.keys()
+        if missed:
+            self._schedule(missed, self._window, changed=True)
+
+    def _read_news(self) -> None:
+        filters: dict[str, Any] = {"changed_object_type": sorted(self.interest.object_types)}
+        if self._cursor is not None:
+            filters["time_after"] = (self._cursor - OVERLAP).isoformat()
+        entries = self.netbox.select(OBJECT_CHANGES, **filters)
+        fresh = [entry for entry in entries if entry.id not in self._seen]
+        if fresh:
+            detailed = self.netbox.list_by_ids(OBJECT_CHANGE_SNAPSHOTS, "id", [entry.id for entry in fresh])
+            self.submit([Change.from_log(entry) for entry in sorted(detailed, key=lambda e: e.id)], "changelog")
+        for entry in fresh:
+            self._seen[entry.id] = entry.time
+        if entries:
+            self._cursor = max([entry.time for entry in entries] + ([self._cursor] if self._cursor else []))
+        if self._cursor is not None:
+            horizon = self._cursor - OVERLAP
+            self._seen = {entry_id: at for entry_id, at in self._seen.items() if at >= horizon}
+
+    def _failed(self, error: NetBoxError, *, forbidden: bool) -> None:
+        self._log_readable = False
+        complaint = "forbidden" if forbidden else "unavailable"
+        if self._complaint == complaint:
+            return
+        self._complaint = complaint
+        if forbidden:
+            log.warning(
+                "NetBox refuses our token the change log (%s): NetBox changes reach passes only at the resync, "
+                "every %.0fs; allow the token's user to view 'core | object change', "
+                "or set %sNETBOX_CHANGES_INTERVAL=0 to stop trying",
+                brief(error), self._resync, ENV_PREFIX,
+            )  # fmt: skip
+        else:
+            log.warning("cannot read NetBox's change log, trying again every %.0fs: %s", self._interval, brief(error))

@@ -1,0 +1,172 @@
+"""NetBox's webhooks, the instant path of NetBox changes: `POST /netbox/webhook` on its own port, and the
+one-off setup of the webhook and its event rule in NetBox.
+
+Only a body signed the way NetBox signs it (`X-Hook-Signature`: HMAC-SHA512 of the body, keyed with the
+shared secret) is read as a change; anything else is answered with 4xx, counted, and starts nothing.
+Bodies are read only up to a limit and within a timeout, so a huge or trickling request costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from argora_common.changes import Change, Interest, WebhookPayload
+from argora_common.metrics import WEBHOOK_REQUESTS
+from argora_common.netbox import NetBox, RotatingSecret
+from argora_common.netbox_schema import EVENT_RULES, WEBHOOKS, Endpoint
+from argora_common.settings import Settings
+
+log = logging.getLogger("argora.webhook")
+
+PATH: Final = "/netbox/webhook"
+# NetBox's own body of one change with both snapshots is a few kB; a device with many custom fields a
+# few tens.
+MAX_BODY_BYTES: Final = 1 << 20
+READ_TIMEOUT_SECONDS: Final = 10.0
+EVENT_TYPES: Final = ("object_created", "object_updated", "object_deleted")
+
+
+def signature(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha512).hexdigest()
+
+
+class WebhookServer:
+    """Serves `POST /netbox/webhook` and hands each signed change to `accept`."""
+
+    def __init__(self, settings: Settings, accept: Callable[[list[Change]], object]) -> None:
+        self.port = settings.webhook_port
+        self._secret = RotatingSecret(settings.webhook_secret, settings.webhook_secret_file)
+        self._accept = accept
+        self._server: ThreadingHTTPServer | None = None
+
+    def secret(self) -> str:
+        return self._secret.get()
+
+    @staticmethod
+    def enabled(settings: Settings) -> bool:
+        return settings.webhook_secret is not None or settings.webhook_secret_file is not None
+
+    def start(self) -> None:
+        server = ThreadingHTTPServer(("0.0.0.0", self.port), self._handler_class())
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(target=server.serve_forever, name="argora-webhook", daemon=True).start()
+        log.info("serving NetBox webhooks on :%d%s", self.port, PATH)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def handle(self, path: str, headers: Callable[[str], str | None], read: Callable[[int], bytes]) -> HTTPStatus:
+        """What one POST is answered with; `read(n)` reads n bytes of the body."""
+        if path.split("?", 1)[0] != PATH:
+            return self._answer("not_found", HTTPStatus.NOT_FOUND)
+        try:
+            length = int(headers("Content-Length") or "-1")
+        except ValueError:
+            length = -1
+        if length < 0:
+            return self._answer("malformed", HTTPStatus.LENGTH_REQUIRED)
+        if length > MAX_BODY_BYTES:
+            return self._answer("too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        body = read(length)
+        given = headers("X-Hook-Signature")
+        if not given:
+            return self._answer("unsigned", HTTPStatus.UNAUTHORIZED)
+        if not hmac.compare_digest(given.strip().lower(), signature(self.secret(), body)):
+            return self._answer("bad_signature", HTTPStatus.UNAUTHORIZED)
+        try:
+            change = WebhookPayload.model_validate(json.loads(body)).change()
+        except (ValueError, ValidationError):
+            return self._answer("malformed", HTTPStatus.BAD_REQUEST)
+        if change is None:
+            return self._answer("ignored", HTTPStatus.ACCEPTED)
+        self._accept([change])
+        return self._answer("accepted", HTTPStatus.ACCEPTED)
+
+    @staticmethod
+    def _answer(result: str, status: HTTPStatus) -> HTTPStatus:
+        WEBHOOK_REQUESTS.labels(result=result).inc()
+        if status >= 400:
+            log.warning("webhook request refused: %s (HTTP %d)", result, status)
+        return status
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        webhook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = READ_TIMEOUT_SECONDS  # a client that stops sending is dropped, not waited for
+
+            def do_POST(self) -> None:
+                try:
+                    status = webhook.handle(self.path, self.headers.get, self.rfile.read)
+                except TimeoutError:
+                    status = webhook._answer("malformed", HTTPStatus.REQUEST_TIMEOUT)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                if status >= 400:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("webhook %s: " + format, self.client_address[0], *args)
+
+        return Handler
+
+
+def _upsert(netbox: NetBox, endpoint: Endpoint[Any], name: str, fields: dict[str, Any]) -> tuple[int, str]:
+    existing = netbox.select(endpoint, name=name)
+    if existing:
+        netbox.update(endpoint, existing[0].id, **fields)
+        return existing[0].id, "updated"
+    return netbox.create(endpoint, **fields), "created"
+
+
+def ensure_webhook(netbox: NetBox, name: str, url: str, secret: str, interest: Interest, *, verify_tls: bool) -> str:
+    """Create or update NetBox's webhook `name` to `url` and its event rule for the object types the
+    controller follows; returns what was done."""
+    hook_id, hook_done = _upsert(
+        netbox,
+        WEBHOOKS,
+        name,
+        {
+            "name": name,
+            "payload_url": url,
+            "http_method": "POST",
+            "http_content_type": "application/json",
+            "secret": secret,
+            "ssl_verification": verify_tls,
+            "description": f"NetBox changes for {name}",
+        },
+    )
+    _, rule_done = _upsert(
+        netbox,
+        EVENT_RULES,
+        name,
+        {
+            "name": name,
+            "object_types": sorted(interest.object_types),
+            "event_types": list(EVENT_TYPES),
+            "action_type": "webhook",
+            "action_object_type": "extras.webhook",
+            "action_object_id": hook_id,
+            "enabled": True,
+            "description": f"NetBox changes for {name}",
+        },
+    )
+    return f"webhook {name} {hook_done} (id {hook_id}, {url}); event rule {name} {rule_done}"
