@@ -1,0 +1,259 @@
+"""NetBox changes: what a change names, which resources it concerns, coalescing, own writes, the webhook's
+checks and the reuse of reads by a resync. Pure logic; the real paths run in tests/e2e/test_netbox_changes*.py."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from argora_common.backoff import Backoff
+from argora_common.changes import (
+    CLUSTER,
+    DEVICE,
+    INTERFACE,
+    IP_ADDRESS,
+    MAC_ADDRESS,
+    PREFIX,
+    SITE,
+    Change,
+    ChangeFeed,
+    ChangeIndex,
+    Interest,
+    WebhookPayload,
+)
+from argora_common.netbox import NetBox
+from argora_common.netbox_schema import ObjectChange
+from argora_common.passes import Key, PassRunner, Tracking
+from argora_common.settings import Settings
+from argora_common.webhook import MAX_BODY_BYTES, PATH, WebhookServer
+from tests.unit.test_passes import BODY, KEPT, KEY, LOG, RESYNC, Steps
+
+SECRET = "hook-secret-for-tests"
+INTEREST = Interest(frozenset({CLUSTER, DEVICE, INTERFACE, MAC_ADDRESS, IP_ADDRESS}), everyone=frozenset({CLUSTER}))
+
+
+def settings(**values: Any) -> Settings:
+    return Settings(netbox_url="http://netbox.invalid", netbox_token=SecretStr("t" * 40), **values)
+
+
+def log_entry(object_type: str, object_id: int, before: dict[str, Any] | None, after: dict[str, Any] | None) -> Change:
+    entry = ObjectChange.model_validate(
+        {
+            "id": 1, "time": datetime.now(UTC).isoformat(), "request_id": "r-1",
+            "action": {"value": "update", "label": "Updated"},
+            "changed_object_type": object_type, "changed_object_id": object_id,
+            "prechange_data": before, "postchange_data": after,
+        }
+    )  # fmt: skip
+    return Change.from_log(entry)
+
+
+def test_a_change_names_the_object_and_what_its_snapshots_point_to() -> None:
+    moved = log_entry(DEVICE, 7, {"cluster": 1, "site": 3, "oob_ip": None}, {"cluster": 2, "site": 3, "oob_ip": 40})
+    assert moved.action == "update"
+    assert moved.refs() == {(DEVICE, 7), (CLUSTER, 1), (CLUSTER, 2), (SITE, 3), (IP_ADDRESS, 40)}
+    assert log_entry(INTERFACE, 9, None, {"device": 7, "lag": None}).refs() == {(INTERFACE, 9), (DEVICE, 7)}
+    assert log_entry(MAC_ADDRESS, 5, {"assigned_object_id": 9}, None).refs() == {(MAC_ADDRESS, 5), (INTERFACE, 9)}
+    assert log_entry(IP_ADDRESS, 4, None, {"assigned_object_id": 9}).refs() == {(IP_ADDRESS, 4), (INTERFACE, 9)}
+    assert log_entry(PREFIX, 8, None, {"_site": 3, "scope_id": 3}).refs() == {(PREFIX, 8), (SITE, 3)}
+    # A flag is no id.
+    assert log_entry(DEVICE, 7, None, {"cluster": True}).refs() == {(DEVICE, 7)}
+
+
+def test_a_webhook_body_gives_the_same_change() -> None:
+    payload = WebhookPayload.model_validate(
+        {
+            "event": "deleted", "timestamp": "2026-11-26T10:00:00Z", "object_type": "dcim.device",
+            "data": {"id": 7, "name": "x", "cluster": {"id": 1}},
+            "snapshots": {"prechange": {"cluster": 1}, "postchange": None},
+            "request": {"id": "r-9", "user": "admin"},
+        }
+    )  # fmt: skip
+    change = payload.change()
+    assert change is not None
+    assert (change.action, change.request_id, change.refs()) == ("delete", "r-9", {(DEVICE, 7), (CLUSTER, 1)})
+    job = WebhookPayload(event="job_ended", object_type="core.job", data={"id": 1})
+    assert job.change() is None
+    assert WebhookPayload(event="updated", object_type="dcim.device", data={"name": "no id"}).change() is None
+
+
+def test_the_index_maps_objects_back_to_the_resources_that_hold_them() -> None:
+    index: ChangeIndex[str] = ChangeIndex()
+    index.record("a", {(DEVICE, 1), (CLUSTER, 10)})
+    index.record("b", {(DEVICE, 2), (CLUSTER, 10)})
+    assert index.holders({(CLUSTER, 10)}) == {"a", "b"}
+    assert index.holders({(DEVICE, 1), (DEVICE, 3)}) == {"a"}
+    index.record("a", {(DEVICE, 3)})
+    assert index.holders({(DEVICE, 1)}) == set() and index.holders({(DEVICE, 3)}) == {"a"}
+    index.forget("b")
+    index.forget("a")
+    assert len(index) == 0 and index.keys() == set()
+
+
+class Triggered:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.ran = threading.Event()
+
+    def __call__(self, key: str) -> float | None:
+        self.keys.append(key)
+        self.ran.set()
+        return None
+
+
+@pytest.fixture
+def feed() -> tuple[ChangeFeed[str], Triggered]:
+    triggered = Triggered()
+    the_feed: ChangeFeed[str] = ChangeFeed(
+        NetBox(settings()), INTEREST, settings(netbox_changes_interval=0, change_coalesce_seconds=0.2), triggered
+    )
+    the_feed.index.record("a", {(CLUSTER, 10), (DEVICE, 1), (INTERFACE, 100)})
+    the_feed.index.record("b", {(CLUSTER, 20), (DEVICE, 2)})
+    return the_feed, triggered
+
+
+def change(object_type: str, object_id: int, after: dict[str, Any] | None = None, request_id: str = "") -> Change:
+    return Change(object_type, object_id, "update", request_id or None, (after,) if after else ())
+
+
+def test_changes_map_to_the_resources_they_concern(feed: tuple[ChangeFeed[str], Triggered]) -> None:
+    the_feed, _ = feed
+    assert the_feed.submit([change(DEVICE, 1)], "changelog") == {"a"}
+    # A new device names its cluster; a MAC its interface.
+    assert the_feed.submit([change(DEVICE, 99, {"cluster": 20})], "changelog") == {"b"}
+    assert the_feed.submit([change(MAC_ADDRESS, 5, {"assigned_object_id": 100})], "webhook") == {"a"}
+    # A device of a cluster nobody imports, a type of no interest: nothing.
+    assert the_feed.submit([change(DEVICE, 98, {"cluster": 30}), change(PREFIX, 1)], "changelog") == set()
+    # A cluster may come to match any selector.
+    assert the_feed.submit([change(CLUSTER, 30)], "changelog") == {"a", "b"}
+
+
+def test_our_own_writes_start_nothing(feed: tuple[ChangeFeed[str], Triggered]) -> None:
+    the_feed, _ = feed
+    the_feed.netbox.own_writes.add("ours")
+    assert the_feed.submit([change(DEVICE, 1, request_id="ours")], "changelog") == set()
+    assert the_feed.submit([change(DEVICE, 1, request_id="theirs")], "changelog") == {"a"}
+
+
+def test_a_burst_of_changes_runs_one_pass_per_resource(feed: tuple[ChangeFeed[str], Triggered]) -> None:
+    the_feed, triggered = feed
+    the_feed.start()
+    try:
+        for device_id in (1, 2, 1, 2, 1):
+            the_feed.submit([change(DEVICE, device_id)], "webhook")
+        assert triggered.ran.wait(5)
+        time.sleep(0.5)
+        assert sorted(triggered.keys) == ["a", "b"]
+    finally:
+        the_feed.stop()
+
+
+def test_a_resync_may_reuse_reads_only_while_the_change_log_says_nothing_changed(
+    feed: tuple[ChangeFeed[str], Triggered],
+) -> None:
+    the_feed, _ = feed
+    steps = Steps()
+    runner: PassRunner[str, str, str] = PassRunner(
+        steps, controller="test", kind="Thing", backoff=Backoff(30, 600), resync_seconds=RESYNC, kept=KEPT,
+        tracking=Tracking(touched=lambda facts: {(DEVICE, 1)}, refresh=lambda body, facts: facts), reuse_seconds=3600,
+    )  # fmt: skip
+    feed_for_runner: ChangeFeed[Key] = ChangeFeed(
+        the_feed.netbox, INTEREST, settings(netbox_changes_interval=10), lambda key: None
+    )
+    runner.changes = feed_for_runner
+    body = {"metadata": {**BODY["metadata"], "generation": 1}}
+
+    def reads_after(**run: bool) -> int:
+        steps.calls.clear()
+        runner.run(body, LOG, **run)
+        return steps.calls.count("read")
+
+    assert reads_after() == 1
+    assert feed_for_runner.index.holders({(DEVICE, 1)}) == {KEY}
+    # The change log has not been read successfully yet: nothing is known, NetBox is read.
+    assert reads_after(resync=True) == 1
+    feed_for_runner._log_readable = True  # a look at the change log succeeded
+    assert reads_after(resync=True) == 0
+    assert reads_after() == 1  # a pass for any other reason reads
+    feed_for_runner.submit([change(DEVICE, 1)], "changelog")
+    assert reads_after(resync=True) == 1
+    assert reads_after(resync=True) == 0
+    body["metadata"]["generation"] = 2
+    assert reads_after(resync=True) == 1
+    runner.forget(KEY)
+    assert feed_for_runner.index.keys() == set()
+
+
+# ---- the webhook -----------------------------------------------------------------------------------
+
+
+def post(
+    server: WebhookServer, body: bytes, *, sign: str | None = SECRET, path: str = PATH, length: int | None = None
+) -> HTTPStatus:
+    headers = {"Content-Length": str(len(body) if length is None else length)}
+    if sign is not None:
+        headers["X-Hook-Signature"] = hmac.new(sign.encode(), body, hashlib.sha512).hexdigest()
+    return server.handle(path, headers.get, lambda n: body[:n])
+
+
+@pytest.fixture
+def received() -> list[Change]:
+    return []
+
+
+@pytest.fixture
+def server(received: list[Change]) -> WebhookServer:
+    return WebhookServer(settings(webhook_secret=SecretStr(SECRET)), received.extend)
+
+
+DEVICE_BODY = json.dumps(
+    {"event": "updated", "object_type": "dcim.device", "data": {"id": 7}, "snapshots": {"postchange": {"cluster": 1}}}
+).encode()
+
+
+def test_a_signed_change_is_accepted(server: WebhookServer, received: list[Change]) -> None:
+    assert post(server, DEVICE_BODY) == HTTPStatus.ACCEPTED
+    assert [c.refs() for c in received] == [{(DEVICE, 7), (CLUSTER, 1)}]
+
+
+def test_unsigned_wrongly_signed_malformed_huge_and_misdirected_requests_are_refused(
+    server: WebhookServer, received: list[Change]
+) -> None:
+    assert post(server, DEVICE_BODY, sign=None) == HTTPStatus.UNAUTHORIZED
+    assert post(server, DEVICE_BODY, sign="another-secret") == HTTPStatus.UNAUTHORIZED
+    assert post(server, b"{not json", sign=SECRET) == HTTPStatus.BAD_REQUEST
+    assert post(server, b'{"event": "updated"}', sign=SECRET) == HTTPStatus.BAD_REQUEST
+    assert post(server, b"", length=MAX_BODY_BYTES + 1) == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    assert post(server, DEVICE_BODY, path="/other") == HTTPStatus.NOT_FOUND
+    job = json.dumps({"event": "job_started", "object_type": "core.job", "data": {"id": 1}}).encode()
+    assert post(server, job) == HTTPStatus.ACCEPTED
+    assert received == []
+
+
+def test_the_secret_file_is_read_again_when_it_changes(tmp_path: Any) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("first-secret\n")
+    received: list[Change] = []
+    server = WebhookServer(settings(webhook_secret_file=secret_file), received.extend)
+    assert post(server, DEVICE_BODY, sign="first-secret") == HTTPStatus.ACCEPTED
+    replacement = tmp_path / "secret.new"
+    replacement.write_text("second-secret")
+    replacement.replace(secret_file)
+    assert post(server, DEVICE_BODY, sign="first-secret") == HTTPStatus.UNAUTHORIZED
+    assert post(server, DEVICE_BODY, sign="second-secret") == HTTPStatus.ACCEPTED
+
+
+def test_settings_refuse_two_webhook_secrets(tmp_path: Any) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("x")
+    with pytest.raises(ValueError, match="WEBHOOK_SECRET"):
+        settings(webhook_secret=SecretStr("a"), webhook_secret_file=secret_file)
