@@ -93,11 +93,14 @@ def test_ironcore_runs_as_the_chart_deploys_it(
     objects = Objects(api_client)
     objects.create_secret(namespace, "argora-netbox-read", {"token": netbox.readonly_v2_token})
     objects.create_secret(namespace, "bmc", {"bmcUser": "root", "bmcPassword": "chart"})
-    health, metrics = free_port(), free_port()
+    # The webhook's Secret, mounted as the chart mounts it: the controller starts with it.
+    objects.create_secret(namespace, "argora-netbox-webhook", {"secret": "chart-webhook-secret"})
+    health, metrics, webhook = free_port(), free_port(), free_port()
     docs = render(
         *toggles({"ironcore"}),
         "--set", f"netbox.url={netbox.url}",
         "--set", f"healthPort={health}", "--set", f"metricsPort={metrics}",
+        "--set", "webhook.enabled=true", "--set", f"webhook.port={webhook}",
         "--set", f"ironcore.watchNamespaces={{{namespace}}}",
         release=namespace, namespace=namespace,
     )  # fmt: skip
@@ -105,6 +108,7 @@ def test_ironcore_runs_as_the_chart_deploys_it(
     (deployment,) = [doc for doc in docs if doc["kind"] == "Deployment"]
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     env = pod_environment(api_client, deployment, namespace, tmp_path / "volumes")
+    assert Path(env["ARGORA_WEBHOOK_SECRET_FILE"]).read_text() == "chart-webhook-secret"
     account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     env["KUBECONFIG"] = str(service_account_kubeconfig(kube, api_client, namespace, account, tmp_path / "kubeconfig"))
     env["PATH"] = "/usr/bin:/bin"

@@ -6,6 +6,7 @@ import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 import yaml
@@ -56,12 +57,32 @@ def test_schema_rejects_wrong_values_with_a_readable_message() -> None:
         ("--set", "ipaddress.createdTag="): "at '/ipaddress/createdTag'",
         ("--set", "ipaddress.dryRun=maybe"): "at '/ipaddress/dryRun'",
         ("--set", "ipaddress.maxDeletesPerPass=-1"): "at '/ipaddress/maxDeletesPerPass'",
+        ("--set", "ironcore.netboxChanges.intervalSeconds=-1"): "at '/ironcore/netboxChanges/intervalSeconds'",
+        ("--set", "metal3.netboxChanges.intervalSeconds=3601"): "at '/metal3/netboxChanges/intervalSeconds'",
+        ("--set", "update.netboxChanges.fullReadIntervalSeconds=hourly"): (
+            "at '/update/netboxChanges/fullReadIntervalSeconds': got string, want integer"
+        ),
+        ("--set", "ippool.webhook.enabled=maybe"): "at '/ippool/webhook/enabled'",
+        ("--set", "webhook.enabled=yes"): "at '/webhook/enabled'",
+        ("--set", "webhook.port=0"): "at '/webhook/port'",
+        ("--set", "webhook.port=65536"): "at '/webhook/port'",
+        ("--set", "webhook.secret.name="): "at '/webhook/secret/name'",
+        ("--set", "webhook.secret.key="): "at '/webhook/secret/key'",
+        # argora-ipaddress does not follow NetBox's changes: it has neither value.
+        ("--set", "ipaddress.webhook.enabled=true"): "additional properties 'webhook' not allowed",
+        ("--set", "ipaddress.netboxChanges.intervalSeconds=10"): "additional properties 'netboxChanges' not allowed",
     }
     for args, message in cases.items():
         result = helm("template", "argora", str(CHART), *BASE_VALUES, *args, check=False)
         assert result.returncode != 0 and message in result.stderr, result.stderr
     missing = helm("template", "argora", str(CHART), check=False)
     assert missing.returncode != 0 and "at '/netbox/url'" in missing.stderr, missing.stderr
+    for port in ("healthPort", "metricsPort"):
+        clash = helm(
+            "template", "argora", str(CHART), *BASE_VALUES, "--set", "webhook.enabled=true",
+            "--set", "webhook.port=9999", "--set", f"{port}=9999", check=False,
+        )  # fmt: skip
+        assert clash.returncode != 0 and "webhook.port must differ" in clash.stderr, clash.stderr
 
 
 def test_deployment_is_hardened_and_probed() -> None:
@@ -85,6 +106,138 @@ def test_independent_images_and_scaling() -> None:
     assert deployments["metal3"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.2.3")
     assert deployments["ironcore"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":0.1.0")
     assert deployments["ironcore"]["spec"]["replicas"] == 3
+
+
+# The controllers that follow NetBox's change log and can take its webhook; argora-ipaddress does not.
+CHANGE_FOLLOWERS = ("ironcore", "metal3", "update", "ippool")
+WEBHOOK_SECRET_FILE = "/var/run/argora/webhook-secret/secret"
+
+
+def by_component(docs: list[dict[str, Any]], kind: str) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        if doc["kind"] == kind:
+            found.setdefault(doc["metadata"]["labels"]["app.kubernetes.io/component"], []).append(doc)
+    return found
+
+
+def webhook_parts(deployment: dict[str, Any]) -> dict[str, Any]:
+    """Everything of the webhook a Deployment has: its variables, container port, mount and volume."""
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return {
+        "env": {e["name"]: e.get("value") for e in container["env"] if e["name"].startswith("ARGORA_WEBHOOK_")},
+        "ports": [p for p in container["ports"] if p["name"] == "webhook"],
+        "mounts": [m for m in container["volumeMounts"] if m["name"] == "webhook-secret"],
+        "volumes": [v for v in pod["volumes"] if v["name"] == "webhook-secret"],
+    }
+
+
+def test_defaults_poll_the_change_log_and_serve_no_webhook() -> None:
+    docs = render()
+    deployments = {name: d for name, (d,) in by_component(docs, "Deployment").items()}
+    for name, deployment in deployments.items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        changes = (env.get("ARGORA_NETBOX_CHANGES_INTERVAL"), env.get("ARGORA_NETBOX_FULL_READ_INTERVAL_SECONDS"))
+        assert changes == (("10", "3600") if name in CHANGE_FOLLOWERS else (None, None)), name
+        assert webhook_parts(deployment) == {"env": {}, "ports": [], "mounts": [], "volumes": []}, name
+    services = by_component(docs, "Service")
+    assert {name: [s["metadata"]["name"] for s in found] for name, found in services.items()} == {
+        name: [f"argora-{name}-metrics"] for name in CONTROLLERS
+    }
+
+
+def test_change_log_values_are_per_controller() -> None:
+    docs = render(
+        "--set", "metal3.netboxChanges.intervalSeconds=0",
+        "--set", "update.netboxChanges.fullReadIntervalSeconds=0",
+    )  # fmt: skip
+    env = {
+        name: {item["name"]: item.get("value") for item in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+        for name, (d,) in by_component(docs, "Deployment").items()
+    }
+    assert env["metal3"]["ARGORA_NETBOX_CHANGES_INTERVAL"] == "0"
+    assert env["update"]["ARGORA_NETBOX_FULL_READ_INTERVAL_SECONDS"] == "0"
+    assert env["ironcore"]["ARGORA_NETBOX_CHANGES_INTERVAL"] == "10"
+    assert env["ippool"]["ARGORA_NETBOX_FULL_READ_INTERVAL_SECONDS"] == "3600"
+
+
+def test_webhook_renders_env_secret_port_and_service_but_not_for_ipaddress() -> None:
+    docs = render("--set", "webhook.enabled=true", release="rel", namespace="ops")
+    deployments = {name: d for name, (d,) in by_component(docs, "Deployment").items()}
+    services = by_component(docs, "Service")
+    for name in CHANGE_FOLLOWERS:
+        parts = webhook_parts(deployments[name])
+        assert parts["env"] == {"ARGORA_WEBHOOK_PORT": "8081", "ARGORA_WEBHOOK_SECRET_FILE": WEBHOOK_SECRET_FILE}
+        assert parts["ports"] == [{"name": "webhook", "containerPort": 8081}]
+        assert parts["mounts"] == [
+            {"name": "webhook-secret", "mountPath": "/var/run/argora/webhook-secret", "readOnly": True}
+        ]
+        assert parts["volumes"] == [
+            {
+                "name": "webhook-secret",
+                "secret": {"secretName": "argora-netbox-webhook", "items": [{"key": "secret", "path": "secret"}]},
+            }
+        ]
+        # NetBox calls http://rel-<name>-webhook.ops.svc:8081/netbox/webhook: the Service says which controller.
+        (webhook,) = [s for s in services[name] if s["metadata"]["name"] == f"rel-{name}-webhook"]
+        assert webhook["metadata"]["namespace"] == "ops"
+        assert webhook["spec"]["ports"] == [{"name": "webhook", "port": 8081, "targetPort": "webhook"}]
+        pod_labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert webhook["spec"]["selector"].items() <= pod_labels.items()
+        # The metrics Service stays as it was.
+        (metrics,) = [s for s in services[name] if s["metadata"]["name"] == f"rel-{name}-metrics"]
+        assert [port["name"] for port in metrics["spec"]["ports"]] == ["metrics"]
+    ipaddress = deployments["ipaddress"]
+    assert webhook_parts(ipaddress) == {"env": {}, "ports": [], "mounts": [], "volumes": []}
+    (container,) = ipaddress["spec"]["template"]["spec"]["containers"]
+    assert not {item["name"] for item in container["env"]} & {
+        "ARGORA_NETBOX_CHANGES_INTERVAL",
+        "ARGORA_NETBOX_FULL_READ_INTERVAL_SECONDS",
+    }
+    assert [s["metadata"]["name"] for s in services["ipaddress"]] == ["rel-ipaddress-metrics"]
+
+
+def test_webhook_per_controller_override_port_and_secret() -> None:
+    def served(*args: str) -> dict[str, dict[str, Any]]:
+        docs = render(*args)
+        return {
+            name: webhook_parts(d) for name, (d,) in by_component(docs, "Deployment").items() if webhook_parts(d)["env"]
+        }
+
+    assert set(served("--set", "ironcore.webhook.enabled=true")) == {"ironcore"}
+    assert set(served("--set", "webhook.enabled=true", "--set", "metal3.webhook.enabled=false")) == {
+        "ironcore", "update", "ippool",
+    }  # fmt: skip
+    custom = served(
+        "--set", "update.webhook.enabled=true", "--set", "webhook.port=8443",
+        "--set", "webhook.secret.name=hook", "--set", "webhook.secret.key=hmac",
+    )["update"]  # fmt: skip
+    assert custom["env"] == {
+        "ARGORA_WEBHOOK_PORT": "8443",
+        "ARGORA_WEBHOOK_SECRET_FILE": "/var/run/argora/webhook-secret/hmac",
+    }
+    assert custom["ports"] == [{"name": "webhook", "containerPort": 8443}]
+    assert custom["volumes"][0]["secret"] == {"secretName": "hook", "items": [{"key": "hmac", "path": "hmac"}]}
+
+
+def test_chart_with_webhook_installs(api_client: client.ApiClient, namespace: str) -> None:
+    """The API server takes the webhook's Deployments and Services as rendered (named target ports)."""
+    docs = render("--set", "webhook.enabled=true", release=namespace, namespace=namespace)
+    create_from_manifests(api_client, [d for d in docs if d["kind"] != "ClusterKopfPeering"])
+    core = client.CoreV1Api(api_client)
+    for name in CHANGE_FOLLOWERS:
+        service = core.read_namespaced_service(f"{namespace}-{name}-webhook", namespace)
+        (port,) = service.spec.ports
+        assert (port.name, port.port, port.target_port) == ("webhook", 8081, "webhook")
+        deployment = client.AppsV1Api(api_client).read_namespaced_deployment(f"{namespace}-{name}", namespace)
+        (container,) = deployment.spec.template.spec.containers
+        assert {(p.name, p.container_port) for p in container.ports} >= {("webhook", 8081)}
+    webhook_services = {s.metadata.name for s in core.list_namespaced_service(namespace).items} - {
+        f"{namespace}-{name}-metrics" for name in CONTROLLERS
+    }
+    assert webhook_services == {f"{namespace}-{name}-webhook" for name in CHANGE_FOLLOWERS}
 
 
 @pytest.fixture
@@ -218,6 +371,7 @@ EVERY_OPTIONAL_VARIABLE = [
     "--set-json", 'metal3.rootDeviceHints={"r660": {"deviceName": "/dev/sda"}}',
     "--set", "metal3.disableCertificateVerification=true",
     "--set-json", 'metal3.roleTags={"KVM": "kvm"}',
+    "--set", "webhook.enabled=true",
 ]  # fmt: skip
 
 
@@ -267,3 +421,27 @@ def test_chart_defaults_are_the_settings_defaults(name: str, monkeypatch: pytest
         if getattr(settings, field) != fields[field].get_default(call_default_factory=True)
     }
     assert not differing, f"argora-{name}: the chart's defaults differ from the settings' {differing}"
+
+
+@pytest.mark.parametrize("name", CHANGE_FOLLOWERS)
+def test_webhook_variables_load_into_the_settings(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """With the webhook on, the Deployment's variables load (as the controller would read them) into a
+    webhook on the chart's port with the mounted secret, and the change log polled as set."""
+    (deployment,) = by_component(
+        render("--set", "webhook.enabled=true", "--set", f"{name}.netboxChanges.intervalSeconds=30"), "Deployment"
+    )[name]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"] if item["name"].startswith(ENV_PREFIX)}
+    for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
+        monkeypatch.delenv(key)
+    # The mounted Secrets, replaced by stand-ins.
+    files = {"ARGORA_NETBOX_TOKEN_FILE": "nbt_abc.def\n", "ARGORA_WEBHOOK_SECRET_FILE": "hook-secret\n"}
+    for key, content in files.items():
+        (tmp_path / key).write_text(content)
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(tmp_path / key) if key in files else value)
+    settings = SETTINGS[name]()
+    assert settings.webhook_port == 8081
+    assert settings.webhook_secret_file == tmp_path / "ARGORA_WEBHOOK_SECRET_FILE"
+    assert env["ARGORA_WEBHOOK_SECRET_FILE"] == WEBHOOK_SECRET_FILE
+    assert (settings.netbox_changes_interval, settings.netbox_full_read_interval_seconds) == (30, 3600)

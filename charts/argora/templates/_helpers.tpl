@@ -18,6 +18,21 @@ app.kubernetes.io/name: argora-{{ .name }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end -}}
 
+{{/* "true" for the controllers that follow NetBox's change log and can take its webhook; argora-ipaddress
+does not read NetBox's changes. */}}
+{{- define "argora.followsChanges" -}}
+{{- if has .name (list "ironcore" "metal3" "update" "ippool") }}true{{ end -}}
+{{- end -}}
+
+{{/* "true" when a controller serves NetBox's webhook: its own webhook.enabled, the top-level one when
+that is null. */}}
+{{- define "argora.webhookEnabled" -}}
+{{- if include "argora.followsChanges" . -}}
+{{- $own := dig "webhook" "enabled" nil .c -}}
+{{- if kindIs "invalid" $own }}{{ if .root.Values.webhook.enabled }}true{{ end }}{{ else if $own }}true{{ end -}}
+{{- end -}}
+{{- end -}}
+
 {{/* What every kopf operator needs: its peering, the CRD scan, Events. */}}
 {{- define "argora.kopfRules" -}}
 - apiGroups: [apiextensions.k8s.io]
