@@ -338,7 +338,7 @@ class ChangeFeed[K: Hashable]:
         self._complaint = complaint
         if forbidden:
             log.warning(
-                "NetBox refuses our token the change log (%s): NetBox changes reach passes only at the resync, "
+                "NetBox does not let our token read the change log (%s): NetBox changes reach passes only at the resync, "
                 "every %.0fs; allow the token's user to view 'core | object change', "
                 "or set %sNETBOX_CHANGES_INTERVAL=0 to stop trying",
                 brief(error), self._resync, ENV_PREFIX,

@@ -7,8 +7,11 @@ NetBox change.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +20,7 @@ from kubernetes import client
 from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import Objects, ensure_secret, wait_for
 from argora_dev.netbox import NetBoxServer
-from argora_dev.operator import OperatorProcess, operator_environment
+from argora_dev.operator import BIN_DIR, OperatorProcess, operator_environment
 from argora_dev.seed import NetBoxSeeder, Server, Topology, add_servers
 
 pytestmark = pytest.mark.integration
@@ -121,3 +124,97 @@ def test_unrelated_change_starts_no_pass(
     first = the_slice.servers[0]
     seeder.update("ipam/ip-addresses", first.ip["id"], dns_name=f"{first.name}-moved.example.com")
     wait_for(lambda: passes_logged(polling, namespace) > before, 30, "a pass for the imported device's change")
+
+
+def run_controller(name: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN_DIR / f"argora-{name}"), *args],
+        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_netbox_webhook_command_creates_the_webhook_and_event_rule_once(
+    kube: KubeCluster, netbox: NetBoxServer, seeder: NetBoxSeeder
+) -> None:
+    url = "http://argora-update-webhook.argora-system.svc:8081/netbox/webhook"
+    env = operator_environment(kube, netbox, netbox.v2_token, ARGORA_WEBHOOK_SECRET="command-secret")
+    for done in ("created", "updated"):
+        result = run_controller("update", env, "netbox-webhook", "--url", url)
+        assert result.returncode == 0, result.stderr
+        assert f"webhook argora-update {done}" in result.stdout
+    try:
+        (hook,) = seeder.get("extras/webhooks", name="argora-update")
+        (rule,) = seeder.get("extras/event-rules", name="argora-update")
+        assert (hook["payload_url"], hook["http_method"], hook["ssl_verification"]) == (url, "POST", True)
+        assert rule["action_object_id"] == hook["id"] and rule["enabled"]
+        assert set(rule["object_types"]) == {
+            "virtualization.cluster", "dcim.device", "dcim.interface", "ipam.ipaddress"
+        }  # fmt: skip
+        assert set(rule["event_types"]) == {"object_created", "object_updated", "object_deleted"}
+        # NetBox never shows the secret again; a signature made with it proves it was set.
+        assert "command-secret" not in result.stdout + result.stderr
+    finally:
+        seeder.delete("extras/event-rules", [rule["id"]])
+        seeder.delete("extras/webhooks", [hook["id"]])
+
+
+def test_netbox_webhook_command_says_what_is_missing(kube: KubeCluster, netbox: NetBoxServer) -> None:
+    url = "http://example.invalid/netbox/webhook"
+    without_secret = run_controller(
+        "ironcore", operator_environment(kube, netbox, netbox.v2_token), "netbox-webhook", "--url", url
+    )
+    assert without_secret.returncode == 2
+    assert "set ARGORA_WEBHOOK_SECRET or ARGORA_WEBHOOK_SECRET_FILE first" in without_secret.stderr
+    read_only = operator_environment(kube, netbox, netbox.readonly_v2_token, ARGORA_WEBHOOK_SECRET="x" * 20)
+    refused = run_controller("ironcore", read_only, "netbox-webhook", "--url", url)
+    assert refused.returncode == 2
+    assert "could not set up the webhook" in refused.stderr and "403" in refused.stderr
+    assert "x" * 20 not in refused.stderr
+
+
+# A user that may view everything but NetBox's change log, and a read-only token of it.
+NO_CHANGE_LOG_TOKEN_SCRIPT = """
+from core.models import ObjectType
+from users.models import ObjectPermission, Token, User
+
+user, _ = User.objects.get_or_create(username="argora-no-changelog")
+view, _ = ObjectPermission.objects.get_or_create(
+    name="argora tests: all but the change log", defaults={"actions": ["view"]}
+)
+view.object_types.set(ObjectType.objects.public().exclude(app_label="core", model="objectchange"))
+user.object_permissions.add(view)
+token = Token(user=user, version=2, write_enabled=False, description="argora tests: no change log")
+token.save()
+print("ARGORA-TOKEN:" + token.get_auth_header_prefix().removeprefix("Bearer ") + token.token)
+"""
+
+
+def test_a_token_that_may_not_read_the_change_log_gets_one_warning_and_the_resync(
+    kube: KubeCluster, netbox: NetBoxServer, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    output = netbox.netbox_command("shell", "--no-imports", "-c", NO_CHANGE_LOG_TOKEN_SCRIPT, log_name="no-changelog")
+    (token,) = [line.removeprefix("ARGORA-TOKEN:") for line in output.splitlines() if line.startswith("ARGORA-TOKEN:")]
+    env = operator_environment(
+        kube, netbox, token,
+        ARGORA_DEFAULT_BMC_CREDENTIALS=f"{SECRET_NAMESPACE}/bmc-changes", ARGORA_NETBOX_CHANGES_INTERVAL="1",
+    )  # fmt: skip
+    operator = OperatorProcess("ironcore", tmp_path, env).start()
+    try:
+        the_slice = Slice(seeder, prefix)
+        import_cluster(objects, namespace, the_slice)
+        time.sleep(QUIET_SECONDS)
+        warning = "NetBox does not let our token read the change log"
+        assert operator.log().count(warning) == 1
+        # Passes still run, from a sync request as from the resync.
+        first = the_slice.servers[0]
+        seeder.update("ipam/ip-addresses", first.ip["id"], dns_name=f"{first.name}-later.example.com")
+        objects.resync(namespace, "import")
+        assert (bmc(objects, first) or {})["spec"]["hostname"] == f"{first.name}-later.example.com"
+        assert operator.log().count(warning) == 1
+    finally:
+        operator.stop()
