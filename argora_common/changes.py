@@ -338,8 +338,8 @@ class ChangeFeed[K: Hashable]:
         self._complaint = complaint
         if forbidden:
             log.warning(
-                "NetBox does not let our token read the change log (%s): NetBox changes reach passes only at the resync, "
-                "every %.0fs; allow the token's user to view 'core | object change', "
+                "NetBox does not let our token read the change log (%s): NetBox changes reach passes only at "
+                "the resync, every %.0fs; allow the token's user to view 'core | object change', "
                 "or set %sNETBOX_CHANGES_INTERVAL=0 to stop trying",
                 brief(error), self._resync, ENV_PREFIX,
             )  # fmt: skip
