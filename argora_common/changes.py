@@ -61,7 +61,7 @@ WEBHOOK_ACTIONS: Final = {"created": "create", "updated": "update", "deleted": "
 # Entries are re-read this far back on every look: a bulk write's transaction may commit its change
 # records well after their timestamps, and a look in between must not have passed them by.
 OVERLAP: Final = timedelta(minutes=5)
-# How long a failed trigger waits before it is tried again.
+# How long a request for a pass that failed waits before it is made again.
 TRIGGER_RETRY_SECONDS: Final = 30.0
 
 
@@ -164,17 +164,15 @@ class ChangeIndex[K: Hashable]:
 
 
 class ChangeFeed[K: Hashable]:
-    """Maps NetBox changes to the resources they concern and runs their passes, coalesced.
-
-    `trigger(key)` runs the pass of one resource and returns the delay before a retry, or None.
-    """
+    """Maps NetBox changes to the resources they concern and asks for their passes, coalesced
+    (`trigger(key)`); the pass itself, its retries and its report are the controller's as always."""
 
     def __init__(
         self,
         netbox: NetBox,
         interest: Interest,
         settings: Settings,
-        trigger: Callable[[K], float | None],
+        trigger: Callable[[K], None],
         describe: Callable[[K], str] = str,
     ) -> None:
         self.netbox = netbox
@@ -261,19 +259,20 @@ class ChangeFeed[K: Hashable]:
                     continue
                 for key in due:
                     del self._pending[key]
-            log.info("NetBox changed: a pass for %s", ", ".join(self._describe(key) for key in due))
+            log.info("NetBox changed: asking for a pass of %s", ", ".join(self._describe(key) for key in due))
             for key in due:
                 self._run(key)
 
     def _run(self, key: K) -> None:
         try:
-            retry = self._trigger(key)
-        except Exception:
-            # The resource's pass contains its own errors; this is reading the resource itself failing.
-            log.exception("the pass NetBox's change asked for did not run; retrying in %.0fs", TRIGGER_RETRY_SECONDS)
-            retry = TRIGGER_RETRY_SECONDS
-        if retry is not None:
-            self._schedule([key], retry)
+            self._trigger(key)
+        except Exception as error:
+            # Asking for the pass failed (the API server did not answer): ask again later.
+            log.warning(
+                "could not ask for the pass of %s (%s); asking again in %.0fs",
+                self._describe(key), brief(error), TRIGGER_RETRY_SECONDS,
+            )  # fmt: skip
+            self._schedule([key], TRIGGER_RETRY_SECONDS)
 
     # ---- the change log ----------------------------------------------------------------------------
 

@@ -190,6 +190,23 @@ class Kube:
             content_type="application/apply-patch+yaml",
         )
 
+    def annotate(self, kind: Kind, name: str, namespace: str | None, annotations: Mapping[str, str]) -> bool:
+        """Merge `annotations` into the object's (a merge patch: no field ownership taken); False when
+        the object does not exist."""
+        try:
+            self._call(
+                "PATCH",
+                kind.path(namespace, name),
+                query=[("fieldManager", self.field_manager)],
+                body={"metadata": {"annotations": dict(annotations)}},
+                content_type="application/merge-patch+json",
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
     def create(self, kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
         manifest = {"apiVersion": kind.api_version, "kind": kind.kind, **body}
         return self._call("POST", kind.path(body["metadata"].get("namespace")), body=manifest)

@@ -11,6 +11,7 @@ import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -91,7 +92,7 @@ def follow_netbox_changes(
     netbox: NetBox,
     interest: Interest,
     passes: PassRunner[Any, Any, Any],
-    trigger: Callable[[Key], float | None],
+    trigger: Callable[[Key], None],
 ) -> ChangeFeed[Key]:
     """Passes for the resources NetBox's changes concern: from the change log every
     `ARGORA_NETBOX_CHANGES_INTERVAL` seconds and, when a webhook secret is set, from NetBox's webhooks."""
@@ -115,21 +116,16 @@ def follow_netbox_changes(
     return feed
 
 
-def resource_trigger(kube: Kube, resource: Kind, passes: PassRunner[Any, Any, Any]) -> Callable[[Key], float | None]:
-    """A pass over one of our own resources as it is now, for a NetBox change; the delay before a retry
-    when it failed and retrying can help."""
-    logger = logging.getLogger(f"argora.{kube.controller.removeprefix('argora-')}")
+def request_pass(kube: Kube, resource: Kind, passes: PassRunner[Any, Any, Any]) -> Callable[[Key], None]:
+    """A NetBox change asks for a pass the way a user does, with the sync annotation: the replica that
+    holds the peering (kopf's active one) runs it like any other, and a standby never runs one itself."""
 
-    def trigger(key: Key) -> float | None:
+    def trigger(key: Key) -> None:
         namespace, name = key
-        body = kube.get(resource, name, namespace)
-        if body is None or body["metadata"].get("deletionTimestamp"):
+        # Unique to the microsecond: the same value twice would be no change, and no pass.
+        requested = f"netbox-change-{datetime.now(UTC).isoformat(timespec='microseconds')}"
+        if not kube.annotate(resource, name, namespace, {SYNC_ANNOTATION: requested}):
             passes.forget(key)
-            return None
-        outcome = passes.run(body, logger)
-        if outcome is None or outcome.decision is None or not outcome.decision.retry:
-            return None
-        return outcome.delay
 
     return trigger
 

@@ -8,7 +8,7 @@ import kopf
 
 from argora_common.kube import Kube, load_api_client
 from argora_common.netbox import NetBox
-from argora_common.operator import follow_netbox_changes, register_sync, resource_trigger
+from argora_common.operator import follow_netbox_changes, register_sync, request_pass
 from ippool_controller.desired import FIELD_MANAGER
 from ippool_controller.reconcile import INTEREST, IPPOOL_IMPORT, Reconciler
 from ippool_controller.settings import IPPoolSettings
@@ -22,7 +22,7 @@ def register(registry: kopf.OperatorRegistry, settings: IPPoolSettings, netbox: 
     register_sync(registry, IPPOOL_IMPORT, reconciler.passes)
     follow_netbox_changes(
         registry, settings, netbox, INTEREST, reconciler.passes,
-        resource_trigger(reconciler.kube, IPPOOL_IMPORT, reconciler.passes),
+        request_pass(reconciler.kube, IPPOOL_IMPORT, reconciler.passes),
     )  # fmt: skip
 
     @kopf.on.delete(*IPI, registry=registry)

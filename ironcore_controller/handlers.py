@@ -9,7 +9,7 @@ import kopf
 from argora_common.kinds import BMC, BMC_SECRET
 from argora_common.kube import MANAGED_BY_LABEL, Kube, load_api_client
 from argora_common.netbox import NetBox
-from argora_common.operator import follow_netbox_changes, register_sync, resource_trigger
+from argora_common.operator import follow_netbox_changes, register_sync, request_pass
 from ironcore_controller.desired import FIELD_MANAGER
 from ironcore_controller.reconcile import CLUSTER_IMPORT, INTEREST, Reconciler
 from ironcore_controller.settings import IroncoreSettings
@@ -24,7 +24,7 @@ def register(registry: kopf.OperatorRegistry, settings: IroncoreSettings, netbox
     register_sync(registry, CLUSTER_IMPORT, reconciler.passes)
     follow_netbox_changes(
         registry, settings, netbox, INTEREST, reconciler.passes,
-        resource_trigger(reconciler.kube, CLUSTER_IMPORT, reconciler.passes),
+        request_pass(reconciler.kube, CLUSTER_IMPORT, reconciler.passes),
     )  # fmt: skip
 
     @kopf.on.delete(*CI, registry=registry)

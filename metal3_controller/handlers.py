@@ -15,7 +15,7 @@ import kopf
 
 from argora_common.kube import Kube, load_api_client
 from argora_common.netbox import NetBox
-from argora_common.operator import follow_netbox_changes
+from argora_common.operator import follow_netbox_changes, request_pass
 from metal3_controller.desired import CAPI_CLUSTER, FIELD_MANAGER
 from metal3_controller.reconcile import INTEREST, Reconciler
 from metal3_controller.settings import Metal3Settings
@@ -27,8 +27,11 @@ log = logging.getLogger("argora.metal3")
 
 
 def register(registry: kopf.OperatorRegistry, settings: Metal3Settings, netbox: NetBox) -> None:
-    reconciler = Reconciler(settings, netbox, Kube(load_api_client(), FIELD_MANAGER))
-    follow_netbox_changes(registry, settings, netbox, INTEREST, reconciler.passes, reconciler.on_netbox_change)
+    kube = Kube(load_api_client(), FIELD_MANAGER)
+    reconciler = Reconciler(settings, netbox, kube)
+    follow_netbox_changes(
+        registry, settings, netbox, INTEREST, reconciler.passes, request_pass(kube, CAPI_CLUSTER, reconciler.passes)
+    )
     stop = threading.Event()
 
     @kopf.on.event(CAPI_CLUSTER.group, CAPI_CLUSTER.version, CAPI_CLUSTER.plural, registry=registry)

@@ -10,7 +10,6 @@ thread, so whatever one Cluster's pass raises is contained by the skeleton and r
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -47,8 +46,6 @@ from metal3_controller.desired import (
 from metal3_controller.settings import Metal3Settings
 
 type ClusterKey = tuple[str, str]
-
-log = logging.getLogger("argora.metal3")
 
 DEVICE_STATUSES: Final = ("active",)
 INTEREST: Final = Interest(
@@ -251,10 +248,6 @@ class Reconciler:
             due = [key for key, tracked in self.clusters.items() if tracked.due <= time.monotonic()]
         for key in due:
             self.sync(key, logger, wait=False, resync=True)
-
-    def on_netbox_change(self, key: ClusterKey) -> None:
-        """A pass for a NetBox change; its retry is scheduled like any other."""
-        self.sync(key, log)
 
     def sync(self, key: ClusterKey, logger: Log, *, wait: bool = True, resync: bool = False) -> None:
         with self.clusters_lock:

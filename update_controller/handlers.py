@@ -6,7 +6,7 @@ import kopf
 
 from argora_common.kube import Kube, load_api_client
 from argora_common.netbox import NetBox
-from argora_common.operator import follow_netbox_changes, register_sync, resource_trigger
+from argora_common.operator import follow_netbox_changes, register_sync, request_pass
 from argora_common.settings import Settings
 from update_controller.reconcile import FIELD_MANAGER, INTEREST, UPDATE, runner
 
@@ -17,4 +17,4 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, netbox: NetBox
     # Nothing to clean up when an Update goes: what it changed in NetBox stays corrected.
     register_sync(registry, UPDATE, passes)
     # Its own corrections start no pass: the feed knows them by NetBox's request ids.
-    follow_netbox_changes(registry, settings, netbox, INTEREST, passes, resource_trigger(kube, UPDATE, passes))
+    follow_netbox_changes(registry, settings, netbox, INTEREST, passes, request_pass(kube, UPDATE, passes))

@@ -104,10 +104,9 @@ class Triggered:
         self.keys: list[str] = []
         self.ran = threading.Event()
 
-    def __call__(self, key: str) -> float | None:
+    def __call__(self, key: str) -> None:
         self.keys.append(key)
         self.ran.set()
-        return None
 
 
 @pytest.fixture
