@@ -49,4 +49,4 @@ clean:
 ## Not part of `make test`: argora-ironcore and argora-metal3 against 1,000 NetBox devices, argora-ippool
 ## against 500 prefixes, argora-ipaddress with 500 IPAddresses (the seeded database is cached).
 bench: venv tools
-	$(PY) -m hack.bench
+	$(PY) -m hack.bench $(CASES)

@@ -145,6 +145,20 @@ class Topology:
             "virtualization/cluster-types", name=f"{prefix}-ctype", slug=f"{prefix}-ctype"
         )
 
+    @classmethod
+    def existing(cls, seeder: NetBoxSeeder, prefix: str, manufacturer: str = "Dell") -> Topology:
+        """The scaffolding a Topology of `prefix` made earlier (in a restored dump), found by its slugs."""
+        topology = cls.__new__(cls)
+        topology.seeder, topology.prefix = seeder, prefix
+        (topology.region,) = seeder.get("dcim/regions", slug=f"{prefix}-region")
+        (topology.site,) = seeder.get("dcim/sites", slug=f"{prefix}-site")
+        (topology.tenant,) = seeder.get("tenancy/tenants", slug=f"{prefix}-tenant")
+        (topology.manufacturer,) = seeder.get("dcim/manufacturers", slug=f"{prefix}-{manufacturer.lower()}")
+        (topology.device_type,) = seeder.get("dcim/device-types", slug=f"{prefix}-model")
+        (topology.role,) = seeder.get("dcim/device-roles", slug=f"{prefix}-server")
+        (topology.cluster_type,) = seeder.get("virtualization/cluster-types", slug=f"{prefix}-ctype")
+        return topology
+
     def cluster(self, name: str, **fields: Any) -> dict[str, Any]:
         defaults: dict[str, Any] = {
             "name": f"{self.prefix}-{name}",

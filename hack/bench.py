@@ -15,8 +15,11 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -29,8 +32,8 @@ from argora_dev import REPO_ROOT
 from argora_dev.kube import KubeCluster, crd_files
 from argora_dev.kubeobjects import Clusters, Machines, Objects, Pools, ipaddress_state, wait_for
 from argora_dev.netbox import NETBOX_VERSION, NetBoxServer
-from argora_dev.operator import OperatorProcess, operator_environment
-from argora_dev.process import cache_dir, stop_all
+from argora_dev.operator import BIN_DIR, OperatorProcess, operator_environment
+from argora_dev.process import cache_dir, free_port, stop_all
 from argora_dev.seed import NetBoxSeeder, PrefixSeed, Topology, add_prefixes, add_region, add_servers
 from ipaddress_controller.settings import IPAddressSettings
 from ippool_controller.desired import COMPUTE_TRANSIT_ROLE
@@ -328,7 +331,88 @@ def bench_ipaddress(kube: KubeCluster, netbox: NetBoxServer, objects: Objects, e
     )
 
 
+# argora-ironcore following NetBox's changes on the imported 1,000 devices: idle requests over this long.
+IDLE_SECONDS = 60.0
+CHANGES_INTERVAL = 10  # the default ARGORA_NETBOX_CHANGES_INTERVAL
+WEBHOOK_SECRET = "bench-webhook-secret"
+
+
+def timed(what: str, change: Callable[[], object], seen: Callable[[], object]) -> str:
+    """Seconds from the end of a NetBox write until Kubernetes shows it."""
+    change()
+    started = time.monotonic()
+    wait_for(seen, timeout=120, what=what)
+    return f"{what} {time.monotonic() - started:.1f} s"
+
+
+def bench_changes(netbox: NetBoxServer, objects: Objects, env: dict[str, str]) -> None:
+    """The time a NetBox change takes to reach the BMCs of the 1,000-device import, through the change
+    log (looked at every CHANGES_INTERVAL s) and through NetBox's webhooks, and NetBox requests while
+    nothing changes."""
+    seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
+    port = free_port()
+    polling = {**env, "ARGORA_NETBOX_CHANGES_INTERVAL": str(CHANGES_INTERVAL)}
+    webhooks = {
+        **env,
+        "ARGORA_NETBOX_CHANGES_INTERVAL": "0",
+        "ARGORA_WEBHOOK_PORT": str(port),
+        "ARGORA_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    setup = subprocess.run(
+        [str(BIN_DIR / "argora-ironcore"), "netbox-webhook", "--url", f"http://127.0.0.1:{port}/netbox/webhook"],
+        env={**webhooks, "ARGORA_NETBOX_TOKEN": netbox.v2_token, "PATH": os.environ["PATH"]},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    print(setup.stdout.strip(), flush=True)
+    measure_changes("change log", 1, polling, seeder, objects)
+    measure_changes("webhook", 2, webhooks, seeder, objects)
+
+
+def measure_changes(mode: str, number: int, env: dict[str, str], seeder: NetBoxSeeder, objects: Objects) -> None:
+    operator = OperatorProcess("ironcore", WORKDIR, env).start()
+    objects.resync("bench", "bench")
+    time.sleep(2 * CHANGES_INTERVAL)  # the start's passes and looks are over
+    before = counts(operator)
+    time.sleep(IDLE_SECONDS)
+    idle = counts(operator) - before
+    first, second = (
+        seeder.get("dcim/devices", name=f"bench-node{index:04d}")[0] for index in (10 * number, 10 * number + 1)
+    )
+    hostname = f"{first['name']}-{number}.changed.example.com"
+    figures = [
+        timed(
+            "OOB IP's DNS name -> BMC spec.hostname",
+            lambda: seeder.update("ipam/ip-addresses", first["oob_ip"]["id"], dns_name=hostname),
+            lambda: (objects.get_metal("bmcs", first["name"]) or {}).get("spec", {}).get("hostname") == hostname,
+        ),
+        timed(
+            "device offline -> BMC gone",
+            lambda: seeder.update("dcim/devices", second["id"], status="offline"),
+            lambda: objects.get_metal("bmcs", second["name"]) is None,
+        ),
+    ]
+    # A new server is five NetBox writes (device, interface, address, MAC, OOB IP): timed from the last.
+    new_name = f"bench-new{number}"
+    (cluster,) = seeder.get("virtualization/clusters", name=CLUSTER_NAME)
+    figures.append(
+        timed(
+            "new device -> its BMC",
+            lambda: add_servers(Topology.existing(seeder, "bench"), cluster, [new_name]),
+            lambda: objects.get_metal("bmcs", new_name),
+        )
+    )
+    print(f"argora-ironcore, NetBox changes by {mode}:", flush=True)
+    print(f"  {'; '.join(figures)}")
+    print(
+        f"  idle {IDLE_SECONDS:.0f} s: {idle.reads + idle.writes:.0f} NetBox requests, {idle.written:.0f} objects"
+        f" written; peak RSS {peak_rss_mb(operator.process.pid):.0f} MB",
+        flush=True,
+    )
+    operator.stop()
+
+
 def main() -> None:
+    only_changes = sys.argv[1:] == ["changes"]
     shutil.rmtree(WORKDIR, ignore_errors=True)
     WORKDIR.mkdir(parents=True)
     try:
@@ -353,6 +437,9 @@ def main() -> None:
 
         measure("argora-ironcore", ironcore, import_first, import_again)
         ironcore.stop()
+        bench_changes(netbox, objects, env)
+        if only_changes:
+            return
 
         metal3 = OperatorProcess("metal3", WORKDIR, env).start()
 
