@@ -66,8 +66,9 @@ def test_api_server_and_etcd_start_and_stop_cleanly(tmp_path: Path) -> None:
 def test_netbox_starts_and_stops_cleanly(tmp_path: Path) -> None:
     netbox = NetBoxServer(tmp_path / "netbox")
     netbox.start()
-    pids = [proc.pid for proc in (netbox._gunicorn, netbox._redis, netbox._postgres) if proc is not None]
-    assert len(pids) == 3
+    procs = (netbox._rqworker, netbox._gunicorn, netbox._redis, netbox._postgres)
+    pids = [proc.pid for proc in procs if proc is not None]
+    assert len(pids) == 4
     assert http_ok(f"{netbox.url}/api/status/", netbox.api_headers(netbox.v2_token))
     netbox.stop()
     assert all(process_group_is_gone(pid) for pid in pids)
