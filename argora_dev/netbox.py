@@ -1,10 +1,11 @@
-"""A real NetBox (PostgreSQL 15, Redis, gunicorn) on loopback for the integration tests.
+"""A real NetBox (PostgreSQL 15, Redis, gunicorn, rqworker) on loopback for the integration tests.
 
 `hack/netbox/install.sh` installs NetBox into a virtualenv outside the repository and caches a
 pg_dump of a freshly migrated database: migrating takes about 5 minutes, restoring the dump about
 2 seconds. Each `NetBoxServer.start()` then builds a throwaway PostgreSQL cluster, restores a dump
-into it, starts Redis and gunicorn on free ports and creates the users and API tokens the tests use.
-Every process goes through `ManagedProcess`, so `stop()` (or `stop_all()` at exit) leaves nothing.
+into it, starts Redis and gunicorn on free ports, creates the users and API tokens the tests use and
+starts NetBox's background worker, which delivers webhooks. Every process goes through
+`ManagedProcess`, so `stop()` (or `stop_all()` at exit) leaves nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ INSTALL_SCRIPT = REPO_ROOT / "hack" / "netbox" / "install.sh"
 INSTALL_TIMEOUT = 1500.0
 # gunicorn boots three workers that each import Django and NetBox; slow on 2 cores.
 READY_TIMEOUT = 180.0
+# NetBox's RQ queues (netbox.constants.RQ_QUEUE_HIGH, _DEFAULT, _LOW): webhooks go to `default`.
+# Named on the command line, since `rqworker` without queues logs a warning before taking these.
+RQ_QUEUES = ("high", "default", "low")
+# What a webhook may take before the worker gives up on it (NetBox's default is 60 s). The worker runs
+# one job at a time: a test's receiver that never answers must not hold up every later delivery.
+WEBHOOK_TIMEOUT = 10
 
 ADMIN_USER = "admin"
 READONLY_USER = "readonly"
@@ -171,6 +178,7 @@ class NetBoxServer:
         self._postgres: ManagedProcess | None = None
         self._redis: ManagedProcess | None = None
         self._gunicorn: ManagedProcess | None = None
+        self._rqworker: ManagedProcess | None = None
         self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------ properties
@@ -240,19 +248,22 @@ class NetBoxServer:
                 lambda: http_ok(status, self.api_headers()), READY_TIMEOUT, "NetBox /api/status/", self._gunicorn
             )
             self.timings["gunicorn_ready"] = time.monotonic() - t0
+            # Started last so it does not slow gunicorn's boot, and not waited for: it needs ~6 s to
+            # import NetBox and register, and until then RQ keeps the jobs (webhooks) in Redis.
+            self._start_rqworker()
         except BaseException:
             self.stop()
             raise
         self.timings["start_total"] = time.monotonic() - t_start
 
     def stop(self) -> None:
-        """Stop gunicorn, Redis and PostgreSQL (clients first) and remove the database files."""
+        """Stop the worker, gunicorn, Redis and PostgreSQL (clients first) and remove the database files."""
         atexit.unregister(self.stop)
         t0 = time.monotonic()
-        for proc in (self._gunicorn, self._redis, self._postgres):
+        for proc in (self._rqworker, self._gunicorn, self._redis, self._postgres):
             if proc is not None:
                 proc.stop(timeout=30)
-        self._gunicorn = self._redis = self._postgres = None
+        self._rqworker = self._gunicorn = self._redis = self._postgres = None
         if self.pg_dir is not None:
             shutil.rmtree(self.pg_dir, ignore_errors=True)
             self.pg_dir = None
@@ -419,6 +430,9 @@ class NetBoxServer:
             # No outbound calls from a test instance (census reporting, release checks, plugin catalog).
             "ISOLATED_DEPLOYMENT": True,
             "CENSUS_REPORTING_ENABLED": False,
+            # See WEBHOOK_TIMEOUT. Webhooks to loopback need no proxy setting: NetBox sends them with
+            # proxies=None, which requests takes as "no proxy" whatever HTTP_PROXY the environment holds.
+            "WEBHOOK_DEFAULT_TIMEOUT": WEBHOOK_TIMEOUT,
             "TIME_ZONE": "UTC",
         }
         # repr() of these plain values is Python source (and keeps the pepper id an int, unlike JSON).
@@ -465,6 +479,20 @@ class NetBoxServer:
             cwd=self.workdir,
             # SIGINT is gunicorn's quick shutdown; SIGTERM's graceful one waits seconds for idle workers.
             stop_signal=signal.SIGINT,
+        ).start()
+
+    def _start_rqworker(self) -> None:
+        argv = [str(netbox_venv() / "bin" / "netbox"), "rqworker", *RQ_QUEUES]
+        self._rqworker = ManagedProcess(
+            "rqworker",
+            argv,
+            self.logs / "rqworker.log",
+            env=self._netbox_env(),
+            cwd=self.workdir,
+            # Its state (queues, registrations) lives in the Redis that stops next, so nothing is lost
+            # by killing it; a warm shutdown took ~3 s (scheduler stop, interpreter teardown). The job
+            # it may be running is in a process group of its own: ManagedProcess.stop() ends it too.
+            stop_signal=signal.SIGKILL,
         ).start()
 
     def _create_tokens(self) -> None:

@@ -136,7 +136,7 @@ class ManagedProcess:
 
     def stop(self, timeout: float = 10) -> None:
         """Send the stop signal (SIGTERM to the whole group by default), SIGKILL what is still there
-        after `timeout`."""
+        after `timeout` and whatever else the process left in its session."""
         if self._popen is not None and self._popen.poll() is None:
             if self.signal_group:
                 _signal_group(self._popen.pid, self.stop_signal)
@@ -150,6 +150,11 @@ class ManagedProcess:
         if self._popen is not None:
             # Workers forked by the process (gunicorn's, for one) share its group: end them too.
             _signal_group(self._popen.pid, signal.SIGKILL)
+            # Children that made a process group of their own (rq's work horses call setpgrp) are out
+            # of the group's reach but still in the session `start()` opened.
+            for pid in _session_members(self._popen.pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -160,6 +165,21 @@ class ManagedProcess:
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
+
+
+def _session_members(sid: int) -> list[int]:
+    """The processes of session `sid`, read from /proc."""
+    members: list[int] = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+            # What follows starts with state, ppid, pgrp, session.
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process is gone
+            continue
+        if int(fields[3]) == sid:
+            members.append(int(stat.parent.name))
+    return members
 
 
 def stop_all() -> None:
