@@ -7,10 +7,16 @@ NetBox change.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +27,7 @@ from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import Objects, ensure_secret, wait_for
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import BIN_DIR, OperatorProcess, operator_environment
+from argora_dev.process import free_port
 from argora_dev.seed import NetBoxSeeder, Server, Topology, add_servers
 
 pytestmark = pytest.mark.integration
@@ -218,3 +225,113 @@ def test_a_token_that_may_not_read_the_change_log_gets_one_warning_and_the_resyn
         assert operator.log().count(warning) == 1
     finally:
         operator.stop()
+
+
+WEBHOOK_SECRET = "webhook-secret-of-the-tests"
+
+
+@dataclass(frozen=True)
+class WebhookOperator:
+    process: OperatorProcess
+    url: str
+
+    def post(self, body: bytes, headers: dict[str, str]) -> int:
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+
+
+@pytest.fixture(scope="module")
+def webhooks(
+    kube: KubeCluster, netbox: NetBoxServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebhookOperator]:
+    """argora-ironcore with the change log off and NetBox's webhook on, set up by its own command."""
+    port = free_port()
+    extra = {
+        "ARGORA_NETBOX_CHANGES_INTERVAL": "0",
+        "ARGORA_WEBHOOK_PORT": str(port),
+        "ARGORA_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    operator = start_ironcore(kube, netbox, tmp_path_factory.mktemp("webhooks"), **extra)
+    url = f"http://127.0.0.1:{port}/netbox/webhook"
+    result = run_controller(
+        "ironcore", operator_environment(kube, netbox, netbox.v2_token, **extra), "netbox-webhook", "--url", url
+    )
+    assert result.returncode == 0, result.stderr
+    yield WebhookOperator(operator, url)
+    operator.stop()
+    seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
+    seeder.delete(
+        "extras/event-rules", [rule["id"] for rule in seeder.get("extras/event-rules", name="argora-ironcore")]
+    )
+    seeder.delete("extras/webhooks", [hook["id"] for hook in seeder.get("extras/webhooks", name="argora-ironcore")])
+    assert "Traceback" not in operator.log(), operator.log()[-5000:]
+
+
+def settled(operator: OperatorProcess, namespace: str) -> int:
+    """The number of passes once no new one came for QUIET_SECONDS (NetBox's worker delivers the
+    webhooks of a seeding one after another)."""
+    count = passes_logged(operator, namespace)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(QUIET_SECONDS)
+        now = passes_logged(operator, namespace)
+        if now == count:
+            return count
+        count = now
+    raise TimeoutError("passes did not settle")
+
+
+def test_signed_webhooks_bring_dns_name_offline_and_new_device(
+    webhooks: WebhookOperator, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str
+) -> None:
+    the_slice = Slice(seeder, prefix)
+    import_cluster(objects, namespace, the_slice)
+    first, second, _ = the_slice.servers
+
+    seeder.update("ipam/ip-addresses", first.ip["id"], dns_name=f"{first.name}-hooked.example.com")
+    wait_for(
+        lambda: (bmc(objects, first) or {}).get("spec", {}).get("hostname") == f"{first.name}-hooked.example.com",
+        60, "BMC hostname from the webhook",
+    )  # fmt: skip
+    seeder.update("dcim/devices", second.device["id"], status="offline")
+    wait_for(lambda: bmc(objects, second) is None, 60, "BMC of the offline device gone")
+    (new,) = add_servers(the_slice.a, the_slice.cluster_a, [f"{prefix}-a9"])
+    wait_for(lambda: bmc(objects, new), 60, "BMC of the new device")
+    assert webhooks.process.metric("argora_webhook_requests_total", result="accepted") > 0
+
+
+def test_unsigned_wrongly_signed_and_malformed_webhooks_start_nothing(
+    webhooks: WebhookOperator, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str
+) -> None:
+    the_slice = Slice(seeder, prefix)
+    import_cluster(objects, namespace, the_slice)
+    before = settled(webhooks.process, namespace)
+    device = the_slice.servers[0].device
+    in_cluster = {"cluster": the_slice.cluster_a["id"]}
+    body = json.dumps(
+        {"event": "updated", "object_type": "dcim.device", "data": {"id": device["id"]},
+         "snapshots": {"prechange": in_cluster, "postchange": in_cluster}}
+    ).encode()  # fmt: skip
+    json_type = {"Content-Type": "application/json"}
+    signed = {**json_type, "X-Hook-Signature": hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha512).hexdigest()}
+    wrong = {**json_type, "X-Hook-Signature": hmac.new(b"guessed", body, hashlib.sha512).hexdigest()}
+    assert webhooks.post(body, json_type) == 401
+    assert webhooks.post(body, wrong) == 401
+    assert webhooks.post(body + b"tampered", signed) == 401
+    garbage = b"{not json"
+    garbage_signed = {"X-Hook-Signature": hmac.new(WEBHOOK_SECRET.encode(), garbage, hashlib.sha512).hexdigest()}
+    assert webhooks.post(garbage, garbage_signed) == 400
+    assert webhooks.post(b"x" * (2 << 20), signed) == 413
+    time.sleep(QUIET_SECONDS)
+    assert passes_logged(webhooks.process, namespace) == before
+    assert webhooks.process.metric("argora_webhook_requests_total", result="unsigned") >= 1
+    assert webhooks.process.metric("argora_webhook_requests_total", result="bad_signature") >= 2
+
+    # Still serving, and the same body signed with the secret does start a pass.
+    assert webhooks.post(body, signed) == 202
+    wait_for(lambda: passes_logged(webhooks.process, namespace) > before, 30, "a pass for the signed webhook")
+    assert WEBHOOK_SECRET not in webhooks.process.log()
