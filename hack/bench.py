@@ -34,7 +34,7 @@ from argora_dev.kubeobjects import Clusters, Machines, Objects, Pools, ipaddress
 from argora_dev.netbox import NETBOX_VERSION, NetBoxServer
 from argora_dev.operator import BIN_DIR, OperatorProcess, operator_environment
 from argora_dev.process import cache_dir, free_port, stop_all
-from argora_dev.seed import NetBoxSeeder, PrefixSeed, Topology, add_prefixes, add_region, add_servers
+from argora_dev.seed import NetBoxSeeder, PrefixSeed, Topology, add_prefixes, add_region, add_servers, fresh_ipv4
 from ipaddress_controller.settings import IPAddressSettings
 from ippool_controller.desired import COMPUTE_TRANSIT_ROLE
 
@@ -350,6 +350,10 @@ def bench_changes(netbox: NetBoxServer, objects: Objects, env: dict[str, str]) -
     log (looked at every CHANGES_INTERVAL s) and through NetBox's webhooks, and NetBox requests while
     nothing changes."""
     seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
+    # A restored dump holds the addresses this process's fresh_ipv4() would hand out first.
+    taken = {address["address"] for address in seeder.get("ipam/ip-addresses", fields="address")}
+    while fresh_ipv4() in taken:
+        pass
     port = free_port()
     polling = {**env, "ARGORA_NETBOX_CHANGES_INTERVAL": str(CHANGES_INTERVAL)}
     webhooks = {
