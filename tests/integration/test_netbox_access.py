@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,14 +14,18 @@ from argora_common.netbox import FilterValue, NetBox, NetBoxRejectedError, NetBo
 from argora_common.netbox_schema import (
     CLUSTERS,
     DEVICES,
+    EVENT_RULES,
     INTERFACES,
     IP_ADDRESSES,
     LOCATIONS,
+    OBJECT_CHANGE_SNAPSHOTS,
+    OBJECT_CHANGES,
     PLATFORMS,
     PREFIXES,
     SITES,
     TAGS,
     VRFS,
+    WEBHOOKS,
     Endpoint,
 )
 from argora_common.settings import Settings
@@ -240,14 +245,78 @@ CASES: list[tuple[Endpoint[Any], str, Filters, set[str]]] = [
 ]  # fmt: skip
 
 
+# Filters of the change log and of the webhook setup, each proven by a test of its own below.
+OWN_CASES = {
+    (OBJECT_CHANGES.path, "time_after"),
+    (OBJECT_CHANGES.path, "changed_object_type"),
+    (OBJECT_CHANGE_SNAPSHOTS.path, "id"),
+    (WEBHOOKS.path, "name"),
+    (EVENT_RULES.path, "name"),
+}
+
+
 def test_every_filter_the_layer_accepts_has_a_narrowing_case() -> None:
-    covered = {(endpoint.path, name) for endpoint, name, _, _ in CASES}
-    accepted = {
-        (endpoint.path, name)
-        for endpoint in (CLUSTERS, DEVICES, SITES, INTERFACES, IP_ADDRESSES, PREFIXES, PLATFORMS, LOCATIONS, VRFS, TAGS)
-        for name in endpoint.filters
-    }
+    covered = {(endpoint.path, name) for endpoint, name, _, _ in CASES} | OWN_CASES
+    endpoints = (
+        CLUSTERS, DEVICES, SITES, INTERFACES, IP_ADDRESSES, PREFIXES, PLATFORMS, LOCATIONS, VRFS, TAGS,
+        OBJECT_CHANGES, OBJECT_CHANGE_SNAPSHOTS, WEBHOOKS, EVENT_RULES,
+    )  # fmt: skip
+    accepted = {(endpoint.path, name) for endpoint in endpoints for name in endpoint.filters}
     assert accepted == covered
+
+
+def test_change_log_filters_narrow_to_the_time_and_the_types(netbox: NetBoxServer) -> None:
+    seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
+    client = netbox_client(netbox.url, netbox.readonly_v2_token)
+    prefix = unique_prefix("changelog")
+    older = seeder.create_one("tenancy/tenants", name=f"{prefix}-old", slug=f"{prefix}-old")
+    time.sleep(0.01)
+    before = seeder.create_one("tenancy/tenants", name=f"{prefix}-early", slug=f"{prefix}-early")
+    newest = client.newest(OBJECT_CHANGES)
+    assert newest is not None and newest.changed_object_id == before["id"]
+    tenant = seeder.create_one("tenancy/tenants", name=f"{prefix}-t", slug=f"{prefix}-t")
+    region = seeder.create_one("dcim/regions", name=f"{prefix}-r", slug=f"{prefix}-r")
+    # time_after is inclusive: the baseline entry itself comes again, what came before it does not.
+    since = client.select(OBJECT_CHANGES, time_after=newest.time.isoformat())
+    seen = {(entry.changed_object_type, entry.changed_object_id) for entry in since}
+    assert {("tenancy.tenant", tenant["id"]), ("dcim.region", region["id"])} <= seen
+    assert all(entry.time >= newest.time for entry in since)
+    assert ("tenancy.tenant", older["id"]) not in seen
+    regions = client.select(OBJECT_CHANGES, time_after=newest.time.isoformat(), changed_object_type=["dcim.region"])
+    assert {(entry.changed_object_type, entry.changed_object_id) for entry in regions} == {
+        ("dcim.region", region["id"])
+    }
+    both = client.select(
+        OBJECT_CHANGES, time_after=newest.time.isoformat(), changed_object_type=["dcim.region", "tenancy.tenant"]
+    )
+    assert {entry.changed_object_type for entry in both} == {"dcim.region", "tenancy.tenant"}
+    # The slim list carries no snapshots; the second read has them, for exactly the ids asked for.
+    assert all(entry.postchange_data is None for entry in since)
+    (detailed,) = client.select(OBJECT_CHANGE_SNAPSHOTS, id=[regions[0].id])
+    assert detailed.postchange_data is not None and detailed.postchange_data["slug"] == f"{prefix}-r"
+
+
+def test_webhooks_and_event_rules_are_found_by_name(netbox: NetBoxServer) -> None:
+    seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
+    client = netbox_client(netbox.url, netbox.readonly_v2_token)
+    prefix = unique_prefix("hooks")
+    hooks = seeder.create(
+        "extras/webhooks", [{"name": f"{prefix}-{n}", "payload_url": "http://example.invalid/"} for n in "ab"]
+    )
+    rules = seeder.create(
+        "extras/event-rules",
+        [
+            {"name": f"{prefix}-{n}", "object_types": ["dcim.device"], "event_types": ["object_created"],
+             "action_type": "webhook", "action_object_type": "extras.webhook", "action_object_id": hook["id"]}
+            for n, hook in zip("ab", hooks, strict=True)
+        ],
+    )  # fmt: skip
+    try:
+        assert [hook.id for hook in client.select(WEBHOOKS, name=f"{prefix}-b")] == [hooks[1]["id"]]
+        assert [rule.id for rule in client.select(EVENT_RULES, name=f"{prefix}-a")] == [rules[0]["id"]]
+    finally:
+        seeder.delete("extras/event-rules", [rule["id"] for rule in rules])
+        seeder.delete("extras/webhooks", [hook["id"] for hook in hooks])
 
 
 @pytest.mark.parametrize(
