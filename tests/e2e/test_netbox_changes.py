@@ -335,3 +335,27 @@ def test_unsigned_wrongly_signed_and_malformed_webhooks_start_nothing(
     assert webhooks.post(body, signed) == 202
     wait_for(lambda: passes_logged(webhooks.process, namespace) > before, 30, "a pass for the signed webhook")
     assert WEBHOOK_SECRET not in webhooks.process.log()
+
+
+def test_a_resync_with_nothing_changed_in_netbox_reads_only_the_change_log(
+    kube: KubeCluster, netbox: NetBoxServer, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    operator = start_ironcore(
+        kube, netbox, tmp_path, ARGORA_NETBOX_CHANGES_INTERVAL="1", ARGORA_RESYNC_INTERVAL_SECONDS="10"
+    )
+    try:
+        the_slice = Slice(seeder, prefix)
+        import_cluster(objects, namespace, the_slice)
+        # Seeding may still be reaching passes: wait until one pass reads NetBox no more.
+        reused = f"ClusterImport {namespace}/import synced (NetBox unchanged since the last read, not read again)"
+        wait_for(lambda: reused in operator.log(), 60, "a resync that reuses the last read")
+        device_reads = operator.metric("argora_netbox_requests_total", endpoint="dcim/devices")
+        looks = operator.metric("argora_netbox_requests_total", endpoint="core/object-changes")
+        wait_for(lambda: operator.log().count(reused) >= 2, 60, "another resync")
+        assert operator.metric("argora_netbox_requests_total", endpoint="dcim/devices") == device_reads
+        assert operator.metric("argora_netbox_requests_total", endpoint="core/object-changes") > looks
+        # The BMCs are still there and still converged: the resync ran, from the last read.
+        assert all(bmc(objects, server) for server in the_slice.servers)
+    finally:
+        operator.stop()
