@@ -15,6 +15,9 @@ from argora_dev.netbox import NetBoxServer
 from argora_dev.process import ManagedProcess, free_port, http_ok, wait_until
 
 BIN_DIR = Path(sys.executable).parent
+# The checkout the tests come from: the venv's editable install points at one checkout only, and a
+# worktree sharing the venv would otherwise run that checkout's controllers against its own tests.
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def operator_environment(kube: KubeCluster, netbox: NetBoxServer, token: str, **extra: str) -> dict[str, str]:
@@ -42,6 +45,7 @@ class OperatorProcess:
         full_env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/root"),
+            "PYTHONPATH": str(SOURCE_ROOT),
             "ARGORA_HEALTH_PORT": str(self.health_port),
             "ARGORA_METRICS_PORT": str(self.metrics_port),
             "ARGORA_LOG_LEVEL": "DEBUG",
