@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client
 
 from argora_dev.kube import KubeCluster
-from argora_dev.kubeobjects import Clusters, ensure_secret, wait_for
+from argora_dev.kubeobjects import Clusters, Objects, ensure_secret, wait_for
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess, operator_environment
 from argora_dev.seed import (
@@ -34,6 +34,7 @@ from argora_dev.seed import (
     add_servers,
     fresh_mac,
     fresh_network,
+    interface_names,
 )
 
 pytestmark = pytest.mark.integration
@@ -242,3 +243,135 @@ def test_metal3_new_prefix_at_the_site_reaches_network_data(
         lambda: network_host.gateway(clusters, namespace) == seed.gateway,
         WAIT_SECONDS, "the gateway of the new, narrower prefix",
     )  # fmt: skip
+
+
+# ---- argora-update -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def objects(api_client: client.ApiClient) -> Objects:
+    return Objects(api_client)
+
+
+@pytest.fixture(scope="module")
+def update(
+    kube: KubeCluster, netbox: NetBoxServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    # The only controller that writes to NetBox: it gets a token that may.
+    operator = start_polling("update", kube, netbox, netbox.v2_token, tmp_path_factory.mktemp("update-changes"))
+    yield operator
+    stop_clean(operator)
+
+
+def vmk(seeder: NetBoxSeeder, server: Server, name: str = "vmk0", with_ip: bool = False) -> tuple[int, int | None]:
+    """A VMK interface (with an address when asked): ids of the interface and the address."""
+    interface = seeder.create_one("dcim/interfaces", device=server.device["id"], name=name, type="virtual")
+    if not with_ip:
+        return interface["id"], None
+    address = seeder.create_one(
+        "ipam/ip-addresses", address=f"{fresh_network().network_address + 9}/24",
+        assigned_object_type="dcim.interface", assigned_object_id=interface["id"],
+    )  # fmt: skip
+    return interface["id"], address["id"]
+
+
+def oob_address(seeder: NetBoxSeeder, server: Server) -> str | None:
+    (found,) = seeder.get("dcim/devices", id=server.device["id"])
+    return found["oob_ip"]["address"] if found["oob_ip"] else None
+
+
+def settle_seeding() -> None:
+    """Let the change log's looks pass over what the test wrote so far: changes seen after a pass read
+    them would start a pass of their own."""
+    time.sleep(2.5)
+
+
+def create_update(objects: Objects, namespace: str, cluster: dict[str, Any], name: str = "fix") -> dict[str, Any]:
+    objects.create_import(namespace, name, {"clusters": [{"name": cluster["name"]}]}, kind="Update")
+    return objects.synced_import(namespace, name, kind="Update")
+
+
+def test_update_reruns_for_a_vendor_name_and_vmk_interfaces(
+    update: OperatorProcess, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str
+) -> None:
+    """After an Update was applied, a BMC port renamed to a vendor name, a new VMK interface and a device
+    with a VMK interface and its IP joining the cluster are corrected in NetBox without a sync request."""
+    topology = Topology(seeder, prefix)
+    cluster, elsewhere = topology.cluster("c"), topology.cluster("elsewhere")
+    (renamed, extended) = add_servers(topology, cluster, [f"{prefix}-renamed", f"{prefix}-extended"])
+    (vendor,) = add_servers(topology, cluster, [f"{prefix}-vendor"], set_oob_ip=False, interface_name="iLO")
+    (joining,) = add_servers(topology, elsewhere, [f"{prefix}-joining"])
+    status = create_update(objects, namespace, cluster)["status"]
+    assert status["applied"]["rename"] == 1 and status["applied"]["oobIP"] == 1
+    assert interface_names(seeder, vendor.device) == ["remoteboard"]
+
+    seeder.update("dcim/interfaces", renamed.interface["id"], name="iDRAC")
+    wait_for(lambda: interface_names(seeder, renamed.device) == ["remoteboard"], WAIT_SECONDS, "iDRAC renamed back")
+
+    vmk(seeder, extended)
+    wait_for(lambda: interface_names(seeder, extended.device) == ["remoteboard"], WAIT_SECONDS, "the new vmk0 deleted")
+
+    # Outside the Update's cluster, a VMK interface and its IP are left alone until the device moves in.
+    _, address = vmk(seeder, joining, "vmk1", with_ip=True)
+    assert interface_names(seeder, joining.device) == ["remoteboard", "vmk1"]
+    seeder.update("dcim/devices", joining.device["id"], cluster=cluster["id"])
+    wait_for(
+        lambda: interface_names(seeder, joining.device) == ["remoteboard"], WAIT_SECONDS, "vmk1 of the joining device"
+    )
+    assert seeder.get("ipam/ip-addresses", id=[address]) == []
+    assert oob_address(seeder, renamed) == renamed.ip["address"]
+    wanted = {"InterfacesRenamed", "InterfacesDeleted", "IPsDeleted"}
+    wait_for(
+        lambda: wanted <= {reason for _, reason, _ in objects.events(namespace, "fix")}, WAIT_SECONDS,
+        "the Events of the corrections",
+    )  # fmt: skip
+
+
+def test_update_own_corrections_start_no_pass(
+    update: OperatorProcess, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str
+) -> None:
+    """argora-update's writes are in NetBox's change log like anyone's: they must not start passes of
+    their own (known by NetBox's request ids), neither after the first pass nor after a change's."""
+    topology = Topology(seeder, prefix)
+    cluster = topology.cluster("c")
+    servers = add_servers(
+        topology, cluster, [f"{prefix}-{i}" for i in range(3)], set_oob_ip=False, interface_name="iDRAC"
+    )
+    for server in servers:
+        vmk(seeder, server, with_ip=True)
+    settle_seeding()
+    status = create_update(objects, namespace, cluster)["status"]
+    assert status["applied"] == {"rename": 3, "oobIP": 3, "platform": 0, "interfaceDeleted": 3, "ipDeleted": 3}
+    assert settled_count(update, "Update", namespace, "fix") == 1
+
+    # A change of someone else: one pass, whose corrections again start nothing.
+    seeder.update("dcim/interfaces", servers[0].interface["id"], name="XCC")
+    wait_for(lambda: interface_names(seeder, servers[0].device) == ["remoteboard"], WAIT_SECONDS, "XCC renamed back")
+    assert settled_count(update, "Update", namespace, "fix") == 2
+
+
+def test_update_unrelated_change_starts_no_pass(
+    update: OperatorProcess, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str
+) -> None:
+    """Changes to devices of another cluster at the same site (their interfaces and IPs read and passed
+    over by the same query) start no pass; the same change to a device of the Update's cluster does."""
+    topology = Topology(seeder, prefix)
+    cluster, other = topology.cluster("c"), topology.cluster("other")
+    (mine,) = add_servers(topology, cluster, [f"{prefix}-mine"])
+    (theirs,) = add_servers(topology, other, [f"{prefix}-theirs"])
+    settle_seeding()
+    create_update(objects, namespace, cluster)
+    before = settled_count(update, "Update", namespace, "fix")
+
+    seeder.update("dcim/interfaces", theirs.interface["id"], name="iDRAC")
+    vmk(seeder, theirs, with_ip=True)
+    seeder.update("ipam/ip-addresses", theirs.ip["id"], dns_name=f"{theirs.name}-moved.example.com")
+    seeder.update("dcim/devices", theirs.device["id"], status="planned")
+    time.sleep(QUIET_SECONDS)
+    assert passes_logged(update, "Update", namespace, "fix") == before
+    assert interface_names(seeder, theirs.device) == ["iDRAC", "vmk0"]
+
+    # The same kind of change to a device of its cluster does start one.
+    seeder.update("dcim/interfaces", mine.interface["id"], name="iDRAC")
+    wait_for(lambda: passes_logged(update, "Update", namespace, "fix") > before, WAIT_SECONDS, "a pass")
+    assert interface_names(seeder, mine.device) == ["remoteboard"]
