@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client
 
 from argora_dev.kube import KubeCluster
-from argora_dev.kubeobjects import Clusters, Objects, ensure_secret, wait_for
+from argora_dev.kubeobjects import Clusters, Objects, Pools, ensure_secret, wait_for
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess, operator_environment
 from argora_dev.seed import (
@@ -31,7 +31,9 @@ from argora_dev.seed import (
     Server,
     Topology,
     add_prefixes,
+    add_region,
     add_servers,
+    ensure_gateway_field,
     fresh_mac,
     fresh_network,
     interface_names,
@@ -375,3 +377,64 @@ def test_update_unrelated_change_starts_no_pass(
     seeder.update("dcim/interfaces", mine.interface["id"], name="iDRAC")
     wait_for(lambda: passes_logged(update, "Update", namespace, "fix") > before, WAIT_SECONDS, "a pass")
     assert interface_names(seeder, mine.device) == ["remoteboard"]
+
+
+# ---- argora-ippool -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pools(api_client: client.ApiClient) -> Pools:
+    return Pools(api_client)
+
+
+@pytest.fixture(scope="module")
+def ippool(
+    kube: KubeCluster, netbox: NetBoxServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    ensure_gateway_field(NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token)))
+    operator = start_polling(
+        "ippool", kube, netbox, netbox.readonly_v2_token, tmp_path_factory.mktemp("ippool-changes")
+    )
+    yield operator
+    stop_clean(operator)
+
+
+def test_ippool_prefixes_and_sites_changing_reach_the_pools(
+    ippool: OperatorProcess, objects: Objects, pools: Pools, seeder: NetBoxSeeder, namespace: str, prefix: str
+) -> None:
+    """A new prefix matching the selector gets its pool; a prefix's gateway, its status and its site's
+    region changing in NetBox converge the pools, all without a sync request."""
+    region, (site_a, site_b, site_c) = add_region(seeder, f"{prefix}-r", 3)
+    network_a, network_b, network_c = fresh_network(), fresh_network(), fresh_network()
+    record_a, _ = add_prefixes(
+        seeder,
+        [
+            PrefixSeed(str(network_a), site_a, gateway=str(network_a.network_address + 1)),
+            PrefixSeed(str(network_c), site_c),
+        ],
+    )
+    spec = {"ippools": [{"namePrefix": "np", "region": region["slug"]}]}
+    objects.create_import(namespace, "pools", spec, kind="IPPoolImport")
+    objects.synced_import(namespace, "pools", kind="IPPoolImport")
+    name_a, name_b, name_c = (f"np-{site['slug']}" for site in (site_a, site_b, site_c))
+    assert set(pools.owned(namespace, "pools")) == {name_a, name_c}
+
+    def spec_of(name: str) -> dict[str, Any]:
+        return ((pools.get(name) or {}).get("spec")) or {}
+
+    add_prefixes(seeder, [PrefixSeed(str(network_b), site_b)])
+    wait_for(lambda: spec_of(name_b).get("addresses") == [str(network_b)], WAIT_SECONDS, "the new prefix's pool")
+
+    seeder.update("ipam/prefixes", record_a["id"], custom_fields={"gateway": str(network_a.network_address + 254)})
+    wait_for(
+        lambda: spec_of(name_a).get("gateway") == str(network_a.network_address + 254), WAIT_SECONDS,
+        "the pool's gateway from the prefix's custom field",
+    )  # fmt: skip
+
+    seeder.update("ipam/prefixes", record_a["id"], status="reserved")
+    wait_for(lambda: pools.get(name_a) is None, WAIT_SECONDS, "the pool of the prefix no longer active pruned")
+
+    elsewhere = seeder.create_one("dcim/regions", name=f"{prefix}-elsewhere", slug=f"{prefix}-elsewhere")
+    seeder.update("dcim/sites", site_c["id"], region=elsewhere["id"])
+    wait_for(lambda: pools.get(name_c) is None, WAIT_SECONDS, "the pool of the site that left the region pruned")
+    assert set(pools.owned(namespace, "pools")) == {name_b}
