@@ -54,7 +54,6 @@ RELATED: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
     INTERFACE: (("device", DEVICE), ("lag", INTERFACE)),
     MAC_ADDRESS: (("assigned_object_id", INTERFACE),),
     IP_ADDRESS: (("assigned_object_id", INTERFACE),),
-    PREFIX: (("_site", SITE),),
 }  # fmt: skip
 
 WEBHOOK_ACTIONS: Final = {"created": "create", "updated": "update", "deleted": "delete"}

@@ -17,7 +17,7 @@ from argora_common.kube import Kube, load_api_client
 from argora_common.netbox import NetBox
 from argora_common.operator import follow_netbox_changes, request_pass
 from metal3_controller.desired import CAPI_CLUSTER, FIELD_MANAGER
-from metal3_controller.reconcile import INTEREST, Reconciler
+from metal3_controller.reconcile import Reconciler, interest
 from metal3_controller.settings import Metal3Settings
 
 # How often the resync thread looks for Clusters whose pass is due.
@@ -30,7 +30,12 @@ def register(registry: kopf.OperatorRegistry, settings: Metal3Settings, netbox: 
     kube = Kube(load_api_client(), FIELD_MANAGER)
     reconciler = Reconciler(settings, netbox, kube)
     follow_netbox_changes(
-        registry, settings, netbox, INTEREST, reconciler.passes, request_pass(kube, CAPI_CLUSTER, reconciler.passes)
+        registry,
+        settings,
+        netbox,
+        interest(settings),
+        reconciler.passes,
+        request_pass(kube, CAPI_CLUSTER, reconciler.passes),
     )
     stop = threading.Event()
 

@@ -49,8 +49,19 @@ type ClusterKey = tuple[str, str]
 
 DEVICE_STATUSES: Final = ("active",)
 INTEREST: Final = Interest(
-    frozenset({CLUSTER, DEVICE, INTERFACE, MAC_ADDRESS, IP_ADDRESS, PREFIX, SITE}), everyone=frozenset({CLUSTER})
+    frozenset({CLUSTER, DEVICE, INTERFACE, MAC_ADDRESS, IP_ADDRESS, PREFIX, SITE}),
+    everyone=frozenset({CLUSTER, PREFIX}),
 )
+
+
+def interest(settings: Metal3Settings) -> Interest:
+    """What the Clusters' passes read: prefixes only for networkData, and then any prefix change may concern
+    every Cluster (the change log names a prefix's scope by an object-type id and scope id, not its site)."""
+    if settings.network_data:
+        return INTEREST
+    return Interest(INTEREST.object_types - {PREFIX}, everyone=INTEREST.everyone - {PREFIX})
+
+
 SUMMARY_PROBLEMS: Final = 10
 # The inputs of a pass; anything else changing on a Cluster (our own annotation, CAPI's status)
 # is no reason for another one.

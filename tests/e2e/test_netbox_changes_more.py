@@ -229,12 +229,6 @@ def test_metal3_network_data_follows_the_prefix_gateway(
     wait_for(lambda: network_host.gateway(clusters, namespace) == new_gateway, WAIT_SECONDS, "the prefix's new gateway")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="changes.RELATED maps a prefix to its site by the snapshot key '_site', which NetBox's change log "
-    "does not serialize (a prefix's snapshot has scope_type, a content-type id, and scope_id): a new prefix "
-    "carries only its own ref and no Cluster holds it",
-)
 def test_metal3_new_prefix_at_the_site_reaches_network_data(
     metal3: OperatorProcess, clusters: Clusters, seeder: NetBoxSeeder, namespace: str, network_host: NetworkHost
 ) -> None:

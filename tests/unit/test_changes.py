@@ -64,7 +64,8 @@ def test_a_change_names_the_object_and_what_its_snapshots_point_to() -> None:
     assert log_entry(INTERFACE, 9, None, {"device": 7, "lag": None}).refs() == {(INTERFACE, 9), (DEVICE, 7)}
     assert log_entry(MAC_ADDRESS, 5, {"assigned_object_id": 9}, None).refs() == {(MAC_ADDRESS, 5), (INTERFACE, 9)}
     assert log_entry(IP_ADDRESS, 4, None, {"assigned_object_id": 9}).refs() == {(IP_ADDRESS, 4), (INTERFACE, 9)}
-    assert log_entry(PREFIX, 8, None, {"_site": 3, "scope_id": 3}).refs() == {(PREFIX, 8), (SITE, 3)}
+    # NetBox names a prefix's scope by object-type id: nothing to follow (a prefix concerns everyone).
+    assert log_entry(PREFIX, 8, None, {"scope_type": 12, "scope_id": 3}).refs() == {(PREFIX, 8)}
     # A flag is no id.
     assert log_entry(DEVICE, 7, None, {"cluster": True}).refs() == {(DEVICE, 7)}
 
