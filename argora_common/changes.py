@@ -183,6 +183,7 @@ class ChangeFeed[K: Hashable]:
         self._resync = settings.resync_interval_seconds
         self._window = settings.change_coalesce_seconds
         self._pending: dict[K, float] = {}  # key -> monotonic time its pass is due
+        self._held: list[tuple[int, str, Change]] = []  # (write ticket, source, change) held back
         self._changed: dict[K, float] = {}  # key -> monotonic time of its last relevant change
         self._wake = threading.Condition()
         self._stop = threading.Event()
@@ -209,12 +210,18 @@ class ChangeFeed[K: Hashable]:
     # ---- mapping ---------------------------------------------------------------------------------
 
     def submit(self, changes: Iterable[Change], source: str) -> set[K]:
-        """Schedule a pass for every resource the changes concern; returns those resources."""
+        """Schedule a pass for every resource the changes concern; returns those resources. A change
+        that may be one of our writes still waiting for its answer is held back until that answer is in."""
         keys: set[K] = set()
         relevant = ignored = 0
+        in_flight = self.netbox.own_writes.last_begun()
         for change in changes:
             if change.object_type not in self.interest.object_types or change.request_id in self.netbox.own_writes:
                 ignored += 1
+                continue
+            if in_flight:
+                with self._wake:
+                    self._held.append((in_flight, source, change))
                 continue
             relevant += 1
             keys |= self.index.holders(change.refs())
@@ -226,6 +233,14 @@ class ChangeFeed[K: Hashable]:
             self._schedule(keys, self._window, changed=True)
         log.debug("%s: %d relevant and %d other changes -> %d resources", source, relevant, ignored, len(keys))
         return keys
+
+    def _release_held(self) -> None:
+        """Submit again the held-back changes whose writes have all been answered."""
+        with self._wake:
+            ready = [held for held in self._held if self.netbox.own_writes.settled(held[0])]
+            self._held = [held for held in self._held if not self.netbox.own_writes.settled(held[0])]
+        for _, source, change in ready:
+            self.submit([change], source)
 
     def quiet_since(self, key: K, since: float) -> bool:
         """Whether the change log is being followed and says nothing about `key` changed after `since`
@@ -249,12 +264,16 @@ class ChangeFeed[K: Hashable]:
 
     def _dispatch_loop(self) -> None:
         while not self._stop.is_set():
+            if self._held:
+                self._release_held()
             with self._wake:
                 now = time.monotonic()
                 due = sorted((key for key, at in self._pending.items() if at <= now), key=self._describe)
                 if not due:
                     next_due = min(self._pending.values(), default=now + 1.0)
-                    self._wake.wait(timeout=max(0.01, min(next_due - now, 1.0)))
+                    # Held-back changes are looked at again soon: their writes are answered within a request.
+                    longest = 0.1 if self._held else 1.0
+                    self._wake.wait(timeout=max(0.01, min(next_due - now, longest)))
                     continue
                 for key in due:
                     del self._pending[key]

@@ -9,6 +9,7 @@ proves against a real NetBox that every one of them narrows the result.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -127,22 +128,46 @@ def authorization_header(token: str) -> str:
 class OwnWrites:
     """The request ids NetBox gave our own writes (its `X-Request-ID`), the newest `limit` of them: the
     change log names the request behind every change, so a controller can tell its own writes from
-    everybody else's and never answers them with another pass."""
+    everybody else's and never answers them with another pass.
+
+    NetBox commits a write, and its change record, before it answers: until the answer is in, a change
+    of ours can show up with an id we do not know yet. Each write therefore holds a ticket from its start
+    to its answer, and `settled(ticket)` says when every write begun up to that ticket has its answer.
+    """
 
     def __init__(self, limit: int = 20_000) -> None:
         self._order: deque[str] = deque()
         self._ids: set[str] = set()
         self._limit = limit
+        self._tickets = itertools.count(1)
+        self._last_ticket = 0
+        self._in_flight: set[int] = set()
         self._lock = threading.Lock()
 
-    def add(self, request_id: str) -> None:
+    def begin(self) -> int:
         with self._lock:
-            if request_id in self._ids:
-                return
-            self._order.append(request_id)
-            self._ids.add(request_id)
-            if len(self._order) > self._limit:
-                self._ids.discard(self._order.popleft())
+            ticket = next(self._tickets)
+            self._last_ticket = ticket
+            self._in_flight.add(ticket)
+            return ticket
+
+    def end(self, ticket: int, request_id: str | None) -> None:
+        with self._lock:
+            self._in_flight.discard(ticket)
+            if request_id and request_id not in self._ids:
+                self._order.append(request_id)
+                self._ids.add(request_id)
+                if len(self._order) > self._limit:
+                    self._ids.discard(self._order.popleft())
+
+    def last_begun(self) -> int:
+        """The ticket of the newest write begun so far, or 0 while none is under way."""
+        with self._lock:
+            return self._last_ticket if self._in_flight else 0
+
+    def settled(self, ticket: int) -> bool:
+        with self._lock:
+            return all(pending > ticket for pending in self._in_flight)
 
     def __contains__(self, request_id: object) -> bool:
         with self._lock:
@@ -163,15 +188,17 @@ class _Session(requests.Session):
         kwargs.setdefault("timeout", self._timeout)
         endpoint = endpoint_of(str(url))
         verb = method.decode() if isinstance(method, bytes) else method
+        ticket = self._own_writes.begin() if verb.upper() not in ("GET", "HEAD", "OPTIONS") else None
+        response: requests.Response | None = None
         try:
             response = super().request(method, url, *args, **kwargs)
         except requests.RequestException:
             self._count(endpoint, verb, "error")
             raise
+        finally:
+            if ticket is not None:
+                self._own_writes.end(ticket, response.headers.get("X-Request-ID") if response is not None else None)
         self._count(endpoint, verb, str(response.status_code))
-        request_id = response.headers.get("X-Request-ID")
-        if request_id and verb.upper() not in ("GET", "HEAD", "OPTIONS"):
-            self._own_writes.add(request_id)
         return response
 
     def _count(self, endpoint: str, method: str, code: str) -> None:

@@ -139,9 +139,35 @@ def test_changes_map_to_the_resources_they_concern(feed: tuple[ChangeFeed[str], 
 
 def test_our_own_writes_start_nothing(feed: tuple[ChangeFeed[str], Triggered]) -> None:
     the_feed, _ = feed
-    the_feed.netbox.own_writes.add("ours")
+    own = the_feed.netbox.own_writes
+    own.end(own.begin(), "ours")
     assert the_feed.submit([change(DEVICE, 1, request_id="ours")], "changelog") == set()
     assert the_feed.submit([change(DEVICE, 1, request_id="theirs")], "changelog") == {"a"}
+
+
+def test_a_change_seen_before_our_write_is_answered_waits_for_the_answer(
+    feed: tuple[ChangeFeed[str], Triggered],
+) -> None:
+    the_feed, triggered = feed
+    own = the_feed.netbox.own_writes
+    ticket = own.begin()
+    # NetBox committed our write and the change log shows it before the answer reached us.
+    assert the_feed.submit([change(DEVICE, 1, request_id="ours-late")], "changelog") == set()
+    the_feed.start()
+    try:
+        own.end(ticket, "ours-late")
+        time.sleep(0.5)
+        assert triggered.keys == []
+        # Someone else's change held back the same way goes on once our writes are answered.
+        ticket = own.begin()
+        the_feed.submit([change(DEVICE, 2, request_id="theirs")], "webhook")
+        time.sleep(0.3)
+        assert triggered.keys == []
+        own.end(ticket, "ours-too")
+        assert triggered.ran.wait(5)
+        assert triggered.keys == ["b"]
+    finally:
+        the_feed.stop()
 
 
 def test_a_burst_of_changes_runs_one_pass_per_resource(feed: tuple[ChangeFeed[str], Triggered]) -> None:
