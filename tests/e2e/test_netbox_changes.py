@@ -53,12 +53,12 @@ def start_ironcore(kube: KubeCluster, netbox: NetBoxServer, workdir: Any, **extr
     return OperatorProcess("ironcore", workdir, env).start()
 
 
-@pytest.fixture(scope="module")
-def polling(
-    kube: KubeCluster, netbox: NetBoxServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
+# One argora-ironcore per test: two at once would share the peering and the ClusterImports, and one's
+# NetBox changes would ask for the other's passes.
+@pytest.fixture
+def polling(kube: KubeCluster, netbox: NetBoxServer, tmp_path: Path) -> Iterator[OperatorProcess]:
     """argora-ironcore looking at NetBox's change log every second, no webhooks."""
-    operator = start_ironcore(kube, netbox, tmp_path_factory.mktemp("polling"), ARGORA_NETBOX_CHANGES_INTERVAL="1")
+    operator = start_ironcore(kube, netbox, tmp_path, ARGORA_NETBOX_CHANGES_INTERVAL="1")
     yield operator
     operator.stop()
     assert "Traceback" not in operator.log(), operator.log()[-5000:]
@@ -244,10 +244,8 @@ class WebhookOperator:
             return int(error.code)
 
 
-@pytest.fixture(scope="module")
-def webhooks(
-    kube: KubeCluster, netbox: NetBoxServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WebhookOperator]:
+@pytest.fixture
+def webhooks(kube: KubeCluster, netbox: NetBoxServer, tmp_path: Path) -> Iterator[WebhookOperator]:
     """argora-ironcore with the change log off and NetBox's webhook on, set up by its own command."""
     port = free_port()
     extra = {
@@ -255,7 +253,7 @@ def webhooks(
         "ARGORA_WEBHOOK_PORT": str(port),
         "ARGORA_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
-    operator = start_ironcore(kube, netbox, tmp_path_factory.mktemp("webhooks"), **extra)
+    operator = start_ironcore(kube, netbox, tmp_path, **extra)
     url = f"http://127.0.0.1:{port}/netbox/webhook"
     result = run_controller(
         "ironcore", operator_environment(kube, netbox, netbox.v2_token, **extra), "netbox-webhook", "--url", url
