@@ -1,10 +1,10 @@
 """NetBox changes reach the cluster without a sync request for argora-metal3, argora-update and
-argora-ippool following NetBox's change log, against the real API server and NetBox.
+argora-ippool following NetBox's change log, and its webhooks, against the real API server and NetBox.
 
-Each controller runs once for the module, looking at the change log every second; the resync is an
-hour away, so whatever happens within a test's wait came from a NetBox change. What is checked is
-what a user sees: BareMetalHosts and their Secrets, NetBox's own records, GlobalInClusterIPPools,
-and the operators' log lines of passes.
+Each controller runs once for the module per path (the change log looked at every second; NetBox's
+webhooks with the change log off); the resync is an hour away, so whatever happens within a test's
+wait came from a NetBox change. What is checked is what a user sees: BareMetalHosts and their
+Secrets, NetBox's own records, GlobalInClusterIPPools, and the operators' log lines of passes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +26,8 @@ from kubernetes import client
 from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import Clusters, Objects, Pools, ensure_secret, wait_for
 from argora_dev.netbox import NetBoxServer
-from argora_dev.operator import OperatorProcess, operator_environment
+from argora_dev.operator import BIN_DIR, OperatorProcess, operator_environment
+from argora_dev.process import free_port
 from argora_dev.seed import (
     NetBoxSeeder,
     PrefixSeed,
@@ -51,16 +54,41 @@ QUIET_SECONDS = 4.0
 WAIT_SECONDS = 30
 
 
-def start_polling(
-    name: str, kube: KubeCluster, netbox: NetBoxServer, token: str, workdir: Path, **extra: str
+# Each controller runs through each path on its own: the change log looked at every second, or NetBox's
+# webhooks (delivered by NetBox's worker) with the change log off.
+PATHS = ["changelog", "webhook"]
+WEBHOOK_SECRET = "more-changes-webhook-secret"
+
+
+def start_following(
+    name: str, path: str, kube: KubeCluster, netbox: NetBoxServer, token: str, workdir: Path, **extra: str
 ) -> OperatorProcess:
-    """argora-<name> looking at NetBox's change log every second, no webhooks."""
-    env = operator_environment(kube, netbox, token, ARGORA_NETBOX_CHANGES_INTERVAL="1", **extra)
-    return OperatorProcess(name, workdir, env).start()
+    """argora-<name> following NetBox's changes by `path`; with webhooks, its own command sets them up."""
+    if path == "changelog":
+        env = operator_environment(kube, netbox, token, ARGORA_NETBOX_CHANGES_INTERVAL="1", **extra)
+        return OperatorProcess(name, workdir, env).start()
+    port = free_port()
+    webhook = {
+        "ARGORA_NETBOX_CHANGES_INTERVAL": "0",
+        "ARGORA_WEBHOOK_PORT": str(port),
+        "ARGORA_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    operator = OperatorProcess(name, workdir, operator_environment(kube, netbox, token, **webhook, **extra)).start()
+    setup = subprocess.run(
+        [str(BIN_DIR / f"argora-{name}"), "netbox-webhook", "--url", f"http://127.0.0.1:{port}/netbox/webhook"],
+        env={**operator_environment(kube, netbox, netbox.v2_token, **webhook), "PATH": os.environ["PATH"]},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert setup.returncode == 0, setup.stderr
+    return operator
 
 
-def stop_clean(operator: OperatorProcess) -> None:
+def stop_clean(operator: OperatorProcess, netbox: NetBoxServer) -> None:
     operator.stop()
+    seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
+    name = f"argora-{operator.name}"
+    seeder.delete("extras/event-rules", [rule["id"] for rule in seeder.get("extras/event-rules", name=name)])
+    seeder.delete("extras/webhooks", [hook["id"] for hook in seeder.get("extras/webhooks", name=name)])
     assert "Traceback" not in operator.log(), operator.log()[-5000:]
 
 
@@ -88,18 +116,19 @@ def clusters(api_client: client.ApiClient) -> Clusters:
     return Clusters(api_client)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=PATHS)
 def metal3(
-    kube: KubeCluster, netbox: NetBoxServer, clusters: Clusters, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
+    request: pytest.FixtureRequest, kube: KubeCluster, netbox: NetBoxServer, clusters: Clusters,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:  # fmt: skip
     ensure_secret(clusters.core.api_client, CREDENTIALS_NAMESPACE, "bmc", {"username": "metal", "password": "three"})
-    operator = start_polling(
-        "metal3", kube, netbox, netbox.readonly_v2_token, tmp_path_factory.mktemp("metal3-changes"),
+    operator = start_following(
+        "metal3", request.param, kube, netbox, netbox.readonly_v2_token, tmp_path_factory.mktemp("metal3-changes"),
         ARGORA_DEFAULT_BMC_CREDENTIALS=f"{CREDENTIALS_NAMESPACE}/bmc",
         ARGORA_NETWORK_DATA="true",
     )  # fmt: skip
     yield operator
-    stop_clean(operator)
+    stop_clean(operator, netbox)
 
 
 def host(clusters: Clusters, namespace: str, server: Server) -> dict[str, Any] | None:
@@ -249,14 +278,16 @@ def objects(api_client: client.ApiClient) -> Objects:
     return Objects(api_client)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=PATHS)
 def update(
-    kube: KubeCluster, netbox: NetBoxServer, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, kube: KubeCluster, netbox: NetBoxServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     # The only controller that writes to NetBox: it gets a token that may.
-    operator = start_polling("update", kube, netbox, netbox.v2_token, tmp_path_factory.mktemp("update-changes"))
+    operator = start_following(
+        "update", request.param, kube, netbox, netbox.v2_token, tmp_path_factory.mktemp("update-changes")
+    )
     yield operator
-    stop_clean(operator)
+    stop_clean(operator, netbox)
 
 
 def vmk(seeder: NetBoxSeeder, server: Server, name: str = "vmk0", with_ip: bool = False) -> tuple[int, int | None]:
@@ -381,16 +412,16 @@ def pools(api_client: client.ApiClient) -> Pools:
     return Pools(api_client)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=PATHS)
 def ippool(
-    kube: KubeCluster, netbox: NetBoxServer, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, kube: KubeCluster, netbox: NetBoxServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     ensure_gateway_field(NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token)))
-    operator = start_polling(
-        "ippool", kube, netbox, netbox.readonly_v2_token, tmp_path_factory.mktemp("ippool-changes")
+    operator = start_following(
+        "ippool", request.param, kube, netbox, netbox.readonly_v2_token, tmp_path_factory.mktemp("ippool-changes")
     )
     yield operator
-    stop_clean(operator)
+    stop_clean(operator, netbox)
 
 
 def test_ippool_prefixes_and_sites_changing_reach_the_pools(
