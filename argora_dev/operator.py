@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import urllib.request
 from collections.abc import Mapping
@@ -40,6 +41,7 @@ class OperatorProcess:
 
     def __init__(self, name: str, workdir: Path, env: Mapping[str, str]) -> None:
         self.name = name
+        self.webhook_url = ""  # where its NetBox webhook is served, when it is
         self.health_port = free_port()
         self.metrics_port = free_port()
         full_env = {
@@ -87,3 +89,15 @@ class OperatorProcess:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+def run_console_script(name: str, env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`argora-<name> <args>` run to its end with `env` (and PATH, HOME) only."""
+    return subprocess.run(
+        [str(BIN_DIR / f"argora-{name}"), *args],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

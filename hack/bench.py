@@ -8,17 +8,18 @@ requests (reads and writes), the time of the first full pass, the time and write
 nothing to change, and the operator's peak RSS; for argora-ippool also those of an import of 50 of the
 prefixes with the same selectors, whose NetBox requests are the same as for all 500, and for
 argora-ipaddress those of 50 IPAddresses first: its NetBox reads grow with the chunks of ids a request
-carries, not with the addresses, and its writes are one per address created and one per primary IP."""
+carries, not with the addresses, and its writes are one per address created and one per primary IP.
+Then (`make bench CASES=changes` runs only argora-ironcore and this) the time a NetBox change takes to
+reach a BMC of the import through the change log and through NetBox's webhooks, and NetBox requests
+while nothing changes."""
 
 from __future__ import annotations
 
 import ipaddress
 import itertools
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -32,9 +33,10 @@ from argora_dev import REPO_ROOT
 from argora_dev.kube import KubeCluster, crd_files
 from argora_dev.kubeobjects import Clusters, Machines, Objects, Pools, ipaddress_state, wait_for
 from argora_dev.netbox import NETBOX_VERSION, NetBoxServer
-from argora_dev.operator import BIN_DIR, OperatorProcess, operator_environment
-from argora_dev.process import cache_dir, free_port, stop_all
+from argora_dev.operator import OperatorProcess, operator_environment
+from argora_dev.process import cache_dir, stop_all
 from argora_dev.seed import NetBoxSeeder, PrefixSeed, Topology, add_prefixes, add_region, add_servers, fresh_ipv4
+from argora_dev.webhooks import CHANGE_PATHS, start_following, stop_following
 from ipaddress_controller.settings import IPAddressSettings
 from ippool_controller.desired import COMPUTE_TRANSIT_ROLE
 
@@ -334,7 +336,6 @@ def bench_ipaddress(kube: KubeCluster, netbox: NetBoxServer, objects: Objects, e
 # argora-ironcore following NetBox's changes on the imported 1,000 devices: idle requests over this long.
 IDLE_SECONDS = 60.0
 CHANGES_INTERVAL = 10  # the default ARGORA_NETBOX_CHANGES_INTERVAL
-WEBHOOK_SECRET = "bench-webhook-secret"
 
 
 def timed(what: str, change: Callable[[], object], seen: Callable[[], object]) -> str:
@@ -345,7 +346,7 @@ def timed(what: str, change: Callable[[], object], seen: Callable[[], object]) -
     return f"{what} {time.monotonic() - started:.1f} s"
 
 
-def bench_changes(netbox: NetBoxServer, objects: Objects, env: dict[str, str]) -> None:
+def bench_changes(kube: KubeCluster, netbox: NetBoxServer, objects: Objects) -> None:
     """The time a NetBox change takes to reach the BMCs of the 1,000-device import, through the change
     log (looked at every CHANGES_INTERVAL s) and through NetBox's webhooks, and NetBox requests while
     nothing changes."""
@@ -354,26 +355,16 @@ def bench_changes(netbox: NetBoxServer, objects: Objects, env: dict[str, str]) -
     taken = {address["address"] for address in seeder.get("ipam/ip-addresses", fields="address")}
     while fresh_ipv4() in taken:
         pass
-    port = free_port()
-    polling = {**env, "ARGORA_NETBOX_CHANGES_INTERVAL": str(CHANGES_INTERVAL)}
-    webhooks = {
-        **env,
-        "ARGORA_NETBOX_CHANGES_INTERVAL": "0",
-        "ARGORA_WEBHOOK_PORT": str(port),
-        "ARGORA_WEBHOOK_SECRET": WEBHOOK_SECRET,
-    }
-    setup = subprocess.run(
-        [str(BIN_DIR / "argora-ironcore"), "netbox-webhook", "--url", f"http://127.0.0.1:{port}/netbox/webhook"],
-        env={**webhooks, "ARGORA_NETBOX_TOKEN": netbox.v2_token, "PATH": os.environ["PATH"]},
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    print(setup.stdout.strip(), flush=True)
-    measure_changes("change log", 1, polling, seeder, objects)
-    measure_changes("webhook", 2, webhooks, seeder, objects)
+    for number, path in enumerate(CHANGE_PATHS, start=1):
+        operator = start_following(
+            "ironcore", path, kube, netbox, netbox.readonly_v2_token, WORKDIR, interval=str(CHANGES_INTERVAL),
+            ARGORA_LOG_LEVEL="INFO", ARGORA_DEFAULT_BMC_CREDENTIALS="bench/bmc",
+        )  # fmt: skip
+        measure_changes(path, number, operator, seeder, objects)
+        stop_following(operator, netbox)
 
 
-def measure_changes(mode: str, number: int, env: dict[str, str], seeder: NetBoxSeeder, objects: Objects) -> None:
-    operator = OperatorProcess("ironcore", WORKDIR, env).start()
+def measure_changes(path: str, number: int, operator: OperatorProcess, seeder: NetBoxSeeder, objects: Objects) -> None:
     objects.resync("bench", "bench")
     time.sleep(2 * CHANGES_INTERVAL)  # the start's passes and looks are over
     before = counts(operator)
@@ -405,14 +396,13 @@ def measure_changes(mode: str, number: int, env: dict[str, str], seeder: NetBoxS
             lambda: objects.get_metal("bmcs", new_name),
         )
     )
-    print(f"argora-ironcore, NetBox changes by {mode}:", flush=True)
+    print(f"argora-ironcore, NetBox changes by {path}:", flush=True)
     print(f"  {'; '.join(figures)}")
     print(
         f"  idle {IDLE_SECONDS:.0f} s: {idle.reads + idle.writes:.0f} NetBox requests, {idle.written:.0f} objects"
         f" written; peak RSS {peak_rss_mb(operator.process.pid):.0f} MB",
         flush=True,
     )
-    operator.stop()
 
 
 def main() -> None:
@@ -441,7 +431,7 @@ def main() -> None:
 
         measure("argora-ironcore", ironcore, import_first, import_again)
         ironcore.stop()
-        bench_changes(netbox, objects, env)
+        bench_changes(kube, netbox, objects)
         if only_changes:
             return
 

@@ -10,13 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +23,9 @@ from kubernetes import client
 from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import Objects, ensure_secret, wait_for
 from argora_dev.netbox import NetBoxServer
-from argora_dev.operator import BIN_DIR, OperatorProcess, operator_environment
-from argora_dev.process import free_port
+from argora_dev.operator import OperatorProcess, operator_environment, run_console_script
 from argora_dev.seed import NetBoxSeeder, Server, Topology, add_servers
+from argora_dev.webhooks import CHANGE_PATHS, CONTROLLER_WEBHOOK_SECRET, start_following, stop_following
 
 pytestmark = pytest.mark.integration
 
@@ -55,12 +52,17 @@ def start_ironcore(kube: KubeCluster, netbox: NetBoxServer, workdir: Any, **extr
 
 # One argora-ironcore per test: two at once would share the peering and the ClusterImports, and one's
 # NetBox changes would ask for the other's passes.
-@pytest.fixture
-def polling(kube: KubeCluster, netbox: NetBoxServer, tmp_path: Path) -> Iterator[OperatorProcess]:
-    """argora-ironcore looking at NetBox's change log every second, no webhooks."""
-    operator = start_ironcore(kube, netbox, tmp_path, ARGORA_NETBOX_CHANGES_INTERVAL="1")
+@pytest.fixture(params=CHANGE_PATHS)
+def following(
+    request: pytest.FixtureRequest, kube: KubeCluster, netbox: NetBoxServer, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    """argora-ironcore following NetBox's changes by its change log (every second) or by webhooks."""
+    operator = start_following(
+        "ironcore", request.param, kube, netbox, netbox.readonly_v2_token, tmp_path,
+        ARGORA_DEFAULT_BMC_CREDENTIALS=f"{SECRET_NAMESPACE}/bmc-changes",
+    )  # fmt: skip
     yield operator
-    operator.stop()
+    stop_following(operator, netbox)
     assert "Traceback" not in operator.log(), operator.log()[-5000:]
 
 
@@ -91,8 +93,8 @@ def passes_logged(operator: OperatorProcess, namespace: str) -> int:
     return operator.log().count(f"ClusterImport {namespace}/import synced")
 
 
-def test_change_log_brings_dns_name_offline_and_new_device(
-    polling: OperatorProcess, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str
+def test_netbox_changes_bring_dns_name_offline_and_new_device(
+    following: OperatorProcess, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str
 ) -> None:
     the_slice = Slice(seeder, prefix)
     import_cluster(objects, namespace, the_slice)
@@ -102,46 +104,37 @@ def test_change_log_brings_dns_name_offline_and_new_device(
     seeder.update("ipam/ip-addresses", first.ip["id"], dns_name=f"{first.name}-renamed.example.com")
     wait_for(
         lambda: (bmc(objects, first) or {}).get("spec", {}).get("hostname") == f"{first.name}-renamed.example.com",
-        30, "BMC hostname from the new DNS name",
+        60, "BMC hostname from the new DNS name",
     )  # fmt: skip
 
     seeder.update("dcim/devices", second.device["id"], status="offline")
-    wait_for(lambda: bmc(objects, second) is None, 30, "BMC of the offline device gone")
+    wait_for(lambda: bmc(objects, second) is None, 60, "BMC of the offline device gone")
 
     (new,) = add_servers(the_slice.a, the_slice.cluster_a, [f"{prefix}-a9"])
-    wait_for(lambda: bmc(objects, new), 30, "BMC of the new device")
+    wait_for(lambda: bmc(objects, new), 60, "BMC of the new device")
+    source = "webhook" if following.webhook_url else "changelog"
+    assert following.metric("argora_netbox_changes_total", source=source, relevance="relevant") > 0
 
 
 def test_unrelated_change_starts_no_pass(
-    polling: OperatorProcess, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str
+    following: OperatorProcess, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str
 ) -> None:
     the_slice = Slice(seeder, prefix)
     import_cluster(objects, namespace, the_slice)
     # Whatever the seeding started has run its course.
     time.sleep(QUIET_SECONDS)
-    before = passes_logged(polling, namespace)
+    before = passes_logged(following, namespace)
 
     (other,) = the_slice.other
     seeder.update("ipam/ip-addresses", other.ip["id"], dns_name=f"{other.name}-renamed.example.com")
     seeder.update("dcim/devices", other.device["id"], status="planned")
     time.sleep(QUIET_SECONDS)
-    assert passes_logged(polling, namespace) == before
+    assert passes_logged(following, namespace) == before
 
     # The same kind of change on an imported device does start one.
     first = the_slice.servers[0]
     seeder.update("ipam/ip-addresses", first.ip["id"], dns_name=f"{first.name}-moved.example.com")
-    wait_for(lambda: passes_logged(polling, namespace) > before, 30, "a pass for the imported device's change")
-
-
-def run_controller(name: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN_DIR / f"argora-{name}"), *args],
-        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    wait_for(lambda: passes_logged(following, namespace) > before, 30, "a pass for the imported device's change")
 
 
 def test_netbox_webhook_command_creates_the_webhook_and_event_rule_once(
@@ -150,7 +143,7 @@ def test_netbox_webhook_command_creates_the_webhook_and_event_rule_once(
     url = "http://argora-update-webhook.argora-system.svc:8081/netbox/webhook"
     env = operator_environment(kube, netbox, netbox.v2_token, ARGORA_WEBHOOK_SECRET="command-secret")
     for done in ("created", "updated"):
-        result = run_controller("update", env, "netbox-webhook", "--url", url)
+        result = run_console_script("update", env, "netbox-webhook", "--url", url)
         assert result.returncode == 0, result.stderr
         assert f"webhook argora-update {done}" in result.stdout
     try:
@@ -171,13 +164,13 @@ def test_netbox_webhook_command_creates_the_webhook_and_event_rule_once(
 
 def test_netbox_webhook_command_says_what_is_missing(kube: KubeCluster, netbox: NetBoxServer) -> None:
     url = "http://example.invalid/netbox/webhook"
-    without_secret = run_controller(
+    without_secret = run_console_script(
         "ironcore", operator_environment(kube, netbox, netbox.v2_token), "netbox-webhook", "--url", url
     )
     assert without_secret.returncode == 2
     assert "set ARGORA_WEBHOOK_SECRET or ARGORA_WEBHOOK_SECRET_FILE first" in without_secret.stderr
     read_only = operator_environment(kube, netbox, netbox.readonly_v2_token, ARGORA_WEBHOOK_SECRET="x" * 20)
-    refused = run_controller("ironcore", read_only, "netbox-webhook", "--url", url)
+    refused = run_console_script("ironcore", read_only, "netbox-webhook", "--url", url)
     assert refused.returncode == 2
     assert "could not set up the webhook" in refused.stderr and "403" in refused.stderr
     assert "x" * 20 not in refused.stderr
@@ -227,46 +220,30 @@ def test_a_token_that_may_not_read_the_change_log_gets_one_warning_and_the_resyn
         operator.stop()
 
 
-WEBHOOK_SECRET = "webhook-secret-of-the-tests"
-
-
-@dataclass(frozen=True)
-class WebhookOperator:
-    process: OperatorProcess
-    url: str
-
-    def post(self, body: bytes, headers: dict[str, str]) -> int:
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as error:
-            return int(error.code)
-
-
 @pytest.fixture
-def webhooks(kube: KubeCluster, netbox: NetBoxServer, tmp_path: Path) -> Iterator[WebhookOperator]:
+def webhooks(kube: KubeCluster, netbox: NetBoxServer, tmp_path: Path) -> Iterator[OperatorProcess]:
     """argora-ironcore with the change log off and NetBox's webhook on, set up by its own command."""
-    port = free_port()
-    extra = {
-        "ARGORA_NETBOX_CHANGES_INTERVAL": "0",
-        "ARGORA_WEBHOOK_PORT": str(port),
-        "ARGORA_WEBHOOK_SECRET": WEBHOOK_SECRET,
-    }
-    operator = start_ironcore(kube, netbox, tmp_path, **extra)
-    url = f"http://127.0.0.1:{port}/netbox/webhook"
-    result = run_controller(
-        "ironcore", operator_environment(kube, netbox, netbox.v2_token, **extra), "netbox-webhook", "--url", url
-    )
-    assert result.returncode == 0, result.stderr
-    yield WebhookOperator(operator, url)
-    operator.stop()
-    seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
-    seeder.delete(
-        "extras/event-rules", [rule["id"] for rule in seeder.get("extras/event-rules", name="argora-ironcore")]
-    )
-    seeder.delete("extras/webhooks", [hook["id"] for hook in seeder.get("extras/webhooks", name="argora-ironcore")])
+    operator = start_following(
+        "ironcore", "webhook", kube, netbox, netbox.readonly_v2_token, tmp_path,
+        ARGORA_DEFAULT_BMC_CREDENTIALS=f"{SECRET_NAMESPACE}/bmc-changes",
+    )  # fmt: skip
+    yield operator
+    stop_following(operator, netbox)
     assert "Traceback" not in operator.log(), operator.log()[-5000:]
+
+
+def signature(secret: str, body: bytes) -> str:
+    """How NetBox signs a webhook's body."""
+    return hmac.new(secret.encode(), body, hashlib.sha512).hexdigest()
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
 
 
 def settled(operator: OperatorProcess, namespace: str) -> int:
@@ -283,31 +260,12 @@ def settled(operator: OperatorProcess, namespace: str) -> int:
     raise TimeoutError("passes did not settle")
 
 
-def test_signed_webhooks_bring_dns_name_offline_and_new_device(
-    webhooks: WebhookOperator, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str
-) -> None:
-    the_slice = Slice(seeder, prefix)
-    import_cluster(objects, namespace, the_slice)
-    first, second, _ = the_slice.servers
-
-    seeder.update("ipam/ip-addresses", first.ip["id"], dns_name=f"{first.name}-hooked.example.com")
-    wait_for(
-        lambda: (bmc(objects, first) or {}).get("spec", {}).get("hostname") == f"{first.name}-hooked.example.com",
-        60, "BMC hostname from the webhook",
-    )  # fmt: skip
-    seeder.update("dcim/devices", second.device["id"], status="offline")
-    wait_for(lambda: bmc(objects, second) is None, 60, "BMC of the offline device gone")
-    (new,) = add_servers(the_slice.a, the_slice.cluster_a, [f"{prefix}-a9"])
-    wait_for(lambda: bmc(objects, new), 60, "BMC of the new device")
-    assert webhooks.process.metric("argora_webhook_requests_total", result="accepted") > 0
-
-
 def test_unsigned_wrongly_signed_and_malformed_webhooks_start_nothing(
-    webhooks: WebhookOperator, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str
+    webhooks: OperatorProcess, objects: Objects, seeder: NetBoxSeeder, namespace: str, prefix: str
 ) -> None:
     the_slice = Slice(seeder, prefix)
     import_cluster(objects, namespace, the_slice)
-    before = settled(webhooks.process, namespace)
+    before = settled(webhooks, namespace)
     device = the_slice.servers[0].device
     in_cluster = {"cluster": the_slice.cluster_a["id"]}
     body = json.dumps(
@@ -315,24 +273,29 @@ def test_unsigned_wrongly_signed_and_malformed_webhooks_start_nothing(
          "snapshots": {"prechange": in_cluster, "postchange": in_cluster}}
     ).encode()  # fmt: skip
     json_type = {"Content-Type": "application/json"}
-    signed = {**json_type, "X-Hook-Signature": hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha512).hexdigest()}
+    signed = {
+        **json_type,
+        "X-Hook-Signature": hmac.new(CONTROLLER_WEBHOOK_SECRET.encode(), body, hashlib.sha512).hexdigest(),
+    }
     wrong = {**json_type, "X-Hook-Signature": hmac.new(b"guessed", body, hashlib.sha512).hexdigest()}
-    assert webhooks.post(body, json_type) == 401
-    assert webhooks.post(body, wrong) == 401
-    assert webhooks.post(body + b"tampered", signed) == 401
+    assert post(webhooks.webhook_url, body, json_type) == 401
+    assert post(webhooks.webhook_url, body, wrong) == 401
+    assert post(webhooks.webhook_url, body + b"tampered", signed) == 401
     garbage = b"{not json"
-    garbage_signed = {"X-Hook-Signature": hmac.new(WEBHOOK_SECRET.encode(), garbage, hashlib.sha512).hexdigest()}
-    assert webhooks.post(garbage, garbage_signed) == 400
-    assert webhooks.post(b"x" * (2 << 20), signed) == 413
+    garbage_signed = {
+        "X-Hook-Signature": hmac.new(CONTROLLER_WEBHOOK_SECRET.encode(), garbage, hashlib.sha512).hexdigest()
+    }
+    assert post(webhooks.webhook_url, garbage, garbage_signed) == 400
+    assert post(webhooks.webhook_url, b"x" * (2 << 20), signed) == 413
     time.sleep(QUIET_SECONDS)
-    assert passes_logged(webhooks.process, namespace) == before
-    assert webhooks.process.metric("argora_webhook_requests_total", result="unsigned") >= 1
-    assert webhooks.process.metric("argora_webhook_requests_total", result="bad_signature") >= 2
+    assert passes_logged(webhooks, namespace) == before
+    assert webhooks.metric("argora_webhook_requests_total", result="unsigned") >= 1
+    assert webhooks.metric("argora_webhook_requests_total", result="bad_signature") >= 2
 
     # Still serving, and the same body signed with the secret does start a pass.
-    assert webhooks.post(body, signed) == 202
-    wait_for(lambda: passes_logged(webhooks.process, namespace) > before, 30, "a pass for the signed webhook")
-    assert WEBHOOK_SECRET not in webhooks.process.log()
+    assert post(webhooks.webhook_url, body, signed) == 202
+    wait_for(lambda: passes_logged(webhooks, namespace) > before, 30, "a pass for the signed webhook")
+    assert CONTROLLER_WEBHOOK_SECRET not in webhooks.log()
 
 
 def test_a_resync_with_nothing_changed_in_netbox_reads_only_the_change_log(

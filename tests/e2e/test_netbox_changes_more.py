@@ -12,12 +12,9 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,8 +23,7 @@ from kubernetes import client
 from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import Clusters, Objects, Pools, ensure_secret, wait_for
 from argora_dev.netbox import NetBoxServer
-from argora_dev.operator import BIN_DIR, OperatorProcess, operator_environment
-from argora_dev.process import free_port
+from argora_dev.operator import OperatorProcess
 from argora_dev.seed import (
     NetBoxSeeder,
     PrefixSeed,
@@ -41,6 +37,7 @@ from argora_dev.seed import (
     fresh_network,
     interface_names,
 )
+from argora_dev.webhooks import CHANGE_PATHS, start_following, stop_following
 
 pytestmark = pytest.mark.integration
 
@@ -52,44 +49,6 @@ ROLE_LABEL = "kubernetes.metal.cloud.sap/role"
 QUIET_SECONDS = 4.0
 # How long a NetBox change may take to show: generous, a look and a pass take about a second.
 WAIT_SECONDS = 30
-
-
-# Each controller runs through each path on its own: the change log looked at every second, or NetBox's
-# webhooks (delivered by NetBox's worker) with the change log off.
-PATHS = ["changelog", "webhook"]
-WEBHOOK_SECRET = "more-changes-webhook-secret"
-
-
-def start_following(
-    name: str, path: str, kube: KubeCluster, netbox: NetBoxServer, token: str, workdir: Path, **extra: str
-) -> OperatorProcess:
-    """argora-<name> following NetBox's changes by `path`; with webhooks, its own command sets them up."""
-    if path == "changelog":
-        env = operator_environment(kube, netbox, token, ARGORA_NETBOX_CHANGES_INTERVAL="1", **extra)
-        return OperatorProcess(name, workdir, env).start()
-    port = free_port()
-    webhook = {
-        "ARGORA_NETBOX_CHANGES_INTERVAL": "0",
-        "ARGORA_WEBHOOK_PORT": str(port),
-        "ARGORA_WEBHOOK_SECRET": WEBHOOK_SECRET,
-    }
-    operator = OperatorProcess(name, workdir, operator_environment(kube, netbox, token, **webhook, **extra)).start()
-    setup = subprocess.run(
-        [str(BIN_DIR / f"argora-{name}"), "netbox-webhook", "--url", f"http://127.0.0.1:{port}/netbox/webhook"],
-        env={**operator_environment(kube, netbox, netbox.v2_token, **webhook), "PATH": os.environ["PATH"]},
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert setup.returncode == 0, setup.stderr
-    return operator
-
-
-def stop_clean(operator: OperatorProcess, netbox: NetBoxServer) -> None:
-    operator.stop()
-    seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
-    name = f"argora-{operator.name}"
-    seeder.delete("extras/event-rules", [rule["id"] for rule in seeder.get("extras/event-rules", name=name)])
-    seeder.delete("extras/webhooks", [hook["id"] for hook in seeder.get("extras/webhooks", name=name)])
-    assert "Traceback" not in operator.log(), operator.log()[-5000:]
 
 
 def passes_logged(operator: OperatorProcess, kind: str, namespace: str, name: str) -> int:
@@ -116,7 +75,7 @@ def clusters(api_client: client.ApiClient) -> Clusters:
     return Clusters(api_client)
 
 
-@pytest.fixture(scope="module", params=PATHS)
+@pytest.fixture(scope="module", params=CHANGE_PATHS)
 def metal3(
     request: pytest.FixtureRequest, kube: KubeCluster, netbox: NetBoxServer, clusters: Clusters,
     tmp_path_factory: pytest.TempPathFactory,
@@ -128,7 +87,8 @@ def metal3(
         ARGORA_NETWORK_DATA="true",
     )  # fmt: skip
     yield operator
-    stop_clean(operator, netbox)
+    stop_following(operator, netbox)
+    assert "Traceback" not in operator.log(), operator.log()[-5000:]
 
 
 def host(clusters: Clusters, namespace: str, server: Server) -> dict[str, Any] | None:
@@ -278,7 +238,7 @@ def objects(api_client: client.ApiClient) -> Objects:
     return Objects(api_client)
 
 
-@pytest.fixture(scope="module", params=PATHS)
+@pytest.fixture(scope="module", params=CHANGE_PATHS)
 def update(
     request: pytest.FixtureRequest, kube: KubeCluster, netbox: NetBoxServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
@@ -287,7 +247,8 @@ def update(
         "update", request.param, kube, netbox, netbox.v2_token, tmp_path_factory.mktemp("update-changes")
     )
     yield operator
-    stop_clean(operator, netbox)
+    stop_following(operator, netbox)
+    assert "Traceback" not in operator.log(), operator.log()[-5000:]
 
 
 def vmk(seeder: NetBoxSeeder, server: Server, name: str = "vmk0", with_ip: bool = False) -> tuple[int, int | None]:
@@ -412,7 +373,7 @@ def pools(api_client: client.ApiClient) -> Pools:
     return Pools(api_client)
 
 
-@pytest.fixture(scope="module", params=PATHS)
+@pytest.fixture(scope="module", params=CHANGE_PATHS)
 def ippool(
     request: pytest.FixtureRequest, kube: KubeCluster, netbox: NetBoxServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
@@ -421,7 +382,8 @@ def ippool(
         "ippool", request.param, kube, netbox, netbox.readonly_v2_token, tmp_path_factory.mktemp("ippool-changes")
     )
     yield operator
-    stop_clean(operator, netbox)
+    stop_following(operator, netbox)
+    assert "Traceback" not in operator.log(), operator.log()[-5000:]
 
 
 def test_ippool_prefixes_and_sites_changing_reach_the_pools(

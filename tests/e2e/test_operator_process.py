@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
@@ -13,7 +11,7 @@ import pytest
 
 from argora_dev.kubeobjects import wait_for
 from argora_dev.netbox import NetBoxServer
-from argora_dev.operator import BIN_DIR, OperatorProcess
+from argora_dev.operator import OperatorProcess, run_console_script
 from argora_dev.process import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -22,20 +20,9 @@ CONTROLLERS = ["ironcore", "metal3", "update", "ippool", "ipaddress"]
 NETBOX = {"ARGORA_NETBOX_URL": "http://netbox.invalid"}
 
 
-def run_script(name: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN_DIR / f"argora-{name}"), *args],
-        env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize("name", CONTROLLERS)
 def test_help_lists_every_setting(name: str) -> None:
-    result = run_script(name, {}, "--help")
+    result = run_console_script(name, {}, "--help")
     assert result.returncode == 0
     for variable in ("ARGORA_NETBOX_URL", "ARGORA_NETBOX_TOKEN_FILE", "ARGORA_METRICS_PORT", "ARGORA_HEALTH_PORT"):
         assert variable in result.stdout
@@ -57,7 +44,7 @@ def test_help_lists_every_setting(name: str) -> None:
     ],
 )
 def test_a_bad_setting_stops_the_controller_with_one_line(name: str, env: dict[str, str], expected: str) -> None:
-    result = run_script(name, env)
+    result = run_console_script(name, env)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"argora-{name}: invalid configuration:")
@@ -67,7 +54,7 @@ def test_a_bad_setting_stops_the_controller_with_one_line(name: str, env: dict[s
 def test_a_token_netbox_rejects_stops_the_controller_with_one_line(
     netbox: NetBoxServer, operator_env: dict[str, str]
 ) -> None:
-    result = run_script("ironcore", {**operator_env, "ARGORA_NETBOX_TOKEN": "nbt_unknown.token"})
+    result = run_console_script("ironcore", {**operator_env, "ARGORA_NETBOX_TOKEN": "nbt_unknown.token"})
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert "NetBox rejected our request, check ARGORA_NETBOX_TOKEN" in result.stderr
