@@ -27,7 +27,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict
 
 from argora_common.errors import brief
-from argora_common.metrics import NETBOX_CHANGES
+from argora_common.metrics import CHANGE_LOG_READ, NETBOX_CHANGES
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError
 from argora_common.netbox_schema import OBJECT_CHANGE_SNAPSHOTS, OBJECT_CHANGES, ObjectChange
 from argora_common.settings import ENV_PREFIX, Settings
@@ -316,6 +316,7 @@ class ChangeFeed[K: Hashable]:
             log.info("NetBox's change log can be read again: changes reach passes within %.0fs", self._interval)
             self._complaint = None
         self._log_readable = True
+        CHANGE_LOG_READ.set_to_current_time()
         return self._interval
 
     def _take_baseline(self) -> None:

@@ -33,6 +33,10 @@ NETBOX_CHANGES = Counter(
     "NetBox changes seen, by source (changelog, webhook) and relevance to this controller",
     ["source", "relevance"],
 )
+CHANGE_LOG_READ = Gauge(
+    "argora_netbox_change_log_last_read_timestamp_seconds",
+    "When NetBox's change log was last read successfully (alert when it falls behind the interval)",
+)
 WEBHOOK_REQUESTS = Counter(
     "argora_webhook_requests_total",
     "Requests to POST /netbox/webhook, by result (accepted, ignored, unsigned, bad_signature, malformed, "

@@ -316,6 +316,7 @@ def test_a_resync_with_nothing_changed_in_netbox_reads_only_the_change_log(
         wait_for(lambda: operator.log().count(reused) >= 2, 60, "another resync")
         assert operator.metric("argora_netbox_requests_total", endpoint="dcim/devices") == device_reads
         assert operator.metric("argora_netbox_requests_total", endpoint="core/object-changes") > looks
+        assert time.time() - operator.metric("argora_netbox_change_log_last_read_timestamp_seconds") < 30
         # The BMCs are still there and still converged: the resync ran, from the last read.
         assert all(bmc(objects, server) for server in the_slice.servers)
     finally:
