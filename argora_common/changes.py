@@ -187,7 +187,7 @@ class ChangeFeed[K: Hashable]:
         self._changed: dict[K, float] = {}  # key -> monotonic time of its last relevant change
         self._wake = threading.Condition()
         self._stop = threading.Event()
-        self._cursor: datetime | None = None
+        self._cursor: datetime | None = None  # NetBox's time of the last look (or its newest entry)
         self._based = False  # where the change log stood at start is known
         self._seen: dict[int, datetime] = {}  # ids of entries inside the overlap, already handled
         self._log_readable = False  # the last look at the change log succeeded
@@ -320,10 +320,9 @@ class ChangeFeed[K: Hashable]:
         return self._interval
 
     def _take_baseline(self) -> None:
-        newest = self.netbox.newest(OBJECT_CHANGES)
-        self._cursor = newest.time if newest is not None else None
-        if newest is not None:
-            self._seen[newest.id] = newest.time
+        """Where the change log stands: what it holds within the overlap is taken as seen, as the passes
+        at start read NetBox after it."""
+        self._read(submit=False)
         self._based = True
         # Passes may have read NetBox before the baseline could be taken (NetBox down at start): what
         # changed in between is unknown, so each resource read so far is read again.
@@ -332,21 +331,28 @@ class ChangeFeed[K: Hashable]:
             self._schedule(missed, self._window, changed=True)
 
     def _read_news(self) -> None:
-        filters: dict[str, Any] = {"changed_object_type": sorted(self.interest.object_types)}
-        if self._cursor is not None:
-            filters["time_after"] = (self._cursor - OVERLAP).isoformat()
-        entries = self.netbox.select(OBJECT_CHANGES, **filters)
+        self._read(submit=True)
+
+    def _read(self, *, submit: bool) -> None:
+        """The entries since the last look's time less the overlap; the new ones, with their snapshots,
+        go to `submit`. The window is anchored at NetBox's clock, so a burst of changes stops being read
+        again once the overlap has passed, whether anything changed since or not."""
+        looked_at = self.netbox.server_now()
+        since = self._cursor or looked_at
+        entries = self.netbox.select(
+            OBJECT_CHANGES,
+            time_after=(since - OVERLAP).isoformat(),
+            changed_object_type=sorted(self.interest.object_types),
+        )
         fresh = [entry for entry in entries if entry.id not in self._seen]
-        if fresh:
+        if fresh and submit:
             detailed = self.netbox.list_by_ids(OBJECT_CHANGE_SNAPSHOTS, "id", [entry.id for entry in fresh])
             self.submit([Change.from_log(entry) for entry in sorted(detailed, key=lambda e: e.id)], "changelog")
         for entry in fresh:
             self._seen[entry.id] = entry.time
-        if entries:
-            self._cursor = max([entry.time for entry in entries] + ([self._cursor] if self._cursor else []))
-        if self._cursor is not None:
-            horizon = self._cursor - OVERLAP
-            self._seen = {entry_id: at for entry_id, at in self._seen.items() if at >= horizon}
+        self._cursor = max([looked_at, *(entry.time for entry in entries)])
+        horizon = self._cursor - OVERLAP  # the next look reads from here
+        self._seen = {entry_id: at for entry_id, at in self._seen.items() if at >= horizon}
 
     def _failed(self, error: NetBoxError, *, forbidden: bool) -> None:
         self._log_readable = False

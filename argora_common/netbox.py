@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -183,6 +186,7 @@ class _Session(requests.Session):
         self._counter = counter
         self._counter_lock = threading.Lock()
         self._own_writes = own_writes
+        self.clock_offset = 0.0  # NetBox's clock minus ours, from the Date of its last answer (to a second)
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
@@ -199,7 +203,16 @@ class _Session(requests.Session):
             if ticket is not None:
                 self._own_writes.end(ticket, response.headers.get("X-Request-ID") if response is not None else None)
         self._count(endpoint, verb, str(response.status_code))
+        self._note_clock(response.headers.get("Date"))
         return response
+
+    def _note_clock(self, date: str | None) -> None:
+        try:
+            server = parsedate_to_datetime(date) if date else None
+        except (TypeError, ValueError):
+            server = None
+        if server is not None and server.tzinfo is not None:
+            self.clock_offset = server.timestamp() - time.time()
 
     def _count(self, endpoint: str, method: str, code: str) -> None:
         with self._counter_lock:
@@ -251,8 +264,14 @@ class NetBox:
         session.auth = TokenAuth(settings.netbox_token, settings.netbox_token_file)
         session.verify = str(settings.netbox_ca_bundle) if settings.netbox_ca_bundle else settings.netbox_verify_tls
         self.api.http_session = session
+        self._session = session
         self._attempts = settings.netbox_retries
         self._backoff_max = backoff_max_seconds
+
+    def server_now(self) -> datetime:
+        """NetBox's time now, as its last answer's Date said (to a second): the change log is read by
+        NetBox's timestamps, which need not agree with this machine's clock."""
+        return datetime.fromtimestamp(time.time() + self._session.clock_offset, UTC)
 
     @property
     def request_count(self) -> int:
@@ -278,20 +297,6 @@ class NetBox:
                 pagination="cursor",
             )
             return [endpoint.model.model_validate(record) for record in request.get()]
-
-        return self._call(endpoint.path, fetch)
-
-    def newest[M: BaseModel](self, endpoint: Endpoint[M]) -> M | None:
-        """The object with the highest id, in one request (where the change log stands right now)."""
-
-        def fetch() -> M | None:
-            url = f"{self.api.base_url}/{endpoint.path}/"
-            query = {"ordering": "-id", "limit": 1, "fields": ",".join(endpoint.fields)}
-            response = self.api.http_session.get(url, params=query)
-            if not response.ok:
-                raise RequestError(response)
-            results = response.json().get("results") or []
-            return endpoint.model.model_validate(results[0]) if results else None
 
         return self._call(endpoint.path, fetch)
 
