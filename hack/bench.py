@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from argora_common.settings import Settings
 from argora_dev import REPO_ROOT
@@ -100,6 +101,82 @@ def netbox_with_inventory() -> NetBoxServer:
         flush=True,
     )
     netbox.dump_to(SEEDED_DUMP)
+    return netbox
+
+
+# The scale case: SCALE_CLUSTERS NetBox clusters of SCALE_DEVICES devices each, and UPDATE_DEVICES devices
+# that each need what argora-update corrects (a vendor-named BMC interface and two VMK interfaces with an
+# IP each), added to the 1,000-device inventory and cached as a dump of its own (seeding takes about
+# half an hour: NetBox creates some 20 devices or 40 interfaces a second here).
+SCALE_CLUSTERS = 20
+SCALE_DEVICES = 500
+UPDATE_DEVICES = 1000
+SCALE_DUMP = SEEDED_DUMP.with_name(
+    f"bench-{DEVICES}-devices-{PREFIXES}-prefixes-{SCALE_CLUSTERS}x{SCALE_DEVICES}-devices-{UPDATE_DEVICES}-updates.dump"
+)
+VMK_INTERFACES = ("vmk0", "vmk1")
+
+
+def scale_cluster_names() -> list[str]:
+    return [f"scale-c{number:02d}" for number in range(SCALE_CLUSTERS)]
+
+
+def skip_taken_addresses(seeder: NetBoxSeeder) -> None:
+    """A restored dump holds the addresses this process's fresh_ipv4() would hand out first."""
+    taken = {address["address"] for address in seeder.get("ipam/ip-addresses", fields="address")}
+    while fresh_ipv4() in taken:
+        pass
+
+
+def seed_scale(netbox: NetBoxServer) -> None:
+    """The scale clusters, several at once (each with a seeder of its own), and the update cluster."""
+    headers = netbox.api_headers(netbox.v2_token)
+    seeder = NetBoxSeeder(netbox.url, headers)
+    skip_taken_addresses(seeder)
+    topology = Topology(seeder, "scale")
+    clusters = [topology.cluster(name.removeprefix("scale-")) for name in scale_cluster_names()]
+
+    def seed_cluster(cluster: dict[str, Any]) -> None:
+        own = Topology.existing(NetBoxSeeder(netbox.url, headers), "scale")
+        names = [f"{cluster['name']}-n{index:04d}" for index in range(SCALE_DEVICES)]
+        # Mostly what NetBox's UI makes; some interfaces with MACs assigned but none primary, as the API
+        # and migrations from older NetBox leave them.
+        add_servers(own, cluster, names[:-20])
+        add_servers(own, cluster, names[-20:-10], mac_shape="assigned")
+        add_servers(own, cluster, names[-10:], mac_shape="two-with-primary")
+        print(f"seeded {cluster['name']}", flush=True)
+
+    with ThreadPoolExecutor(max_workers=3) as executor:
+        list(executor.map(seed_cluster, clusters))
+    updates = Topology(seeder, "upd")
+    servers = add_servers(
+        updates, updates.cluster("cluster"), [f"upd-n{i:04d}" for i in range(UPDATE_DEVICES)],
+        set_oob_ip=False, interface_name="iDRAC",
+    )  # fmt: skip
+    vmks = seeder.create(
+        "dcim/interfaces",
+        [{"device": s.device["id"], "name": name, "type": "virtual"} for s in servers for name in VMK_INTERFACES],
+    )
+    seeder.create(
+        "ipam/ip-addresses",
+        [
+            {"address": fresh_ipv4(), "assigned_object_type": "dcim.interface", "assigned_object_id": vmk["id"]}
+            for vmk in vmks
+        ],
+    )
+
+
+def netbox_at_scale() -> NetBoxServer:
+    """NetBox with the 1,000-device inventory and the scale case's, restored from SCALE_DUMP when cached."""
+    if SCALE_DUMP.is_file():
+        netbox = NetBoxServer(WORKDIR / "netbox")
+        netbox.start(dump=SCALE_DUMP)
+        return netbox
+    netbox = netbox_with_inventory()
+    started = time.monotonic()
+    seed_scale(netbox)
+    print(f"seeded the scale case in {time.monotonic() - started:.0f}s; caching {SCALE_DUMP}", flush=True)
+    netbox.dump_to(SCALE_DUMP)
     return netbox
 
 
@@ -351,10 +428,7 @@ def bench_changes(kube: KubeCluster, netbox: NetBoxServer, objects: Objects) -> 
     log (looked at every CHANGES_INTERVAL s) and through NetBox's webhooks, and NetBox requests while
     nothing changes."""
     seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
-    # A restored dump holds the addresses this process's fresh_ipv4() would hand out first.
-    taken = {address["address"] for address in seeder.get("ipam/ip-addresses", fields="address")}
-    while fresh_ipv4() in taken:
-        pass
+    skip_taken_addresses(seeder)
     for number, path in enumerate(CHANGE_PATHS, start=1):
         operator = start_following(
             "ironcore", path, kube, netbox, netbox.readonly_v2_token, WORKDIR, interval=str(CHANGES_INTERVAL),
