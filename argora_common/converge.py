@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,6 +122,33 @@ def taken_by_another(owner: Owner, kind: Kind, live: Mapping[str, Any] | None, *
     if live is None or owner.owns(live) or adopt:
         return None
     return f"{kind.kind} {live['metadata']['name']} exists and is not managed by {owner.manager} for {owner.name}"
+
+
+def in_parallel[T](items: Iterable[T], work: Callable[[T], object], limit: int) -> None:
+    """`work` on every item, at most `limit` at once (the devices of a pass are independent). The first
+    exception stops further items; those under way finish, then it is raised, as a loop would have."""
+    todo = list(items)
+    if limit <= 1 or len(todo) <= 1:
+        for item in todo:
+            work(item)
+        return
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def guarded(item: T) -> None:
+        if stop.is_set():
+            return
+        try:
+            work(item)
+        except BaseException as error:
+            stop.set()
+            failures.append(error)
+
+    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="argora-write") as pool:
+        for _ in pool.map(guarded, todo):
+            pass
+    if failures:
+        raise failures[0]
 
 
 def write_counted(kube: Kube, kind: Kind, body: Mapping[str, Any], live: Mapping[str, Any] | None) -> WriteOutcome:

@@ -5,17 +5,20 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
+import time
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from argora_common.crds import GROUP, VERSION, Condition, CustomResource
+from argora_common.metrics import KUBE_THROTTLED
 
 ARGORA_DOMAIN: Final = GROUP
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
@@ -92,27 +95,88 @@ class Owner:
         return cls(labels[OWNER_NAMESPACE_LABEL], labels[OWNER_NAME_LABEL], labels[MANAGED_BY_LABEL])
 
 
+class ObjectIndex(Protocol):
+    """The objects of one kind as a watch keeps them (argora_common.watch), told of our own writes."""
+
+    def current(self, wanted: Collection[str], namespace: str | None = None) -> dict[str, dict[str, Any]]: ...
+
+    def record(self, obj: Mapping[str, Any]) -> None: ...
+
+    def deleted(self, namespace: str | None, name: str, answer: Mapping[str, Any]) -> None: ...
+
+
 class WriteOutcome(StrEnum):
     CREATED = "create"
     UPDATED = "update"
     UNCHANGED = "unchanged"
 
 
-def load_api_client() -> client.ApiClient:
-    """In a Pod the ServiceAccount, elsewhere $KUBECONFIG or ~/.kube/config."""
+# Connections kept open besides those of the writes in flight: reads, watches, status writes.
+SPARE_CONNECTIONS: Final = 8
+
+
+def load_api_client(writes_in_flight: int = 1) -> client.ApiClient:
+    """In a Pod the ServiceAccount, elsewhere $KUBECONFIG or ~/.kube/config; with a connection per
+    write in flight (urllib3 would otherwise open and close one per request beyond its pool)."""
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = writes_in_flight + SPARE_CONNECTIONS
+    return client.ApiClient(configuration)
+
+
+# 429s in a row after which a request fails (transient: the pass is retried later).
+THROTTLE_ATTEMPTS: Final = 6
+MAX_RETRY_AFTER_SECONDS: Final = 30.0
+_MUTATING: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class Throttle:
+    """When the API server answers 429, every request of the process waits its Retry-After: priority and
+    fairness asks the client to slow down, not one thread to retry at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until = 0.0
+
+    def wait(self) -> None:
+        with self._lock:
+            delay = self._until - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def back_off(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, time.monotonic() + seconds)
+
+
+def retry_after(error: ApiException, attempt: int) -> float:
+    """The server's Retry-After (seconds), or a growing second when it gave none."""
+    raw = (error.headers or {}).get("Retry-After", "")
+    seconds = float(raw) if str(raw).strip().isdigit() else float(attempt)
+    return min(max(seconds, 0.1), MAX_RETRY_AFTER_SECONDS)
 
 
 class Kube:
-    """A thin typed layer over the REST client for any kind, including CRDs we have no models for."""
+    """A thin typed layer over the REST client for any kind, including CRDs we have no models for.
 
-    def __init__(self, api: client.ApiClient, field_manager: str) -> None:
+    At most `writes_in_flight` writes are sent at once, whichever threads send them."""
+
+    def __init__(self, api: client.ApiClient, field_manager: str, writes_in_flight: int = 1) -> None:
         self.api = api
         self.field_manager = field_manager
+        self.writes_in_flight = writes_in_flight
+        self._writes = threading.BoundedSemaphore(writes_in_flight)
+        self._throttle = Throttle()
+        # Watch indexes by kind: passes read the live objects from them, our writes' answers update them.
+        self.indexes: dict[Kind, ObjectIndex] = {}
+
+    @classmethod
+    def connect(cls, field_manager: str, writes_in_flight: int = 1) -> Kube:
+        """A Kube for this process's API server (load_api_client) with room for the writes in flight."""
+        return cls(load_api_client(writes_in_flight), field_manager, writes_in_flight)
 
     @property
     def controller(self) -> str:
@@ -127,6 +191,24 @@ class Kube:
         query: Sequence[tuple[str, str]] = (),
         body: object | None = None,
         content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        attempt = 1
+        while True:
+            self._throttle.wait()
+            try:
+                if method in _MUTATING:
+                    with self._writes:
+                        return self._send(method, path, query, body, content_type)
+                return self._send(method, path, query, body, content_type)
+            except ApiException as error:
+                if error.status != 429 or attempt == THROTTLE_ATTEMPTS:
+                    raise
+                KUBE_THROTTLED.labels(controller=self.controller).inc()
+                self._throttle.back_off(retry_after(error, attempt))
+                attempt += 1
+
+    def _send(
+        self, method: str, path: str, query: Sequence[tuple[str, str]], body: object | None, content_type: str
     ) -> dict[str, Any]:
         response = self.api.call_api(
             path,
@@ -161,7 +243,15 @@ class Kube:
                 return None
             raise
 
-    def list(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list_versioned(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        keep: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every page of a list, each item passed through `keep` as it comes, and the list's resource
+        version (where a watch continues)."""
         query = [("labelSelector", label_selector)] if label_selector else []
         items: list[dict[str, Any]] = []
         continue_token: str | None = None
@@ -170,10 +260,22 @@ class Kube:
             if continue_token:
                 page_query.append(("continue", continue_token))
             page = self._call("GET", kind.path(namespace), query=page_query)
-            items.extend(page.get("items") or [])
-            continue_token = (page.get("metadata") or {}).get("continue")
+            items.extend(keep(item) if keep else item for item in page.get("items") or [])
+            metadata = page.get("metadata") or {}
+            continue_token = metadata.get("continue")
             if not continue_token:
-                return items
+                return items, str(metadata.get("resourceVersion", ""))
+
+    def list(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None) -> list[dict[str, Any]]:
+        return self.list_versioned(kind, namespace, label_selector)[0]
+
+    def live(self, kind: Kind, wanted: Collection[str], namespace: str | None = None) -> dict[str, dict[str, Any]]:
+        """The objects a pass converges, by name: from the kind's watch index when there is one (see
+        `ObjectIndex.current`), else every object of the kind (in `namespace`) from a list."""
+        index = self.indexes.get(kind)
+        if index is not None:
+            return index.current(wanted, namespace)
+        return {obj["metadata"]["name"]: obj for obj in self.list(kind, namespace)}
 
     def apply(self, kind: Kind, body: Mapping[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
         """Server-side apply `body` (the fields we own, nothing else) and return the object."""
@@ -182,13 +284,16 @@ class Kube:
         if subresource:
             path += f"/{subresource}"
         manifest = {"apiVersion": kind.api_version, "kind": kind.kind, **body}
-        return self._call(
+        applied = self._call(
             "PATCH",
             path,
             query=[("fieldManager", self.field_manager), ("force", "true")],
             body=manifest,
             content_type="application/apply-patch+yaml",
         )
+        if kind in self.indexes and not subresource:
+            self.indexes[kind].record(applied)
+        return applied
 
     def annotate(self, kind: Kind, name: str, namespace: str | None, annotations: Mapping[str, str]) -> bool:
         """Merge `annotations` into the object's (a merge patch: no field ownership taken); False when
@@ -221,11 +326,15 @@ class Kube:
     def delete(self, kind: Kind, name: str, namespace: str | None = None) -> bool:
         """Delete; False when it was already gone."""
         try:
-            self._call("DELETE", kind.path(namespace, name))
+            answer = self._call("DELETE", kind.path(namespace, name))
         except ApiException as error:
             if error.status == 404:
+                if kind in self.indexes:
+                    self.indexes[kind].deleted(namespace, name, {})
                 return False
             raise
+        if kind in self.indexes:
+            self.indexes[kind].deleted(namespace, name, answer)
         return True
 
 

@@ -28,6 +28,16 @@ OBJECTS_WRITTEN = Counter(
     "Objects created, updated or deleted, in Kubernetes or NetBox",
     ["controller", "kind", "action"],
 )
+KUBE_THROTTLED = Counter(
+    "argora_kube_throttled_total",
+    "Kubernetes requests the API server answered with 429 (priority and fairness): all requests then wait",
+    ["controller"],
+)
+INDEX_FALLBACKS = Counter(
+    "argora_watch_index_fallbacks_total",
+    "Passes that listed objects from the API server because the watch index could not be trusted yet",
+    ["controller", "kind"],
+)
 NETBOX_CHANGES = Counter(
     "argora_netbox_changes_total",
     "NetBox changes seen, by source (changelog, webhook) and relevance to this controller",

@@ -26,6 +26,7 @@ from argora_common.metrics import serve_metrics
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError, NetBoxUnavailableError
 from argora_common.passes import Key, PassRunner, key_of
 from argora_common.settings import ENV_PREFIX, Settings, exit_with, load_settings
+from argora_common.watch import Indexes
 from argora_common.webhook import PATH, WebhookServer, ensure_webhook
 
 log = logging.getLogger("argora")
@@ -84,6 +85,24 @@ def register_sync(registry: kopf.OperatorRegistry, resource: Kind, passes: PassR
     @kopf.on.event(*spec, when=_deleted, registry=registry)
     def on_deleted(body: kopf.Body, **_: Any) -> None:
         passes.forget(key_of(body))
+
+
+def index_written_objects(
+    registry: kopf.OperatorRegistry, kube: Kube, kinds: Sequence[Kind], namespaces: Sequence[str] = ()
+) -> None:
+    """Watch indexes (argora_common.watch) of the kinds the controller writes, from start to cleanup:
+    its passes then know the live objects without listing them."""
+    indexes = [Indexes(kube, kind, kube.field_manager, namespaces) for kind in kinds]
+
+    @kopf.on.startup(registry=registry)
+    def start_indexes(**_: Any) -> None:
+        for index in indexes:
+            index.start()
+
+    @kopf.on.cleanup(registry=registry)
+    def stop_indexes(**_: Any) -> None:
+        for index in indexes:
+            index.stop()
 
 
 def follow_netbox_changes(

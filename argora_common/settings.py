@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     netbox_timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="Timeout of one request")
     netbox_retries: int = Field(default=5, ge=1, le=20, description="Attempts per request on 429/5xx/network errors")
     netbox_page_size: int = Field(default=1000, ge=1, le=1000, description="Objects per NetBox page")
+    netbox_reads_in_flight: int = Field(
+        default=4, ge=1, le=32, description="Most NetBox reads of one pass sent at once (independent lists, id chunks)"
+    )
+    kube_writes_in_flight: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Most Kubernetes writes sent at once; the API server's 429s (priority and fairness) slow them",
+    )
     resync_interval_seconds: float = Field(default=300.0, ge=10, description="Full reconcile period")
     retry_base_seconds: float = Field(
         default=30.0, ge=1, le=86400, description="Delay before retrying a failed pass; doubles with each failure"

@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 
 from argora_common.kinds import IPAM_GROUP, ip_address
-from argora_common.kube import Kube, load_api_client
+from argora_common.kube import Kube
 from argora_common.netbox import NetBox
 from ipaddress_controller.desired import FIELD_MANAGER
 from ipaddress_controller.reconcile import WriteBack
@@ -24,7 +24,7 @@ IP_ADDRESS_VERSIONS = ("v1beta2", "v1beta1")
 
 
 def register(registry: kopf.OperatorRegistry, settings: IPAddressSettings, netbox: NetBox) -> None:
-    kube = Kube(load_api_client(), FIELD_MANAGER)
+    kube = Kube.connect(FIELD_MANAGER, settings.kube_writes_in_flight)
     version = kube.served_version(IPAM_GROUP, IP_ADDRESS_VERSIONS)
     write_back = WriteBack(settings, netbox, kube, version)
     stop = threading.Event()

@@ -6,7 +6,7 @@ from typing import Any
 
 import kopf
 
-from argora_common.kube import Kube, load_api_client
+from argora_common.kube import Kube
 from argora_common.netbox import NetBox
 from argora_common.operator import follow_netbox_changes, register_sync, request_pass
 from ippool_controller.desired import FIELD_MANAGER
@@ -17,7 +17,7 @@ IPI = (IPPOOL_IMPORT.group, IPPOOL_IMPORT.version, IPPOOL_IMPORT.plural)
 
 
 def register(registry: kopf.OperatorRegistry, settings: IPPoolSettings, netbox: NetBox) -> None:
-    reconciler = Reconciler(settings, netbox, Kube(load_api_client(), FIELD_MANAGER))
+    reconciler = Reconciler(settings, netbox, Kube.connect(FIELD_MANAGER, settings.kube_writes_in_flight))
 
     register_sync(registry, IPPOOL_IMPORT, reconciler.passes)
     follow_netbox_changes(

@@ -12,6 +12,7 @@ from argora_common.converge import (
     adoptable,
     delete_counted,
     device_outcome,
+    in_parallel,
     taken_by_another,
     write_counted,
 )
@@ -60,12 +61,16 @@ class Converger:
         self.result = ApplyResult()
 
     def converge(self, plan: Plan) -> ApplyResult:
-        live = {kind.kind: {obj["metadata"]["name"]: obj for obj in self.kube.list(kind)} for kind in (BMC, BMC_SECRET)}
-        for desired in plan.devices:
+        wanted = {device.name for device in plan.devices}
+        live = {kind.kind: self.kube.live(kind, wanted) for kind in (BMC, BMC_SECRET)}
+
+        def converge_device(desired: DesiredDevice) -> None:
             with self.result.refusal_reported(desired.device_name, desired.device_id, desired.name):
                 self._converge_device(
                     desired, live[BMC.kind].get(desired.name), live[BMC_SECRET.kind].get(desired.name)
                 )
+
+        in_parallel(plan.devices, converge_device, self.kube.writes_in_flight)
         self._prune(plan, live)
         return self.result
 
@@ -141,7 +146,9 @@ class Converger:
         )
         for obj in decision.delete:
             self.result.desired.pop((obj.kind.kind, obj.name), None)
-            delete_counted(self.kube, obj.kind, obj.name)
             self.result.pruned.append(str(obj))
+        in_parallel(
+            decision.delete, lambda obj: delete_counted(self.kube, obj.kind, obj.name), self.kube.writes_in_flight
+        )
         self.result.held_back = [str(obj) for obj in decision.held_back]
         self.result.held_back_reason = decision.reason

@@ -7,9 +7,9 @@ from typing import Any
 import kopf
 
 from argora_common.kinds import BMC, BMC_SECRET
-from argora_common.kube import MANAGED_BY_LABEL, Kube, load_api_client
+from argora_common.kube import MANAGED_BY_LABEL, Kube
 from argora_common.netbox import NetBox
-from argora_common.operator import follow_netbox_changes, register_sync, request_pass
+from argora_common.operator import follow_netbox_changes, index_written_objects, register_sync, request_pass
 from ironcore_controller.desired import FIELD_MANAGER
 from ironcore_controller.reconcile import CLUSTER_IMPORT, INTEREST, Reconciler
 from ironcore_controller.settings import IroncoreSettings
@@ -19,9 +19,10 @@ OURS = {MANAGED_BY_LABEL: FIELD_MANAGER}
 
 
 def register(registry: kopf.OperatorRegistry, settings: IroncoreSettings, netbox: NetBox) -> None:
-    reconciler = Reconciler(settings, netbox, Kube(load_api_client(), FIELD_MANAGER))
+    reconciler = Reconciler(settings, netbox, Kube.connect(FIELD_MANAGER, settings.kube_writes_in_flight))
 
     register_sync(registry, CLUSTER_IMPORT, reconciler.passes)
+    index_written_objects(registry, reconciler.kube, (BMC, BMC_SECRET))
     follow_netbox_changes(
         registry, settings, netbox, INTEREST, reconciler.passes,
         request_pass(reconciler.kube, CLUSTER_IMPORT, reconciler.passes),

@@ -11,6 +11,7 @@ from argora_common.converge import (
     adoptable,
     delete_counted,
     device_outcome,
+    in_parallel,
     taken_by_another,
     unowned,
     write_counted,
@@ -56,18 +57,27 @@ class Converger:
 
     def converge(self, plan: Plan, prune: PrunePolicy) -> ConvergeResult:
         namespace = self.owner.namespace
+        secrets = {
+            secret["metadata"]["name"]
+            for desired in plan.hosts
+            for secret in (desired.secret, desired.network_secret)
+            if secret is not None
+        }
         live = {
-            kind.kind: {obj["metadata"]["name"]: obj for obj in self.kube.list(kind, namespace)}
-            for kind in (BARE_METAL_HOST, SECRET)
+            BARE_METAL_HOST.kind: self.kube.live(BARE_METAL_HOST, {host.name for host in plan.hosts}, namespace),
+            SECRET.kind: self.kube.live(SECRET, secrets, namespace),
         }
         self.live_secrets = live[SECRET.kind]
-        for desired in plan.hosts:
+
+        def converge_host(desired: DesiredHost) -> None:
             with self.result.refusal_reported(desired.device_name, desired.device_id, desired.name):
                 self._converge_host(
                     desired,
                     live[BARE_METAL_HOST.kind].get(desired.name),
                     live[SECRET.kind].get(desired.secret["metadata"]["name"]),
                 )
+
+        in_parallel(plan.hosts, converge_host, self.kube.writes_in_flight)
         self._prune(plan, prune, live)
         return self.result
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import kopf
 
-from argora_common.kube import Kube, load_api_client
+from argora_common.kube import SECRET, Kube
 from argora_common.netbox import NetBox
-from argora_common.operator import follow_netbox_changes, request_pass
-from metal3_controller.desired import CAPI_CLUSTER, FIELD_MANAGER
+from argora_common.operator import follow_netbox_changes, index_written_objects, request_pass
+from metal3_controller.desired import BARE_METAL_HOST, CAPI_CLUSTER, FIELD_MANAGER
 from metal3_controller.reconcile import Reconciler, interest
 from metal3_controller.settings import Metal3Settings
 
@@ -27,8 +27,9 @@ log = logging.getLogger("argora.metal3")
 
 
 def register(registry: kopf.OperatorRegistry, settings: Metal3Settings, netbox: NetBox) -> None:
-    kube = Kube(load_api_client(), FIELD_MANAGER)
+    kube = Kube.connect(FIELD_MANAGER, settings.kube_writes_in_flight)
     reconciler = Reconciler(settings, netbox, kube)
+    index_written_objects(registry, kube, (BARE_METAL_HOST, SECRET), settings.namespaces)
     follow_netbox_changes(
         registry,
         settings,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kopf
 
-from argora_common.kube import Kube, load_api_client
+from argora_common.kube import Kube
 from argora_common.netbox import NetBox
 from argora_common.operator import follow_netbox_changes, register_sync, request_pass
 from argora_common.settings import Settings
@@ -12,7 +12,7 @@ from update_controller.reconcile import FIELD_MANAGER, INTEREST, UPDATE, runner
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, netbox: NetBox) -> None:
-    kube = Kube(load_api_client(), FIELD_MANAGER)
+    kube = Kube.connect(FIELD_MANAGER, settings.kube_writes_in_flight)
     passes = runner(settings, netbox, kube)
     # Nothing to clean up when an Update goes: what it changed in NetBox stays corrected.
     register_sync(registry, UPDATE, passes)

@@ -74,13 +74,14 @@ that is null. */}}
 - apiGroups: [cluster.x-k8s.io]
   resources: [clusters]
   verbs: [get, list, watch, patch]
+# Watched (ours only, by label) so that passes know the live objects without listing them.
 - apiGroups: [metal3.io]
   resources: [baremetalhosts]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # BMC credentials and networkData Secrets next to the hosts.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end -}}
 
 {{- define "argora.rules.update" -}}
