@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, SITE, Ref
 from argora_common.crds import DEFAULT_BMC_INTERFACE_NAMES, ClusterSelector
-from argora_common.netbox import FilterValue, NetBox, NetBoxRejectedError
+from argora_common.netbox import FilterValue, NetBox, NetBoxRejectedError, id_chunks
 from argora_common.netbox_schema import (
     CLUSTERS,
     DEVICES,
@@ -115,28 +115,40 @@ class Selection:
     selector_errors: dict[int, str]
 
 
+@dataclass
+class _SelectorRead:
+    clusters: list[Cluster]
+    devices: list[Device]
+    error: str | None = None
+
+
+def _read_selector(netbox: NetBox, selector: ClusterSelector, default_statuses: Sequence[str]) -> _SelectorRead:
+    try:
+        clusters = netbox.select(CLUSTERS, **cluster_filters(selector))
+    except NetBoxRejectedError as error:
+        # NetBox answers 400 to a slug it does not know: this selector matches nothing.
+        if error.status_code != 400:
+            raise
+        return _SelectorRead([], [], str(error))
+    if not clusters:
+        return _SelectorRead([], [])
+    device_filters: dict[str, FilterValue] = {"status": list(selector.statuses or default_statuses)}
+    if selector.role is not None:
+        device_filters["role"] = selector.role
+    return _SelectorRead(
+        clusters, netbox.list_by_ids(DEVICES, "cluster_id", [c.id for c in clusters], **device_filters)
+    )
+
+
 def read_selection(netbox: NetBox, selectors: Sequence[ClusterSelector], default_statuses: Sequence[str]) -> Selection:
-    clusters_by_selector: list[list[Cluster]] = []
-    selector_errors: dict[int, str] = {}
+    """The selectors are read side by side; a device selected twice counts for the first selector."""
+    reads = netbox.in_parallel(lambda selector: _read_selector(netbox, selector, default_statuses), selectors)
     devices: dict[int, SelectedDevice] = {}
-    for index, selector in enumerate(selectors):
-        try:
-            clusters = netbox.select(CLUSTERS, **cluster_filters(selector))
-        except NetBoxRejectedError as error:
-            # NetBox answers 400 to a slug it does not know: this selector matches nothing.
-            if error.status_code != 400:
-                raise
-            clusters = []
-            selector_errors[index] = str(error)
-        clusters_by_selector.append(clusters)
-        if not clusters:
-            continue
-        device_filters: dict[str, FilterValue] = {"status": list(selector.statuses or default_statuses)}
-        if selector.role is not None:
-            device_filters["role"] = selector.role
-        for device in netbox.list_by_ids(DEVICES, "cluster_id", [c.id for c in clusters], **device_filters):
+    for index, read in enumerate(reads):
+        for device in read.devices:
             devices.setdefault(device.id, SelectedDevice(device, index))
-    return Selection(clusters_by_selector, list(devices.values()), selector_errors)
+    errors = {index: read.error for index, read in enumerate(reads) if read.error is not None}
+    return Selection([read.clusters for read in reads], list(devices.values()), errors)
 
 
 def read_inventory(netbox: NetBox, selectors: Sequence[ClusterSelector], default_statuses: Sequence[str]) -> Inventory:
@@ -149,41 +161,66 @@ def read_inventory(netbox: NetBox, selectors: Sequence[ClusterSelector], default
     return inventory
 
 
+def by_site_is_cheaper(netbox: NetBox, devices: int, sites: Sequence[Site]) -> bool:
+    """Whether the BMC interfaces of `devices` devices cost fewer rounds of requests read by site (pages
+    one after the other, about one interface per device of the sites) than by device ids (chunks side by
+    side). Sites NetBox gave no device count for are read by site, as before NetBox counted them."""
+    if any(site.device_count is None for site in sites):
+        return True
+    site_pages = -(-sum(site.device_count or 0 for site in sites) // netbox.page_size)
+    chunks = sum(1 for _ in id_chunks(range(devices), "device_id"))
+    return site_pages <= -(-chunks // netbox.reads_in_flight)
+
+
 def _read_bmc_interfaces(netbox: NetBox, inventory: Inventory, site_ids: set[int]) -> None:
     wanted = {selected.device.id for selected in inventory.devices}
+    names: dict[str, FilterValue] = {"name__ie": list(BMC_INTERFACE_NAMES)}
+    sites = [inventory.sites[site_id] for site_id in site_ids if site_id in inventory.sites]
+
+    def bmc_named() -> list[Interface]:
+        if by_site_is_cheaper(netbox, len(wanted), sites):
+            return netbox.list_by_ids(INTERFACES, "site_id", site_ids, **names)
+        return netbox.list_by_ids(INTERFACES, "device_id", wanted, **names)
+
+    oob_ids = {selected.device.oob_ip.id for selected in inventory.devices if selected.device.oob_ip is not None}
+
+    def oob_addresses() -> list[IPAddress]:
+        return netbox.list_by_ids(IP_ADDRESSES, "id", oob_ids)
+
+    # Independent reads side by side: the interfaces and the OOB IPs, then what each of them leaves open.
+    interfaces, oob = netbox.both(bmc_named, oob_addresses)
     by_device: dict[int, list[Interface]] = defaultdict(list)
     by_id: dict[int, Interface] = {}
-    for interface in netbox.list_by_ids(INTERFACES, "site_id", site_ids, name__ie=list(BMC_INTERFACE_NAMES)):
+    for interface in interfaces:
         by_id[interface.id] = interface
         if interface.device.id in wanted:
             by_device[interface.device.id].append(interface)
     inventory.bmc_interfaces = dict(by_device)
-    _read_oob_interfaces(netbox, inventory, by_id)
+    assigned = {
+        address.id: address.assigned_object_id
+        for address in oob
+        if address.assigned_object_type == "dcim.interface" and address.assigned_object_id is not None
+    }
+    missing = set(assigned.values()) - set(by_id)
     without_oob = [
         interface.id
         for selected in inventory.devices
         if selected.device.oob_ip is None
         for interface in by_device.get(selected.device.id, [])
     ]
+    more_interfaces, bmc_addresses = netbox.both(
+        lambda: netbox.list_by_ids(INTERFACES, "id", missing),
+        lambda: netbox.list_by_ids(IP_ADDRESSES, "interface_id", without_oob),
+    )
+    known = {**by_id, **{iface.id: iface for iface in more_interfaces}}
+    inventory.oob_interfaces = {
+        ip_id: known[interface_id] for ip_id, interface_id in assigned.items() if interface_id in known
+    }
     by_interface: dict[int, list[IPAddress]] = defaultdict(list)
-    for address in netbox.list_by_ids(IP_ADDRESSES, "interface_id", without_oob):
+    for address in bmc_addresses:
         if address.assigned_object_id is not None:
             by_interface[address.assigned_object_id].append(address)
     inventory.bmc_addresses = dict(by_interface)
-
-
-def _read_oob_interfaces(netbox: NetBox, inventory: Inventory, known: dict[int, Interface]) -> None:
-    oob_ids = {selected.device.oob_ip.id for selected in inventory.devices if selected.device.oob_ip is not None}
-    assigned = {
-        address.id: address.assigned_object_id
-        for address in netbox.list_by_ids(IP_ADDRESSES, "id", oob_ids)
-        if address.assigned_object_type == "dcim.interface" and address.assigned_object_id is not None
-    }
-    missing = set(assigned.values()) - set(known)
-    interfaces = {**known, **{iface.id: iface for iface in netbox.list_by_ids(INTERFACES, "id", missing)}}
-    inventory.oob_interfaces = {
-        ip_id: interfaces[interface_id] for ip_id, interface_id in assigned.items() if interface_id in interfaces
-    }
 
 
 @dataclass

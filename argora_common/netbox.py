@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -180,8 +181,9 @@ class OwnWrites:
 class _Session(requests.Session):
     """A session that never waits forever, counts every response by endpoint and remembers its writes."""
 
-    def __init__(self, timeout: float, counter: Counter[str], own_writes: OwnWrites) -> None:
+    def __init__(self, timeout: float, counter: Counter[str], own_writes: OwnWrites, in_flight: int) -> None:
         super().__init__()
+        self._in_flight = threading.BoundedSemaphore(in_flight)
         self._timeout = timeout
         self._counter = counter
         self._counter_lock = threading.Lock()
@@ -195,7 +197,8 @@ class _Session(requests.Session):
         ticket = self._own_writes.begin() if verb.upper() not in ("GET", "HEAD", "OPTIONS") else None
         response: requests.Response | None = None
         try:
-            response = super().request(method, url, *args, **kwargs)
+            with self._in_flight:
+                response = super().request(method, url, *args, **kwargs)
         except requests.RequestException:
             self._count(endpoint, verb, "error")
             raise
@@ -260,11 +263,14 @@ class NetBox:
         self.requests_sent: Counter[str] = Counter()
         self.own_writes = OwnWrites()
         self.api = pynetbox.api(self.url, token=None)
-        session = _Session(settings.netbox_timeout_seconds, self.requests_sent, self.own_writes)
+        session = _Session(
+            settings.netbox_timeout_seconds, self.requests_sent, self.own_writes, settings.netbox_reads_in_flight
+        )
         session.auth = TokenAuth(settings.netbox_token, settings.netbox_token_file)
         session.verify = str(settings.netbox_ca_bundle) if settings.netbox_ca_bundle else settings.netbox_verify_tls
         self.api.http_session = session
         self._session = session
+        self.reads_in_flight = settings.netbox_reads_in_flight
         self._attempts = settings.netbox_retries
         self._backoff_max = backoff_max_seconds
 
@@ -303,11 +309,35 @@ class NetBox:
     def list_by_ids[M: BaseModel, V: (int, str)](
         self, endpoint: Endpoint[M], id_filter: str, ids: Iterable[V], **filters: FilterValue
     ) -> list[M]:
-        """Like `select`, with `id_filter` set to each chunk of `ids` (or names, addresses) in turn."""
-        results: list[M] = []
-        for chunk in id_chunks(ids, id_filter):
-            results.extend(self.select(endpoint, **{id_filter: chunk}, **filters))
-        return results
+        """Like `select`, with `id_filter` set to each chunk of `ids` (or names, addresses), several chunks
+        at once (`in_parallel`)."""
+        chunks = list(id_chunks(ids, id_filter))
+        pages = self.in_parallel(lambda chunk: self.select(endpoint, **{id_filter: chunk}, **filters), chunks)
+        return [record for page in pages for record in page]
+
+    def in_parallel[T, R](self, read: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """`read` of every item, in order, run side by side; the requests they send are bounded by
+        ARGORA_NETBOX_READS_IN_FLIGHT however many passes read at once. The first failure is raised once
+        the reads under way are done."""
+        if len(items) <= 1 or self.reads_in_flight <= 1:
+            return [read(item) for item in items]
+        with ThreadPoolExecutor(max_workers=self.reads_in_flight, thread_name_prefix="argora-netbox") as pool:
+            futures = [pool.submit(read, item) for item in items]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for future in futures:
+                future.cancel()
+        return [future.result() for future in futures]
+
+    def both[A, B](self, first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
+        """Two independent reads side by side (their requests bounded like `in_parallel`'s)."""
+        if self.reads_in_flight <= 1:
+            return first(), second()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="argora-netbox") as pool:
+            later = pool.submit(second)
+            try:
+                return first(), later.result()
+            finally:
+                later.cancel()
 
     def _resource(self, endpoint: Endpoint[Any]) -> Any:
         return getattr(getattr(self.api, endpoint.app), endpoint.name.replace("-", "_"))

@@ -82,6 +82,7 @@ class Site(_Record):
     slug: str
     name: str
     region: Ref | None = None
+    device_count: int | None = None  # how many devices the site holds: whether to read its interfaces by site
 
 
 class VLANRef(_Record):
@@ -207,7 +208,9 @@ DEVICES: Final = Endpoint(
     ),
     frozenset({"id", "cluster_id", "status", "role", "site", "tenant", "tag", "name"}),
 )
-SITES: Final = Endpoint("dcim", "sites", Site, ("id", "slug", "name", "region"), frozenset({"id", "slug"}))
+SITES: Final = Endpoint(
+    "dcim", "sites", Site, ("id", "slug", "name", "region", "device_count"), frozenset({"id", "slug"})
+)
 INTERFACES: Final = Endpoint(
     "dcim",
     "interfaces",

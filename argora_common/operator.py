@@ -214,6 +214,30 @@ def configure_kopf(settings: kopf.OperatorSettings, controller: Controller) -> N
     settings.watching.client_timeout = 330
 
 
+class PerObjectLinesAtDebug(logging.Filter):
+    """kopf says "Handler '…' succeeded." at INFO for every handled event: one line per BMC, host or
+    ClusterImport event, thousands per pass at scale, next to the pass's own summary line. They become
+    DEBUG lines (kopf still posts its Events on our resources; that does not go through here)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and record.name == "kopf.objects":
+            message = record.getMessage()
+            if message.startswith("Handler '") and message.endswith("succeeded."):
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                return self.level <= logging.DEBUG
+        return True
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(PerObjectLinesAtDebug(logging.getLevelName(level)))
+
+
 def check_netbox(controller: Controller, netbox: NetBox) -> None:
     """Refuse to start with a token NetBox rejects; an unreachable NetBox is only worth a warning."""
     try:
@@ -255,7 +279,7 @@ def run(controller: Controller, argv: Sequence[str] | None = None) -> None:
     if getattr(arguments, "command", None) == "netbox-webhook":
         netbox_webhook_command(controller, settings, arguments.url, verify_tls=not arguments.no_verify_tls)
         return
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     netbox = NetBox(settings)
     check_netbox(controller, netbox)
     if not settings.standalone:

@@ -17,6 +17,7 @@ from argora_common.errors import Decision
 from argora_common.inventory import Inventory, read_inventory
 from argora_common.kinds import BMC, BMC_SECRET
 from argora_common.kube import Kind, Kube, Owner, argora_kind, is_ignored, is_subset, now
+from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.netbox import NetBox
 from argora_common.passes import Body, Log, PassRunner, Tracking
 from argora_common.status import (
@@ -202,7 +203,9 @@ class Reconciler:
             if desired is None:
                 return
             self.kube.apply(kind, desired)
-        logger.info("put back %s %s (%s)", kind.kind, name, "deleted" if event_type == "DELETED" else "edited")
+        # Per object, so at DEBUG (a mass edit would flood INFO); the metric counts every repair.
+        OBJECTS_WRITTEN.labels(controller=self.kube.controller, kind=kind.kind, action="repair").inc()
+        logger.debug("put back %s %s (%s)", kind.kind, name, "deleted" if event_type == "DELETED" else "edited")
 
     def delete(self, body: Body, logger: Log) -> None:
         owner = owner_of(body)
