@@ -46,7 +46,7 @@ crds: venv
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
-## Not part of `make test`: argora-ironcore and argora-metal3 against 1,000 NetBox devices, argora-ippool
-## against 500 prefixes, argora-ipaddress with 500 IPAddresses (the seeded database is cached).
+## Not part of `make test`: the controllers against large inventories (see hack/bench.py for the cases;
+## CASES="scale update" runs the 10,000-device ones). Seeded databases are cached.
 bench: venv tools
 	$(PY) -m hack.bench $(CASES)

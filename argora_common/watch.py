@@ -79,7 +79,6 @@ class WatchIndex:
         self._trusted = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._response: Any = None
 
     @property
     def trusted(self) -> bool:
@@ -91,12 +90,10 @@ class WatchIndex:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop using the index at once. Closing a watch that another thread reads blocks for a minute:
+        the thread (a daemon) instead ends with its next event or when the API server ends the watch."""
         self._stop.set()
-        response = self._response
-        if response is not None:
-            response.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._trusted = False
 
     def objects(self, namespace: str | None = None) -> dict[str, dict[str, Any]] | None:
         """Our objects (in `namespace`, when given) by name, or None while the index is incomplete."""
@@ -151,6 +148,8 @@ class WatchIndex:
                     version = self._list()
                 version = self._watch(version)
             except WatchGoneError:
+                if self._stop.is_set():
+                    return
                 log.debug("%s: watch gap, listing anew", self.kind.plural)
                 self._trusted, version = False, None
             except Exception as error:
@@ -166,7 +165,7 @@ class WatchIndex:
         with self._lock:
             self._objects = {_key(item): item for item in listed}
             self._deleted = {}
-            self._trusted = True
+            self._trusted = not self._stop.is_set()
         return version
 
     def _watch(self, version: str) -> str:
@@ -184,16 +183,17 @@ class WatchIndex:
             header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
             _preload_content=False,
+            _return_http_data_only=True,
             _request_timeout=(10, WATCH_SECONDS + 30),
         )
-        self._response = response
-        self._trusted = True
+        self._trusted = not self._stop.is_set()
         try:
             for line in iter_resp_lines(response):
+                if self._stop.is_set():
+                    break
                 if line:
                     version = self._apply(json.loads(line)) or version
         finally:
-            self._response = None
             response.release_conn()
         return version
 
@@ -229,6 +229,10 @@ class Indexes:
         scopes: list[str | None] = list(namespaces) if kind.namespaced and namespaces else [None]
         self._by_scope = {scope: WatchIndex(kube, kind, manager, scope) for scope in scopes}
         kube.indexes[kind] = self
+
+    @property
+    def trusted(self) -> bool:
+        return all(index.trusted for index in self._by_scope.values())
 
     def start(self) -> None:
         for index in self._by_scope.values():

@@ -1,17 +1,23 @@
-"""`make bench`: argora-ironcore and argora-metal3 against one NetBox cluster of 1,000 devices,
-argora-ippool against 500 NetBox prefixes, and argora-ipaddress writing 500 IPAddresses of those
-pools back to 500 of the devices (not part of the tests).
+"""`make bench [CASES="..."]`: the controllers against real servers and a large NetBox (not part of the tests).
 
-Seeding 1,000 devices takes minutes, so the seeded database is dumped once into the cache and restored
-on later runs; the LAG interfaces argora-ipaddress needs are added in bulk on each run. Prints NetBox
-requests (reads and writes), the time of the first full pass, the time and write count of a pass with
-nothing to change, and the operator's peak RSS; for argora-ippool also those of an import of 50 of the
-prefixes with the same selectors, whose NetBox requests are the same as for all 500, and for
-argora-ipaddress those of 50 IPAddresses first: its NetBox reads grow with the chunks of ids a request
-carries, not with the addresses, and its writes are one per address created and one per primary IP.
-Then (`make bench CASES=changes` runs only argora-ironcore and this) the time a NetBox change takes to
-reach a BMC of the import through the change log and through NetBox's webhooks, and NetBox requests
-while nothing changes."""
+Cases (all when none is named):
+- ironcore, metal3: one NetBox cluster of 1,000 devices.
+- changes: the time a NetBox change takes to reach a BMC of that import through the change log and
+  through NetBox's webhooks, and NetBox requests while nothing changes.
+- ippool: 50 and 500 NetBox prefixes; ipaddress: 50 and 500 IPAddresses written back to NetBox (its
+  NetBox reads grow with the id chunks, its writes are one per address and one per primary IP).
+- scale: 10,000 devices in 20 NetBox clusters: argora-ironcore with one ClusterImport of them all and with
+  20 ClusterImports of 500; argora-metal3 with 20 Clusters of 500 and with one Cluster of 2,000.
+- update: argora-update's dry run and real pass over the 10,000 devices, and a pass over 1,000 devices
+  that each need a rename, their OOB IP and two VMK interfaces with an IP removed.
+
+Each prints NetBox requests (reads and writes), the first full pass, the pass with nothing to change
+(wall time, and the passes' own time by the operator's histogram), objects written, the operator's peak
+RSS, and the NetBox floor: the same reads done in this process, the least a pass can take.
+
+Seeding takes long (1,000 devices minutes, the scale inventory about half an hour), so each seeded
+database is dumped once into the cache and restored on later runs; the LAG interfaces argora-ipaddress
+needs are added in bulk on each run."""
 
 from __future__ import annotations
 
@@ -29,10 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client
+
+from argora_common.crds import ClusterSelector
+from argora_common.inventory import read_inventory
+from argora_common.kube import SYNC_ANNOTATION
+from argora_common.netbox import NetBox
 from argora_common.settings import Settings
 from argora_dev import REPO_ROOT
 from argora_dev.kube import KubeCluster, crd_files
-from argora_dev.kubeobjects import Clusters, Machines, Objects, Pools, ipaddress_state, wait_for
+from argora_dev.kubeobjects import CAPI, METAL3, Clusters, Machines, Objects, Pools, ipaddress_state, wait_for
 from argora_dev.netbox import NETBOX_VERSION, NetBoxServer
 from argora_dev.operator import OperatorProcess, operator_environment
 from argora_dev.process import cache_dir, stop_all
@@ -187,6 +199,7 @@ def ippool_selectors(name_prefix: str, region: str | None = None) -> list[dict[s
 
 
 REQUESTS = "argora_netbox_requests_total"
+PASSES = "argora_reconcile_duration_seconds"
 
 
 @dataclass(frozen=True)
@@ -211,15 +224,17 @@ def counts(operator: OperatorProcess) -> Counts:
 class Pass:
     seconds: float
     counts: Counts
+    busy: float = float("nan")  # seconds the operator's passes took by its own histogram
 
     def __sub__(self, other: Pass) -> Pass:
-        return Pass(self.seconds - other.seconds, self.counts - other.counts)
+        return Pass(self.seconds - other.seconds, self.counts - other.counts, self.busy - other.busy)
 
     def line(self) -> str:
         c = self.counts
+        busy = "" if self.busy != self.busy else f" (passes {self.busy:.1f} s)"
         return (
-            f"{self.seconds:.1f} s, {c.reads + c.writes:.0f} NetBox requests ({c.reads:.0f} reads, {c.writes:.0f}"
-            f" writes), {c.written:.0f} objects written"
+            f"{self.seconds:.1f} s{busy}, {c.reads + c.writes:.0f} NetBox requests ({c.reads:.0f} reads,"
+            f" {c.writes:.0f} writes), {c.written:.0f} objects written"
         )
 
 
@@ -242,16 +257,31 @@ def show(name: str, summary: str, first: Pass, again: Pass, rss_mb: float) -> No
     print(f"  peak RSS:        {rss_mb:.0f} MB", flush=True)
 
 
-def measure(name: str, operator: OperatorProcess, first: Callable[[], str], again: Callable[[], str]) -> None:
-    """Time a first full pass and a pass with nothing to change; count NetBox requests and writes."""
+def measure(
+    name: str, operator: OperatorProcess, first: Callable[[], str], again: Callable[[], str], floor: str = ""
+) -> None:
+    """Time a first full pass and a pass with nothing to change; count NetBox requests and writes. The
+    wall time of the pass with nothing to change leaves out the second the sync request waits first
+    (lastSyncTime's resolution); `floor`, when given, says what reading NetBox alone takes."""
     before = counts(operator)
+    busy_before = operator.metric(f"{PASSES}_sum")
     started = time.monotonic()
     summary = first()
-    first_pass = Pass(time.monotonic() - started, counts(operator) - before)
+    busy_first = operator.metric(f"{PASSES}_sum")
+    first_pass = Pass(time.monotonic() - started, counts(operator) - before, busy_first - busy_before)
     started = time.monotonic()
     again()
-    no_change = Pass(time.monotonic() - started, counts(operator) - before - first_pass.counts)
+    no_change = Pass(
+        time.monotonic() - started - SYNC_REQUEST_WAIT,
+        counts(operator) - before - first_pass.counts,
+        operator.metric(f"{PASSES}_sum") - busy_first,
+    )
     show(name, summary, first_pass, no_change, peak_rss_mb(operator.process.pid))
+    if floor:
+        print(f"  NetBox floor:    {floor}", flush=True)
+
+
+SYNC_REQUEST_WAIT = 1.05  # Objects.request_sync and Clusters.resync wait this long before asking
 
 
 # argora-ipaddress: SMALL_IPADDRESSES first, then IPADDRESSES, each on machines of their own.
@@ -262,7 +292,6 @@ NODE_ROLE = "bench-kubernetes-nodes"  # the role of argora-ippool's pools the IP
 LAGS = ("LAG1", "LAG2")  # on each device: the address goes on LAG2
 LABEL_PREFIX = Settings.model_fields["label_prefix"].default
 CREATED_TAG = IPAddressSettings.model_fields["created_tag"].default
-PASSES = "argora_reconcile_duration_seconds"
 
 
 @dataclass(frozen=True)
@@ -479,70 +508,272 @@ def measure_changes(path: str, number: int, operator: OperatorProcess, seeder: N
     )
 
 
+SCALE_NAMESPACE = "scale"
+
+
+def netbox_floor(netbox: NetBoxServer, clusters: Sequence[str]) -> str:
+    """What reading the inventory of `clusters` takes with the controllers' own reads, in this process:
+    the least any pass over them can take."""
+    client = NetBox(Settings(netbox_url=netbox.url, netbox_token=netbox.readonly_v2_token))
+    selectors = [ClusterSelector.model_validate({"name": name}) for name in clusters]
+    started = time.monotonic()
+    inventory = read_inventory(client, selectors, ("active",))
+    return (
+        f"{len(inventory.devices)} devices read in {time.monotonic() - started:.1f} s"
+        f" with {client.request_count} requests ({client.reads_in_flight} at once)"
+    )
+
+
+def sync_all(objects: Objects, names: Sequence[str], kind: str) -> None:
+    """Ask for a pass of every resource at once and wait until each has one newer than before."""
+    previous = {name: str(((objects.get_import(SCALE_NAMESPACE, name, kind) or {}).get("status") or {}).get(
+        "lastSyncTime") or "") for name in names}  # fmt: skip
+    time.sleep(SYNC_REQUEST_WAIT)
+    for name in names:
+        annotation = {"metadata": {"annotations": {SYNC_ANNOTATION: f"bench-{time.time_ns()}"}}}
+        objects.patch_import(SCALE_NAMESPACE, name, annotation, kind)
+    for name in names:
+        objects.synced_import(SCALE_NAMESPACE, name, after=previous[name], timeout=900, kind=kind)
+
+
+def total_counts(objects: Objects, names: Sequence[str], kind: str = "ClusterImport") -> str:
+    totals: Counter[str] = Counter()
+    for name in names:
+        totals.update((objects.get_import(SCALE_NAMESPACE, name, kind) or {}).get("status", {}).get("counts", {}))
+    return json.dumps(dict(totals))
+
+
+def clear_ironcore(kube: KubeCluster, objects: Objects, operator: OperatorProcess, names: Sequence[str]) -> None:
+    """Remove the imports (orphaning their objects, at once) and then every BMC and BMCSecret in one request
+    per kind: the next case starts on an empty cluster."""
+    for name in names:
+        objects.patch_import(SCALE_NAMESPACE, name, {"spec": {"deletionPolicy": "Orphan"}})
+        objects.delete_import(SCALE_NAMESPACE, name)
+    wait_for(lambda: all(objects.get_import(SCALE_NAMESPACE, n) is None for n in names) or None, 300, "imports gone")
+    operator.stop()
+    custom = client.CustomObjectsApi(kube.api_client())
+    for plural in ("bmcs", "bmcsecrets"):
+        custom.delete_collection_cluster_custom_object("metal.ironcore.dev", "v1alpha1", plural)
+
+
+def bench_scale_ironcore(kube: KubeCluster, netbox: NetBoxServer, objects: Objects, env: dict[str, str]) -> None:
+    names = scale_cluster_names()
+    operator = OperatorProcess("ironcore", WORKDIR, env).start()
+
+    def first() -> str:
+        objects.create_import(SCALE_NAMESPACE, "scale", {"clusters": [{"name": name} for name in names]})
+        return json.dumps(objects.synced_import(SCALE_NAMESPACE, "scale", timeout=900)["status"]["counts"])
+
+    def again() -> str:
+        sync_all(objects, ["scale"], "ClusterImport")
+        return ""
+
+    total = SCALE_CLUSTERS * SCALE_DEVICES
+    measure(f"argora-ironcore, {total} devices in {SCALE_CLUSTERS} clusters, one ClusterImport", operator, first,
+            again, netbox_floor(netbox, names))  # fmt: skip
+    clear_ironcore(kube, objects, operator, ["scale"])
+
+    operator = OperatorProcess("ironcore", WORKDIR, env).start()
+
+    def first_of_all() -> str:
+        for name in names:
+            objects.create_import(SCALE_NAMESPACE, name, {"clusters": [{"name": name}]})
+        for name in names:
+            objects.synced_import(SCALE_NAMESPACE, name, timeout=900)
+        return total_counts(objects, names)
+
+    def all_again() -> str:
+        sync_all(objects, names, "ClusterImport")
+        return ""
+
+    measure(f"argora-ironcore, {SCALE_CLUSTERS} ClusterImports of {SCALE_DEVICES} devices", operator, first_of_all,
+            all_again, netbox_floor(netbox, names[:1]) + " (one of them)")  # fmt: skip
+    clear_ironcore(kube, objects, operator, names)
+
+
+def bench_scale_metal3(kube: KubeCluster, netbox: NetBoxServer, clusters: Clusters, env: dict[str, str]) -> None:
+    names = scale_cluster_names()
+    operator = OperatorProcess("metal3", WORKDIR, env).start()
+
+    def synced_all(after: dict[str, str]) -> str:
+        totals: Counter[str] = Counter()
+        for name in names:
+            totals.update(clusters.synced(SCALE_NAMESPACE, name, after=after.get(name, ""), timeout=900)["counts"])
+        return json.dumps(dict(totals))
+
+    def first() -> str:
+        for name in names:
+            clusters.create(SCALE_NAMESPACE, name, annotations={"argora.cloud.sap/netbox-cluster": name})
+        return synced_all({})
+
+    def again() -> str:
+        previous = {n: (clusters.sync_status(SCALE_NAMESPACE, n) or {}).get("lastSyncTime", "") for n in names}
+        time.sleep(SYNC_REQUEST_WAIT)
+        for name in names:
+            clusters.patch(
+                SCALE_NAMESPACE, name, {"metadata": {"annotations": {SYNC_ANNOTATION: f"b{time.time_ns()}"}}}
+            )
+        return synced_all(previous)
+
+    measure(f"argora-metal3, {SCALE_CLUSTERS} Clusters of {SCALE_DEVICES} hosts", operator, first, again,
+            netbox_floor(netbox, names[:1]) + " (one of them)")  # fmt: skip
+    operator.stop()
+    for name in names:
+        clusters.custom.delete_namespaced_custom_object(*CAPI, SCALE_NAMESPACE, "clusters", name)
+    clusters.custom.delete_collection_namespaced_custom_object(*METAL3, SCALE_NAMESPACE, "baremetalhosts")
+    clusters.core.delete_collection_namespaced_secret(SCALE_NAMESPACE, label_selector="app.kubernetes.io/managed-by")
+
+    # One Cluster of BIG_CLUSTER hosts: the devices of the next clusters move into the first.
+    seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
+    (target,) = seeder.get("virtualization/clusters", name=names[0])
+    moved = [
+        {"id": device["id"], "cluster": target["id"]}
+        for name in names[1 : BIG_CLUSTER // SCALE_DEVICES]
+        for device in seeder.get("dcim/devices", cluster=name, fields="id")
+    ]
+    started = time.monotonic()
+    seeder.update_many("dcim/devices", moved)
+    print(f"moved {len(moved)} devices into {names[0]} in {time.monotonic() - started:.0f}s", flush=True)
+    operator = OperatorProcess("metal3", WORKDIR, env).start()
+
+    def big_first() -> str:
+        clusters.create(SCALE_NAMESPACE, "big", annotations={"argora.cloud.sap/netbox-cluster": names[0]})
+        return json.dumps(clusters.synced(SCALE_NAMESPACE, "big", timeout=900)["counts"])
+
+    def big_again() -> str:
+        return json.dumps(clusters.resync(SCALE_NAMESPACE, "big")["counts"])
+
+    measure(f"argora-metal3, one Cluster of {BIG_CLUSTER} hosts", operator, big_first, big_again,
+            netbox_floor(netbox, names[:1]))  # fmt: skip
+    operator.stop()
+
+
+def bench_scale_update(netbox: NetBoxServer, objects: Objects, env: dict[str, str]) -> None:
+    """A dry run and a real pass over the scale clusters (nothing to correct there), then a real pass over
+    UPDATE_DEVICES devices that each need a rename, their OOB IP and two VMK interfaces with an IP removed."""
+    operator = OperatorProcess("update", WORKDIR, {**env, "ARGORA_NETBOX_TOKEN": netbox.v2_token}).start()
+    selectors = [{"name": name} for name in scale_cluster_names()]
+
+    def dry_run() -> str:
+        objects.create_import(SCALE_NAMESPACE, "dry", {"clusters": selectors, "dryRun": True}, kind="Update")
+        return summary(objects.synced_import(SCALE_NAMESPACE, "dry", timeout=900, kind="Update"))
+
+    def real() -> str:
+        objects.create_import(SCALE_NAMESPACE, "real", {"clusters": selectors}, kind="Update")
+        return summary(objects.synced_import(SCALE_NAMESPACE, "real", timeout=900, kind="Update"))
+
+    def summary(update: dict[str, Any]) -> str:
+        status = update["status"]
+        return json.dumps({key: status.get(key) for key in ("devices", "planned", "applied", "failed")})
+
+    total = SCALE_CLUSTERS * SCALE_DEVICES
+    measure(f"argora-update, {total} devices: dry run, then a real pass", operator, dry_run, real)
+
+    def corrections() -> str:
+        spec = {"clusters": [{"name": "upd-cluster"}], "maxDeletesPerPass": 4 * UPDATE_DEVICES}
+        objects.create_import(SCALE_NAMESPACE, "fix", spec, kind="Update")
+        return summary(objects.synced_import(SCALE_NAMESPACE, "fix", timeout=1800, kind="Update"))
+
+    def corrections_again() -> str:
+        return summary(objects.resync(SCALE_NAMESPACE, "fix", kind="Update"))
+
+    measure(f"argora-update, {UPDATE_DEVICES} devices with a rename, an OOB IP and two VMK removals each",
+            operator, corrections, corrections_again, netbox_floor(netbox, ["upd-cluster"]))  # fmt: skip
+    operator.stop()
+
+
+BIG_CLUSTER = 2000
+
+
+CASES = ("ironcore", "changes", "metal3", "ippool", "ipaddress", "scale", "update")
+
+
 def main() -> None:
-    only_changes = sys.argv[1:] == ["changes"]
+    """`python -m hack.bench [CASE ...]`, every case when none is named; the scale and update cases need
+    the scale inventory (seeded and cached on first use, about half an hour)."""
+    cases = sys.argv[1:] or list(CASES)
+    unknown = set(cases) - set(CASES)
+    if unknown:
+        raise SystemExit(f"unknown case(s) {', '.join(sorted(unknown))}; known: {', '.join(CASES)}")
     shutil.rmtree(WORKDIR, ignore_errors=True)
     WORKDIR.mkdir(parents=True)
     try:
         kube = KubeCluster(WORKDIR / "kube")
         kube.start()
         kube.install_crds(crd_files())
-        netbox = netbox_with_inventory()
+        netbox = netbox_at_scale() if {"scale", "update"} & set(cases) else netbox_with_inventory()
         objects = Objects(kube.api_client())
         clusters = Clusters(kube.api_client())
-        objects.core.create_namespace({"metadata": {"name": "bench"}})
+        for namespace in ("bench", SCALE_NAMESPACE):
+            objects.core.create_namespace({"metadata": {"name": namespace}})
         objects.create_secret("bench", "bmc", {"username": "admin", "password": "bench"})
         env = operator_env(kube, netbox)
-
-        ironcore = OperatorProcess("ironcore", WORKDIR, env).start()
-
-        def import_first() -> str:
-            objects.create_import("bench", "bench", {"clusters": [{"name": CLUSTER_NAME}]})
-            return json.dumps(objects.synced_import("bench", "bench", timeout=600)["status"]["counts"])
-
-        def import_again() -> str:
-            return json.dumps(objects.resync("bench", "bench")["status"]["counts"])
-
-        measure("argora-ironcore", ironcore, import_first, import_again)
-        ironcore.stop()
-        bench_changes(kube, netbox, objects)
-        if only_changes:
-            return
-
-        metal3 = OperatorProcess("metal3", WORKDIR, env).start()
-
-        def cluster_first() -> str:
-            clusters.create("bench", "bench", annotations={"argora.cloud.sap/netbox-cluster": CLUSTER_NAME})
-            return json.dumps(clusters.synced("bench", "bench", timeout=600)["counts"])
-
-        def cluster_again() -> str:
-            return json.dumps(clusters.resync("bench", "bench")["counts"])
-
-        measure("argora-metal3", metal3, cluster_first, cluster_again)
-        metal3.stop()
-
-        ippool = OperatorProcess("ippool", WORKDIR, env).start()
-
-        def pools(name: str, selectors: list[dict[str, str]]) -> tuple[Callable[[], str], Callable[[], str]]:
-            def first() -> str:
-                objects.create_import("bench", name, {"ippools": selectors}, kind="IPPoolImport")
-                synced = objects.synced_import("bench", name, timeout=600, kind="IPPoolImport")
-                return json.dumps(synced["status"]["counts"])
-
-            def again() -> str:
-                return json.dumps(objects.resync("bench", name, kind="IPPoolImport")["status"]["counts"])
-
-            return first, again
-
-        # The small import first: its peak RSS is then its own, the large one's that of the whole process.
-        small = pools("small", ippool_selectors("small-", SMALL_REGION))
-        measure(f"argora-ippool, {SMALL_PREFIXES} prefixes", ippool, *small)
-        measure(f"argora-ippool, {PREFIXES} prefixes", ippool, *pools("all", ippool_selectors("")))
-        ippool.stop()
-
-        bench_ipaddress(kube, netbox, objects, env)
+        if {"ironcore", "changes", "ipaddress"} & set(cases):
+            bench_ironcore(netbox, objects, env)
+        if "changes" in cases:
+            bench_changes(kube, netbox, objects)
+        if "metal3" in cases:
+            bench_metal3(netbox, clusters, env)
+        if {"ippool", "ipaddress"} & set(cases):
+            bench_ippool(objects, env)
+        if "ipaddress" in cases:
+            bench_ipaddress(kube, netbox, objects, env)
+        if "scale" in cases:
+            bench_scale_ironcore(kube, netbox, objects, env)
+            bench_scale_metal3(kube, netbox, clusters, env)
+        if "update" in cases:
+            bench_scale_update(netbox, objects, env)
     finally:
         stop_all()
+
+
+def bench_ironcore(netbox: NetBoxServer, objects: Objects, env: dict[str, str]) -> None:
+    ironcore = OperatorProcess("ironcore", WORKDIR, env).start()
+
+    def import_first() -> str:
+        objects.create_import("bench", "bench", {"clusters": [{"name": CLUSTER_NAME}]})
+        return json.dumps(objects.synced_import("bench", "bench", timeout=600)["status"]["counts"])
+
+    def import_again() -> str:
+        return json.dumps(objects.resync("bench", "bench")["status"]["counts"])
+
+    measure("argora-ironcore", ironcore, import_first, import_again, netbox_floor(netbox, [CLUSTER_NAME]))
+    ironcore.stop()
+
+
+def bench_metal3(netbox: NetBoxServer, clusters: Clusters, env: dict[str, str]) -> None:
+    metal3 = OperatorProcess("metal3", WORKDIR, env).start()
+
+    def cluster_first() -> str:
+        clusters.create("bench", "bench", annotations={"argora.cloud.sap/netbox-cluster": CLUSTER_NAME})
+        return json.dumps(clusters.synced("bench", "bench", timeout=600)["counts"])
+
+    def cluster_again() -> str:
+        return json.dumps(clusters.resync("bench", "bench")["counts"])
+
+    measure("argora-metal3", metal3, cluster_first, cluster_again, netbox_floor(netbox, [CLUSTER_NAME]))
+    metal3.stop()
+
+
+def bench_ippool(objects: Objects, env: dict[str, str]) -> None:
+    ippool = OperatorProcess("ippool", WORKDIR, env).start()
+
+    def pools(name: str, selectors: list[dict[str, str]]) -> tuple[Callable[[], str], Callable[[], str]]:
+        def first() -> str:
+            objects.create_import("bench", name, {"ippools": selectors}, kind="IPPoolImport")
+            synced = objects.synced_import("bench", name, timeout=600, kind="IPPoolImport")
+            return json.dumps(synced["status"]["counts"])
+
+        def again() -> str:
+            return json.dumps(objects.resync("bench", name, kind="IPPoolImport")["status"]["counts"])
+
+        return first, again
+
+    # The small import first: its peak RSS is then its own, the large one's that of the whole process.
+    small = pools("small", ippool_selectors("small-", SMALL_REGION))
+    measure(f"argora-ippool, {SMALL_PREFIXES} prefixes", ippool, *small)
+    measure(f"argora-ippool, {PREFIXES} prefixes", ippool, *pools("all", ippool_selectors("")))
+    ippool.stop()
 
 
 if __name__ == "__main__":
