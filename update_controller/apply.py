@@ -1,20 +1,25 @@
-"""Apply a plan to NetBox: re-check before every delete, cap the deletes, write nothing in a dry run.
+"""Apply a plan to NetBox in bulk: re-check before every delete, cap the deletes, write nothing in a dry run.
 
-A device whose write fails is reported and the others go on; a token that may not write stops the
-pass at its first write (every further write would be refused the same way).
+The pass writes in phases, each a few bulk requests for every device at once: renames, then the devices'
+own fields (OOB IP and platform, one PATCH item per device), then deletes (the IPs, then their
+interfaces). A device NetBox refuses a write of is reported (`Rejected`, with NetBox's reason) and left
+alone in the later phases; the other devices of the same request are written all the same. A token
+that may not write stops the pass at its first write (every further write would be refused the same way).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from typing import Any
 
 from argora_common.crds import DeviceProblem
 from argora_common.metrics import OBJECTS_WRITTEN
-from argora_common.netbox import NetBox, NetBoxRejectedError, NetBoxWriteForbiddenError
-from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES
+from argora_common.netbox import NetBox
+from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, Endpoint
 from update_controller.plan import Action, Change, DevicePlan, Plan
+
+DEVICE_FIELDS = {Action.OOB_IP: "oob_ip", Action.PLATFORM: "platform"}
 
 
 @dataclass
@@ -24,94 +29,180 @@ class ApplyResult:
     held_back: list[Change] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class InterfaceDeletion:
+    """One interface to delete with its IPs: all of them go, or none."""
+
+    device: DevicePlan
+    interface_id: int
+    changes: list[Change]
+
+    @property
+    def ip_ids(self) -> set[int]:
+        return {c.object_id for c in self.changes if c.action is Action.IP_DELETED}
+
+
+def interface_deletions(devices: Iterable[DevicePlan]) -> list[InterfaceDeletion]:
+    """The planned deletes grouped by interface, in plan order."""
+    groups: list[InterfaceDeletion] = []
+    for device in devices:
+        by_interface: dict[int, list[Change]] = {}
+        for change in device.deletions:
+            assert change.interface_id is not None
+            by_interface.setdefault(change.interface_id, []).append(change)
+        groups.extend(
+            InterfaceDeletion(device, interface_id, changes) for interface_id, changes in by_interface.items()
+        )
+    return groups
+
+
 class Applier:
     def __init__(self, netbox: NetBox, max_deletes: int, dry_run: bool) -> None:
         self.netbox = netbox
         self.deletes_left = max_deletes
         self.dry_run = dry_run
         self.result = ApplyResult()
+        self._failed_devices: set[int] = set()
 
     def apply(self, plan: Plan) -> ApplyResult:
-        for device in plan.devices:
-            try:
-                self._apply_device(device)
-            except NetBoxRejectedError as error:
-                if error.status_code == 403:
-                    raise NetBoxWriteForbiddenError(str(error), error.status_code) from error
-                self.result.failed.append(
-                    DeviceProblem(
-                        device=device.device, device_id=device.device_id, reason="Rejected", message=str(error)
-                    )
-                )
+        self._rename(plan.devices)
+        self._set_device_fields(plan.devices)
+        self._delete(plan.devices)
+        # Reported in plan order (device by device), as when every write was a request of its own.
+        order = {change: n for n, change in enumerate(c for device in plan.devices for c in device.changes)}
+        self.result.applied.sort(key=order.__getitem__)
         return self.result
 
-    def _apply_device(self, device: DevicePlan) -> None:
-        renames = [c for c in device.changes if c.action is Action.RENAME]
-        device_fields = {
-            ("oob_ip" if c.action is Action.OOB_IP else "platform"): c.value
-            for c in device.changes
-            if c.action in {Action.OOB_IP, Action.PLATFORM}
-        }
-        for change in renames:
-            self._write(change, partial(self.netbox.update, INTERFACES, change.object_id, name=change.value))
-        if device_fields:
-            changes = [c for c in device.changes if c.action in {Action.OOB_IP, Action.PLATFORM}]
-            if not self.dry_run:
-                self.netbox.update(DEVICES, device.device_id, **device_fields)
-            for change in changes:
-                self._record(change)
-        self._delete(device)
+    def _live(self, devices: Iterable[DevicePlan]) -> list[DevicePlan]:
+        return [device for device in devices if device.device_id not in self._failed_devices]
 
-    def _write(self, change: Change, write: Callable[[], object]) -> None:
-        if not self.dry_run:
-            write()
-        self._record(change)
+    def _rename(self, devices: Sequence[DevicePlan]) -> None:
+        renames = [c for device in devices for c in device.changes if c.action is Action.RENAME]
+        refused = self._update(INTERFACES, [{"id": c.object_id, "name": c.value} for c in renames])
+        by_device = {device.device_id: device for device in devices}
+        for change in renames:
+            if change.object_id in refused:
+                self._fail(by_device[change.device_id], refused[change.object_id])
+            else:
+                self._record(change)
+
+    def _set_device_fields(self, devices: Sequence[DevicePlan]) -> None:
+        writes: list[tuple[DevicePlan, list[Change]]] = []
+        for device in self._live(devices):
+            changes = [c for c in device.changes if c.action in DEVICE_FIELDS]
+            if changes:
+                writes.append((device, changes))
+        refused = self._update(
+            DEVICES,
+            [
+                {"id": device.device_id, **{DEVICE_FIELDS[c.action]: c.value for c in changes}}
+                for device, changes in writes
+            ],
+        )
+        for device, changes in writes:
+            if device.device_id in refused:
+                self._fail(device, refused[device.device_id])
+            else:
+                for change in changes:
+                    self._record(change)
+
+    def _delete(self, devices: Sequence[DevicePlan]) -> None:
+        """Each interface with its IPs, or none of them: within the cap, after re-reading them."""
+        confirmed = self._within_cap(interface_deletions(self._live(devices)))
+        refused_ips = self._remove(IP_ADDRESSES, sorted({i for group in confirmed for i in group.ip_ids}))
+        # An interface goes only once all its IPs are gone: deleting it first would take along, or leave
+        # unassigned, IPs that were not re-checked.
+        whole: list[InterfaceDeletion] = []
+        for group in confirmed:
+            for change in group.changes:
+                if change.action is Action.IP_DELETED and change.object_id not in refused_ips:
+                    self._record(change)
+            reasons = [refused_ips[i] for i in sorted(group.ip_ids) if i in refused_ips]
+            if reasons:
+                self._fail(group.device, reasons[0])
+            else:
+                whole.append(group)
+        refused = self._remove(INTERFACES, [group.interface_id for group in whole])
+        for group in whole:
+            if group.interface_id in refused:
+                self._fail(group.device, refused[group.interface_id])
+                continue
+            for change in group.changes:
+                if change.action is Action.INTERFACE_DELETED:
+                    self._record(change)
+
+    def _within_cap(self, groups: Sequence[InterfaceDeletion]) -> list[InterfaceDeletion]:
+        """The groups to delete, in plan order, as deleting them one after the other would decide: a group
+        larger than what is left of the cap waits (`held_back`), a group that fails its re-check is
+        reported and takes nothing from the cap. Re-checked in bulk, a run of groups at a time."""
+        chosen: list[InterfaceDeletion] = []
+        position = 0
+        while position < len(groups):
+            batch: list[InterfaceDeletion] = []
+            room = self.deletes_left
+            while position < len(groups) and len(groups[position].changes) <= room:
+                batch.append(groups[position])
+                room -= len(groups[position].changes)
+                position += 1
+            if not batch:
+                # It does not fit even if everything before it passed its re-check.
+                self.result.held_back.extend(groups[position].changes)
+                position += 1
+                continue
+            for group in batch if self.dry_run else self._recheck(batch):
+                self.deletes_left -= len(group.changes)
+                chosen.append(group)
+        return chosen
+
+    def _recheck(self, groups: Sequence[InterfaceDeletion]) -> list[InterfaceDeletion]:
+        """Read the interfaces and the IPs on them again: NetBox returns the whole table for a filter it
+        does not know, so what we are about to delete must be proven to be this device's. The IPs are read
+        by interface, so an IP added to the interface since the plan (which deleting the interface would
+        take along) fails the re-check as well as one that moved away."""
+        interface_ids = [group.interface_id for group in groups]
+        interfaces = {i.id: i for i in self.netbox.list_by_ids(INTERFACES, "id", interface_ids)}
+        on_interface: dict[int, set[int]] = {}
+        for address in self.netbox.list_by_ids(IP_ADDRESSES, "interface_id", interface_ids):
+            if address.assigned_object_type == "dcim.interface" and address.assigned_object_id is not None:
+                on_interface.setdefault(address.assigned_object_id, set()).add(address.id)
+        passed: list[InterfaceDeletion] = []
+        for group in groups:
+            interface = interfaces.get(group.interface_id)
+            if (
+                interface is not None
+                and interface.device.id == group.device.device_id
+                and on_interface.get(group.interface_id, set()) == group.ip_ids
+            ):
+                passed.append(group)
+                continue
+            message = f"interface {group.interface_id} or its IPs no longer belong to this device; nothing deleted"
+            self.result.failed.append(
+                DeviceProblem(
+                    device=group.device.device,
+                    device_id=group.device.device_id,
+                    reason="RecheckFailed",
+                    message=message,
+                )
+            )
+        return passed
+
+    def _update(self, endpoint: Endpoint[Any], changes: list[dict[str, Any]]) -> Mapping[int, str]:
+        return {} if self.dry_run or not changes else self.netbox.update_many(endpoint, changes)
+
+    def _remove(self, endpoint: Endpoint[Any], ids: list[int]) -> Mapping[int, str]:
+        return {} if self.dry_run or not ids else self.netbox.delete_many(endpoint, ids)
+
+    def _fail(self, device: DevicePlan, message: str) -> None:
+        """NetBox refused a write of the device: report it once and leave the device alone from here on."""
+        if device.device_id in self._failed_devices:
+            return
+        self._failed_devices.add(device.device_id)
+        self.result.failed.append(
+            DeviceProblem(device=device.device, device_id=device.device_id, reason="Rejected", message=message)
+        )
 
     def _record(self, change: Change) -> None:
         self.result.applied.append(change)
         if not self.dry_run:
             kind = "delete" if change.action in {Action.IP_DELETED, Action.INTERFACE_DELETED} else "update"
             OBJECTS_WRITTEN.labels(controller="update", kind=change.action.value, action=kind).inc()
-
-    def _delete(self, device: DevicePlan) -> None:
-        """Each interface with its IPs, or none of them: within the cap, after re-reading each one."""
-        by_interface: dict[int, list[Change]] = {}
-        for change in device.deletions:
-            assert change.interface_id is not None
-            by_interface.setdefault(change.interface_id, []).append(change)
-        for interface_id, changes in by_interface.items():
-            if len(changes) > self.deletes_left:
-                self.result.held_back.extend(changes)
-                continue
-            if not self.dry_run and not self._still_belongs(device, interface_id, changes):
-                continue
-            self.deletes_left -= len(changes)
-            # IPs first: deleting the interface first would leave them unassigned instead of gone.
-            for change in sorted(changes, key=lambda c: c.action is Action.INTERFACE_DELETED):
-                endpoint = IP_ADDRESSES if change.action is Action.IP_DELETED else INTERFACES
-                self._write(change, partial(self.netbox.delete, endpoint, change.object_id))
-
-    def _still_belongs(self, device: DevicePlan, interface_id: int, changes: list[Change]) -> bool:
-        """Read each object again: NetBox returns the whole table for a filter it does not know, so
-        what we are about to delete must be proven to be this device's."""
-        interface = self.netbox.get(INTERFACES, interface_id)
-        ok = interface is not None and interface.device.id == device.device_id
-        for change in changes:
-            if not ok or change.action is not Action.IP_DELETED:
-                continue
-            address = self.netbox.get(IP_ADDRESSES, change.object_id)
-            ok = (
-                address is not None
-                and address.assigned_object_type == "dcim.interface"
-                and address.assigned_object_id == interface_id
-            )
-        if not ok:
-            self.result.failed.append(
-                DeviceProblem(
-                    device=device.device,
-                    device_id=device.device_id,
-                    reason="RecheckFailed",
-                    message=f"interface {interface_id} or its IPs no longer belong to this device; nothing deleted",
-                )
-            )
-        return ok

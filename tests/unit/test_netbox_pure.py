@@ -5,7 +5,16 @@ from pathlib import Path
 import requests
 from pydantic import SecretStr
 
-from argora_common.netbox import ID_FILTER_BUDGET, TokenAuth, authorization_header, endpoint_of, id_chunks
+from argora_common.netbox import (
+    ID_FILTER_BUDGET,
+    TokenAuth,
+    _object_errors,
+    authorization_header,
+    bulk_chunks,
+    endpoint_of,
+    field_errors,
+    id_chunks,
+)
 from argora_common.netbox_schema import Device
 
 
@@ -71,3 +80,34 @@ def test_device_model_reads_netbox_choice_fields() -> None:
     assert device.status == "active"
     assert device.oob_ip is not None and device.oob_ip.dns_name == "node001-r.example.com"
     assert device.device_type.manufacturer.slug == "dell"
+
+
+def test_bulk_chunks_keep_the_order_and_the_size() -> None:
+    assert list(bulk_chunks(list(range(7)), 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert list(bulk_chunks([], 3)) == []
+
+
+def netbox_answer(status: int, body: bytes) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = body
+    return response
+
+
+def test_a_refused_bulk_write_says_which_objects_and_why() -> None:
+    body = (
+        b'{"detail": "2 of 10 objects could not be updated.", "errors": ['
+        b'{"id": 24, "errors": {"__all__": ["Interface with this Device and Name already exists."]}},'
+        b'{"id": 28, "errors": {"oob_ip": ["The specified IP address (10.0.0.1/24) is not assigned to this device."]}}'
+        b"]}"
+    )
+    assert _object_errors(netbox_answer(400, body)) == {
+        24: "Interface with this Device and Name already exists.",
+        28: "oob_ip: The specified IP address (10.0.0.1/24) is not assigned to this device.",
+    }
+    assert _object_errors(netbox_answer(400, b'{"detail": "bad request"}')) == {}
+    assert _object_errors(netbox_answer(502, b"<html>Bad Gateway</html>")) == {}
+
+
+def test_field_errors_are_one_line() -> None:
+    assert field_errors({"name": ["too long", "bad"], "non_field_errors": ["taken"]}) == "name: too long bad; taken"
