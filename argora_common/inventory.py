@@ -122,6 +122,34 @@ class _SelectorRead:
     error: str | None = None
 
 
+def _device_filters(selector: ClusterSelector, default_statuses: Sequence[str]) -> dict[str, FilterValue]:
+    filters: dict[str, FilterValue] = {"status": list(selector.statuses or default_statuses)}
+    if selector.role is not None:
+        filters["role"] = selector.role
+    return filters
+
+
+def cluster_id_chunks(clusters: Sequence[Cluster], page_size: int) -> list[list[int]]:
+    """The clusters' ids in groups of about one page of devices (by NetBox's device counts), each group
+    short enough for the request line: the groups are read side by side instead of page after page."""
+    groups: list[list[int]] = []
+    devices_in_last = page_size
+    for cluster in sorted(clusters, key=lambda cluster: cluster.id):
+        count = cluster.device_count if cluster.device_count is not None else page_size
+        if devices_in_last + count > page_size:
+            groups.append([])
+            devices_in_last = 0
+        groups[-1].append(cluster.id)
+        devices_in_last += count
+    return [chunk for group in groups for chunk in id_chunks(group, "cluster_id")]
+
+
+def _devices_of(netbox: NetBox, clusters: Sequence[Cluster], filters: dict[str, FilterValue]) -> list[Device]:
+    chunks = cluster_id_chunks(clusters, netbox.page_size)
+    pages = netbox.in_parallel(lambda chunk: netbox.select(DEVICES, cluster_id=chunk, **filters), chunks)
+    return sorted((device for page in pages for device in page), key=lambda device: device.id)
+
+
 def _read_selector(netbox: NetBox, selector: ClusterSelector, default_statuses: Sequence[str]) -> _SelectorRead:
     try:
         clusters = netbox.select(CLUSTERS, **cluster_filters(selector))
@@ -132,23 +160,61 @@ def _read_selector(netbox: NetBox, selector: ClusterSelector, default_statuses: 
         return _SelectorRead([], [], str(error))
     if not clusters:
         return _SelectorRead([], [])
-    device_filters: dict[str, FilterValue] = {"status": list(selector.statuses or default_statuses)}
-    if selector.role is not None:
-        device_filters["role"] = selector.role
-    return _SelectorRead(
-        clusters, netbox.list_by_ids(DEVICES, "cluster_id", [c.id for c in clusters], **device_filters)
-    )
+    return _SelectorRead(clusters, _devices_of(netbox, clusters, _device_filters(selector, default_statuses)))
+
+
+def _read_named(
+    netbox: NetBox, selectors: Sequence[ClusterSelector], default_statuses: Sequence[str]
+) -> list[_SelectorRead]:
+    """Selectors that each name a cluster and agree on everything else, read as one: the clusters of all
+    the names in one request, their devices in about one request per page."""
+    names = {selector.name for selector in selectors if selector.name is not None}
+    clusters = netbox.list_by_ids(CLUSTERS, "name", names)
+    devices = _devices_of(netbox, clusters, _device_filters(selectors[0], default_statuses)) if clusters else []
+    by_cluster: dict[int, list[Device]] = defaultdict(list)
+    for device in devices:
+        if device.cluster is not None:
+            by_cluster[device.cluster.id].append(device)
+    reads = []
+    for selector in selectors:
+        # NetBox's name filter is exact (case-sensitive), and so is this.
+        named = [cluster for cluster in clusters if cluster.name == selector.name]
+        selected = sorted((d for cluster in named for d in by_cluster[cluster.id]), key=lambda device: device.id)
+        reads.append(_SelectorRead(named, selected))
+    return reads
+
+
+def shared_read_key(selector: ClusterSelector, default_statuses: Sequence[str]) -> tuple[object, ...] | None:
+    """What selectors must agree on to be read together: they name one cluster and set no other
+    cluster criterion, and select the same devices of it. None: the selector is read on its own."""
+    if selector.name is None or selector.tags or any((selector.region, selector.type, selector.site, selector.tenant)):
+        return None
+    return (tuple(sorted(selector.statuses or default_statuses)), selector.role)
 
 
 def read_selection(netbox: NetBox, selectors: Sequence[ClusterSelector], default_statuses: Sequence[str]) -> Selection:
-    """The selectors are read side by side; a device selected twice counts for the first selector."""
-    reads = netbox.in_parallel(lambda selector: _read_selector(netbox, selector, default_statuses), selectors)
+    """Selectors that only name clusters are read together (one request for the clusters, not one per
+    name), the others side by side; a device selected twice counts for the first selector."""
+    groups: dict[object, list[int]] = defaultdict(list)
+    for index, selector in enumerate(selectors):
+        key = shared_read_key(selector, default_statuses)
+        groups[key if key is not None else ("alone", index)].append(index)
+
+    def read_group(indexes: list[int]) -> list[_SelectorRead]:
+        if len(indexes) == 1:
+            return [_read_selector(netbox, selectors[indexes[0]], default_statuses)]
+        return _read_named(netbox, [selectors[index] for index in indexes], default_statuses)
+
+    group_indexes = list(groups.values())
+    reads: dict[int, _SelectorRead] = {}
+    for indexes, group_reads in zip(group_indexes, netbox.in_parallel(read_group, group_indexes), strict=True):
+        reads.update(zip(indexes, group_reads, strict=True))
     devices: dict[int, SelectedDevice] = {}
-    for index, read in enumerate(reads):
-        for device in read.devices:
+    for index in range(len(selectors)):
+        for device in reads[index].devices:
             devices.setdefault(device.id, SelectedDevice(device, index))
-    errors = {index: read.error for index, read in enumerate(reads) if read.error is not None}
-    return Selection([read.clusters for read in reads], list(devices.values()), errors)
+    errors = {index: read.error for index, read in reads.items() if read.error is not None}
+    return Selection([reads[index].clusters for index in range(len(selectors))], list(devices.values()), errors)
 
 
 def read_inventory(netbox: NetBox, selectors: Sequence[ClusterSelector], default_statuses: Sequence[str]) -> Inventory:

@@ -55,6 +55,8 @@ class Cluster(_Record):
     scope_type: str | None = None
     scope_id: int | None = None
     tags: list[Ref] = Field(default_factory=list)
+    # Devices of the cluster, whatever their status: how many pages reading them takes.
+    device_count: int | None = None
 
     _status = field_validator("status", mode="before")(_choice_value)
 
@@ -184,7 +186,7 @@ CLUSTERS: Final = Endpoint(
     "virtualization",
     "clusters",
     Cluster,
-    ("id", "name", "type", "status", "group", "tenant", "scope_type", "scope_id", "tags"),
+    ("id", "name", "type", "status", "group", "tenant", "scope_type", "scope_id", "tags", "device_count"),
     frozenset({"id", "name", "type", "region", "site", "tenant", "tag", "status", "group"}),
 )
 DEVICES: Final = Endpoint(

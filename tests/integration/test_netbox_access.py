@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, SecretStr
 
+from argora_common.crds import ClusterSelector
+from argora_common.inventory import read_selection
 from argora_common.netbox import FilterValue, NetBox, NetBoxRejectedError, NetBoxUnavailableError
 from argora_common.netbox_schema import (
     CLUSTERS,
@@ -367,6 +369,23 @@ def test_results_are_typed(netbox: NetBoxServer, inventory: Inventory) -> None:
     assert [mac.mac_address for mac in eth0.mac_addresses] == ["02:00:00:00:0A:01"]
     assert bmc.primary_mac_address is None
     assert sorted(mac.mac_address for mac in bmc.mac_addresses) == ["02:00:00:00:0C:01", "02:00:00:00:0C:02"]
+
+
+def test_selectors_naming_clusters_are_read_together_as_if_read_one_by_one(
+    netbox: NetBoxServer, inventory: Inventory
+) -> None:
+    names = [inventory.slug("b-c"), inventory.slug("a-c"), inventory.slug("A-C"), inventory.slug("missing")]
+    selectors = [ClusterSelector(name=name, statuses=["active", "planned"]) for name in names]
+    together = netbox_client(netbox.url, netbox.readonly_v2_token)
+    selection = read_selection(together, selectors, ("active",))
+    alone = [read_selection(netbox_client(netbox.url, netbox.readonly_v2_token), [s], ("active",)) for s in selectors]
+    assert selection.clusters_by_selector == [one.clusters_by_selector[0] for one in alone]
+    assert [(d.device.id, d.selector_index) for d in selection.devices] == [
+        (inventory.ids["dev_b1"], 0), (inventory.ids["dev_a1"], 1), (inventory.ids["dev_a2"], 1)
+    ]  # fmt: skip
+    # NetBox counts the devices of each cluster, which sizes the device reads.
+    assert [c.device_count for c in selection.clusters_by_selector[1]] == [2]
+    assert together.request_count == 2
 
 
 def test_id_filters_are_chunked_to_fit_the_request_line(netbox: NetBoxServer, inventory: Inventory) -> None:
