@@ -26,7 +26,7 @@ from argora_common.metrics import serve_metrics
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError, NetBoxUnavailableError
 from argora_common.passes import Key, PassRunner, key_of
 from argora_common.settings import ENV_PREFIX, Settings, exit_with, load_settings
-from argora_common.watch import Indexes
+from argora_common.watch import EventWorker, Indexes
 from argora_common.webhook import PATH, WebhookServer, ensure_webhook
 
 log = logging.getLogger("argora")
@@ -88,14 +88,25 @@ def register_sync(registry: kopf.OperatorRegistry, resource: Kind, passes: PassR
 
 
 def index_written_objects(
-    registry: kopf.OperatorRegistry, kube: Kube, kinds: Sequence[Kind], namespaces: Sequence[str] = ()
+    registry: kopf.OperatorRegistry,
+    kube: Kube,
+    kinds: Sequence[Kind],
+    namespaces: Sequence[str] = (),
+    on_event: Callable[[Kind, str, dict[str, Any]], None] | None = None,
 ) -> None:
     """Watch indexes (argora_common.watch) of the kinds the controller writes, from start to cleanup:
-    its passes then know the live objects without listing them."""
-    indexes = [Indexes(kube, kind, kube.field_manager, namespaces) for kind in kinds]
+    its passes then know the live objects without listing them. `on_event` (event type, object without
+    status) is called for each change the watches see after their first listing, in a thread of its own."""
+    worker = EventWorker(on_event) if on_event is not None else None
+    indexes = [
+        Indexes(kube, kind, kube.field_manager, namespaces, worker.listener(kind) if worker is not None else None)
+        for kind in kinds
+    ]
 
     @kopf.on.startup(registry=registry)
     def start_indexes(**_: Any) -> None:
+        if worker is not None:
+            worker.start()
         for index in indexes:
             index.start()
 
@@ -103,6 +114,8 @@ def index_written_objects(
     def stop_indexes(**_: Any) -> None:
         for index in indexes:
             index.stop()
+        if worker is not None:
+            worker.stop()
 
 
 def follow_netbox_changes(

@@ -6,8 +6,10 @@ index is trusted only while it is complete: from the end of its first list until
 after a watch gap the API server can no longer replay (410 Gone) it lists anew. While it cannot be
 trusted (at start, after a restart, during an API-server outage) a pass lists, as it always did.
 
-kopf's own watch (the repair handlers) cannot serve here: its per-object handlers say neither when the
-first listing is complete nor when a re-listing after 410 left out objects deleted meanwhile.
+kopf's watch cannot serve here: its per-object handlers say neither when the first listing is complete
+nor when a re-listing after 410 left out objects deleted meanwhile. The other way round, the index's
+events serve what a kopf watch of the same objects would (`EventWorker`: repairs of edited objects),
+so each object is watched once, and kopf keeps no per-object worker or body for 20,000 of them.
 
 Our own writes go into the index from their answers at once (`record`, `deleted`), so a pass right
 after another sees what that one wrote even before the watch delivers it. Resource versions decide
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Final
 
 from kubernetes.client.exceptions import ApiException
@@ -31,6 +33,8 @@ from argora_common.metrics import INDEX_FALLBACKS
 log = logging.getLogger("argora.watch")
 
 type ObjectKey = tuple[str | None, str]  # (namespace, name)
+# Told each watch event (ADDED, MODIFIED, DELETED) of an object, trimmed, once the index holds it.
+type Listener = Callable[[str, dict[str, Any]], None]
 
 # The API server ends a watch after this long; the index then resumes it from the last version.
 WATCH_SECONDS: Final = 300
@@ -66,10 +70,13 @@ def _older(new: Mapping[str, Any], known: int | None) -> bool:
 class WatchIndex:
     """One kind's objects managed by `manager`, cluster-wide or in one namespace, kept by list + watch."""
 
-    def __init__(self, kube: Kube, kind: Kind, manager: str, namespace: str | None = None) -> None:
+    def __init__(
+        self, kube: Kube, kind: Kind, manager: str, namespace: str | None = None, listener: Listener | None = None
+    ) -> None:
         self.kube = kube
         self.kind = kind
         self.namespace = namespace
+        self.listener = listener
         self.selector = f"{MANAGED_BY_LABEL}={manager}"
         self._objects: dict[ObjectKey, dict[str, Any]] = {}
         # Objects we deleted, by the version of the deletion, until the watch says so too (bounded by the
@@ -216,18 +223,64 @@ class WatchIndex:
                 self._deleted.pop(key, None)
             else:
                 self._put(key, obj, fresh=kind == "ADDED")
+        if self.listener is not None and kind in ("ADDED", "MODIFIED", "DELETED"):
+            self.listener(str(kind), trimmed(obj))
         return str(version) if version else None
+
+
+class EventWorker:
+    """Hands watch events to `handle` in a thread of its own, so that the watch never waits for a handler
+    (a repair waits for a pass under way). Only the latest event of each object waits: however many
+    events come, the queue holds at most one per object."""
+
+    def __init__(self, handle: Callable[[Kind, str, dict[str, Any]], None]) -> None:
+        self.handle = handle
+        self._pending: dict[tuple[str, ObjectKey], tuple[Kind, str, dict[str, Any]]] = {}
+        self._wake = threading.Condition()
+        self._stopped = False
+
+    def listener(self, kind: Kind) -> Listener:
+        def submit(event_type: str, obj: dict[str, Any]) -> None:
+            with self._wake:
+                self._pending[(kind.kind, _key(obj))] = (kind, event_type, obj)
+                self._wake.notify()
+
+        return submit
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="watch-events", daemon=True).start()
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: self._pending or self._stopped)
+                if self._stopped:
+                    return
+                key = next(iter(self._pending))
+                kind, event_type, obj = self._pending.pop(key)
+            try:
+                self.handle(kind, event_type, obj)
+            except Exception as error:
+                # The next event of the object, or the next pass, tries again.
+                log.warning("%s %s: %s event not handled: %s", kind.kind, obj["metadata"]["name"], event_type, error)
 
 
 class Indexes:
     """A controller's WatchIndex of one kind: cluster-wide, or one per namespace it is limited to."""
 
-    def __init__(self, kube: Kube, kind: Kind, manager: str, namespaces: Sequence[str] = ()) -> None:
+    def __init__(
+        self, kube: Kube, kind: Kind, manager: str, namespaces: Sequence[str] = (), listener: Listener | None = None
+    ) -> None:
         self.kube = kube
         self.kind = kind
         self.manager = manager
         scopes: list[str | None] = list(namespaces) if kind.namespaced and namespaces else [None]
-        self._by_scope = {scope: WatchIndex(kube, kind, manager, scope) for scope in scopes}
+        self._by_scope = {scope: WatchIndex(kube, kind, manager, scope, listener) for scope in scopes}
         kube.indexes[kind] = self
 
     @property

@@ -1,5 +1,6 @@
 """The pieces that let a pass scale: bounded parallel work, the API server's 429s, the watch index's
-bookkeeping of versions, the choice of how to read BMC interfaces, and per-object log lines at DEBUG."""
+bookkeeping of versions, the choice of how to read BMC interfaces, selectors read together, and
+per-object log lines at DEBUG."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from argora_common.converge import in_parallel
-from argora_common.inventory import by_site_is_cheaper
+from argora_common.crds import ClusterSelector
+from argora_common.inventory import by_site_is_cheaper, cluster_id_chunks, read_selection
 from argora_common.kinds import BMC
 from argora_common.kube import MANAGED_BY_LABEL, Kube
 from argora_common.netbox import NetBox
-from argora_common.netbox_schema import Site
+from argora_common.netbox_schema import CLUSTERS, DEVICES, Cluster, Device, Endpoint, Site
 from argora_common.operator import PerObjectLinesAtDebug
-from argora_common.watch import WatchGoneError, WatchIndex
+from argora_common.watch import EventWorker, WatchGoneError, WatchIndex
 
 
 def test_parallel_work_stays_within_its_bound_and_does_every_item() -> None:
@@ -138,6 +140,37 @@ def test_a_watch_gap_is_reported_for_a_new_list() -> None:
         trusted_index()._apply({"type": "ERROR", "object": {"code": 410, "message": "too old resource version"}})
 
 
+def test_watch_events_reach_the_worker_latest_first_and_a_failing_handler_does_not_stop_it() -> None:
+    handled: list[tuple[str, str, dict[str, Any]]] = []
+    release = threading.Event()
+
+    def handle(kind: Any, event_type: str, obj: dict[str, Any]) -> None:
+        release.wait(5)
+        if obj["spec"].get("fail"):
+            raise RuntimeError("API server unavailable")
+        handled.append((event_type, obj["metadata"]["name"], obj["spec"]))
+
+    worker = EventWorker(handle)
+    index = WatchIndex(cast(Kube, None), BMC, "argora-test", listener=worker.listener(BMC))
+    index._trusted = True
+    worker.start()
+    index._apply({"type": "ADDED", "object": bmc("busy", 1)})  # the handler holds it until released
+    time.sleep(0.1)
+    index._apply({"type": "MODIFIED", "object": bmc("c", 2, fail=True)})
+    for version in (3, 4, 5):
+        index._apply({"type": "MODIFIED", "object": bmc("b", version, protocol=f"v{version}")})
+    index._apply({"type": "MODIFIED", "object": bmc("a", 6)})
+    index._apply({"type": "DELETED", "object": bmc("a", 7)})
+    release.set()
+    deadline = time.monotonic() + 5
+    while len(handled) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.stop()
+    # b's three events are one (its latest), a's MODIFIED gave way to its DELETED, c's failure stopped
+    # nothing. Objects come without status and managedFields, as the index keeps them.
+    assert handled == [("ADDED", "busy", {}), ("MODIFIED", "b", {"protocol": "v5"}), ("DELETED", "a", {})]
+
+
 class Pages:
     page_size = 1000
     reads_in_flight = 4
@@ -158,6 +191,70 @@ def sites(*counts: int | None) -> list[Site]:
 )
 def test_bmc_interfaces_are_read_the_cheaper_way(devices: int, counts: tuple[int | None], by_site: bool) -> None:
     assert by_site_is_cheaper(cast(NetBox, Pages()), devices, sites(*counts)) is by_site
+
+
+def cluster(cluster_id: int, name: str, devices: int | None) -> Cluster:
+    return Cluster.model_validate({"id": cluster_id, "name": name, "type": {"id": 1}, "device_count": devices})
+
+
+def test_clusters_are_grouped_by_about_a_page_of_devices() -> None:
+    clusters = [cluster(i, f"c{i}", 500) for i in range(1, 21)]
+    assert cluster_id_chunks(clusters, 1000) == [[i, i + 1] for i in range(1, 21, 2)]
+    # A cluster larger than a page is a group of its own; one NetBox did not count counts as a page.
+    mixed = [cluster(1, "a", 300), cluster(2, "b", 5000), cluster(3, "c", None), cluster(4, "d", 10)]
+    assert cluster_id_chunks(mixed, 1000) == [[1], [2], [3], [4]]
+
+
+class FakeInventory:
+    """What a NetBox holding `clusters` and `devices` answers to `select`, and every request asked."""
+
+    page_size = 1000
+    reads_in_flight = 1
+
+    def __init__(self, clusters: list[Cluster], devices: list[Device]) -> None:
+        self.clusters, self.devices = clusters, devices
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+
+    def in_parallel(self, read: Any, items: Sequence[Any]) -> list[Any]:
+        return [read(item) for item in items]
+
+    def list_by_ids(self, endpoint: Endpoint[Any], id_filter: str, ids: Any, **filters: Any) -> list[Any]:
+        return self.select(endpoint, **{id_filter: sorted(ids)}, **filters)
+
+    def select(self, endpoint: Endpoint[Any], **filters: Any) -> list[Any]:
+        self.requests.append((endpoint.path, filters))
+        if endpoint is CLUSTERS:
+            names = filters["name"] if isinstance(filters["name"], list) else [filters["name"]]
+            return [c for c in self.clusters if c.name in names]
+        assert endpoint is DEVICES
+        return [
+            d
+            for d in self.devices
+            if d.cluster is not None and d.cluster.id in filters["cluster_id"] and d.status in filters["status"]
+        ]
+
+
+def device(device_id: int, cluster_id: int, status: str = "active") -> Device:
+    return Device.model_validate(
+        {"id": device_id, "name": f"d{device_id}", "status": status, "site": {"id": 1},
+         "device_type": {"id": 1, "slug": "t", "manufacturer": {"id": 1}}, "cluster": {"id": cluster_id}}
+    )  # fmt: skip
+
+
+def test_selectors_naming_clusters_are_read_together_with_the_same_result() -> None:
+    clusters = [cluster(1, "a", 2), cluster(2, "b", 1), cluster(3, "B", 1)]
+    devices = [device(10, 1), device(11, 1), device(12, 2), device(13, 3), device(14, 2, "offline")]
+    selectors = [ClusterSelector(name="b"), ClusterSelector(name="a"), ClusterSelector(name="nope")]
+    selectors.append(ClusterSelector(name="a", statuses=["offline", "active"]))
+    selectors.append(ClusterSelector(name="b", statuses=["offline", "active"]))
+    netbox = FakeInventory(clusters, devices)
+    selection = read_selection(cast(NetBox, netbox), selectors, ("active",))
+    # One read of clusters and one of devices for the three with the default statuses, the same for the
+    # two that add offline devices.
+    assert len(netbox.requests) == 4
+    assert [[c.name for c in found] for found in selection.clusters_by_selector] == [["b"], ["a"], [], ["a"], ["b"]]
+    # Each device once, with the first selector that selected it; the names match exactly.
+    assert [(d.device.id, d.selector_index) for d in selection.devices] == [(12, 0), (10, 1), (11, 1), (14, 4)]
 
 
 def record(name: str, level: int, message: str) -> logging.LogRecord:
