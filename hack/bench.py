@@ -24,14 +24,15 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
+import os
 import re
 import shutil
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from kubernetes import client
 
 from argora_common.crds import ClusterSelector
 from argora_common.inventory import read_inventory
-from argora_common.kube import SYNC_ANNOTATION
+from argora_common.kube import OWNER_NAMESPACE_LABEL, SYNC_ANNOTATION
 from argora_common.netbox import NetBox
 from argora_common.settings import Settings
 from argora_dev import REPO_ROOT
@@ -214,10 +215,39 @@ class Counts:
         return Counts(self.reads - other.reads, self.writes - other.writes, self.written - other.written)
 
 
+CHANGE_LOG = "core/object-changes"  # the change log's looks run on their own clock: not part of a pass
+
+
 def counts(operator: OperatorProcess) -> Counts:
     requests = operator.metric(REQUESTS)
-    reads = operator.metric(REQUESTS, method="GET")
+    reads = operator.metric(REQUESTS, method="GET") - operator.metric(REQUESTS, method="GET", endpoint=CHANGE_LOG)
     return Counts(reads, requests - reads, operator.metric("argora_objects_written_total"))
+
+
+# Which part of the stack each process belongs to, by its command name (the operator by its pid).
+PARTS = {"kube-apiserver": "API server", "etcd": "API server", "gunicorn": "NetBox", "postgres": "NetBox",
+         "redis-server": "NetBox", "netbox": "NetBox"}  # fmt: skip
+
+
+def cpu_seconds(operator_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by each part of the stack: its live processes and the children they reaped
+    (PostgreSQL's backends)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = defaultdict(float)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        command, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        part = "Argora" if int(stat.parent.name) == operator_pid else PARTS.get(command)
+        if part is not None:
+            used[part] += sum(int(value) for value in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+    return dict(used)
+
+
+def cpu_used(now: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {part: seconds - before.get(part, 0.0) for part, seconds in now.items()}
 
 
 @dataclass(frozen=True)
@@ -225,16 +255,44 @@ class Pass:
     seconds: float
     counts: Counts
     busy: float = float("nan")  # seconds the operator's passes took by its own histogram
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds each part of the stack used meanwhile
 
     def __sub__(self, other: Pass) -> Pass:
-        return Pass(self.seconds - other.seconds, self.counts - other.counts, self.busy - other.busy)
+        cpu = cpu_used(self.cpu, other.cpu)
+        return Pass(self.seconds - other.seconds, self.counts - other.counts, self.busy - other.busy, cpu)
 
     def line(self) -> str:
         c = self.counts
         busy = "" if self.busy != self.busy else f" (passes {self.busy:.1f} s)"
+        cpu = ", ".join(f"{part} {self.cpu.get(part, 0.0):.1f} s" for part in ("Argora", "API server", "NetBox"))
         return (
             f"{self.seconds:.1f} s{busy}, {c.reads + c.writes:.0f} NetBox requests ({c.reads:.0f} reads,"
-            f" {c.writes:.0f} writes), {c.written:.0f} objects written"
+            f" {c.writes:.0f} writes), {c.written:.0f} objects written" + (f"; CPU: {cpu}" if self.cpu else "")
+        )
+
+
+@dataclass
+class Clock:
+    """Takes the operator's figures at the start of a pass and turns them into a Pass at its end."""
+
+    operator: OperatorProcess
+    started: float = 0.0
+    counts: Counts = Counts(0, 0, 0)
+    busy: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    def start(self) -> Clock:
+        self.started, self.counts = time.monotonic(), counts(self.operator)
+        self.busy, self.cpu = self.operator.metric(f"{PASSES}_sum"), cpu_seconds(self.operator.process.pid)
+        return self
+
+    def stop(self, waited: float = 0.0) -> Pass:
+        """`waited`: seconds of the wall time that were no pass (waiting for lastSyncTime to tick)."""
+        return Pass(
+            time.monotonic() - self.started - waited,
+            counts(self.operator) - self.counts,
+            self.operator.metric(f"{PASSES}_sum") - self.busy,
+            cpu_used(cpu_seconds(self.operator.process.pid), self.cpu),
         )
 
 
@@ -244,39 +302,56 @@ def peak_rss_mb(pid: int) -> float:
     return int(match[1]) / 1024 if match else float("nan")
 
 
+# With NetBox's change log followed (as by default in production), a resync while nothing changed plans
+# from the last NetBox reads; the bench waits for one such pass after the requested ones.
+RESYNC_SECONDS = 60
+
+
 def operator_env(kube: KubeCluster, netbox: NetBoxServer) -> dict[str, str]:
     return operator_environment(
-        kube, netbox, netbox.readonly_v2_token, ARGORA_LOG_LEVEL="INFO", ARGORA_DEFAULT_BMC_CREDENTIALS="bench/bmc"
-    )
+        kube, netbox, netbox.readonly_v2_token, ARGORA_LOG_LEVEL="INFO", ARGORA_DEFAULT_BMC_CREDENTIALS="bench/bmc",
+        ARGORA_NETBOX_CHANGES_INTERVAL="10", ARGORA_RESYNC_INTERVAL_SECONDS=str(RESYNC_SECONDS),
+    )  # fmt: skip
 
 
-def show(name: str, summary: str, first: Pass, again: Pass, rss_mb: float) -> None:
+def show(name: str, summary: str, first: Pass, again: Pass) -> None:
     print(f"{name}: {summary}")
     print(f"  first full pass: {first.line()}")
-    print(f"  no-change pass:  {again.line()}")
-    print(f"  peak RSS:        {rss_mb:.0f} MB", flush=True)
+    print(f"  no-change pass:  {again.line()}", flush=True)
+
+
+def next_resync(operator: OperatorProcess) -> Pass:
+    """The next pass that nobody asked for: the resync timer's, which reuses the last NetBox reads."""
+    done = operator.metric(f"{PASSES}_count")
+    clock = Clock(operator).start()
+    wait_for(lambda: operator.metric(f"{PASSES}_count") > done or None, 3 * RESYNC_SECONDS, "a resync")
+    resync = clock.stop()
+    return Pass(resync.busy, resync.counts, resync.busy, resync.cpu)
 
 
 def measure(
-    name: str, operator: OperatorProcess, first: Callable[[], str], again: Callable[[], str], floor: str = ""
+    name: str,
+    operator: OperatorProcess,
+    first: Callable[[], str],
+    again: Callable[[], str],
+    floor: str = "",
+    *,
+    resync: bool = False,
 ) -> None:
-    """Time a first full pass and a pass with nothing to change; count NetBox requests and writes. The
-    wall time of the pass with nothing to change leaves out the second the sync request waits first
-    (lastSyncTime's resolution); `floor`, when given, says what reading NetBox alone takes."""
-    before = counts(operator)
-    busy_before = operator.metric(f"{PASSES}_sum")
-    started = time.monotonic()
+    """Time a first full pass and a pass with nothing to change; count NetBox requests and writes, and the
+    CPU time of each part of the stack. The wall time of the pass with nothing to change leaves out the
+    second the sync request waits first (lastSyncTime's resolution); `floor`, when given, says what reading
+    NetBox alone takes; `resync`: also the next resync of the one resource (timed by the histogram)."""
+    clock = Clock(operator).start()
     summary = first()
-    busy_first = operator.metric(f"{PASSES}_sum")
-    first_pass = Pass(time.monotonic() - started, counts(operator) - before, busy_first - busy_before)
-    started = time.monotonic()
+    first_pass = clock.stop()
+    clock.start()
     again()
-    no_change = Pass(
-        time.monotonic() - started - SYNC_REQUEST_WAIT,
-        counts(operator) - before - first_pass.counts,
-        operator.metric(f"{PASSES}_sum") - busy_first,
-    )
-    show(name, summary, first_pass, no_change, peak_rss_mb(operator.process.pid))
+    no_change = clock.stop(waited=SYNC_REQUEST_WAIT)
+    show(name, summary, first_pass, no_change)
+    if resync:
+        print(f"  resync, NetBox unchanged (reads reused): {next_resync(operator).line()}")
+    print(f"  peak RSS:        {peak_rss_mb(operator.process.pid):.0f} MB", flush=True)
     if floor:
         print(f"  NetBox floor:    {floor}", flush=True)
 
@@ -396,7 +471,8 @@ def measure_ipaddress(
         f" {created:.0f} addresses created, {primaries:.0f} primary IPs set; {patched} IPAddresses patched"
         " by the no-change pass"
     )
-    show(name, summary, first, again, peak_rss_mb(operator.process.pid))
+    show(name, summary, first, again)
+    print(f"  peak RSS:        {peak_rss_mb(operator.process.pid):.0f} MB", flush=True)
     return operator, first.counts
 
 
@@ -544,8 +620,8 @@ def total_counts(objects: Objects, names: Sequence[str], kind: str = "ClusterImp
 
 
 def clear_ironcore(kube: KubeCluster, objects: Objects, operator: OperatorProcess, names: Sequence[str]) -> None:
-    """Remove the imports (orphaning their objects, at once) and then every BMC and BMCSecret in one request
-    per kind: the next case starts on an empty cluster."""
+    """Remove the imports (orphaning their objects, at once) and then their BMCs and BMCSecrets in one request
+    per kind (those of the 1,000-device import stay): the next case starts where this one did."""
     for name in names:
         objects.patch_import(SCALE_NAMESPACE, name, {"spec": {"deletionPolicy": "Orphan"}})
         objects.delete_import(SCALE_NAMESPACE, name)
@@ -553,7 +629,9 @@ def clear_ironcore(kube: KubeCluster, objects: Objects, operator: OperatorProces
     operator.stop()
     custom = client.CustomObjectsApi(kube.api_client())
     for plural in ("bmcs", "bmcsecrets"):
-        custom.delete_collection_cluster_custom_object("metal.ironcore.dev", "v1alpha1", plural)
+        custom.delete_collection_cluster_custom_object(
+            "metal.ironcore.dev", "v1alpha1", plural, label_selector=f"{OWNER_NAMESPACE_LABEL}={SCALE_NAMESPACE}"
+        )
 
 
 def bench_scale_ironcore(kube: KubeCluster, netbox: NetBoxServer, objects: Objects, env: dict[str, str]) -> None:
@@ -570,7 +648,7 @@ def bench_scale_ironcore(kube: KubeCluster, netbox: NetBoxServer, objects: Objec
 
     total = SCALE_CLUSTERS * SCALE_DEVICES
     measure(f"argora-ironcore, {total} devices in {SCALE_CLUSTERS} clusters, one ClusterImport", operator, first,
-            again, netbox_floor(netbox, names))  # fmt: skip
+            again, netbox_floor(netbox, names), resync=True)  # fmt: skip
     clear_ironcore(kube, objects, operator, ["scale"])
 
     operator = OperatorProcess("ironcore", WORKDIR, env).start()
@@ -644,14 +722,16 @@ def bench_scale_metal3(kube: KubeCluster, netbox: NetBoxServer, clusters: Cluste
         return json.dumps(clusters.resync(SCALE_NAMESPACE, "big")["counts"])
 
     measure(f"argora-metal3, one Cluster of {BIG_CLUSTER} hosts", operator, big_first, big_again,
-            netbox_floor(netbox, names[:1]))  # fmt: skip
+            netbox_floor(netbox, names[:1]), resync=True)  # fmt: skip
     operator.stop()
 
 
 def bench_scale_update(netbox: NetBoxServer, objects: Objects, env: dict[str, str]) -> None:
     """A dry run and a real pass over the scale clusters (nothing to correct there), then a real pass over
     UPDATE_DEVICES devices that each need a rename, their OOB IP and two VMK interfaces with an IP removed."""
-    operator = OperatorProcess("update", WORKDIR, {**env, "ARGORA_NETBOX_TOKEN": netbox.v2_token}).start()
+    # Not following the change log: its own writes would start the next pass before the one measured.
+    quiet = {"ARGORA_NETBOX_CHANGES_INTERVAL": "0", "ARGORA_RESYNC_INTERVAL_SECONDS": "3600"}
+    operator = OperatorProcess("update", WORKDIR, {**env, **quiet, "ARGORA_NETBOX_TOKEN": netbox.v2_token}).start()
     selectors = [{"name": name} for name in scale_cluster_names()]
 
     def dry_run() -> str:
@@ -737,7 +817,7 @@ def bench_ironcore(netbox: NetBoxServer, objects: Objects, env: dict[str, str]) 
     def import_again() -> str:
         return json.dumps(objects.resync("bench", "bench")["status"]["counts"])
 
-    measure("argora-ironcore", ironcore, import_first, import_again, netbox_floor(netbox, [CLUSTER_NAME]))
+    measure("argora-ironcore", ironcore, import_first, import_again, netbox_floor(netbox, [CLUSTER_NAME]), resync=True)
     ironcore.stop()
 
 
@@ -751,7 +831,7 @@ def bench_metal3(netbox: NetBoxServer, clusters: Clusters, env: dict[str, str]) 
     def cluster_again() -> str:
         return json.dumps(clusters.resync("bench", "bench")["counts"])
 
-    measure("argora-metal3", metal3, cluster_first, cluster_again, netbox_floor(netbox, [CLUSTER_NAME]))
+    measure("argora-metal3", metal3, cluster_first, cluster_again, netbox_floor(netbox, [CLUSTER_NAME]), resync=True)
     metal3.stop()
 
 
