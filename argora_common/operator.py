@@ -228,9 +228,10 @@ def configure_kopf(settings: kopf.OperatorSettings, controller: Controller) -> N
 
 
 class PerObjectLinesAtDebug(logging.Filter):
-    """kopf says "Handler '…' succeeded." at INFO for every handled event: one line per BMC, host or
-    ClusterImport event, thousands per pass at scale, next to the pass's own summary line. They become
-    DEBUG lines (kopf still posts its Events on our resources; that does not go through here)."""
+    """kopf says "Handler '…' succeeded.", "Timer '…' succeeded." and "… is processed: 1 succeeded; 0
+    failed." at INFO for every handled event and resync: lines per object and per pass, next to the
+    pass's own summary line. They become DEBUG lines (kopf still posts its Events on our resources;
+    that does not go through here); kopf's lines about failures stay."""
 
     def __init__(self, level: int) -> None:
         super().__init__()
@@ -239,7 +240,8 @@ class PerObjectLinesAtDebug(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno == logging.INFO and record.name == "kopf.objects":
             message = record.getMessage()
-            if message.startswith("Handler '") and message.endswith("succeeded."):
+            succeeded = message.startswith(("Handler '", "Timer '")) and message.endswith("succeeded.")
+            if succeeded or message.endswith("is processed: 1 succeeded; 0 failed."):
                 record.levelno, record.levelname = logging.DEBUG, "DEBUG"
                 return self.level <= logging.DEBUG
         return True

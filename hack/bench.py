@@ -219,9 +219,10 @@ CHANGE_LOG = "core/object-changes"  # the change log's looks run on their own cl
 
 
 def counts(operator: OperatorProcess) -> Counts:
-    requests = operator.metric(REQUESTS)
-    reads = operator.metric(REQUESTS, method="GET") - operator.metric(REQUESTS, method="GET", endpoint=CHANGE_LOG)
-    return Counts(reads, requests - reads, operator.metric("argora_objects_written_total"))
+    gets = operator.metric(REQUESTS, method="GET")
+    writes = operator.metric(REQUESTS) - gets
+    reads = gets - operator.metric(REQUESTS, method="GET", endpoint=CHANGE_LOG)
+    return Counts(reads, writes, operator.metric("argora_objects_written_total"))
 
 
 # Which part of the stack each process belongs to, by its command name (the operator by its pid).
