@@ -702,13 +702,17 @@ def bench_scale_metal3(kube: KubeCluster, netbox: NetBoxServer, clusters: Cluste
     clusters.custom.delete_collection_namespaced_custom_object(*METAL3, SCALE_NAMESPACE, "baremetalhosts")
     clusters.core.delete_collection_namespaced_secret(SCALE_NAMESPACE, label_selector="app.kubernetes.io/managed-by")
 
-    # One Cluster of BIG_CLUSTER hosts: the devices of the next clusters move into the first.
+
+def bench_big_metal3(netbox: NetBoxServer, clusters: Clusters, env: dict[str, str]) -> None:
+    """One Cluster of BIG_CLUSTER hosts: the devices of the next scale clusters move into the first."""
+    names = scale_cluster_names()
     seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
     (target,) = seeder.get("virtualization/clusters", name=names[0])
     moved = [
         {"id": device["id"], "cluster": target["id"]}
         for name in names[1 : BIG_CLUSTER // SCALE_DEVICES]
-        for device in seeder.get("dcim/devices", cluster=name, fields="id")
+        for cluster in seeder.get("virtualization/clusters", name=name)
+        for device in seeder.get("dcim/devices", cluster_id=cluster["id"], fields="id")
     ]
     started = time.monotonic()
     seeder.update_many("dcim/devices", moved)
@@ -766,7 +770,7 @@ def bench_scale_update(netbox: NetBoxServer, objects: Objects, env: dict[str, st
 BIG_CLUSTER = 2000
 
 
-CASES = ("ironcore", "changes", "metal3", "ippool", "ipaddress", "scale", "update")
+CASES = ("ironcore", "changes", "metal3", "ippool", "ipaddress", "scale", "metal3-big", "update")
 
 
 def main() -> None:
@@ -782,7 +786,7 @@ def main() -> None:
         kube = KubeCluster(WORKDIR / "kube")
         kube.start()
         kube.install_crds(crd_files())
-        netbox = netbox_at_scale() if {"scale", "update"} & set(cases) else netbox_with_inventory()
+        netbox = netbox_at_scale() if {"scale", "metal3-big", "update"} & set(cases) else netbox_with_inventory()
         objects = Objects(kube.api_client())
         clusters = Clusters(kube.api_client())
         for namespace in ("bench", SCALE_NAMESPACE):
@@ -802,6 +806,8 @@ def main() -> None:
         if "scale" in cases:
             bench_scale_ironcore(kube, netbox, objects, env)
             bench_scale_metal3(kube, netbox, clusters, env)
+        if {"scale", "metal3-big"} & set(cases):
+            bench_big_metal3(netbox, clusters, env)
         if "update" in cases:
             bench_scale_update(netbox, objects, env)
     finally:
