@@ -208,6 +208,9 @@ class PassRunner[Facts, Planned, Result]:
     def _read(self, key: Key, body: Body, reused: LastRead[Facts] | None) -> Facts:
         if reused is not None and self.tracking is not None and self.tracking.refresh is not None:
             return self.tracking.refresh(body, reused.facts)
+        # The read it replaces goes first: at 10,000 devices one read is about 80 MB, and two at once
+        # would be the operator's peak.
+        self._last_reads.pop(key, None)
         began = time.monotonic()
         facts = self.steps.read(body)
         if self.changes is not None and self.tracking is not None:
