@@ -7,13 +7,16 @@ Cases (all when none is named):
 - ippool: 50 and 500 NetBox prefixes; ipaddress: 50 and 500 IPAddresses written back to NetBox (its
   NetBox reads grow with the id chunks, its writes are one per address and one per primary IP).
 - scale: 10,000 devices in 20 NetBox clusters: argora-ironcore with one ClusterImport of them all and with
-  20 ClusterImports of 500; argora-metal3 with 20 Clusters of 500 and with one Cluster of 2,000.
+  20 ClusterImports of 500; argora-metal3 with 20 Clusters of 500 and (as metal3-big alone) with one
+  Cluster of 2,000.
 - update: argora-update's dry run and real pass over the 10,000 devices, and a pass over 1,000 devices
   that each need a rename, their OOB IP and two VMK interfaces with an IP removed.
 
 Each prints NetBox requests (reads and writes), the first full pass, the pass with nothing to change
-(wall time, and the passes' own time by the operator's histogram), objects written, the operator's peak
-RSS, and the NetBox floor: the same reads done in this process, the least a pass can take.
+(wall time, and the passes' own time by the operator's histogram), objects written, the CPU seconds of
+Argora, the API server and NetBox during each, the operator's peak RSS, and the NetBox floor: the same
+reads done in this process, the least a pass can take. Cases with one resource also time the next
+resync, which plans from the last NetBox read while the change log says nothing changed.
 
 Seeding takes long (1,000 devices minutes, the scale inventory about half an hour), so each seeded
 database is dumped once into the cache and restored on later runs; the LAG interfaces argora-ipaddress
