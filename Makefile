@@ -18,10 +18,12 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-## Test servers: kube-apiserver + etcd built from Go modules, upstream CRDs, NetBox with PostgreSQL and Redis.
+## Test servers: kube-apiserver + etcd, helm and Toxiproxy built from Go modules, upstream CRDs, NetBox with
+## PostgreSQL and Redis.
 tools:
 	hack/testbin/build.sh
 	hack/helm/build.sh
+	hack/toxiproxy/build.sh
 	hack/upstream-crds.sh
 	hack/netbox/install.sh
 
