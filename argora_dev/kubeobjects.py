@@ -203,6 +203,9 @@ class Clusters:
     def secret(self, namespace: str, name: str) -> Any:
         return self.core.read_namespaced_secret(name, namespace)
 
+    def secret_names(self, namespace: str) -> list[str]:
+        return [secret.metadata.name for secret in self.core.list_namespaced_secret(namespace).items]
+
     def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
         events = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
         return [(event.type, event.reason, event.message) for event in events]
