@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from argora_common.bmc import BMCAccess, DeviceSkippedError, bmc_access
 from argora_common.converge import Problems, name_devices
 from argora_common.crds import DeviceProblem
-from argora_common.credentials import BMCCredentials
+from argora_common.credentials import BMCCredentials, CredentialsProblem
 from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.netbox_schema import Device
 
@@ -50,7 +50,7 @@ class Screening:
 
     def usable(
         self,
-        credentials: Callable[[SelectedDevice], BMCCredentials | str],
+        credentials: Callable[[SelectedDevice], BMCCredentials | CredentialsProblem],
         access: Callable[[Device, Inventory], BMCAccess] = bmc_access,
     ) -> Iterator[UsableDevice]:
         """The devices with a name, credentials (or why there are none) and BMC access, in NetBox order."""
@@ -60,8 +60,8 @@ class Screening:
             if name is None:
                 continue
             creds = credentials(selected)
-            if isinstance(creds, str):
-                self.problems.add(device.id, "CredentialsUnavailable", creds)
+            if isinstance(creds, CredentialsProblem):
+                self.problems.add(device.id, creds.reason, creds.message)
                 continue
             try:
                 found = access(device, self.inventory)

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     default_bmc_credentials: Annotated[SecretReference | None, NoDecode] = Field(
         default=None, description="'namespace/name' of the Secret used when a resource names none"
     )
+    credentials_opt_in: bool = Field(
+        default=True,
+        description="Use a Secret a resource names as BMC credentials only when it is labelled "
+        "argora.cloud.sap/bmc-credentials=true (the default Secret need not be)",
+    )
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated namespaces to watch; empty watches all"
     )

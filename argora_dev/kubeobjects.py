@@ -13,6 +13,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from argora_common.credentials import OPT_IN_LABEL
 from argora_common.kube import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
 
 ARGORA = ("argora.cloud.sap", "v1alpha1")
@@ -26,10 +27,12 @@ def _owner_selector(namespace: str, name: str) -> str:
 
 
 def ensure_secret(api: client.ApiClient, namespace: str, name: str, data: dict[str, str]) -> None:
-    """A namespace with one Secret in it, shared by a module's tests (left as it is when it exists)."""
+    """A namespace with one BMC credentials Secret in it (opted in), shared by a module's tests (left as it
+    is when it exists)."""
     core = client.CoreV1Api(api)
     _unless_exists(core.create_namespace, {"metadata": {"name": namespace}})
-    _unless_exists(core.create_namespaced_secret, namespace, {"metadata": {"name": name}, "stringData": data})
+    metadata = {"name": name, "labels": {OPT_IN_LABEL: "true"}}
+    _unless_exists(core.create_namespaced_secret, namespace, {"metadata": metadata, "stringData": data})
 
 
 def _unless_exists(create: Callable[..., object], *args: object) -> None:
@@ -57,9 +60,11 @@ class Objects:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
 
-    def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
+    def create_secret(self, namespace: str, name: str, data: dict[str, str], *, bmc_credentials: bool = True) -> None:
+        """`bmc_credentials`: labelled as a Secret that may serve as BMC credentials, as users label theirs."""
+        labels = {OPT_IN_LABEL: "true"} if bmc_credentials else {}
         self.core.create_namespaced_secret(
-            namespace, {"metadata": {"name": name}, "stringData": data, "type": "Opaque"}
+            namespace, {"metadata": {"name": name, "labels": labels}, "stringData": data, "type": "Opaque"}
         )
 
     def replace_secret_data(self, namespace: str, name: str, data: dict[str, str]) -> None:
@@ -197,6 +202,9 @@ class Clusters:
 
     def secret(self, namespace: str, name: str) -> Any:
         return self.core.read_namespaced_secret(name, namespace)
+
+    def secret_names(self, namespace: str) -> list[str]:
+        return [secret.metadata.name for secret in self.core.list_namespaced_secret(namespace).items]
 
     def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
         events = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from argora_common.bmc import BMCAccess, DeviceSkippedError, bmc_access, device_name_labels, topology_labels
-from argora_common.credentials import BMCCredentials
+from argora_common.credentials import BMCCredentials, CredentialsProblem
 from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.kube import (
     Owner,
@@ -100,7 +100,7 @@ def desired_objects(
 
 def plan(
     inventory: Inventory,
-    credentials: Sequence[BMCCredentials | str],
+    credentials: Sequence[BMCCredentials | CredentialsProblem],
     owner: Owner,
     settings: IroncoreSettings,
 ) -> Plan:

@@ -12,7 +12,7 @@ from typing import Any, Final
 from argora_common import crds
 from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, MAC_ADDRESS, SITE, Interest
 from argora_common.crds import MAX_PROBLEMS, ClusterImportCounts, ClusterImportSpec, ClusterImportStatus
-from argora_common.credentials import BMCCredentials, credentials_for
+from argora_common.credentials import BMCCredentials, CredentialsProblem, credentials_for
 from argora_common.errors import Decision
 from argora_common.inventory import Inventory, read_inventory
 from argora_common.kinds import BMC, BMC_SECRET
@@ -56,7 +56,9 @@ def owner_of(body: Body) -> Owner:
 class Facts:
     spec: ClusterImportSpec
     inventory: Inventory
-    credentials: list[BMCCredentials | str]  # per spec.clusters entry: the credentials, or why there are none
+    credentials: list[
+        BMCCredentials | CredentialsProblem
+    ]  # per spec.clusters entry: the credentials, or why there are none
 
 
 class ImportSteps:
@@ -79,10 +81,13 @@ class ImportSteps:
         """The last NetBox reads with the credentials read again (a rotated Secret is picked up)."""
         return Facts(facts.spec, facts.inventory, self._credentials(body, facts.spec))
 
-    def _credentials(self, body: Body, spec: ClusterImportSpec) -> list[BMCCredentials | str]:
+    def _credentials(self, body: Body, spec: ClusterImportSpec) -> list[BMCCredentials | CredentialsProblem]:
         namespace = body["metadata"]["namespace"]
         wanted = [(namespace, s.bmc_credentials_ref.name if s.bmc_credentials_ref else None) for s in spec.clusters]
-        return credentials_for(self.kube, wanted, self.settings.default_bmc_credentials, "bmcCredentialsRef")
+        return credentials_for(
+            self.kube, wanted, self.settings.default_bmc_credentials, "bmcCredentialsRef",
+            opt_in=self.settings.credentials_opt_in,
+        )  # fmt: skip
 
     def plan(self, body: Body, facts: Facts) -> Plan:
         return plan(facts.inventory, facts.credentials, owner_of(body), self.settings)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from argora_common.bmc import device_name_labels, topology_labels
 from argora_common.crds import ClusterSelector
-from argora_common.credentials import BMCCredentials
+from argora_common.credentials import BMCCredentials, CredentialsProblem
 from argora_common.inventory import AmbiguousMACError, BootInterfaces, Inventory, interface_mac
 from argora_common.kube import ARGORA_DOMAIN, Kind, Owner, b64, label_value
 from argora_common.netbox_schema import Device, Interface, Prefix
@@ -103,7 +103,7 @@ def plan(
     cluster: Mapping[str, Any],
     inventory: Inventory,
     boot: BootInterfaces,
-    credentials: BMCCredentials | str,
+    credentials: BMCCredentials | CredentialsProblem,
     settings: Metal3Settings,
     prefixes: Sequence[Prefix] = (),
 ) -> Plan:

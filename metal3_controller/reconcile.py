@@ -19,7 +19,7 @@ from typing import Any, Final
 from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, MAC_ADDRESS, PREFIX, SITE, Interest, Ref
 from argora_common.converge import ConvergeResult
 from argora_common.crds import DeviceProblem
-from argora_common.credentials import BMCCredentials, credentials_for
+from argora_common.credentials import BMCCredentials, CredentialsProblem, credentials_for
 from argora_common.errors import BadInputError, Decision
 from argora_common.inventory import BootInterfaces, Inventory, read_boot_interfaces, read_inventory
 from argora_common.kube import SYNC_ANNOTATION, Kube, Owner, now, post_event
@@ -97,7 +97,7 @@ class Facts:
     inventory: Inventory
     boot: BootInterfaces
     prefixes: list[Prefix]
-    credentials: BMCCredentials | str
+    credentials: BMCCredentials | CredentialsProblem
 
     def refs(self) -> set[Ref]:
         return self.inventory.refs() | self.boot.refs() | {(PREFIX, prefix.id) for prefix in self.prefixes}
@@ -136,13 +136,14 @@ class ClusterSteps:
         """The last NetBox reads with the credentials read again (a rotated Secret is picked up)."""
         return Facts(facts.netbox_cluster, facts.inventory, facts.boot, facts.prefixes, self._credentials(body))
 
-    def _credentials(self, body: Body) -> BMCCredentials | str:
+    def _credentials(self, body: Body) -> BMCCredentials | CredentialsProblem:
         named = (body["metadata"].get("annotations") or {}).get(CREDENTIALS_ANNOTATION)
         (credentials,) = credentials_for(
             self.kube,
             [(body["metadata"]["namespace"], named or None)],
             self.settings.default_bmc_credentials,
             f"{CREDENTIALS_ANNOTATION} annotation",
+            opt_in=self.settings.credentials_opt_in,
         )
         return credentials
 

@@ -152,6 +152,29 @@ def test_missing_credentials_are_reported_not_fatal(
     assert f"Secret {namespace}/absent not found" in problems[0]["message"]
 
 
+def test_a_secret_that_did_not_opt_in_is_never_copied_into_bmc_secrets(
+    ironcore: OperatorProcess, objects: Objects, namespace: str, site: Site
+) -> None:
+    # Any Secret of the namespace, e.g. an application's: creating a ClusterImport must not copy it out.
+    objects.create_secret(namespace, "app-db", {"username": "app", "password": "db-password"}, bmc_credentials=False)
+    selectors = [{"name": site.cluster_a["name"], "bmcCredentialsRef": {"name": "app-db"}}]
+    objects.create_import(namespace, "import", {"clusters": selectors})
+    ci = objects.synced_import(namespace, "import")
+    assert objects.owned("bmcs", namespace, "import") == {}
+    assert objects.owned("bmcsecrets", namespace, "import") == {}
+    problems = ci["status"]["problems"]
+    assert {p["reason"] for p in problems} == {"CredentialsNotOptedIn"}
+    assert {p["device"] for p in problems} == by_name(site.servers_a)
+    assert "argora.cloud.sap/bmc-credentials" in problems[0]["message"]
+    assert "db-password" not in str(ci) and "db-password" not in ironcore.log()
+    # Labelled by its owner, it serves on the next pass.
+    objects.core.patch_namespaced_secret(
+        "app-db", namespace, {"metadata": {"labels": {"argora.cloud.sap/bmc-credentials": "true"}}}
+    )
+    objects.resync(namespace, "import")
+    assert set(objects.owned("bmcsecrets", namespace, "import")) == by_name(site.servers_a)
+
+
 def test_ignored_bmc_secret_is_never_overwritten(
     ironcore: OperatorProcess, objects: Objects, namespace: str, site: Site
 ) -> None:

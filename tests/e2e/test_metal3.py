@@ -285,6 +285,21 @@ def test_no_or_two_netbox_clusters_is_reported_and_nothing_written(
     assert any(reason == status["error"] for _, reason, _ in clusters.events(namespace, "capi"))
 
 
+def test_a_named_secret_that_did_not_opt_in_is_never_copied(
+    metal3: OperatorProcess, clusters: Clusters, namespace: str, inventory: Inventory
+) -> None:
+    secret = {"metadata": {"name": "app-db"}, "stringData": {"username": "app", "password": "db-password"}}
+    clusters.core.create_namespaced_secret(namespace, secret)
+    annotations = {NETBOX_CLUSTER: inventory.cluster["name"], "argora.cloud.sap/bmc-credentials": "app-db"}
+    clusters.create(namespace, "capi", annotations=annotations)
+    status = clusters.synced(namespace, "capi")
+    assert clusters.hosts(namespace) == {}
+    assert [name for name in clusters.secret_names(namespace) if name.startswith("bmc-secret-")] == []
+    assert len(status["problems"]) == len(inventory.names)
+    assert all(": CredentialsNotOptedIn" in problem for problem in status["problems"])
+    assert "db-password" not in json.dumps(status) and "db-password" not in metal3.log()
+
+
 def test_metal3s_secret_metadata_survives_a_resync(
     metal3: OperatorProcess, clusters: Clusters, namespace: str, inventory: Inventory
 ) -> None:

@@ -17,6 +17,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from argora_common.credentials import OPT_IN_LABEL
 from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import Clusters, wait_for
 from argora_dev.netbox import NetBoxServer
@@ -118,7 +119,10 @@ def test_a_cluster_that_fails_every_pass_is_retried_less_and_less_and_blocks_no_
 ) -> None:
     clusters = Clusters(api_client)
     topology = Topology(seeder, prefix)
-    secret = {"metadata": {"name": "bmc"}, "stringData": {"username": "u", "password": "p"}}
+    secret = {
+        "metadata": {"name": "bmc", "labels": {OPT_IN_LABEL: "true"}},
+        "stringData": {"username": "u", "password": "p"},
+    }
     clusters.core.create_namespaced_secret(namespace, secret)
     for name in (FAILING, *HEALTHY):
         netbox_cluster = topology.cluster(name)

@@ -3,7 +3,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from argora_common.credentials import BMCCredentials
+from argora_common.credentials import BMCCredentials, CredentialsProblem
 from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.kube import Owner
 from argora_common.netbox_schema import Cluster, Device, Interface, IPAddress, Site
@@ -141,10 +141,11 @@ def test_missing_credentials_skip_only_that_selectors_devices() -> None:
         devices=[SelectedDevice(device(1, "a", "10.0.0.5/24"), 0), SelectedDevice(device(2, "b", "10.0.0.6/24"), 1)],
         sites={5: SITE},
     )
-    result = plan(inv, [CREDS, "Secret metal/bmc not found"], OWNER, SETTINGS)
+    problem = CredentialsProblem(reason="CredentialsNotOptedIn", message="Secret metal/bmc is not labelled …")
+    result = plan(inv, [CREDS, problem], OWNER, SETTINGS)
     assert [d.name for d in result.devices] == ["a"]
     assert [(p.device, p.reason, p.message) for p in result.problems] == [
-        ("b", "CredentialsUnavailable", "Secret metal/bmc not found")
+        ("b", "CredentialsNotOptedIn", "Secret metal/bmc is not labelled …")
     ]
 
 
