@@ -34,7 +34,7 @@ def create_from_manifests(api: client.ApiClient, docs: list[dict[str, Any]]) -> 
     for doc in docs:
         group, _, version = doc["apiVersion"].rpartition("/")
         namespace = doc["metadata"].get("namespace")
-        plural = {"ServiceAccount": "serviceaccounts", "Service": "services"}.get(
+        plural = {"ServiceAccount": "serviceaccounts", "Service": "services", "NetworkPolicy": "networkpolicies"}.get(
             doc["kind"], doc["kind"].lower() + "s"
         )
         prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -238,6 +239,32 @@ def test_chart_with_webhook_installs(api_client: client.ApiClient, namespace: st
         f"{namespace}-{name}-metrics" for name in CONTROLLERS
     }
     assert webhook_services == {f"{namespace}-{name}-webhook" for name in CHANGE_FOLLOWERS}
+
+
+def test_network_policy_admits_only_the_served_ports(api_client: client.ApiClient, namespace: str) -> None:
+    assert by_component(render(), "NetworkPolicy") == {}
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    netbox = {"ipBlock": {"cidr": "192.0.2.10/32"}}
+    docs = render(
+        "--set", "networkPolicy.enabled=true", "--set", "ironcore.webhook.enabled=true",
+        "--set-json", f"networkPolicy.metricsFrom=[{json.dumps(monitoring)}]",
+        "--set-json", f"networkPolicy.webhookFrom=[{json.dumps(netbox)}]",
+        release=namespace, namespace=namespace,
+    )  # fmt: skip
+    policies = {name: policy for name, (policy,) in by_component(docs, "NetworkPolicy").items()}
+    assert set(policies) == set(CONTROLLERS)
+    deployments = {name: d for name, (d,) in by_component(docs, "Deployment").items()}
+    for name, policy in policies.items():
+        pod_labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        rules = {rule["ports"][0]["port"]: rule.get("from") for rule in policy["spec"]["ingress"]}
+        served = {"health": None, "metrics": [monitoring]}
+        assert rules == ({**served, "webhook": [netbox]} if name == "ironcore" else served)
+    # The API server takes them as rendered (named ports).
+    create_from_manifests(api_client, list(policies.values()))
+    stored = client.NetworkingV1Api(api_client).list_namespaced_network_policy(namespace).items
+    assert {p.metadata.name for p in stored} == {f"{namespace}-{name}" for name in CONTROLLERS}
 
 
 @pytest.fixture
