@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 ARGORA_CACHE ?= $(HOME)/.cache/argora
 export ARGORA_CACHE
 
-.PHONY: venv tools test lint unit demo bench crds clean
+.PHONY: venv tools test lint unit demo bench faults crds clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || "$$(hack/python312.sh)" -m venv $(VENV)
@@ -52,3 +52,8 @@ clean:
 ## CASES="scale update" runs the 10,000-device ones). Seeded databases are cached.
 bench: venv tools
 	$(PY) -m hack.bench $(CASES)
+
+## Not part of `make test`: every fault scenario (tests/faults) against 1,000 imported devices, with NetBox
+## and the API server behind Toxiproxy and the HTTP fault layer; prints the table of what Argora survives.
+faults: venv tools
+	$(VENV)/bin/pytest -q -ra tests/faults -m "faults or not faults"

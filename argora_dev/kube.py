@@ -109,6 +109,7 @@ class KubeCluster:
         self.token = secrets.token_hex(24)
         self._etcd: ManagedProcess | None = None
         self._apiserver: ManagedProcess | None = None
+        self._apiserver_argv: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -194,7 +195,13 @@ class KubeCluster:
             # plugin would then reject every Pod.
             "--disable-admission-plugins=ServiceAccount",
         ]
-        self._apiserver = ManagedProcess("kube-apiserver", argv, self.workdir / "logs" / "kube-apiserver.log").start()
+        self._apiserver_argv = argv
+        self._run_apiserver()
+
+    def _run_apiserver(self) -> None:
+        self._apiserver = ManagedProcess(
+            "kube-apiserver", self._apiserver_argv, self.workdir / "logs" / "kube-apiserver.log"
+        ).start()
         auth = {"Authorization": f"Bearer {self.token}"}
         wait_until(
             lambda: http_ok(f"{self.server_url}/readyz", auth),
@@ -202,6 +209,16 @@ class KubeCluster:
             "kube-apiserver",
             self._apiserver,
         )
+
+    def restart_apiserver(self, down_seconds: float = 0.0) -> None:
+        """Stop kube-apiserver (SIGTERM, as a rollout of the control plane does), keep it down for
+        `down_seconds`, and start it again on the same port with the same etcd: clients see their
+        connections and watches end, then the same server come back. Returns once it is ready."""
+        assert self._apiserver is not None, "KubeCluster was not started"
+        self._apiserver.stop()
+        self._apiserver = None
+        time.sleep(down_seconds)
+        self._run_apiserver()
 
     def _service_account_key(self) -> Path:
         """An RSA key that both signs service account tokens and (its public half) verifies them."""

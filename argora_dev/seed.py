@@ -270,6 +270,13 @@ def add_servers(
     return [Server(d, iface, ip, mac) for d, iface, ip, mac in zip(devices, interfaces, addresses, macs, strict=True)]
 
 
+def skip_taken_addresses(seeder: NetBoxSeeder) -> None:
+    """A restored dump holds the addresses this process's fresh_ipv4() would hand out first."""
+    taken = {address["address"] for address in seeder.get("ipam/ip-addresses", fields="address")}
+    while fresh_ipv4() in taken:
+        pass
+
+
 def add_region(seeder: NetBoxSeeder, slug: str, sites: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A region and that many active sites in it, named <region>a, <region>b, ...: extending the region's
     slug, as the sites do where argora-ippool's compute transit pool names come from."""

@@ -52,7 +52,16 @@ from argora_dev.kubeobjects import CAPI, METAL3, Clusters, Machines, Objects, Po
 from argora_dev.netbox import NETBOX_VERSION, NetBoxServer
 from argora_dev.operator import OperatorProcess, operator_environment
 from argora_dev.process import cache_dir, stop_all
-from argora_dev.seed import NetBoxSeeder, PrefixSeed, Topology, add_prefixes, add_region, add_servers, fresh_ipv4
+from argora_dev.seed import (
+    NetBoxSeeder,
+    PrefixSeed,
+    Topology,
+    add_prefixes,
+    add_region,
+    add_servers,
+    fresh_ipv4,
+    skip_taken_addresses,
+)
 from argora_dev.webhooks import CHANGE_PATHS, start_following, stop_following
 from ipaddress_controller.settings import IPAddressSettings
 from ippool_controller.desired import COMPUTE_TRANSIT_ROLE
@@ -135,13 +144,6 @@ VMK_INTERFACES = ("vmk0", "vmk1")
 
 def scale_cluster_names() -> list[str]:
     return [f"scale-c{number:02d}" for number in range(SCALE_CLUSTERS)]
-
-
-def skip_taken_addresses(seeder: NetBoxSeeder) -> None:
-    """A restored dump holds the addresses this process's fresh_ipv4() would hand out first."""
-    taken = {address["address"] for address in seeder.get("ipam/ip-addresses", fields="address")}
-    while fresh_ipv4() in taken:
-        pass
 
 
 def seed_scale(netbox: NetBoxServer) -> None:
