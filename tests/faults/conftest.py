@@ -176,9 +176,10 @@ def metrics_file(process: OperatorProcess) -> Path:
 
 
 @pytest.fixture
-def clean_bmcs(objects: Objects) -> Iterator[None]:
+def clean_bmcs(objects: Objects, start_controller: Callable[..., OperatorProcess]) -> Iterator[None]:
     """BMCs and BMCSecrets are cluster-scoped and named by device: the next scenario importing the same
-    devices must start without the last one's."""
+    devices must start without the last one's. Cleaned after the test's controllers stopped (this
+    fixture depends on `start_controller`, so it ends after it): a running one would put them back."""
     yield
     for plural in ("bmcs", "bmcsecrets"):
         objects.custom.delete_collection_cluster_custom_object(
@@ -186,7 +187,7 @@ def clean_bmcs(objects: Objects) -> Iterator[None]:
         )
     wait_for(
         lambda: not objects.list_metal("bmcs") and not objects.list_metal("bmcsecrets"),
-        120,
+        300,
         "BMCs and BMCSecrets of the scenario deleted",
     )
 
