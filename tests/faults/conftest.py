@@ -27,7 +27,7 @@ from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import Objects, wait_for
 from argora_dev.netbox import NETBOX_VERSION, NetBoxServer
 from argora_dev.operator import OperatorProcess, operator_environment
-from argora_dev.process import cache_dir
+from argora_dev.process import cache_dir, free_port
 from argora_dev.seed import NetBoxSeeder, Server, Topology, add_servers, skip_taken_addresses
 from argora_dev.toxiproxy import Toxiproxy
 
@@ -150,7 +150,9 @@ def start_controller(tmp_path: Path, fault_env: dict[str, str]) -> Iterator[Call
     started: list[OperatorProcess] = []
 
     def start(name: str, env: Mapping[str, str] | None = None, workdir: Path | None = None) -> OperatorProcess:
-        process = OperatorProcess(name, workdir or tmp_path, {**fault_env, **(env or {})}).start()
+        # The webhook secret turns the webhook server on: each process needs a port of its own.
+        own = {"ARGORA_WEBHOOK_PORT": str(free_port()), **fault_env, **(env or {})}
+        process = OperatorProcess(name, workdir or tmp_path, own).start()
         started.append(process)
         STARTED.append(process)
         return process
