@@ -37,7 +37,7 @@ LABEL_PREFIX = "kubernetes.metal.cloud.sap"
 NETBOX_CLUSTER = "argora.cloud.sap/netbox-cluster"
 CHANGED = 5  # devices NetBox changes while the fault lasts
 FAULT_SECONDS = 40
-TIMEOUT_SECONDS = 10
+TIMEOUT_SECONDS = 30  # the default: NetBox on a busy machine may take 10 s for a page
 RETRIES = 3
 # Ten pages per list: a fault hits some pages of a read, not the whole read.
 PAGE_SIZE = 100
