@@ -139,7 +139,7 @@ def fault_env(kube: KubeCluster, netbox: NetBoxServer) -> dict[str, str]:
         kube, netbox, netbox.readonly_v2_token,
         ARGORA_WEBHOOK_SECRET=SECRETS.webhook_secret,
         ARGORA_NETBOX_RETRIES="3",
-        ARGORA_NETBOX_TIMEOUT_SECONDS="10",
+        ARGORA_NETBOX_TIMEOUT_SECONDS="30",
     )  # fmt: skip
 
 
