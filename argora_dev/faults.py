@@ -24,8 +24,10 @@ import requests
 
 from argora_dev.process import free_port
 
-# Hop-by-hop headers, and what the forwarding itself changes (length, encoding), are not passed on.
-_NOT_FORWARDED = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "host"}
+# Hop-by-hop headers, and what the forwarding itself changes (length, encoding), are not passed on. The Host
+# header is: NetBox builds its `next` page links from it, and links to NetBox itself would take every page
+# after the first around the fault layer.
+_NOT_FORWARDED = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
 
 
 @dataclass(frozen=True)
