@@ -244,12 +244,51 @@ def endpoint_of(url: str) -> str:
 
 
 def _retryable(error: BaseException) -> bool:
-    if isinstance(error, requests.ConnectionError | requests.Timeout):
+    # An answer cut off or garbled on its way (a connection reset in the middle of a page) is no answer.
+    if isinstance(
+        error,
+        requests.ConnectionError
+        | requests.Timeout
+        | requests.exceptions.ChunkedEncodingError
+        | requests.exceptions.ContentDecodingError,
+    ):
         return True
     if isinstance(error, RequestError):
         code: int = error.req.status_code
         return code == 429 or code >= 500
     return False
+
+
+def retry_after_seconds(error: BaseException | None, now: float | None = None) -> float:
+    """What a 429 or 503 asks a client to wait in its Retry-After header (seconds or an HTTP date); 0 when
+    it asks nothing."""
+    if not isinstance(error, RequestError) or error.req.status_code not in (429, 503):
+        return 0.0
+    value = str(error.req.headers.get("Retry-After") or "").strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    if when.tzinfo is None:
+        return 0.0
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class RetryWait:
+    """The growing delay between attempts, but never shorter than the Retry-After NetBox (or a proxy in
+    front of it) asked for, within `max_seconds`: coming back earlier would only be refused again."""
+
+    def __init__(self, max_seconds: float) -> None:
+        self.max_seconds = max_seconds
+        self._growing = wait_exponential_jitter(multiplier=0.5, max=max_seconds, jitter=0.5)
+
+    def __call__(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        return min(max(self._growing(state), retry_after_seconds(error)), self.max_seconds)
 
 
 def _describe(error: BaseException) -> str:
@@ -403,13 +442,29 @@ class NetBox:
 
     def create(self, endpoint: Endpoint[Any], **fields: Any) -> int:
         """POST one object and return its id. Retried like the rest: NetBox refuses a second copy of
-        what must be unique (an IP address), so a retry after a lost answer cannot duplicate it."""
+        what must be unique (an IP address), so a retry after a lost answer cannot duplicate it. That
+        refusal says nothing against the object, though: after an attempt whose answer was lost (cut off,
+        timed out, 5xx) it is NetBoxUnavailableError, so that the pass is retried and its read finds what
+        the lost attempt may have made."""
+        attempts_failed = 0
 
         def write() -> int:
-            created: int = self._resource(endpoint).create(fields).id
+            nonlocal attempts_failed
+            try:
+                created: int = self._resource(endpoint).create(fields).id
+            except Exception as error:
+                attempts_failed += _retryable(error)
+                raise
             return created
 
-        return self._call(endpoint.path, write)
+        try:
+            return self._call(endpoint.path, write)
+        except NetBoxRejectedError as error:
+            if not attempts_failed or error.status_code != 400:
+                raise
+            raise NetBoxUnavailableError(
+                f"{error}; an earlier attempt got no answer and may have made it: NetBox is read again"
+            ) from error
 
     def update(self, endpoint: Endpoint[Any], object_id: int, **fields: Any) -> None:
         """PATCH one object (retried like a read: repeating a PATCH changes nothing more)."""
@@ -534,7 +589,7 @@ class NetBox:
         retrying = Retrying(
             retry=retry_if_exception(_retryable),
             stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(multiplier=0.5, max=self._backoff_max, jitter=0.5),
+            wait=RetryWait(self._backoff_max),
             retry_error_callback=give_up,
             reraise=False,
         )
