@@ -19,11 +19,12 @@ from kubernetes import client
 
 from argora_dev.chart import create_from_manifests, render, toggles
 from argora_dev.kube import KubeCluster
-from argora_dev.kubeobjects import Objects
+from argora_dev.kubeobjects import Clusters, Objects
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import BIN_DIR
 from argora_dev.process import ManagedProcess, free_port, http_ok, wait_until
 from argora_dev.seed import NetBoxSeeder, Topology, add_servers
+from metal3_controller.desired import NETBOX_CLUSTER_ANNOTATION
 
 pytestmark = pytest.mark.integration
 
@@ -86,6 +87,23 @@ def pod_environment(api: client.ApiClient, deployment: dict[str, Any], namespace
     return env
 
 
+def start_as_deployed(
+    kube: KubeCluster, api: client.ApiClient, namespace: str, docs: list[dict[str, Any]], tmp_path: Path
+) -> ManagedProcess:
+    """The one Deployment of `docs` played by a process: its command, arguments and environment, as its
+    ServiceAccount; the log goes to tmp_path/operator.log."""
+    (deployment,) = [doc for doc in docs if doc["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = pod_environment(api, deployment, namespace, tmp_path / "volumes")
+    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    env["KUBECONFIG"] = str(service_account_kubeconfig(kube, api, namespace, account, tmp_path / "kubeconfig"))
+    env["PATH"] = "/usr/bin:/bin"
+    # The image's entrypoint is the console script (see Dockerfile); the Deployment adds only args.
+    program = container["name"]
+    argv = [str(BIN_DIR / program), *container.get("args", [])]
+    return ManagedProcess(f"{program} (chart)", argv, tmp_path / "operator.log", env=env).start()
+
+
 def test_ironcore_runs_as_the_chart_deploys_it(
     kube: KubeCluster, netbox: NetBoxServer, api_client: client.ApiClient, namespace: str, seeder: NetBoxSeeder,
     prefix: str, tmp_path: Path,
@@ -105,17 +123,10 @@ def test_ironcore_runs_as_the_chart_deploys_it(
         release=namespace, namespace=namespace,
     )  # fmt: skip
     create_from_manifests(api_client, docs)
-    (deployment,) = [doc for doc in docs if doc["kind"] == "Deployment"]
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    env = pod_environment(api_client, deployment, namespace, tmp_path / "volumes")
-    assert Path(env["ARGORA_WEBHOOK_SECRET_FILE"]).read_text() == "chart-webhook-secret"
-    account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
-    env["KUBECONFIG"] = str(service_account_kubeconfig(kube, api_client, namespace, account, tmp_path / "kubeconfig"))
-    env["PATH"] = "/usr/bin:/bin"
-    # The image's entrypoint is the console script (see Dockerfile); the Deployment adds only args.
-    argv = [str(BIN_DIR / "argora-ironcore"), *container.get("args", [])]
-    process = ManagedProcess("argora-ironcore (chart)", argv, tmp_path / "operator.log", env=env).start()
+    process = start_as_deployed(kube, api_client, namespace, docs, tmp_path)
     try:
+        assert process.env is not None
+        assert Path(process.env["ARGORA_WEBHOOK_SECRET_FILE"]).read_text() == "chart-webhook-secret"
         wait_until(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), 60, "health", process)
         topology = Topology(seeder, prefix)
         cluster = topology.cluster("c")
@@ -129,5 +140,56 @@ def test_ironcore_runs_as_the_chart_deploys_it(
         assert http_ok(f"http://127.0.0.1:{metrics}/metrics")
         log = (tmp_path / "operator.log").read_text()
         assert "Forbidden" not in log, log[-3000:]
+    finally:
+        process.stop()
+
+
+def test_metal3_limited_to_a_namespace_works_with_its_roles_alone(
+    kube: KubeCluster, netbox: NetBoxServer, api_client: client.ApiClient, namespace: str, seeder: NetBoxSeeder,
+    prefix: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    """With watchNamespaces argora-metal3 has Secrets only through a Role in the watched namespace and
+    the default credentials through a Role for that one Secret in a namespace it does not watch: enough
+    to register hosts with the default credentials, with no request refused."""
+    objects = Objects(api_client)
+    objects.create_secret(namespace, "argora-netbox-read", {"token": netbox.readonly_v2_token})
+    credentials = f"{namespace[:50]}-creds"
+    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": credentials}})
+    # The default Secret needs no opt-in label: whoever installs the chart chose it.
+    objects.create_secret(credentials, "bmc-default", {"username": "metal", "password": "chart"}, bmc_credentials=False)
+    health, metrics = free_port(), free_port()
+    docs = render(
+        *toggles({"metal3"}),
+        "--set", f"netbox.url={netbox.url}",
+        "--set", f"healthPort={health}", "--set", f"metricsPort={metrics}",
+        "--set", f"metal3.watchNamespaces={{{namespace}}}",
+        "--set", f"defaultBmcCredentials={credentials}/bmc-default",
+        release=namespace, namespace=namespace,
+    )  # fmt: skip
+    assert {(d["kind"], d["metadata"].get("namespace")) for d in docs if d["kind"] == "Role"} == {
+        ("Role", namespace),
+        ("Role", credentials),
+    }
+    create_from_manifests(api_client, docs)
+    process = start_as_deployed(kube, api_client, namespace, docs, tmp_path)
+    try:
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), 60, "health", process)
+        topology = Topology(seeder, prefix)
+        cluster = topology.cluster("c")
+        servers = add_servers(topology, cluster, [f"{prefix}-n0", f"{prefix}-n1"])
+        clusters = Clusters(api_client)
+        clusters.create(namespace, "capi", annotations={NETBOX_CLUSTER_ANNOTATION: cluster["name"]})
+        status = clusters.synced(namespace, "capi")
+        assert status["counts"]["created"] == 2, status
+        hosts = clusters.hosts(namespace)
+        assert set(hosts) == {server.name for server in servers}
+        for server in servers:
+            secret = clusters.secret(namespace, hosts[server.name]["spec"]["bmc"]["credentialsName"])
+            assert {k: base64.b64decode(v).decode() for k, v in secret.data.items()} == {
+                "username": "metal",
+                "password": "chart",
+            }
+        log = (tmp_path / "operator.log").read_text()
+        assert "Forbidden" not in log and " 403" not in log, log[-3000:]
     finally:
         process.stop()

@@ -5,16 +5,32 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from argora_common.settings import ENV_PREFIX, Settings
-from argora_dev.chart import BASE_VALUES, CHART, CONTROLLERS, create_from_manifests, helm, render, toggles
+from argora_dev.chart import (
+    BASE_VALUES,
+    CHART,
+    CONTROLLERS,
+    VERBS,
+    Access,
+    Reviewer,
+    create_from_manifests,
+    helm,
+    render,
+    served_accesses,
+    service_account_user,
+    toggles,
+)
+from argora_dev.seed import unique_prefix
 from ipaddress_controller.__main__ import CONTROLLER as IPADDRESS
 from ippool_controller.__main__ import CONTROLLER as IPPOOL
 from ironcore_controller.__main__ import CONTROLLER as IRONCORE
@@ -281,88 +297,256 @@ def test_rendered_chart_installs(api_client: client.ApiClient, installed: str) -
     assert names == {f"{installed}-{name}" for name in CONTROLLERS}
 
 
-def can(api_client: client.ApiClient, namespace: str, account: str, verb: str, group: str, resource: str) -> bool:
-    review = client.AuthorizationV1Api(api_client).create_subject_access_review(
-        {
-            "spec": {
-                "user": f"system:serviceaccount:{namespace}:{account}",
-                "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
-                "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "namespace": "anywhere"},
-            }
-        }
-    )
-    allowed: bool = review.status.allowed
-    return allowed
+def grants(group: str, resources: str, verbs: str) -> frozenset[Access]:
+    return frozenset((verb, group, resource) for resource in resources.split() for verb in verbs.split())
 
 
-ACCESS = {
-    "ironcore": {
-        True: [("create", "metal.ironcore.dev", "bmcs"), ("delete", "metal.ironcore.dev", "bmcsecrets"),
-               ("patch", "argora.cloud.sap", "clusterimports/status"), ("get", "", "secrets"),
-               ("watch", "argora.cloud.sap", "clusterimports"), ("create", "", "events")],
-        False: [("create", "metal3.io", "baremetalhosts"), ("patch", "cluster.x-k8s.io", "clusters"),
-                ("update", "", "secrets"), ("create", "", "secrets"), ("list", "", "secrets"),
-                ("patch", "argora.cloud.sap", "updates")],
-    },
-    "metal3": {
-        True: [("create", "metal3.io", "baremetalhosts"), ("patch", "cluster.x-k8s.io", "clusters"),
-               ("watch", "cluster.x-k8s.io", "clusters"), ("create", "", "secrets")],
-        False: [("create", "metal.ironcore.dev", "bmcs"), ("update", "cluster.x-k8s.io", "clusters/status"),
-                ("delete", "cluster.x-k8s.io", "clusters"), ("patch", "argora.cloud.sap", "clusterimports"),
-                ("create", "ipam.cluster.x-k8s.io", "globalinclusterippools")],
-    },
-    "update": {
-        True: [("patch", "argora.cloud.sap", "updates"), ("patch", "argora.cloud.sap", "updates/status")],
-        False: [("get", "", "secrets"), ("create", "metal.ironcore.dev", "bmcs"),
-                ("create", "metal3.io", "baremetalhosts"), ("patch", "argora.cloud.sap", "clusterimports"),
-                ("patch", "argora.cloud.sap", "ippoolimports")],
-    },
-    "ippool": {
-        True: [("watch", "argora.cloud.sap", "ippoolimports"), ("update", "argora.cloud.sap", "ippoolimports"),
-               ("patch", "argora.cloud.sap", "ippoolimports/status"),
-               ("create", "ipam.cluster.x-k8s.io", "globalinclusterippools"),
-               ("patch", "ipam.cluster.x-k8s.io", "globalinclusterippools"),
-               ("delete", "ipam.cluster.x-k8s.io", "globalinclusterippools"),
-               ("watch", "ipam.cluster.x-k8s.io", "globalinclusterippools"),
-               ("list", "ipam.cluster.x-k8s.io", "ipaddresses"), ("watch", "ipam.cluster.x-k8s.io", "ipaddresses"),
-               ("create", "", "events")],
-        False: [("create", "ipam.cluster.x-k8s.io", "ipaddresses"), ("patch", "ipam.cluster.x-k8s.io", "ipaddresses"),
-                ("delete", "ipam.cluster.x-k8s.io", "ipaddresses"),
-                ("update", "ipam.cluster.x-k8s.io", "globalinclusterippools/status"),
-                ("create", "ipam.cluster.x-k8s.io", "inclusterippools"),
-                ("create", "ipam.cluster.x-k8s.io", "ipaddressclaims"), ("get", "", "secrets"),
-                ("create", "metal3.io", "baremetalhosts"), ("patch", "cluster.x-k8s.io", "clusters"),
-                ("patch", "argora.cloud.sap", "clusterimports")],
-    },
-    "ipaddress": {
-        True: [*[(verb, "ipam.cluster.x-k8s.io", resource) for verb in ("get", "list", "watch")
-                 for resource in ("ipaddresses", "ipaddressclaims", "globalinclusterippools")],
-               *[(verb, "metal.ironcore.dev", resource) for verb in ("get", "list", "watch")
-                 for resource in ("serverclaims", "servers", "bmcs")],
-               ("patch", "ipam.cluster.x-k8s.io", "ipaddresses"), ("create", "", "events")],
-        False: [("create", "ipam.cluster.x-k8s.io", "ipaddresses"), ("update", "ipam.cluster.x-k8s.io", "ipaddresses"),
-                ("delete", "ipam.cluster.x-k8s.io", "ipaddresses"),
-                ("patch", "ipam.cluster.x-k8s.io", "ipaddresses/status"),
-                ("create", "ipam.cluster.x-k8s.io", "ipaddressclaims"),
-                ("patch", "ipam.cluster.x-k8s.io", "ipaddressclaims"),
-                ("create", "ipam.cluster.x-k8s.io", "globalinclusterippools"),
-                ("patch", "ipam.cluster.x-k8s.io", "globalinclusterippools"),
-                ("patch", "metal.ironcore.dev", "serverclaims"), ("patch", "metal.ironcore.dev", "servers"),
-                ("create", "metal.ironcore.dev", "bmcs"), ("get", "metal.ironcore.dev", "bmcsecrets"),
-                ("get", "", "secrets"), ("patch", "argora.cloud.sap", "ippoolimports"),
-                ("patch", "argora.cloud.sap", "updates"), ("patch", "argora.cloud.sap", "clusterimports")],
-    },
+@dataclass(frozen=True)
+class Needs:
+    """What one controller asks of the API server, from the calls its code (and kopf's) makes."""
+
+    cluster: frozenset[Access]  # everywhere, whatever watchNamespaces says
+    namespaced: frozenset[Access]  # in the namespaces it watches (everywhere when it watches them all)
+    default_credentials: bool = False  # GETs the defaultBmcCredentials Secret, wherever that is
+
+
+ARGORA, METAL, IPAM = "argora.cloud.sap", "metal.ironcore.dev", "ipam.cluster.x-k8s.io"
+# Events on the objects a controller handles: kopf's and argora_common.kube.post_event.
+EVENTS = grants("", "events", "create")
+# Their own resources: kopf lists and watches them and merge-patches finalizers, annotations (also the
+# sync annotation of a NetBox change) and status; never a GET, never a PUT.
+NEEDS = {
+    "ironcore": Needs(
+        # Watch indexes, server-side apply (which creates), the repair's GET, deletion when NetBox drops a BMC.
+        cluster=grants(METAL, "bmcs bmcsecrets", "get list watch create patch delete"),
+        namespaced=grants(ARGORA, "clusterimports", "list watch patch")
+        | grants(ARGORA, "clusterimports/status", "patch")
+        | EVENTS | grants("", "secrets", "get"),  # the Secret a ClusterImport names, next to it
+        default_credentials=True,
+    ),
+    "metal3": Needs(
+        cluster=frozenset(),
+        # Clusters: Cluster API's, only our annotation is applied (no create: a vanished Cluster stays gone).
+        # BareMetalHosts and their Secrets: watch indexes, apply, deletion; the named credentials: GET.
+        namespaced=grants("cluster.x-k8s.io", "clusters", "list watch patch")
+        | grants("metal3.io", "baremetalhosts", "list watch create patch delete")
+        | grants("", "secrets", "get list watch create patch delete") | EVENTS,
+        default_credentials=True,
+    ),
+    "update": Needs(
+        cluster=frozenset(),
+        namespaced=grants(ARGORA, "updates", "list watch patch") | grants(ARGORA, "updates/status", "patch") | EVENTS,
+    ),
+    "ippool": Needs(
+        # The pools (cluster-scoped) are listed, applied and deleted; addresses listed to see pools in use.
+        cluster=grants(IPAM, "globalinclusterippools", "list create patch delete")
+        | grants(IPAM, "ipaddresses", "list"),
+        namespaced=grants(ARGORA, "ippoolimports", "list watch patch") | grants(ARGORA, "ippoolimports/status", "patch")
+        | EVENTS,
+    ),
+    "ipaddress": Needs(
+        # Its passes read every namespace whatever watchNamespaces says, and post Events on what they find.
+        cluster=grants(IPAM, "ipaddresses", "list watch patch")
+        | grants(IPAM, "ipaddressclaims globalinclusterippools", "list")
+        | grants(METAL, "serverclaims servers bmcs", "list") | EVENTS,
+        namespaced=frozenset(),
+    ),
 }  # fmt: skip
 
 
+def kopf_needs(limited: bool) -> Needs:
+    """kopf's own: the CRD scan; limited to namespaces, the namespace scan and the KopfPeering in each
+    (argora_common.operator.ensure_peering GETs it, kopf watches and patches it), else the ClusterKopfPeering."""
+    cluster = grants("apiextensions.k8s.io", "customresourcedefinitions", "list watch")
+    if limited:
+        cluster |= grants("", "namespaces", "list watch")
+    peering = grants("kopf.dev", "kopfpeerings" if limited else "clusterkopfpeerings", "get list watch patch")
+    return Needs(cluster, peering)
+
+
+# What every authenticated account may do (system:basic-user), whatever the chart grants.
+BASELINE = grants("authorization.k8s.io", "selfsubjectaccessreviews selfsubjectrulesreviews", "create") | grants(
+    "authentication.k8s.io", "selfsubjectreviews", "create"
+)
+SECRET_ACCESS = grants("", "secrets", " ".join(VERBS))
+CLUSTER_WIDE, WATCHED = "cluster-wide", "watchNamespaces"
+DEFAULT_SECRET = "bmc-default"
+
+
+@dataclass(frozen=True)
+class Release:
+    """The whole chart installed in `namespace`, with defaultBmcCredentials in `credentials`."""
+
+    namespace: str
+    watched: tuple[str, str]  # watchNamespaces, when the release sets it
+    unwatched: str
+    credentials: str
+
+    def user(self, name: str) -> tuple[str, list[str]]:
+        return service_account_user(self.namespace, f"{self.namespace}-{name}")
+
+
+@pytest.fixture(scope="module")
+def releases(api_client: client.ApiClient) -> dict[str, Release]:
+    """The chart installed twice: with the default values and with every controller limited to two
+    namespaces; each with a default credentials Secret in a namespace no controller watches."""
+    core = client.CoreV1Api(api_client)
+    found = {}
+    for mode in (CLUSTER_WIDE, WATCHED):
+        base = unique_prefix(f"rbac-{mode}")
+        release = Release(base, (f"{base}-w1", f"{base}-w2"), f"{base}-other", f"{base}-creds")
+        for namespace in (release.namespace, *release.watched, release.unwatched, release.credentials):
+            core.create_namespace({"metadata": {"name": namespace}})
+        args = ["--set", f"defaultBmcCredentials={release.credentials}/{DEFAULT_SECRET}"]
+        if mode == WATCHED:
+            watched = json.dumps(release.watched)
+            args += [arg for name in CONTROLLERS for arg in ("--set-json", f"{name}.watchNamespaces={watched}")]
+        docs = render(*args, release=release.namespace, namespace=release.namespace)
+        create_from_manifests(api_client, [d for d in docs if d["kind"] != "ClusterKopfPeering"])
+        found[mode] = release
+    return found
+
+
+def differences(allowed: set[Access], expected: frozenset[Access]) -> dict[str, list[Access]]:
+    return {"allowed but not needed": sorted(allowed - expected), "needed but denied": sorted(expected - allowed)}
+
+
+NO_DIFFERENCE: dict[str, list[Access]] = {"allowed but not needed": [], "needed but denied": []}
+
+
+def rule_accesses(role: dict[str, Any]) -> set[Access]:
+    """What a Role's or ClusterRole's rules name, a verb at a time; resourceNames aside (none but one)."""
+    return {
+        (verb, group, resource)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+@pytest.mark.parametrize("mode", (CLUSTER_WIDE, WATCHED))
+def test_rendered_rules_name_exactly_the_needs(mode: str) -> None:
+    """The rules as rendered, verb by verb, are the tables above: no grant the API server would ignore
+    (a verb a resource does not serve) slips past the reviews below, and with watchNamespaces the
+    namespaced needs sit in a Role per watched namespace, the default credentials in a Role of their own
+    holding that one Secret, only for the controllers that read it and only outside the watched ones."""
+    limited = mode == WATCHED
+    args = ["--set", "defaultBmcCredentials=creds/bmc"]
+    if limited:
+        args += [arg for name in CONTROLLERS for arg in ("--set-json", f'{name}.watchNamespaces=["w1","w2","creds"]')]
+    docs = render(*args)
+    for name in CONTROLLERS:
+        needs, kopf = NEEDS[name], kopf_needs(limited)
+        (cluster_role,) = by_component(docs, "ClusterRole")[name]
+        roles = {role["metadata"]["namespace"]: role for role in by_component(docs, "Role").get(name, [])}
+        namespaced = kopf.namespaced | needs.namespaced
+        if limited:
+            assert rule_accesses(cluster_role) == kopf.cluster | needs.cluster, name
+            assert set(roles) == {"w1", "w2", "creds"}, name
+            assert all(rule_accesses(role) == namespaced for role in roles.values()), name
+        else:
+            assert rule_accesses(cluster_role) == kopf.cluster | needs.cluster | namespaced, name
+            assert roles == {}, name
+    # The default Secret outside the watched namespaces: a Role for that one Secret.
+    outside = render("--set", "defaultBmcCredentials=creds/bmc", "--set-json", 'metal3.watchNamespaces=["w1"]')
+    roles = {role["metadata"]["namespace"]: role for role in by_component(outside, "Role")["metal3"]}
+    assert set(roles) == {"w1", "creds"}
+    assert roles["creds"]["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["bmc"], "verbs": ["get"]}
+    ]
+    assert set(by_component(outside, "Role")) == {"metal3"}
+
+
+@pytest.mark.parametrize("mode", (CLUSTER_WIDE, WATCHED))
 @pytest.mark.parametrize("name", CONTROLLERS)
-def test_each_service_account_can_do_what_it_needs_and_nothing_more(
-    api_client: client.ApiClient, installed: str, name: str
+def test_each_service_account_may_do_exactly_what_its_controller_needs(
+    api_client: client.ApiClient, releases: dict[str, Release], mode: str, name: str
 ) -> None:
-    account = f"{installed}-{name}"
-    for expected, checks in ACCESS[name].items():
-        for verb, group, resource in checks:
-            assert can(api_client, installed, account, verb, group, resource) is expected, (verb, group, resource)
+    """Every verb the API server serves on every resource (subresources too), in every namespace, in a
+    watched one and in one no controller watches: the API server's authorizer allows exactly what the
+    controller needs, and with watchNamespaces its namespaced needs (Secrets above all) only where it
+    watches."""
+    release, limited = releases[mode], mode == WATCHED
+    every = served_accesses(api_client)
+    assert {ARGORA, METAL, IPAM, "metal3.io", "cluster.x-k8s.io", "kopf.dev", "coordination.k8s.io"} <= {
+        group for _, group, _ in every
+    }
+    needs, kopf = NEEDS[name], kopf_needs(limited)
+    everywhere = BASELINE | kopf.cluster | needs.cluster
+    watched = everywhere | kopf.namespaced | needs.namespaced
+    assert watched <= every, "the table names resources the API server does not serve"
+    expected = {"": everywhere if limited else watched, release.unwatched: everywhere if limited else watched}
+    if limited:
+        expected[release.watched[0]] = watched
+    reviewer, user = Reviewer(api_client), release.user(name)
+    for namespace, wanted in expected.items():
+        assert differences(reviewer.allowed(user, namespace, every), wanted) == NO_DIFFERENCE, namespace or "cluster"
+    # The second watched namespace has its own Role.
+    assert reviewer.allowed(user, release.watched[1], watched) == watched
+    # The default credentials Secret: that one is readable where it lies, no other Secret there.
+    default = {("get", "", "secrets")} if needs.default_credentials else set()
+    outside = watched & SECRET_ACCESS if not limited else set()
+    assert reviewer.allowed(user, release.credentials, SECRET_ACCESS, DEFAULT_SECRET) == outside | default
+    assert reviewer.allowed(user, release.credentials, SECRET_ACCESS, "another") == outside
+    assert reviewer.allowed(user, release.credentials, SECRET_ACCESS) == outside
+
+
+def test_an_account_the_chart_binds_nothing_to_may_do_only_the_baseline(
+    api_client: client.ApiClient, releases: dict[str, Release]
+) -> None:
+    """BASELINE above is what the API server gives every account, not a hole in the tables."""
+    every = served_accesses(api_client)
+    user = service_account_user(releases[WATCHED].namespace, "nobody")
+    assert Reviewer(api_client).allowed(user, "", every) == BASELINE
+
+
+def as_account(api_client: client.ApiClient, namespace: str, account: str) -> client.CoreV1Api:
+    """The core API as the ServiceAccount's own token (TokenRequest) sees it."""
+    token = client.CoreV1Api(api_client).create_namespaced_service_account_token(
+        account, namespace, {"spec": {"audiences": []}}
+    )
+    # A Configuration of its own: the admin's may carry a client certificate, which would win over the token.
+    admin = api_client.configuration
+    configuration = client.Configuration(host=admin.host, api_key={"authorization": f"Bearer {token.status.token}"})
+    configuration.ssl_ca_cert, configuration.verify_ssl = admin.ssl_ca_cert, admin.verify_ssl
+    return client.CoreV1Api(client.ApiClient(configuration))
+
+
+def status_of(call: Callable[..., object], *args: str) -> int:
+    try:
+        call(*args)
+    except ApiException as error:
+        return int(error.status)
+    return 200
+
+
+def test_with_watch_namespaces_each_token_reads_secrets_only_where_it_should(
+    api_client: client.ApiClient, releases: dict[str, Release]
+) -> None:
+    """With the controllers' own tokens: argora-ironcore reads the Secret a ClusterImport names in a
+    watched namespace and the default one, and nothing else; argora-metal3 lists Secrets only in the
+    namespaces it watches; argora-update reads none."""
+    release = releases[WATCHED]
+    core = client.CoreV1Api(api_client)
+    placed = {release.watched[0]: "bmc", release.unwatched: "bmc", release.credentials: DEFAULT_SECRET}
+    for namespace, name in placed.items():
+        core.create_namespaced_secret(namespace, {"metadata": {"name": name}, "stringData": {"username": "u"}})
+    ironcore = as_account(api_client, release.namespace, f"{release.namespace}-ironcore")
+    metal3 = as_account(api_client, release.namespace, f"{release.namespace}-metal3")
+    update = as_account(api_client, release.namespace, f"{release.namespace}-update")
+    assert status_of(ironcore.read_namespaced_secret, "bmc", release.watched[0]) == 200
+    assert status_of(ironcore.read_namespaced_secret, DEFAULT_SECRET, release.credentials) == 200
+    assert status_of(ironcore.read_namespaced_secret, "bmc", release.unwatched) == 403
+    assert status_of(ironcore.list_namespaced_secret, release.watched[0]) == 403
+    assert status_of(ironcore.list_secret_for_all_namespaces) == 403
+    assert status_of(metal3.list_namespaced_secret, release.watched[1]) == 200
+    assert status_of(metal3.read_namespaced_secret, DEFAULT_SECRET, release.credentials) == 200
+    assert status_of(metal3.list_namespaced_secret, release.credentials) == 403
+    assert status_of(metal3.read_namespaced_secret, "bmc", release.unwatched) == 403
+    assert status_of(metal3.list_secret_for_all_namespaces) == 403
+    for namespace, name in placed.items():
+        assert status_of(update.read_namespaced_secret, name, namespace) == 403
 
 
 def test_compose_stack_agrees_with_the_chart() -> None:

@@ -33,98 +33,151 @@ that is null. */}}
 {{- end -}}
 {{- end -}}
 
-{{/* What every kopf operator needs: its peering, the CRD scan, Events. */}}
-{{- define "argora.kopfRules" -}}
+{{/* RBAC. Each controller's rules come in two parts: "cluster" rules, granted by its ClusterRole whatever
+watchNamespaces says (cluster-scoped kinds, and what it reads or writes in every namespace), and
+"namespaced" rules: also in the ClusterRole when it watches the whole cluster, else granted by a Role in
+each watched namespace alone, so that a controller limited to namespaces reads no Secret elsewhere. Only
+the verbs the code uses: kopf and argora_common/kube.py read with list + watch (GET only for the BMCs,
+credentials Secrets and the peering), write with merge or server-side-apply PATCH, create Events and
+delete with DELETE; nothing sends PUT (update) or deletecollection. */}}
+
+{{/* kopf's own needs wherever it runs: the CRD scan (list + watch, to see resources appear) and, limited
+to namespaces, the namespace scan that follows the watched ones. */}}
+{{- define "argora.rules.kopf.cluster" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
-- apiGroups: [kopf.dev]
-  resources: [clusterkopfpeerings, kopfpeerings]
-  verbs: [get, list, watch, patch]
-- apiGroups: [""]
-  resources: [events]
-  verbs: [create]
+  verbs: [list, watch]
 {{- if .c.watchNamespaces }}
-# kopf lists namespaces to follow the watched ones.
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [list, watch]
 {{- end }}
 {{- end -}}
 
-{{/* Least privilege: only the verbs and resources each controller uses. */}}
-{{- define "argora.rules.ironcore" -}}
-- apiGroups: [argora.cloud.sap]
-  resources: [clusterimports]
-  verbs: [get, list, watch, patch, update]
-- apiGroups: [argora.cloud.sap]
-  resources: [clusterimports/status]
-  verbs: [get, patch]
+{{/* kopf's peering: the ClusterKopfPeering when watching the cluster, a KopfPeering in each watched
+namespace otherwise (argora_common.operator.ensure_peering GETs it; kopf lists, watches and patches it). */}}
+{{- define "argora.rules.kopf.namespaced" -}}
+- apiGroups: [kopf.dev]
+  resources: [{{ if .c.watchNamespaces }}kopfpeerings{{ else }}clusterkopfpeerings{{ end }}]
+  verbs: [get, list, watch, patch]
+{{- end -}}
+
+{{- define "argora.rules.ironcore.cluster" -}}
 - apiGroups: [metal.ironcore.dev]
   resources: [bmcs, bmcsecrets]
   verbs: [get, list, watch, create, patch, delete]
-# BMC credentials named by ClusterImports, and the default Secret: read only.
+{{- end -}}
+
+{{- define "argora.rules.ironcore.namespaced" -}}
+- apiGroups: [argora.cloud.sap]
+  resources: [clusterimports]
+  verbs: [list, watch, patch]
+- apiGroups: [argora.cloud.sap]
+  resources: [clusterimports/status]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+# The BMC credentials a ClusterImport names, next to it: read only.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get]
 {{- end -}}
 
-{{- define "argora.rules.metal3" -}}
+{{- define "argora.rules.metal3.cluster" -}}
+{{- end -}}
+
+{{- define "argora.rules.metal3.namespaced" -}}
 # Clusters belong to Cluster API: we watch them and patch only our sync-status annotation.
 - apiGroups: [cluster.x-k8s.io]
   resources: [clusters]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 # Watched (ours only, by label) so that passes know the live objects without listing them.
 - apiGroups: [metal3.io]
   resources: [baremetalhosts]
-  verbs: [get, list, watch, create, patch, delete]
-# BMC credentials and networkData Secrets next to the hosts.
+  verbs: [list, watch, create, patch, delete]
+# BMC credentials and networkData Secrets next to the hosts, and the credentials a Cluster names.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
 {{- end -}}
 
-{{- define "argora.rules.update" -}}
+{{- define "argora.rules.update.cluster" -}}
+{{- end -}}
+
+{{- define "argora.rules.update.namespaced" -}}
 - apiGroups: [argora.cloud.sap]
   resources: [updates]
-  verbs: [get, list, watch, patch, update]
+  verbs: [list, watch, patch]
 - apiGroups: [argora.cloud.sap]
   resources: [updates/status]
-  verbs: [get, patch]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
 {{- end -}}
 
-{{- define "argora.rules.ippool" -}}
-- apiGroups: [argora.cloud.sap]
-  resources: [ippoolimports]
-  verbs: [get, list, watch, patch, update]
-- apiGroups: [argora.cloud.sap]
-  resources: [ippoolimports/status]
-  verbs: [get, patch]
-# GlobalInClusterIPPools are cluster-scoped: this ClusterRole covers them even with watchNamespaces.
+{{- define "argora.rules.ippool.cluster" -}}
+# GlobalInClusterIPPools are cluster-scoped.
 - apiGroups: [ipam.cluster.x-k8s.io]
   resources: [globalinclusterippools]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [list, create, patch, delete]
 # IPAddresses are the IPAM provider's to write: read only, in every namespace, to know which pools are in use.
 - apiGroups: [ipam.cluster.x-k8s.io]
   resources: [ipaddresses]
-  verbs: [get, list, watch]
+  verbs: [list]
 {{- end -}}
 
-{{- define "argora.rules.ipaddress" -}}
+{{- define "argora.rules.ippool.namespaced" -}}
+- apiGroups: [argora.cloud.sap]
+  resources: [ippoolimports]
+  verbs: [list, watch, patch]
+- apiGroups: [argora.cloud.sap]
+  resources: [ippoolimports/status]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{/* argora-ipaddress's passes read every namespace, whatever watchNamespaces says, and post Events on the
+addresses they found there: all of it is cluster-wide. */}}
+{{- define "argora.rules.ipaddress.cluster" -}}
 # IPAddresses belong to the IPAM provider: patch only for argora-ipaddress's annotations (device and
-# interface ids, conflicts, sync status), never a finalizer. All of these are read in every namespace,
-# whatever watchNamespaces says.
+# interface ids, conflicts, sync status), never a finalizer.
 - apiGroups: [ipam.cluster.x-k8s.io]
   resources: [ipaddresses]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 # The claim behind an address and the pool it came from: read only.
 - apiGroups: [ipam.cluster.x-k8s.io]
   resources: [ipaddressclaims, globalinclusterippools]
-  verbs: [get, list, watch]
+  verbs: [list]
 # From a claim to the server and its BMC, hence the NetBox device: read only.
 - apiGroups: [metal.ironcore.dev]
   resources: [serverclaims, servers, bmcs]
-  verbs: [get, list, watch]
+  verbs: [list]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{- define "argora.rules.ipaddress.namespaced" -}}
+{{- end -}}
+
+{{/* The Secret of defaultBmcCredentials as "namespace" and "name", for the controllers that read it
+(argora-ironcore and argora-metal3), when watchNamespaces leaves its namespace out: a Role there lets
+them GET that one Secret and no other. Empty otherwise. */}}
+{{- define "argora.defaultCredentialsOutsideWatched" -}}
+{{- $ref := .root.Values.defaultBmcCredentials -}}
+{{- if and $ref .c.watchNamespaces (has .name (list "ironcore" "metal3")) -}}
+{{- $parts := splitList "/" $ref -}}
+{{- if not (has (first $parts) .c.watchNamespaces) -}}
+{{- dict "namespace" (first $parts) "name" (last $parts) | toJson -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Controller-specific settings as ARGORA_* variables. */}}
