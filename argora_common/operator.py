@@ -311,7 +311,7 @@ def follow_peering(controller: Controller, settings: Settings, started: float) -
     """Prepare the peering object(s) and follow this replica's standing in them (`LEASE`)."""
     kube = Kube(load_api_client(), controller.field_manager)
     ensure_peering(controller, kube, settings.namespaces)
-    standing = Standing.starting(own_identity(), seniority(started), settings.peering_lifetime_seconds, started)
+    standing = Standing(own_identity(), seniority(started), settings.peering_lifetime_seconds)
     LEASE.follow(kube, peering_targets(settings.namespaces), controller.program, standing, controller.name)
 
 

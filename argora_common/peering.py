@@ -103,16 +103,12 @@ class Standing:
     identity: str
     priority: int
     lifetime: float
-    deadline: float  # when the others count this replica as gone, unless it renews its keep-alive
+    # When the others count this replica as gone unless it renews its keep-alive; None until its first
+    # keep-alive is read (kopf writes it once its startup handlers are done): nobody counts on it yet.
+    deadline: float | None = None
     rivals: bool = False  # at the last read, other live replicas were there to take over
     leading: bool = False  # at the last read, no live replica had a priority as high as ours
     reached: float | None = None  # when the peering object was last read
-
-    @classmethod
-    def starting(cls, identity: str, priority: int, lifetime: float, now: float) -> Standing:
-        """Before the first read: kopf writes the first keep-alive at once, so it expires at the latest
-        one lifetime from now; a replica starts standing by, as kopf starts paused."""
-        return cls(identity, priority, lifetime, now + lifetime)
 
     def observe(self, peering_objects: Iterable[Sequence[Peer]], now: float) -> None:
         """A read of the peering object(s): one per namespace when the controller is limited to some."""
@@ -130,6 +126,9 @@ class Standing:
         self.rivals, self.leading, self.reached = rivals, leading, now
 
     def verdict(self, now: float) -> tuple[Verdict, str]:
+        """A replica stands by until it reads its first keep-alive, as kopf starts paused."""
+        if self.deadline is None:
+            return Verdict.STANDBY, ""
         if now < self.deadline - STOP_MARGIN_SECONDS:
             return (Verdict.ACTIVE if self.leading else Verdict.STANDBY), ""
         if self.rivals:

@@ -26,7 +26,7 @@ def entry(seen: float, priority: int, lifetime: float = LIFETIME) -> dict[str, A
 
 
 def standing(priority: int = 100) -> Standing:
-    return Standing.starting("me", priority, LIFETIME, NOW)
+    return Standing("me", priority, LIFETIME)
 
 
 def test_an_earlier_start_has_the_higher_priority_and_every_microsecond_counts() -> None:
@@ -96,8 +96,15 @@ def test_the_entry_of_an_earlier_process_of_the_same_pod_is_not_ours() -> None:
     """A container restarted in its pod keeps the pod's name as kopf identity, with a new priority."""
     mine = standing(priority=300)
     mine.observe([peers_of({"me": entry(NOW - LIFETIME, 200), "other": entry(NOW, 100)})], NOW + 1)
-    assert mine.deadline == NOW + LIFETIME  # from the start, not from the dead entry
-    assert mine.verdict(NOW + 1)[0] is Verdict.STANDBY  # no keep-alive of its own yet
+    assert mine.deadline is None
+    assert mine.verdict(NOW + LIFETIME)[0] is Verdict.STANDBY  # no keep-alive of its own yet
+
+
+def test_a_replica_whose_startup_takes_longer_than_a_lifetime_stands_by() -> None:
+    """kopf writes the first keep-alive after the startup handlers, which may retry for minutes."""
+    mine = standing(priority=100)
+    mine.observe([peers_of({"other": entry(NOW + 5 * LIFETIME, 200)})], NOW + 5 * LIFETIME)
+    assert mine.verdict(NOW + 5 * LIFETIME)[0] is Verdict.STANDBY
 
 
 class CutKube(Kube):
@@ -126,7 +133,7 @@ def test_the_lease_exits_the_process_when_cut_off_with_a_standby_around() -> Non
         kube,
         [(operator.CLUSTER_PEERING, None)],
         "argora-test",
-        Standing.starting("me", 200, 16, now - 12),
+        Standing("me", 200, 16),
         "test",
         exit=lambda code: exited.set(),
     )
