@@ -1,11 +1,11 @@
 """Scenario 6: two argora-ironcore replicas, the active one cut off from the API server.
 
-Each replica reaches the API server through a Toxiproxy proxy of its own; disabling the active one's proxy
-is a network partition of that replica alone. The standby must take over within the peering lifetime
-(`ARGORA_PEERING_LIFETIME_SECONDS`, 60 by default, as the README documents) and repair what changed
-meanwhile; the cut replica must write nothing, and no two replicas may write at the same time, also not
-when the cut heals. Both replicas write as field manager argora-ironcore: each one's own
-`argora_kube_writes_total`, sampled twice a second, tells them apart.
+Each replica reaches the API server through a Toxiproxy proxy of its own; a cut of the active one's proxy
+is a network partition of that replica alone, its connections refused or hanging. The standby must take
+over within the peering lifetime (`ARGORA_PEERING_LIFETIME_SECONDS`, 60 by default, as the README
+documents) and repair what changed meanwhile; the cut replica must write nothing, and no two replicas
+may write at the same time, also not when the cut heals. Both replicas write as field manager
+argora-ironcore: each one's own `argora_kube_writes_total`, sampled twice a second, tells them apart.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import Objects, wait_for
 from argora_dev.operator import OperatorProcess
 from argora_dev.process import free_port
-from argora_dev.toxiproxy import Toxiproxy
+from argora_dev.toxiproxy import Proxy, Stream, Toxiproxy
 from tests.faults.conftest import Inventory
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 SCENARIO = "6. two replicas, active one's peering cut"
 LIFETIME_SECONDS = 60  # ARGORA_PEERING_LIFETIME_SECONDS's default: the replicas run with it
+STREAMS: tuple[Stream, ...] = ("upstream", "downstream")
 SAMPLE_SECONDS = 0.5
 WINDOW_SECONDS = 1.0  # two replicas writing within one such window count as an overlap
 EDITED = 10  # BMCs edited during the cut, for the replica that takes over to put back
@@ -109,9 +110,39 @@ class WriteLog:
         return [window * WINDOW_SECONDS for window, names in sorted(writers.items()) if len(names) > 1]
 
 
+def cut(proxy: Proxy, how: str) -> None:
+    """A partition of one replica: its connections refused (the proxy disabled), or hanging (every byte
+    dropped both ways, nothing closed: only the client's timeouts end a request)."""
+    if how == "refused":
+        proxy.set_enabled(False)
+        return
+    for stream in STREAMS:
+        proxy.add_toxic(f"hang-{stream}", "timeout", {"timeout": 0}, stream=stream)
+
+
+def heal(proxy: Proxy, how: str) -> None:
+    if how == "refused":
+        proxy.set_enabled(True)
+        return
+    for stream in STREAMS:
+        proxy.remove_toxic(f"hang-{stream}")
+
+
 def peering_active(replica: OperatorProcess) -> bool | None:
     now = metrics(replica)
     return None if now is None else now.get("argora_peering_active") == 1
+
+
+@pytest.fixture
+def cluster_import(objects: Objects, namespace: str) -> Iterator[str]:
+    """The ClusterImport's name; gone after the test, whether a replica still runs to remove kopf's
+    finalizer or not: a later scenario's replicas would otherwise import the same devices for it."""
+    yield "import"
+    if objects.get_import(namespace, "import") is None:
+        return
+    objects.patch_import(namespace, "import", {"metadata": {"finalizers": None}})
+    objects.delete_import(namespace, "import")
+    wait_for(lambda: objects.get_import(namespace, "import") is None, 60, "the ClusterImport gone")
 
 
 @pytest.fixture
@@ -121,7 +152,9 @@ def write_log() -> Iterator[WriteLog]:
     log.stop()
 
 
+@pytest.mark.parametrize("how", ["refused", "hanging"])
 def test_the_standby_takes_over_from_a_cut_replica_and_never_writes_next_to_it(
+    how: str,
     clean_bmcs: None,  # first: its cleanup comes after the replicas stopped, which would put objects back
     kube: KubeCluster,
     toxiproxy: Toxiproxy,
@@ -129,6 +162,7 @@ def test_the_standby_takes_over_from_a_cut_replica_and_never_writes_next_to_it(
     inventory: Inventory,
     namespace: str,
     credentials_secret: str,
+    cluster_import: str,
     start_controller: Callable[..., OperatorProcess],
     write_log: WriteLog,
     tmp_path: Path,
@@ -138,7 +172,7 @@ def test_the_standby_takes_over_from_a_cut_replica_and_never_writes_next_to_it(
     config_a = kubeconfig_through(kube, proxy_a.address, tmp_path / "kubeconfig-a")
     config_b = kubeconfig_through(kube, proxy_b.address, tmp_path / "kubeconfig-b")
     spec = {"clusters": [{"name": inventory.cluster, "bmcCredentialsRef": {"name": credentials_secret}}]}
-    objects.create_import(namespace, "import", spec)
+    objects.create_import(namespace, cluster_import, spec)
 
     # Only the API server is cut here: NetBox, slow on a busy machine, gets more than the suite's 10 s.
     # Each replica serves NetBox's webhook on a port of its own, as pods do.
@@ -152,7 +186,7 @@ def test_the_standby_takes_over_from_a_cut_replica_and_never_writes_next_to_it(
     # A starts first: the longest-running replica leads. B, started once A synced, stands by.
     replica_a = start_controller("ironcore", env(config_a))
     write_log.add("A", replica_a)
-    objects.synced_import(namespace, "import", timeout=900)
+    objects.synced_import(namespace, cluster_import, timeout=900)
     replica_b = start_controller("ironcore", env(config_b))
     write_log.add("B", replica_b)
     wait_for(lambda: peering_active(replica_a) and peering_active(replica_b) is False, 60, "A active, B standing by")
@@ -162,8 +196,8 @@ def test_the_standby_takes_over_from_a_cut_replica_and_never_writes_next_to_it(
     before = {**prefixed("bmcs", objects), **prefixed("bmcsecrets", objects)}
     assert set(before) == expected
 
-    cut = time.monotonic()
-    proxy_a.set_enabled(False)
+    cut_at = time.monotonic()
+    cut(proxy_a, how)
     # Edits during the cut: only a replica that runs passes puts them back.
     edited = sorted(inventory.devices)[:EDITED]
     for name in edited:
@@ -172,27 +206,27 @@ def test_the_standby_takes_over_from_a_cut_replica_and_never_writes_next_to_it(
         )
 
     wait_for(lambda: peering_active(replica_b), LIFETIME_SECONDS + 60, "B taking over")
-    takeover = time.monotonic() - cut
+    takeover = time.monotonic() - cut_at
 
     def repaired() -> bool:
         bmcs = objects.list_metal("bmcs")
         return all(bmcs[name]["metadata"]["labels"].get(EDITED_LABEL) != "edited" for name in edited)
 
     wait_for(repaired, 300, "the edited BMCs put back by B")
-    converge = time.monotonic() - cut
+    converge = time.monotonic() - cut_at
     # A exited before B took over (its keep-alive could not be renewed, B was there).
     wait_for(lambda: replica_a.process.poll() is not None, 5, "A exited")
     assert "exiting, to be restarted as a new replica that stands by" in replica_a.log()
-    writes_during_cut = int(write_log.writes("A", since=cut))
+    writes_during_cut = int(write_log.writes("A", since=cut_at))
 
     # The cut heals; Kubernetes restarts A's container: a new replica, which stands by.
-    proxy_a.set_enabled(True)
+    heal(proxy_a, how)
     restarted = start_controller("ironcore", env(config_a))
     write_log.add("A restarted", restarted)
     wait_for(lambda: peering_active(restarted) is False and peering_active(replica_b), 60, "B leading, A standing by")
     # A pass requested now runs in B only.
     passes_before = metrics(restarted) or {}
-    objects.synced_import(namespace, "import", after=objects.request_sync(namespace, "import"), timeout=300)
+    objects.synced_import(namespace, cluster_import, after=objects.request_sync(namespace, cluster_import), timeout=300)
     time.sleep(5)
     passes_after = metrics(restarted) or {}
     write_log.stop()
@@ -202,7 +236,7 @@ def test_the_standby_takes_over_from_a_cut_replica_and_never_writes_next_to_it(
     overlaps = write_log.overlaps()
     TABLE.add(
         FaultRow.of(
-            SCENARIO, "argora-ironcore", tally, round(takeover, 1), writes_during_cut,
+            f"{SCENARIO} (connections {how})", "argora-ironcore", tally, round(takeover, 1), writes_during_cut,
             f"takeover after {takeover:.0f} s (lifetime {LIFETIME_SECONDS} s), edits put back after "
             f"{converge:.0f} s; overlap windows: {len(overlaps)}",
         )
@@ -210,7 +244,7 @@ def test_the_standby_takes_over_from_a_cut_replica_and_never_writes_next_to_it(
     assert (tally.present, tally.lost, tally.duplicated) == (len(expected), 0, 0)
     assert writes_during_cut == 0
     assert overlaps == [], f"two replicas wrote within {WINDOW_SECONDS} s at {overlaps}"
-    assert write_log.writes("B", until=cut) == 0, "the standby wrote"
+    assert write_log.writes("B", until=cut_at) == 0, "the standby wrote"
     assert write_log.writes("A restarted") == 0, "the restarted replica wrote"
     assert passes_after.get("argora_reconcile_duration_seconds_count") == passes_before.get(
         "argora_reconcile_duration_seconds_count"
