@@ -18,7 +18,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from argora_common.crds import GROUP, VERSION, Condition, CustomResource
-from argora_common.metrics import KUBE_THROTTLED
+from argora_common.metrics import KUBE_THROTTLED, KUBE_WRITES
 
 ARGORA_DOMAIN: Final = GROUP
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
@@ -191,6 +191,7 @@ class Kube:
         query: Sequence[tuple[str, str]] = (),
         body: object | None = None,
         content_type: str = "application/json",
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         attempt = 1
         while True:
@@ -198,8 +199,10 @@ class Kube:
             try:
                 if method in _MUTATING:
                     with self._writes:
-                        return self._send(method, path, query, body, content_type)
-                return self._send(method, path, query, body, content_type)
+                        answer = self._send(method, path, query, body, content_type, timeout)
+                    KUBE_WRITES.labels(controller=self.controller, method=method).inc()
+                    return answer
+                return self._send(method, path, query, body, content_type, timeout)
             except ApiException as error:
                 if error.status != 429 or attempt == THROTTLE_ATTEMPTS:
                     raise
@@ -208,7 +211,13 @@ class Kube:
                 attempt += 1
 
     def _send(
-        self, method: str, path: str, query: Sequence[tuple[str, str]], body: object | None, content_type: str
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        body: object | None,
+        content_type: str,
+        timeout: float | None,
     ) -> dict[str, Any]:
         response = self.api.call_api(
             path,
@@ -219,6 +228,7 @@ class Kube:
             auth_settings=["BearerToken"],
             response_type="object",
             _return_http_data_only=True,
+            _request_timeout=timeout,
         )
         return dict(response or {})
 
@@ -235,9 +245,12 @@ class Kube:
                 return version
         raise RuntimeError(f"the API server serves none of {', '.join(wanted)} of {group}: are its CRDs installed?")
 
-    def get(self, kind: Kind, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    def get(
+        self, kind: Kind, name: str, namespace: str | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any] | None:
+        """The object, or None when there is none; `timeout` (seconds) bounds the connect and the answer."""
         try:
-            return self._call("GET", kind.path(namespace, name))
+            return self._call("GET", kind.path(namespace, name), timeout=timeout)
         except ApiException as error:
             if error.status == 404:
                 return None

@@ -28,6 +28,18 @@ OBJECTS_WRITTEN = Counter(
     "Objects created, updated or deleted, in Kubernetes or NetBox",
     ["controller", "kind", "action"],
 )
+KUBE_WRITES = Counter(
+    "argora_kube_writes_total",
+    "Writes (POST, PUT, PATCH, DELETE) the API server accepted from this replica's passes, repairs and "
+    "requested passes; kopf's own (finalizers, handler state, Events) are not counted",
+    ["controller", "method"],
+)
+PEERING_ACTIVE = Gauge(
+    "argora_peering_active",
+    "1 while this replica is the active one of its peering, 0 while it stands by (a standalone one is not "
+    "in a peering and reports nothing): the sum over a controller's replicas is 1",
+    ["controller"],
+)
 KUBE_THROTTLED = Counter(
     "argora_kube_throttled_total",
     "Kubernetes requests the API server answered with 429 (priority and fairness): all requests then wait",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import secrets
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +25,7 @@ from argora_common.kube import SYNC_ANNOTATION, Kind, Kube, load_api_client
 from argora_common.metrics import serve_metrics
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError, NetBoxUnavailableError
 from argora_common.passes import Key, PassRunner, key_of
+from argora_common.peering import LEASE, Standing, own_identity, seniority
 from argora_common.settings import ENV_PREFIX, Settings, exit_with, load_settings
 from argora_common.watch import EventWorker, Indexes
 from argora_common.webhook import PATH, WebhookServer, ensure_webhook
@@ -87,6 +88,17 @@ def register_sync(registry: kopf.OperatorRegistry, resource: Kind, passes: PassR
         passes.forget(key_of(body))
 
 
+def while_active[**P](handle: Callable[P, None]) -> Callable[P, None]:
+    """`handle`, done only while this replica is the active one: kopf's pause stops kopf's handlers,
+    not argora's background work, whose writes would come next to the active replica's."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> None:
+        if LEASE.active():
+            handle(*args, **kwargs)
+
+    return call
+
+
 def index_written_objects(
     registry: kopf.OperatorRegistry,
     kube: Kube,
@@ -96,8 +108,9 @@ def index_written_objects(
 ) -> None:
     """Watch indexes (argora_common.watch) of the kinds the controller writes, from start to cleanup:
     its passes then know the live objects without listing them. `on_event` (event type, object without
-    status) is called for each change the watches see after their first listing, in a thread of its own."""
-    worker = EventWorker(on_event) if on_event is not None else None
+    status) is called for each change the watches see after their first listing, in a thread of its own,
+    while this replica is the active one: every replica keeps its indexes, ready to take over."""
+    worker = EventWorker(while_active(on_event)) if on_event is not None else None
     indexes = [
         Indexes(kube, kind, kube.field_manager, namespaces, worker.listener(kind) if worker is not None else None)
         for kind in kinds
@@ -150,8 +163,10 @@ def follow_netbox_changes(
 
 def request_pass(kube: Kube, resource: Kind, passes: PassRunner[Any, Any, Any]) -> Callable[[Key], None]:
     """A NetBox change asks for a pass the way a user does, with the sync annotation: the replica that
-    holds the peering (kopf's active one) runs it like any other, and a standby never runs one itself."""
+    holds the peering (kopf's active one) runs it like any other, and a standby never runs one itself.
+    A standby does not even ask: the active replica follows the same changes."""
 
+    @while_active
     def trigger(key: Key) -> None:
         namespace, name = key
         # Unique to the microsecond: the same value twice would be no change, and no pass.
@@ -215,7 +230,7 @@ def _default_text(field: FieldInfo) -> str:
     return "" if default in (None, []) else f" (default {default})"
 
 
-def configure_kopf(settings: kopf.OperatorSettings, controller: Controller) -> None:
+def configure_kopf(settings: kopf.OperatorSettings, controller: Controller, peering_lifetime: int) -> None:
     settings.persistence.finalizer = f"{controller.prefix}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=controller.prefix)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -225,6 +240,7 @@ def configure_kopf(settings: kopf.OperatorSettings, controller: Controller) -> N
     # A watch that silently stops delivering events is worse than a reconnect every few minutes.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    settings.peering.lifetime = peering_lifetime
 
 
 class PerObjectLinesAtDebug(logging.Filter):
@@ -265,12 +281,15 @@ def check_netbox(controller: Controller, netbox: NetBox) -> None:
     log.info("NetBox %s at %s", status.get("netbox-version", "?"), netbox.url)
 
 
-def ensure_peering(controller: Controller, namespaces: Sequence[str]) -> None:
-    """Create our peering object(s) when missing: kopf pauses every watch until they exist."""
-    kube = Kube(load_api_client(), controller.field_manager)
+def peering_targets(namespaces: Sequence[str]) -> list[tuple[Kind, str | None]]:
+    """The peering objects of an operator: one per namespace it is limited to, else the cluster's."""
     targets: list[tuple[Kind, str | None]] = [(NAMESPACED_PEERING, ns) for ns in namespaces]
-    targets = targets or [(CLUSTER_PEERING, None)]
-    for kind, namespace in targets:
+    return targets or [(CLUSTER_PEERING, None)]
+
+
+def ensure_peering(controller: Controller, kube: Kube, namespaces: Sequence[str]) -> None:
+    """Create our peering object(s) when missing: kopf pauses every watch until they exist."""
+    for kind, namespace in peering_targets(namespaces):
         metadata = {"name": controller.program, **({"namespace": namespace} if namespace else {})}
         try:
             if kube.get(kind, controller.program, namespace) is None:
@@ -288,6 +307,14 @@ def ensure_peering(controller: Controller, namespaces: Sequence[str]) -> None:
             exit_with(controller.program, f"Kubernetes API unreachable: {error}")
 
 
+def follow_peering(controller: Controller, settings: Settings, started: float) -> None:
+    """Prepare the peering object(s) and follow this replica's standing in them (`LEASE`)."""
+    kube = Kube(load_api_client(), controller.field_manager)
+    ensure_peering(controller, kube, settings.namespaces)
+    standing = Standing(own_identity(), seniority(started), settings.peering_lifetime_seconds)
+    LEASE.follow(kube, peering_targets(settings.namespaces), controller.program, standing, controller.name)
+
+
 def run(controller: Controller, argv: Sequence[str] | None = None) -> None:
     arguments = _parser(controller).parse_args(argv)
     settings = load_settings(controller.settings_class, controller.program)
@@ -297,15 +324,17 @@ def run(controller: Controller, argv: Sequence[str] | None = None) -> None:
     configure_logging(settings.log_level)
     netbox = NetBox(settings)
     check_netbox(controller, netbox)
+    started = time.time()
     if not settings.standalone:
-        ensure_peering(controller, settings.namespaces)
+        follow_peering(controller, settings, started)
     serve_metrics(settings.metrics_port)
     registry = kopf.OperatorRegistry()
     controller.register(registry, settings, netbox)
+    lifetime = settings.peering_lifetime_seconds
 
     @kopf.on.startup(registry=registry)
     def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure_kopf(settings, controller)
+        configure_kopf(settings, controller, lifetime)
 
     # kopf's built-in login handlers live in its global registry, which we do not use.
     @kopf.on.login(registry=registry)
@@ -320,8 +349,8 @@ def run(controller: Controller, argv: Sequence[str] | None = None) -> None:
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
         peering_name=None if settings.standalone else controller.program,
         standalone=settings.standalone,
-        # kopf freezes every replica when peers share a priority: a random one per process lets the
-        # highest run and the others stand by, as replicas of a Deployment should.
-        priority=secrets.randbelow(2**31),
+        # The longest-running replica leads (see argora_common.peering); kopf takes its identity from
+        # POD_ID, which own_identity() set.
+        priority=seniority(started),
         memo=kopf.Memo(settings=settings, netbox=netbox, controller=controller),
     )

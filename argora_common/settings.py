@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         default_factory=list, description="Comma-separated namespaces to watch; empty watches all"
     )
     standalone: bool = Field(default=False, description="Skip kopf peering (only for a single replica)")
+    peering_lifetime_seconds: int = Field(
+        default=60,
+        ge=10,
+        le=3600,
+        description="How long a replica's peering keep-alive counts: a standby takes over at most this long "
+        "after the active replica is cut off or dies without stopping",
+    )
     netbox_changes_interval: float = Field(
         default=10.0, ge=0, le=3600, description="Seconds between looks at NetBox's change log; 0 turns them off"
     )

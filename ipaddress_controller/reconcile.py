@@ -26,6 +26,7 @@ from argora_common.metrics import IPADDRESS_STATES
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, PREFIXES, TAGS, Device, IPAddress
 from argora_common.passes import Body, Log, PassRunner
+from argora_common.peering import LEASE
 from ipaddress_controller.apply import Applier, ApplyResult
 from ipaddress_controller.desired import (
     SYNC_STATUS_ANNOTATION,
@@ -48,6 +49,8 @@ from ipaddress_controller.settings import IPAddressSettings
 PASS_BODY: Final = {"metadata": {"namespace": "", "name": "ipaddresses"}}
 # Events of several IPAddresses in a row (a machine deployment scaling up) end in one pass.
 DEBOUNCE_SECONDS: Final = 1.0
+# How often a standby looks whether it became the active replica.
+STANDBY_SECONDS: Final = 1.0
 IPPOOL_MANAGER: Final = "argora-ippool"
 
 log = logging.getLogger("argora.ipaddress")
@@ -229,6 +232,12 @@ class WriteBack:
             self.changed.wait(timeout=max(0.0, due - time.monotonic()))
             if stop.is_set():
                 return
+            if not LEASE.active():
+                # kopf's pause stops its handlers, not this thread: a standby's passes would write to
+                # NetBox next to the active replica's. Changes meanwhile: the first pass reads everything.
+                self.changed.clear()
+                due = time.monotonic() + STANDBY_SECONDS
+                continue
             if self.changed.is_set():
                 time.sleep(DEBOUNCE_SECONDS)
                 self.changed.clear()

@@ -16,6 +16,7 @@ import kopf
 from argora_common.kube import SECRET, Kube
 from argora_common.netbox import NetBox
 from argora_common.operator import follow_netbox_changes, index_written_objects, request_pass
+from argora_common.peering import LEASE
 from metal3_controller.desired import BARE_METAL_HOST, CAPI_CLUSTER, FIELD_MANAGER
 from metal3_controller.reconcile import Reconciler, interest
 from metal3_controller.settings import Metal3Settings
@@ -48,6 +49,9 @@ def register(registry: kopf.OperatorRegistry, settings: Metal3Settings, netbox: 
     def start_resync(**_: Any) -> None:
         def loop() -> None:
             while not stop.wait(TICK_SECONDS):
+                # kopf's pause stops its handlers, not this thread: a standby's passes would write too.
+                if not LEASE.active():
+                    continue
                 try:
                     reconciler.resync_due(log)
                 except Exception:

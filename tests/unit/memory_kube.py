@@ -155,6 +155,7 @@ class MemoryKube(Kube):
         query: Sequence[tuple[str, str]] = (),
         body: object | None = None,
         content_type: str = "application/json",
+        timeout: float | None = None,  # answers come at once here
     ) -> dict[str, Any]:
         match = _PATH.match(path)
         if match is None:

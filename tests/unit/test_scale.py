@@ -67,7 +67,13 @@ class ThrottledKube(Kube):
         self.calls: list[float] = []
 
     def _send(
-        self, method: str, path: str, query: Sequence[tuple[str, str]], body: object | None, content_type: str
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        body: object | None,
+        content_type: str,
+        timeout: float | None,
     ) -> dict[str, Any]:
         self.calls.append(time.monotonic())
         if len(self.calls) <= self.refusals:
