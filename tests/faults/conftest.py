@@ -181,8 +181,15 @@ def metrics_file(process: OperatorProcess) -> Path:
 def clean_bmcs(objects: Objects, start_controller: Callable[..., OperatorProcess]) -> Iterator[None]:
     """BMCs and BMCSecrets are cluster-scoped and named by device: the next scenario importing the same
     devices must start without the last one's. Cleaned after the test's controllers stopped (this
-    fixture depends on `start_controller`, so it ends after it): a running one would put them back."""
+    fixture depends on `start_controller`, so it ends after it): a running one would put them back.
+    The scenario's ClusterImports go too (kopf's finalizer cleared: no controller runs to remove it), or
+    a later scenario's cluster-wide replicas would import the same devices for them."""
     yield
+    imports = objects.custom.list_cluster_custom_object("argora.cloud.sap", "v1alpha1", "clusterimports")["items"]
+    for item in imports:
+        namespace, name = item["metadata"]["namespace"], item["metadata"]["name"]
+        objects.patch_import(namespace, name, {"metadata": {"finalizers": None}})
+        objects.delete_import(namespace, name)
     for plural in ("bmcs", "bmcsecrets"):
         objects.custom.delete_collection_cluster_custom_object(
             "metal.ironcore.dev", "v1alpha1", plural, label_selector="app.kubernetes.io/managed-by=argora-ironcore"

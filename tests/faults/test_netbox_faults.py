@@ -7,10 +7,10 @@ the 1,000 devices of the fault inventory imported.
    the timeout (the pass fails within the timeout times the attempts).
 3. Toxiproxy cuts connections in the middle of a response (limit_data).
 
-While each fault lasts NetBox holds changes a pass would write (five devices changed), so a pass
+While each fault lasts NetBox holds changes a pass would write (the devices' site moved to another region), so a pass
 that wrongly completed on a partial read would show as writes, deleted objects or lost ones. After the
 fault: no object was deleted or made again (same uids), none is duplicated, the status said NetBox was
-unavailable, and the next pass converges (the five changes written).
+unavailable, and the next pass converges (every object's region label follows).
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ from argora_dev.faults import TABLE, FaultRow, FaultyNetBox, HttpFault, Tally, u
 from argora_dev.kubeobjects import Clusters, Objects, wait_for
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess
-from argora_dev.seed import NetBoxSeeder, fresh_ipv4
+from argora_dev.seed import NetBoxSeeder
 from argora_dev.toxiproxy import Proxy, Toxiproxy
-from tests.faults.conftest import Inventory, converged
+from tests.faults.conftest import INVENTORY, Inventory, converged
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 LABEL_PREFIX = "kubernetes.metal.cloud.sap"
 NETBOX_CLUSTER = "argora.cloud.sap/netbox-cluster"
-CHANGED = 5  # devices NetBox changes while the fault lasts
+REGION_LABEL = "topology.kubernetes.io/region"
 FAULT_SECONDS = 40
 TIMEOUT_SECONDS = 30  # the default: NetBox on a busy machine may take 10 s for a page
 RETRIES = 3
@@ -115,46 +115,29 @@ def identity(obj: Mapping[str, Any]) -> str:
 
 
 def shown(subject: Subject) -> dict[str, str]:
-    """Device name → what its object shows of the changes `change_devices` makes: argora-ironcore's BMC
-    its platform label (a BMC's address is immutable: a new one is reported as drift, not written),
-    argora-metal3's BareMetalHost its BMC address."""
+    """Device name → the region label of its object (BMC or BareMetalHost)."""
     found: dict[str, str] = {}
     for key, obj in subject.written().items():
-        labels = obj["metadata"].get("labels") or {}
-        name = labels.get(f"{LABEL_PREFIX}/name", "")
-        if key.startswith("BMC/"):
-            found[name] = labels.get(f"{LABEL_PREFIX}/platform", "")
-        elif key.startswith("BareMetalHost/"):
-            found[name] = obj["spec"]["bmc"]["address"]
+        if key.startswith(("BMC/", "BareMetalHost/")):
+            labels = obj["metadata"].get("labels") or {}
+            found[labels.get(f"{LABEL_PREFIX}/name", "")] = labels.get(REGION_LABEL, "")
     return found
 
 
 def change_devices(seeder: NetBoxSeeder, inventory: Inventory, subject: Subject) -> dict[str, str]:
-    """Change CHANGED devices in NetBox the way the controller's objects show: a new platform
-    (argora-ironcore) or a new OOB IP on their BMC port (argora-metal3). Device name → what its object
-    must then show (contain)."""
-    names = sorted(inventory.devices)[:CHANGED]
-    if subject.controller == "ironcore":
-        slug = f"{subject.namespace[:40]}-{int(time.time() * 1000) % 100000}"
-        platform = seeder.create_one("dcim/platforms", name=slug, slug=slug)
-        seeder.update_many("dcim/devices", [{"id": inventory.devices[n], "platform": platform["id"]} for n in names])
-        return dict.fromkeys(names, slug)
-    changed: dict[str, str] = {}
-    for name in names:
-        device_id = inventory.devices[name]
-        (port,) = seeder.get("dcim/interfaces", device_id=device_id, mgmt_only=True)
-        address = fresh_ipv4()
-        ip = seeder.create_one(
-            "ipam/ip-addresses", address=address, assigned_object_type="dcim.interface", assigned_object_id=port["id"]
-        )
-        seeder.update("dcim/devices", device_id, oob_ip=ip["id"])
-        changed[name] = address.split("/")[0]
-    return changed
+    """Move the inventory's site to a new region: every object's region label must follow (labels are
+    written on every pass; a BMC's address is immutable and only reported as drift). Device name → the
+    region its object must then show."""
+    slug = f"{subject.namespace[:40]}-{int(time.time() * 1000) % 100000}"
+    region = seeder.create_one("dcim/regions", name=slug, slug=slug)
+    (site,) = seeder.get("dcim/sites", slug=f"{INVENTORY}-site")
+    seeder.update("dcim/sites", site["id"], region=region["id"])
+    return dict.fromkeys(inventory.devices, slug)
 
 
 def shows(subject: Subject, changed: Mapping[str, str]) -> bool:
     now = shown(subject)
-    return all(value in now.get(name, "") for name, value in changed.items())
+    return all(now.get(name) == value for name, value in changed.items())
 
 
 @pytest.fixture(scope="module")
