@@ -21,7 +21,7 @@ from argora_dev.chart import create_from_manifests, render, toggles
 from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import Clusters, Objects
 from argora_dev.netbox import NetBoxServer
-from argora_dev.operator import BIN_DIR
+from argora_dev.operator import BIN_DIR, SOURCE_ROOT
 from argora_dev.process import ManagedProcess, free_port, http_ok, wait_until
 from argora_dev.seed import NetBoxSeeder, Topology, add_servers
 from metal3_controller.desired import NETBOX_CLUSTER_ANNOTATION
@@ -98,6 +98,8 @@ def start_as_deployed(
     account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     env["KUBECONFIG"] = str(service_account_kubeconfig(kube, api, namespace, account, tmp_path / "kubeconfig"))
     env["PATH"] = "/usr/bin:/bin"
+    # The image holds this checkout's code; the shared venv's console scripts would import another's.
+    env["PYTHONPATH"] = str(SOURCE_ROOT)
     # The image's entrypoint is the console script (see Dockerfile); the Deployment adds only args.
     program = container["name"]
     argv = [str(BIN_DIR / program), *container.get("args", [])]
