@@ -223,12 +223,25 @@ def test_metal3_limited_to_a_namespace_works_with_its_roles_alone(
         process.stop()
 
 
-def test_update_watching_the_cluster_corrects_netbox_as_its_service_account(
+def watching(controller: str, namespace: str, limited: bool) -> list[str]:
+    """The values limiting `controller` to `namespace`, when `limited`; none (the default: the whole
+    cluster) otherwise."""
+    return ["--set", f"{controller}.watchNamespaces={{{namespace}}}"] if limited else []
+
+
+def roles(docs: list[dict[str, Any]]) -> set[str]:
+    """The namespaces the rendered chart has Roles in."""
+    return {doc["metadata"]["namespace"] for doc in docs if doc["kind"] == "Role"}
+
+
+@pytest.mark.parametrize("limited", [False, True], ids=["cluster", "namespace"])
+def test_update_corrects_netbox_as_its_service_account(
     kube: KubeCluster, netbox: NetBoxServer, api_client: client.ApiClient, namespace: str, seeder: NetBoxSeeder,
-    prefix: str, tmp_path: Path,
+    prefix: str, tmp_path: Path, limited: bool,
 ) -> None:  # fmt: skip
-    """Default values: the ClusterRole alone lets argora-update write its Update's status, Events and
-    kopf's annotations, and ask for a pass itself when NetBox's change log touches what it corrected."""
+    """Its ClusterRole (the whole cluster) or the Role in the watched namespace lets argora-update write its
+    Update's status, Events and kopf's annotations, and ask for a pass itself when NetBox's change log
+    touches what it corrected."""
     objects = Objects(api_client)
     # The chart mounts argora-netbox-write for argora-update: it writes to NetBox.
     objects.create_secret(namespace, "argora-netbox-write", {"token": netbox.v2_token})
@@ -237,9 +250,10 @@ def test_update_watching_the_cluster_corrects_netbox_as_its_service_account(
         *toggles({"update"}),
         "--set", f"netbox.url={netbox.url}",
         "--set", f"healthPort={health}", "--set", f"metricsPort={metrics}",
+        *watching("update", namespace, limited),
         release=namespace, namespace=namespace,
     )  # fmt: skip
-    assert not [doc for doc in docs if doc["kind"] == "Role"]
+    assert roles(docs) == ({namespace} if limited else set())
     install(api_client, docs)
     process = start_as_deployed(kube, api_client, namespace, docs, tmp_path)
     try:
@@ -263,13 +277,15 @@ def test_update_watching_the_cluster_corrects_netbox_as_its_service_account(
         process.stop()
 
 
-def test_ippool_limited_to_a_namespace_creates_updates_and_prunes_pools_with_its_roles(
+@pytest.mark.parametrize("limited", [False, True], ids=["cluster", "namespace"])
+def test_ippool_creates_updates_and_prunes_pools_as_its_service_account(
     kube: KubeCluster, netbox: NetBoxServer, api_client: client.ApiClient, namespace: str, seeder: NetBoxSeeder,
-    prefix: str, tmp_path: Path,
+    prefix: str, tmp_path: Path, limited: bool,
 ) -> None:  # fmt: skip
-    """With watchNamespaces argora-ippool has its IPPoolImports, their status and Events only through the
-    Role in the watched namespace; the cluster-scoped pools and every namespace's IPAddresses through its
-    ClusterRole: enough to create, update, prune and (on deletion) remove pools."""
+    """argora-ippool has its IPPoolImports, their status and Events through its ClusterRole, or with
+    watchNamespaces only through the Role in the watched namespace; the cluster-scoped pools and every
+    namespace's IPAddresses through its ClusterRole: enough to create, update, prune and (on deletion)
+    remove pools."""
     objects = Objects(api_client)
     pools = Pools(api_client)
     objects.create_secret(namespace, "argora-netbox-read", {"token": netbox.readonly_v2_token})
@@ -279,10 +295,10 @@ def test_ippool_limited_to_a_namespace_creates_updates_and_prunes_pools_with_its
         *toggles({"ippool"}),
         "--set", f"netbox.url={netbox.url}",
         "--set", f"healthPort={health}", "--set", f"metricsPort={metrics}",
-        "--set", f"ippool.watchNamespaces={{{namespace}}}",
+        *watching("ippool", namespace, limited),
         release=namespace, namespace=namespace,
     )  # fmt: skip
-    assert {(d["kind"], d["metadata"].get("namespace")) for d in docs if d["kind"] == "Role"} == {("Role", namespace)}
+    assert roles(docs) == ({namespace} if limited else set())
     install(api_client, docs)
     process = start_as_deployed(kube, api_client, namespace, docs, tmp_path)
     try:
@@ -344,16 +360,14 @@ def test_ipaddress_records_addresses_and_annotates_them_as_its_service_account(
     elsewhere = f"{namespace[:50]}-other"
     client.CoreV1Api(api_client).create_namespace({"metadata": {"name": elsewhere}})
     health, metrics = free_port(), free_port()
-    watch = ["--set", f"ipaddress.watchNamespaces={{{namespace}}}"] if limited else []
     docs = render(
         *toggles({"ipaddress"}),
         "--set", f"netbox.url={netbox.url}",
         "--set", f"healthPort={health}", "--set", f"metricsPort={metrics}",
-        *watch,
+        *watching("ipaddress", namespace, limited),
         release=namespace, namespace=namespace,
     )  # fmt: skip
-    roles = {doc["metadata"]["namespace"] for doc in docs if doc["kind"] == "Role"}
-    assert roles == ({namespace} if limited else set())
+    assert roles(docs) == ({namespace} if limited else set())
     install(api_client, docs)
     process = start_as_deployed(kube, api_client, namespace, docs, tmp_path)
     try:
