@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from argora_common.kube import Kind, Kube, WriteOutcome, post_event
 from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.netbox import NetBox, NetBoxRejectedError, NetBoxWriteForbiddenError
@@ -151,12 +153,35 @@ class Applier:
         if live is None:
             return
         wanted = item.annotations()
-        body = {"metadata": {"name": item.key[1], "namespace": item.key[0], "annotations": wanted}}
         before = (live.get("metadata") or {}).get("annotations") or {}
-        if self.kube.apply_if_changed(self.ip_address, body, live) is WriteOutcome.UNCHANGED:
+        if annotate_exactly(self.kube, self.ip_address, live, wanted) in (WriteOutcome.UNCHANGED, None):
             return
         self.result.annotated += 1
         if before.get(SYNC_STATUS_ANNOTATION) == wanted[SYNC_STATUS_ANNOTATION]:
             return
         event_type = "Normal" if item.state is State.SYNCED else "Warning"
         post_event(self.kube, live, event_type, item.reason or "Recorded", item.message or item.state.value)
+
+
+def annotate_exactly(
+    kube: Kube, kind: Kind, live: Mapping[str, Any], annotations: Mapping[str, str]
+) -> WriteOutcome | None:
+    """Apply our annotations to the very IPAddress `live` was, when they differ from its own; None when it
+    is gone (or was made again) since it was read. A server-side apply makes an object that is missing: an
+    IPAddress released in the middle of a pass would come back as an empty one (v1beta1), or the apply be
+    refused as invalid and fail the pass (v1beta2). Its uid in the apply is a precondition instead."""
+    metadata = live["metadata"]
+    body = {
+        "metadata": {
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "uid": metadata["uid"],
+            "annotations": dict(annotations),
+        }
+    }
+    try:
+        return kube.apply_if_changed(kind, body, live)
+    except ApiException as error:
+        if error.status in (404, 409):
+            return None
+        raise

@@ -21,6 +21,8 @@ DEVICE_ID_ANNOTATION: Final = "netbox.argora.cloud.sap/device-id"
 INTERFACE_ID_ANNOTATION: Final = "netbox.argora.cloud.sap/interface-id"
 CONFLICTED_ANNOTATION: Final = "netbox.argora.cloud.sap/conflicted"
 SYNC_STATUS_ANNOTATION: Final = f"{ARGORA_DOMAIN}/sync-status"
+# Every annotation argora-ipaddress writes (it owns them by server-side apply: one it leaves out goes).
+ANNOTATIONS: Final = (SYNC_STATUS_ANNOTATION, DEVICE_ID_ANNOTATION, INTERFACE_ID_ANNOTATION, CONFLICTED_ANNOTATION)
 # How a NetBox address records the interface argora-ipaddress put it on: a release deletes it only there.
 _CREATED_ON: Final = re.compile(r"on interface (\d+)$")
 

@@ -27,8 +27,9 @@ from argora_common.netbox import NetBox
 from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, PREFIXES, TAGS, Device, IPAddress
 from argora_common.passes import Body, Log, PassRunner
 from argora_common.peering import LEASE
-from ipaddress_controller.apply import Applier, ApplyResult
+from ipaddress_controller.apply import Applier, ApplyResult, annotate_exactly
 from ipaddress_controller.desired import (
+    ANNOTATIONS,
     SYNC_STATUS_ANNOTATION,
     Chain,
     Cluster,
@@ -175,13 +176,16 @@ class WriteBackSteps:
     def report_failure(self, body: Body, decision: Decision) -> None:
         """The reason on every IPAddress of the last read, and an Event where it is news."""
         status = f"state=Error, reason={decision.reason}"
-        for key, address in self.last_addresses.items():
+        for address in self.last_addresses.values():
             annotations = (address.get("metadata") or {}).get("annotations") or {}
             if annotations.get(SYNC_STATUS_ANNOTATION) == status:
                 continue
-            patch = {"metadata": {"name": key[1], "namespace": key[0], "annotations": {SYNC_STATUS_ANNOTATION: status}}}
-            self.kube.apply(self.ip_address, patch)
-            post_event(self.kube, address, "Warning", decision.reason, decision.message)
+            # Only the status changes: what the last completed pass found (device, interface) stays. The
+            # IPAddress may have gone since the read: then nothing is written.
+            wanted = {name: annotations[name] for name in ANNOTATIONS if name in annotations}
+            wanted[SYNC_STATUS_ANNOTATION] = status
+            if annotate_exactly(self.kube, self.ip_address, address, wanted) is not None:
+                post_event(self.kube, address, "Warning", decision.reason, decision.message)
 
 
 class WriteBack:

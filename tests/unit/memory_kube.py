@@ -3,8 +3,9 @@
 `MemoryKube` overrides the one method every request goes through (`Kube._call`) and answers like an API
 server would for any kind: get, list with a label selector, server-side apply (create or deep-merge;
 `/status` takes only the status; a field the same field manager applied before and leaves out now is
-removed), create (with `generateName`; Events arrive here), delete (an object with finalizers only gets
-a deletionTimestamp). It records every write, and a test can make the next matching request fail.
+removed; a uid in the applied metadata must be the object's, else 409), create (with `generateName`;
+Events arrive here), delete (an object with finalizers only gets a deletionTimestamp). It records every
+write, and a test can make the next matching request fail.
 
 What it does not do: schemas, defaulting, fields shared by several managers, admission, resourceVersion
 conflicts, paging (the whole list comes in one page).
@@ -228,6 +229,10 @@ class MemoryKube(Kube):
             patch = {field: copy.deepcopy(value) for field, value in body.items() if field != "status"}
             if request.namespace:
                 patch["metadata"] = {**patch["metadata"], "namespace": request.namespace}
+        uid = body["metadata"].get("uid")
+        if uid is not None and (live.get("metadata") or {}).get("uid") != uid:
+            # As the API server does: a uid in an apply is a precondition, also against making the object.
+            raise api_error(409, f'{request.plural} "{request.name}": uid mismatch', "Conflict")
         self._record("PATCH", request, key[1])
         if not live:
             created = self._insert(table, copy.deepcopy(patch))
