@@ -38,7 +38,9 @@ from argora_dev.seed import NetBoxSeeder, PrefixSeed, add_prefixes, add_region, 
 from argora_dev.toxiproxy import Proxy, Toxiproxy
 from tests.faults.conftest import Inventory, converged
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+# A scenario is a first full pass, the fault and the pass after it: on a loaded machine argora-ipaddress's
+# first pass alone (each address written, then made primary) takes minutes.
+pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(2400)]
 
 LABEL_PREFIX = "kubernetes.metal.cloud.sap"
 KIND = "IPPoolImport"
