@@ -33,7 +33,6 @@ from argora_dev.faults import TABLE, FaultRow, FaultyNetBox, HttpFault, Tally, u
 from argora_dev.kubeobjects import Machines, Objects, Pools, ipaddress_state, wait_for
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess
-from argora_dev.process import free_port
 from argora_dev.seed import NetBoxSeeder, PrefixSeed, add_prefixes, add_region, fresh_network
 from argora_dev.toxiproxy import Proxy, Toxiproxy
 from tests.faults.conftest import Inventory, converged
@@ -72,8 +71,6 @@ def env_for(netbox_url: str, **extra: str) -> dict[str, str]:
         "ARGORA_NETBOX_RETRIES": str(RETRIES),
         "ARGORA_RETRY_BASE_SECONDS": "2",
         "ARGORA_RETRY_MAX_SECONDS": "8",
-        # The webhook's default port is taken by whichever controller of another test run started first.
-        "ARGORA_WEBHOOK_PORT": str(free_port()),
         **extra,
     }
 
