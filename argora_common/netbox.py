@@ -581,9 +581,12 @@ class NetBox:
             write.done.update(item["id"] for item in items)
             return {}
         except NetBoxRejectedError as error:
-            if error.status_code == 403:
-                raise NetBoxWriteForbiddenError(str(error), error.status_code) from error
             named = {item["id"] for item in items} & set(error.object_errors)
+            # A 403 naming objects is not the token's: NetBox says so of an object gone while the request
+            # ran (a retry overlapping its own first attempt, still deleting); each goes alone, where a
+            # gone one answers 404 and a token that may not write 403 again.
+            if error.status_code == 403 and not named:
+                raise NetBoxWriteForbiddenError(str(error), error.status_code) from error
             if named:
                 parts = [[item] for item in items if item["id"] in named]
                 parts.append([item for item in items if item["id"] not in named])

@@ -12,6 +12,7 @@ from argora_common.netbox import (
     ID_FILTER_BUDGET,
     NetBox,
     NetBoxUnavailableError,
+    NetBoxWriteForbiddenError,
     TokenAuth,
     Write,
     _object_errors,
@@ -139,12 +140,21 @@ def test_a_conditional_write_names_the_versions_of_its_objects_only() -> None:
 
 class FailingNetBox(NetBox):
     """Answers a write 502 when it names an object of `unavailable`, 412 when it names one of `changed`
-    (a conditional write), 204 otherwise."""
+    (a conditional write), 403 naming the objects of `gone` (404 for one alone), 403 to everything when
+    `forbidden`, 204 otherwise."""
 
-    def __init__(self, unavailable: frozenset[int] = frozenset(), changed: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self,
+        unavailable: frozenset[int] = frozenset(),
+        changed: frozenset[int] = frozenset(),
+        gone: frozenset[int] = frozenset(),
+        forbidden: bool = False,
+    ) -> None:
         super().__init__(Settings(netbox_url="http://netbox.invalid", netbox_token=SecretStr("t"), netbox_retries=1))
         self.unavailable = unavailable
         self.changed = changed
+        self.gone = gone
+        self.forbidden = forbidden
         self.sent: list[tuple[set[int], str | None]] = []
 
     def _send(self, method: str, url: str, body: object | None, if_match: str | None = None) -> None:
@@ -153,8 +163,18 @@ class FailingNetBox(NetBox):
         ids = {int(single)} if single.isdigit() else {item["id"] for item in items}
         self.sent.append((ids, if_match))
         status = 502 if ids & self.unavailable else 412 if ids & self.changed and if_match else 204
+        body_text = b'{"detail": "no"}'
+        if ids & self.gone:
+            # NetBox's bulk answer for objects another request deleted meanwhile; 404 for one alone.
+            status = 404 if len(ids) == 1 else 403
+            errors = ", ".join(
+                f'{{"id": {i}, "errors": {{"__all__": ["Permission denied."]}}}}' for i in ids & self.gone
+            )
+            body_text = f'{{"detail": "{len(ids & self.gone)} of {len(ids)} objects", "errors": [{errors}]}}'.encode()
+        if self.forbidden:
+            status, body_text = 403, b'{"detail": "You do not have permission to perform this action."}'
         if status >= 400:
-            answer = netbox_answer(status, b'{"detail": "no"}')
+            answer = netbox_answer(status, body_text)
             answer.request = requests.Request(method, url).prepare()
             raise RequestError(answer)
 
@@ -174,3 +194,11 @@ def test_an_object_changed_since_the_read_is_refused_alone() -> None:
     assert refused == {3: "changed in NetBox since it was read (HTTP 412); left as it is"}
     assert all(if_match for _, if_match in netbox.sent)
     assert netbox.sent[0][0] == {1, 2, 3, 4}
+
+
+def test_objects_gone_while_a_bulk_delete_ran_count_as_deleted_not_as_a_forbidden_token() -> None:
+    netbox = FailingNetBox(gone=frozenset({2, 3}))
+    assert netbox.delete_many(IP_ADDRESSES, [1, 2, 3, 4], {i: "2026-11-27T03:02:47Z" for i in range(1, 5)}) == {}
+    assert [ids for ids, _ in netbox.sent] == [{1, 2, 3, 4}, {2}, {3}, {1, 4}]
+    with pytest.raises(NetBoxWriteForbiddenError):
+        FailingNetBox(forbidden=True).delete_many(IP_ADDRESSES, [1, 2])
