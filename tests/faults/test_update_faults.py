@@ -35,7 +35,6 @@ from argora_dev.faults import TABLE, FaultRow, FaultyNetBox, HttpFault
 from argora_dev.kubeobjects import Objects, wait_for
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess
-from argora_dev.process import free_port
 from argora_dev.seed import MacShape, NetBoxSeeder, Server, Topology, add_macs, add_servers, fresh_ipv4
 from argora_dev.toxiproxy import Proxy, Toxiproxy
 from tests.faults.conftest import Inventory, converged
@@ -264,9 +263,6 @@ def subject_at(
             "ARGORA_NETBOX_RETRIES": str(RETRIES),
             "ARGORA_RETRY_BASE_SECONDS": "2",
             "ARGORA_RETRY_MAX_SECONDS": "8",
-            # The fault suite's environment serves NetBox's webhook (its secret is one of the recognisable
-            # ones): on a port of its own, not the default another controller on this machine holds.
-            "ARGORA_WEBHOOK_PORT": str(free_port()),
         }
         return Subject(objects, namespace, start_controller("update", env), seeder, seeded)
 
