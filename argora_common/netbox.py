@@ -15,6 +15,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import partial
@@ -53,7 +54,12 @@ BULK_WRITES_IN_FLIGHT: Final = 3
 
 
 class NetBoxError(Exception):
-    """NetBox could not answer a request; the message says which and why, never the token."""
+    """NetBox could not answer a request; the message says which and why, never the token.
+
+    A bulk write that fails part way sets `written`: the ids of the objects NetBox confirmed written (or
+    gone, for a delete) before it failed, so that the caller can report them."""
+
+    written: frozenset[int] = frozenset()
 
 
 class NetBoxUnavailableError(NetBoxError):
@@ -325,6 +331,13 @@ def field_errors(errors: object) -> str:
     return "; ".join(parts)[:300]
 
 
+def etag(last_updated: str) -> str:
+    """The weak ETag NetBox (>= 4.5) gives an object, from its `last_updated` as the API shows it:
+    `W/"<isoformat of the UTC timestamp>"`. The API may render the time as `...Z` or in NetBox's
+    TIME_ZONE; the tag is always made from the UTC value the database holds."""
+    return f'W/"{datetime.fromisoformat(last_updated).astimezone(UTC).isoformat()}"'
+
+
 def bulk_chunks[T](items: Sequence[T], size: int = BULK_WRITE_CHUNK) -> Iterator[list[T]]:
     """`items` in lists of at most `size`, in their order."""
     for start in range(0, len(items), size):
@@ -341,6 +354,24 @@ def _short_body(response: requests.Response) -> str:
     if isinstance(body, Mapping):
         return field_errors(body)  # a refused write: which field and why
     return str(body)[:200]
+
+
+@dataclass
+class Write:
+    """One bulk write under way: what it does, the versions its objects must still have (id ->
+    `last_updated`), and the ids NetBox confirmed so far (written, or gone for a delete)."""
+
+    method: str
+    endpoint: Endpoint[Any]
+    versions: Mapping[int, str]
+    done: set[int] = field(default_factory=set)
+
+    def if_match(self, items: Sequence[Mapping[str, Any]]) -> str | None:
+        """The If-Match header for a request of `items`: NetBox checks every object of a bulk request
+        against the whole list. Tags are timestamps to the microsecond: an object changed since the read
+        gets a newer one than any of the list (all older than the read)."""
+        tags = [etag(self.versions[item["id"]]) for item in items if item["id"] in self.versions]
+        return ", ".join(tags) or None
 
 
 class NetBox:
@@ -495,47 +526,67 @@ class NetBox:
         outlast the retries NetBoxUnavailableError (repeating a PATCH changes nothing more)."""
         return self._write_chunks("PATCH", endpoint, list(bulk_chunks(changes)))
 
-    def delete_many(self, endpoint: Endpoint[Any], ids: Sequence[int]) -> dict[int, str]:
+    def delete_many(
+        self, endpoint: Endpoint[Any], ids: Sequence[int], versions: Mapping[int, str] | None = None
+    ) -> dict[int, str]:
         """DELETE the objects `ids` in lists of BULK_WRITE_CHUNK. Returns, by id, why NetBox refused the
         objects it would not delete; an object that is gone already counts as deleted (so does one whose
-        first DELETE went through but whose answer was lost). Errors as `update_many`."""
+        first DELETE went through but whose answer was lost). Errors as `update_many`.
+
+        `versions` (id -> `last_updated` as read) makes the deletes conditional: NetBox deletes an object
+        only while it is unchanged since that read (If-Match), and refuses it otherwise."""
         unique = list(dict.fromkeys(ids))  # NetBox refuses a list that names an id twice
-        return self._write_chunks("DELETE", endpoint, list(bulk_chunks([{"id": i} for i in unique])))
+        return self._write_chunks("DELETE", endpoint, list(bulk_chunks([{"id": i} for i in unique])), versions or {})
 
     def _write_chunks(
-        self, method: str, endpoint: Endpoint[Any], chunks: list[list[Mapping[str, Any]]]
+        self,
+        method: str,
+        endpoint: Endpoint[Any],
+        chunks: list[list[Mapping[str, Any]]],
+        versions: Mapping[int, str] | None = None,
     ) -> dict[int, str]:
         """The chunks, BULK_WRITES_IN_FLIGHT at a time. The first error (403, NetBox unavailable) stops
-        the chunks not yet sent; those under way finish, so what was written is NetBox's to tell the next
-        pass."""
+        the chunks not yet sent; those under way finish, and the error names what was written
+        (`NetBoxError.written`)."""
+        write = Write(method, endpoint, versions or {})
         refused: dict[int, str] = {}
-        if len(chunks) <= 1:
-            for chunk in chunks:
-                refused |= self._write_chunk(method, endpoint, chunk)
-            return refused
-        with ThreadPoolExecutor(max_workers=BULK_WRITES_IN_FLIGHT, thread_name_prefix="netbox-write") as pool:
-            futures = [pool.submit(self._write_chunk, method, endpoint, chunk) for chunk in chunks]
-            try:
-                for future in futures:
-                    refused |= future.result()
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        try:
+            if len(chunks) <= 1:
+                for chunk in chunks:
+                    refused |= self._write_chunk(write, chunk)
+                return refused
+            with ThreadPoolExecutor(max_workers=BULK_WRITES_IN_FLIGHT, thread_name_prefix="netbox-write") as pool:
+                futures = [pool.submit(self._write_chunk, write, chunk) for chunk in chunks]
+                try:
+                    for future in futures:
+                        refused |= future.result()
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+        except NetBoxError as error:
+            # Once the chunks under way are done: the pool's exit waits for them.
+            error.written = frozenset(write.done)
+            raise
         return refused
 
-    def _write_chunk(self, method: str, endpoint: Endpoint[Any], items: list[Mapping[str, Any]]) -> dict[int, str]:
+    def _write_chunk(self, write: Write, items: list[Mapping[str, Any]]) -> dict[int, str]:
         """One bulk request; when NetBox refuses it, the objects it names (or, naming none, each half) go
         again apart from the rest, so one bad object costs only its own write."""
         if len(items) == 1:
-            return self._write_one(method, endpoint, items[0])
+            return self._write_one(write, items[0])
         try:
-            self._call(endpoint.path, partial(self._send, method, f"{self.api.base_url}/{endpoint.path}/", items))
+            url = f"{self.api.base_url}/{write.endpoint.path}/"
+            self._call(write.endpoint.path, partial(self._send, write.method, url, items, write.if_match(items)))
+            write.done.update(item["id"] for item in items)
             return {}
         except NetBoxRejectedError as error:
-            if error.status_code == 403:
-                raise NetBoxWriteForbiddenError(str(error), error.status_code) from error
             named = {item["id"] for item in items} & set(error.object_errors)
+            # A 403 naming objects is not the token's: NetBox says so of an object gone while the request
+            # ran (a retry overlapping its own first attempt, still deleting); each goes alone, where a
+            # gone one answers 404 and a token that may not write 403 again.
+            if error.status_code == 403 and not named:
+                raise NetBoxWriteForbiddenError(str(error), error.status_code) from error
             if named:
                 parts = [[item] for item in items if item["id"] in named]
                 parts.append([item for item in items if item["id"] not in named])
@@ -544,27 +595,33 @@ class NetBox:
         refused: dict[int, str] = {}
         for part in parts:
             if part:
-                refused |= self._write_chunk(method, endpoint, part)
+                refused |= self._write_chunk(write, part)
         return refused
 
-    def _write_one(self, method: str, endpoint: Endpoint[Any], item: Mapping[str, Any]) -> dict[int, str]:
+    def _write_one(self, write: Write, item: Mapping[str, Any]) -> dict[int, str]:
         """One object at its own URL, whose 404 says unambiguously that it is gone."""
         object_id: int = item["id"]
         fields = {key: value for key, value in item.items() if key != "id"}
-        url = f"{self.api.base_url}/{endpoint.path}/{object_id}/"
+        url = f"{self.api.base_url}/{write.endpoint.path}/{object_id}/"
+        body = fields if write.method != "DELETE" else None
         try:
-            self._call(endpoint.path, partial(self._send, method, url, fields if method != "DELETE" else None))
+            self._call(write.endpoint.path, partial(self._send, write.method, url, body, write.if_match([item])))
         except NetBoxRejectedError as error:
             if error.status_code == 403:
                 raise NetBoxWriteForbiddenError(str(error), error.status_code) from error
-            if error.status_code == 404 and method == "DELETE":
+            if error.status_code == 404 and write.method == "DELETE":
+                write.done.add(object_id)
                 return {}
+            if error.status_code == 412:
+                return {object_id: "changed in NetBox since it was read (HTTP 412); left as it is"}
             return {object_id: str(error)}
+        write.done.add(object_id)
         return {}
 
-    def _send(self, method: str, url: str, body: object | None) -> None:
+    def _send(self, method: str, url: str, body: object | None, if_match: str | None = None) -> None:
         # Never `fields=` on a write: NetBox 4.7.3 then answers 200 to a PATCH and writes nothing.
-        response = self._session.request(method, url, json=body, headers={"Accept": "application/json"})
+        headers = {"Accept": "application/json", **({"If-Match": if_match} if if_match else {})}
+        response = self._session.request(method, url, json=body, headers=headers)
         if not response.ok:
             raise RequestError(response)
 

@@ -34,7 +34,8 @@ _NOT_FORWARDED = {"connection", "keep-alive", "transfer-encoding", "content-leng
 class HttpFault:
     """Which requests get an error answer instead of NetBox's: those of `methods` whose path matches
     `path`, with a `share` of them picked at random; `pages_only` limits it to list reads (a `limit`
-    parameter), i.e. some pages of a paginated read. A 429 comes with `Retry-After: retry_after`."""
+    parameter), i.e. some pages of a paginated read. A 429 comes with `Retry-After: retry_after`. The
+    first `after` matching requests pass through: a fault that starts in the middle of a pass."""
 
     statuses: tuple[int, ...] = (500, 502, 429)
     share: float = 0.3
@@ -42,6 +43,7 @@ class HttpFault:
     path: str = r"^/api/"
     pages_only: bool = True
     retry_after: int = 1
+    after: int = 0
 
     def applies(self, method: str, target: str) -> bool:
         parts = urlsplit(target)
@@ -68,6 +70,8 @@ class FaultyNetBox:
         self.upstream = upstream.rstrip("/")
         self.exchanges: list[Exchange] = []
         self._fault: HttpFault | None = None
+        self._matched = 0  # requests the fault applied to since it was set
+        self._hook: Callable[[str, str], None] | None = None
         self._random = random.Random(seed)  # the same picks on every run
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -114,6 +118,13 @@ class FaultyNetBox:
         """From now on answer as `fault` says; None: pass everything through again."""
         with self._lock:
             self._fault = fault
+            self._matched = 0
+
+    def set_hook(self, hook: Callable[[str, str], None] | None) -> None:
+        """From now on call `hook(method, target)` as each request arrives, before it is answered or
+        passed on: to change NetBox at the exact moment a controller sends a given request. None: no hook."""
+        with self._lock:
+            self._hook = hook
 
     def count(
         self,
@@ -137,7 +148,10 @@ class FaultyNetBox:
     def _pick(self, method: str, target: str) -> int | None:
         with self._lock:
             fault = self._fault
-            if fault is None or not fault.applies(method, target) or self._random.random() >= fault.share:
+            if fault is None or not fault.applies(method, target):
+                return None
+            self._matched += 1
+            if self._matched <= fault.after or self._random.random() >= fault.share:
                 return None
             return self._random.choice(fault.statuses)
 
@@ -148,6 +162,10 @@ class FaultyNetBox:
     def _answer(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            hook = self._hook
+        if hook is not None:
+            hook(method, target)
         status = self._pick(method, target)
         if status is not None:
             self._record(method, target, status, faulted=True)

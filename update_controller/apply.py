@@ -5,21 +5,59 @@ own fields (OOB IP and platform, one PATCH item per device), then deletes (the I
 interfaces). A device NetBox refuses a write of is reported (`Rejected`, with NetBox's reason) and left
 alone in the later phases; the other devices of the same request are written all the same. A token
 that may not write stops the pass at its first write (every further write would be refused the same way).
+
+A delete names the version of each object its re-check read (NetBox's ETag, If-Match): an IP re-assigned
+or an interface changed between the re-check and the delete is refused by NetBox, not deleted. When
+NetBox fails part way (unavailable after the retries), the error goes up to fail the pass, and
+`Applier.result` holds what NetBox confirmed before, for the failure's report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict
 
 from argora_common.crds import DeviceProblem
 from argora_common.metrics import OBJECTS_WRITTEN
-from argora_common.netbox import NetBox
-from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, Endpoint
+from argora_common.netbox import NetBox, NetBoxError
+from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, Endpoint, Ref
 from update_controller.plan import Action, Change, DevicePlan, Plan
 
 DEVICE_FIELDS = {Action.OOB_IP: "oob_ip", Action.PLATFORM: "platform"}
+
+
+class CheckedInterface(BaseModel):
+    """What the re-check reads of an interface: whose it is, and its version for the conditional delete."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    id: int
+    device: Ref
+    last_updated: str | None = None
+
+
+class CheckedIP(BaseModel):
+    """What the re-check reads of an IP: what it is assigned to, and its version for the conditional delete."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    id: int
+    assigned_object_type: str | None = None
+    assigned_object_id: int | None = None
+    last_updated: str | None = None
+
+
+RECHECK_INTERFACES: Final = Endpoint(
+    "dcim", "interfaces", CheckedInterface, ("id", "device", "last_updated"), INTERFACES.filters
+)
+RECHECK_IPS: Final = Endpoint(
+    "ipam",
+    "ip-addresses",
+    CheckedIP,
+    ("id", "assigned_object_type", "assigned_object_id", "last_updated"),
+    IP_ADDRESSES.filters,
+)
 
 
 @dataclass
@@ -63,14 +101,20 @@ class Applier:
         self.dry_run = dry_run
         self.result = ApplyResult()
         self._failed_devices: set[int] = set()
+        # The versions the re-check read (id -> last_updated), which the deletes must still find.
+        self._interface_versions: dict[int, str] = {}
+        self._ip_versions: dict[int, str] = {}
 
     def apply(self, plan: Plan) -> ApplyResult:
-        self._rename(plan.devices)
-        self._set_device_fields(plan.devices)
-        self._delete(plan.devices)
-        # Reported in plan order (device by device), as when every write was a request of its own.
-        order = {change: n for n, change in enumerate(c for device in plan.devices for c in device.changes)}
-        self.result.applied.sort(key=order.__getitem__)
+        try:
+            self._rename(plan.devices)
+            self._set_device_fields(plan.devices)
+            self._delete(plan.devices)
+        finally:
+            # Reported in plan order (device by device), as when every write was a request of its own;
+            # also what was written before NetBox failed.
+            order = {change: n for n, change in enumerate(c for device in plan.devices for c in device.changes)}
+            self.result.applied.sort(key=order.__getitem__)
         return self.result
 
     def _live(self, devices: Iterable[DevicePlan]) -> list[DevicePlan]:
@@ -78,7 +122,9 @@ class Applier:
 
     def _rename(self, devices: Sequence[DevicePlan]) -> None:
         renames = [c for device in devices for c in device.changes if c.action is Action.RENAME]
-        refused = self._update(INTERFACES, [{"id": c.object_id, "name": c.value} for c in renames])
+        refused = self._update(
+            INTERFACES, [{"id": c.object_id, "name": c.value} for c in renames], {c.object_id: [c] for c in renames}
+        )
         by_device = {device.device_id: device for device in devices}
         for change in renames:
             if change.object_id in refused:
@@ -98,6 +144,7 @@ class Applier:
                 {"id": device.device_id, **{DEVICE_FIELDS[c.action]: c.value for c in changes}}
                 for device, changes in writes
             ],
+            {device.device_id: changes for device, changes in writes},
         )
         for device, changes in writes:
             if device.device_id in refused:
@@ -109,7 +156,8 @@ class Applier:
     def _delete(self, devices: Sequence[DevicePlan]) -> None:
         """Each interface with its IPs, or none of them: within the cap, after re-reading them."""
         confirmed = self._within_cap(interface_deletions(self._live(devices)))
-        refused_ips = self._remove(IP_ADDRESSES, sorted({i for group in confirmed for i in group.ip_ids}))
+        ip_deletes = {c.object_id: [c] for group in confirmed for c in group.changes if c.action is Action.IP_DELETED}
+        refused_ips = self._remove(IP_ADDRESSES, ip_deletes, self._ip_versions)
         # An interface goes only once all its IPs are gone: deleting it first would take along, or leave
         # unassigned, IPs that were not re-checked.
         whole: list[InterfaceDeletion] = []
@@ -122,7 +170,11 @@ class Applier:
                 self._fail(group.device, reasons[0])
             else:
                 whole.append(group)
-        refused = self._remove(INTERFACES, [group.interface_id for group in whole])
+        refused = self._remove(
+            INTERFACES,
+            {group.interface_id: [c for c in group.changes if c.action is Action.INTERFACE_DELETED] for group in whole},
+            self._interface_versions,
+        )
         for group in whole:
             if group.interface_id in refused:
                 self._fail(group.device, refused[group.interface_id])
@@ -160,11 +212,14 @@ class Applier:
         by interface, so an IP added to the interface since the plan (which deleting the interface would
         take along) fails the re-check as well as one that moved away."""
         interface_ids = [group.interface_id for group in groups]
-        interfaces = {i.id: i for i in self.netbox.list_by_ids(INTERFACES, "id", interface_ids)}
+        interfaces = {i.id: i for i in self.netbox.list_by_ids(RECHECK_INTERFACES, "id", interface_ids)}
         on_interface: dict[int, set[int]] = {}
-        for address in self.netbox.list_by_ids(IP_ADDRESSES, "interface_id", interface_ids):
+        versions: dict[int, str] = {}
+        for address in self.netbox.list_by_ids(RECHECK_IPS, "interface_id", interface_ids):
             if address.assigned_object_type == "dcim.interface" and address.assigned_object_id is not None:
                 on_interface.setdefault(address.assigned_object_id, set()).add(address.id)
+                if address.last_updated:
+                    versions[address.id] = address.last_updated
         passed: list[InterfaceDeletion] = []
         for group in groups:
             interface = interfaces.get(group.interface_id)
@@ -174,6 +229,9 @@ class Applier:
                 and on_interface.get(group.interface_id, set()) == group.ip_ids
             ):
                 passed.append(group)
+                if interface.last_updated:
+                    self._interface_versions[group.interface_id] = interface.last_updated
+                self._ip_versions |= {i: versions[i] for i in group.ip_ids if i in versions}
                 continue
             message = f"interface {group.interface_id} or its IPs no longer belong to this device; nothing deleted"
             self.result.failed.append(
@@ -186,11 +244,34 @@ class Applier:
             )
         return passed
 
-    def _update(self, endpoint: Endpoint[Any], changes: list[dict[str, Any]]) -> Mapping[int, str]:
-        return {} if self.dry_run or not changes else self.netbox.update_many(endpoint, changes)
+    def _update(
+        self, endpoint: Endpoint[Any], items: list[dict[str, Any]], changes: Mapping[int, Sequence[Change]]
+    ) -> Mapping[int, str]:
+        """PATCH `items`; `changes` by the id of the object each item writes."""
+        if self.dry_run or not items:
+            return {}
+        return self._written(changes, lambda: self.netbox.update_many(endpoint, items))
 
-    def _remove(self, endpoint: Endpoint[Any], ids: list[int]) -> Mapping[int, str]:
-        return {} if self.dry_run or not ids else self.netbox.delete_many(endpoint, ids)
+    def _remove(
+        self, endpoint: Endpoint[Any], changes: Mapping[int, Sequence[Change]], versions: Mapping[int, str]
+    ) -> Mapping[int, str]:
+        """DELETE the objects `changes` name (by id), each only while NetBox has it in its `versions`."""
+        if self.dry_run or not changes:
+            return {}
+        return self._written(changes, lambda: self.netbox.delete_many(endpoint, sorted(changes), versions))
+
+    def _written(
+        self, changes: Mapping[int, Sequence[Change]], write: Callable[[], Mapping[int, str]]
+    ) -> Mapping[int, str]:
+        try:
+            return write()
+        except NetBoxError as error:
+            # NetBox failed part way: what it confirmed before is applied all the same, and the failure's
+            # report says so.
+            for object_id in sorted(error.written & changes.keys()):
+                for change in changes[object_id]:
+                    self._record(change)
+            raise
 
     def _fail(self, device: DevicePlan, message: str) -> None:
         """NetBox refused a write of the device: report it once and leave the device alone from here on."""

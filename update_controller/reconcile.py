@@ -1,13 +1,14 @@
 """The steps of an Update's pass for the shared skeleton: read NetBox in bulk, plan the corrections,
 apply them (or only report them), report.
 
-Nothing is written before every read succeeded, so a failed read never leads to a delete.
+Nothing is written before every read succeeded, so a failed read never leads to a delete. When NetBox
+fails in the middle of the writes, the failure's report (status and Events) says what it took before.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Final
 
@@ -19,12 +20,13 @@ from argora_common.crds import Change as StatusChange
 from argora_common.errors import BadInputError, Decision
 from argora_common.inventory import Selection, read_selection, selection_refs
 from argora_common.kube import Kube, argora_kind, now
-from argora_common.netbox import NetBox
+from argora_common.netbox import NetBox, NetBoxError
 from argora_common.netbox_schema import INTERFACES, IP_ADDRESSES, PLATFORMS, Interface, IPAddress, Ref
-from argora_common.passes import Body, PassRunner, Tracking
+from argora_common.passes import Body, Key, PassRunner, Tracking, key_of
 from argora_common.settings import Settings
 from argora_common.status import (
     Event,
+    failed_status,
     make_condition,
     merge_conditions,
     post_events,
@@ -72,6 +74,15 @@ class Facts:
 class Planned:
     spec: UpdateSpec
     plan: Plan
+    devices: int  # selected
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A pass NetBox failed in the middle of its writes: its plan and what NetBox took before."""
+
+    planned: Planned
+    result: ApplyResult
 
 
 class UpdateSteps:
@@ -80,6 +91,9 @@ class UpdateSteps:
     def __init__(self, netbox: NetBox, kube: Kube) -> None:
         self.netbox = netbox
         self.kube = kube
+        # Set by `converge` when NetBox fails in the middle of the writes, taken by `report_failure`; the
+        # pass skeleton runs both under the resource's lock.
+        self._interrupted: dict[Key, Interrupted] = {}
 
     def read(self, body: Body) -> Facts:
         spec = UpdateSpec.model_validate(body.get("spec") or {})
@@ -117,10 +131,15 @@ class UpdateSteps:
 
     def plan(self, body: Body, facts: Facts) -> Planned:
         the_plan = plan_updates(facts.selection.devices, facts.interfaces, facts.addresses, facts.spec, facts.platform)
-        return Planned(facts.spec, the_plan)
+        return Planned(facts.spec, the_plan, len(facts.selection.devices))
 
     def converge(self, body: Body, planned: Planned) -> ApplyResult:
-        return Applier(self.netbox, planned.spec.max_deletes_per_pass, planned.spec.dry_run).apply(planned.plan)
+        applier = Applier(self.netbox, planned.spec.max_deletes_per_pass, planned.spec.dry_run)
+        try:
+            return applier.apply(planned.plan)
+        except NetBoxError:
+            self._interrupted[key_of(body)] = Interrupted(planned, applier.result)
+            raise
 
     def report(self, body: Body, facts: Facts, planned: Planned, result: ApplyResult) -> str:
         status = update_status(body, len(facts.selection.devices), planned.plan, result, planned.spec)
@@ -133,7 +152,20 @@ class UpdateSteps:
         )
 
     def report_failure(self, body: Body, decision: Decision) -> None:
-        report_failure(self.kube, UPDATE, body, UpdateStatus, decision)
+        interrupted = self._interrupted.pop(key_of(body), None)
+        if interrupted is None or not interrupted.result.applied:
+            report_failure(self.kube, UPDATE, body, UpdateStatus, decision)
+            return
+        status, decision = interrupted_status(body, interrupted, decision)
+        write_status(self.kube, UPDATE, body, status)
+        post_events(
+            self.kube,
+            body,
+            [
+                *update_events(interrupted.result, interrupted.planned.spec),
+                Event("Warning", decision.reason, decision.message),
+            ],
+        )
 
 
 def runner(settings: Settings, netbox: NetBox, kube: Kube) -> PassRunner[Facts, Planned, ApplyResult]:
@@ -143,7 +175,7 @@ def runner(settings: Settings, netbox: NetBox, kube: Kube) -> PassRunner[Facts, 
         controller=kube.controller,
         kind=UPDATE.kind,
         settings=settings,
-        kept="NetBox is left as it is",
+        kept="no further writes to NetBox in this pass",
         tracking=Tracking(touched=touched),
     )
 
@@ -194,6 +226,34 @@ def update_status(body: Body, devices: int, the_plan: Plan, result: ApplyResult,
         deletes_held_back=len(result.held_back),
         changes=changes,
     )
+
+
+def interrupted_status(body: Body, interrupted: Interrupted, decision: Decision) -> tuple[UpdateStatus, Decision]:
+    """The status of a pass NetBox failed in the middle of its writes, and the failure as reported: the
+    counts, changes and problems of what NetBox took, Ready (and NetBoxReachable) False with the error,
+    DeletesComplete False while planned deletes were not made; the generation and sync time stay those
+    of the last completed pass."""
+    planned, result = interrupted.planned, interrupted.result
+    previous = UpdateStatus.model_validate(body.get("status") or {})
+    decision = replace(
+        decision,
+        message=f"{decision.message}; {len(result.applied)} changes were applied before: see status.applied"
+        " (whether NetBox made the write under way, the next pass reads)",
+    )
+    done = update_status(body, planned.devices, planned.plan, result, planned.spec)
+    status = failed_status(UpdateStatus, {**body, "status": done.model_dump(by_alias=True, mode="json")}, decision)
+    deletes = count([c for device in planned.plan.devices for c in device.deletions])
+    applied = count(result.applied)
+    if (deletes.interface_deleted, deletes.ip_deleted) != (applied.interface_deleted, applied.ip_deleted):
+        condition = make_condition(
+            "DeletesComplete", False, "Interrupted", "the next pass makes the deletes this one could not",
+            generation=body["metadata"].get("generation"),
+        )  # fmt: skip
+        status = status.model_copy(update={"conditions": merge_conditions(status.conditions, [condition])})
+    status = status.model_copy(
+        update={"observed_generation": previous.observed_generation, "last_sync_time": previous.last_sync_time}
+    )
+    return status, decision
 
 
 def update_events(result: ApplyResult, spec: UpdateSpec) -> list[Event]:

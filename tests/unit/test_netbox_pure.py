@@ -1,21 +1,30 @@
 import os
 import time
 from pathlib import Path
+from typing import cast
 
+import pytest
 import requests
 from pydantic import SecretStr
+from pynetbox.core.query import RequestError
 
 from argora_common.netbox import (
     ID_FILTER_BUDGET,
+    NetBox,
+    NetBoxUnavailableError,
+    NetBoxWriteForbiddenError,
     TokenAuth,
+    Write,
     _object_errors,
     authorization_header,
     bulk_chunks,
     endpoint_of,
+    etag,
     field_errors,
     id_chunks,
 )
-from argora_common.netbox_schema import Device
+from argora_common.netbox_schema import IP_ADDRESSES, Device
+from argora_common.settings import Settings
 
 
 def test_id_chunks_fit_the_request_line_and_keep_every_id() -> None:
@@ -111,3 +120,85 @@ def test_a_refused_bulk_write_says_which_objects_and_why() -> None:
 
 def test_field_errors_are_one_line() -> None:
     assert field_errors({"name": ["too long", "bad"], "non_field_errors": ["taken"]}) == "name: too long bad; taken"
+
+
+def test_the_etag_is_made_from_the_utc_time_netbox_shows() -> None:
+    assert etag("2026-11-27T03:02:47.123456Z") == 'W/"2026-11-27T03:02:47.123456+00:00"'
+    # NetBox renders times in its TIME_ZONE; the tag is the database's UTC value.
+    assert etag("2026-11-27T04:02:47.123456+01:00") == 'W/"2026-11-27T03:02:47.123456+00:00"'
+    assert etag("2026-11-27T03:02:47Z") == 'W/"2026-11-27T03:02:47+00:00"'
+
+
+def test_a_conditional_write_names_the_versions_of_its_objects_only() -> None:
+    write = Write("DELETE", IP_ADDRESSES, {1: "2026-11-27T03:02:47.1Z", 2: "2026-11-27T03:02:48.2Z"})
+    assert write.if_match([{"id": 1}, {"id": 3}]) == 'W/"2026-11-27T03:02:47.100000+00:00"'
+    assert write.if_match([{"id": 2}, {"id": 1}]) == (
+        'W/"2026-11-27T03:02:48.200000+00:00", W/"2026-11-27T03:02:47.100000+00:00"'
+    )
+    assert write.if_match([{"id": 3}]) is None
+
+
+class FailingNetBox(NetBox):
+    """Answers a write 502 when it names an object of `unavailable`, 412 when it names one of `changed`
+    (a conditional write), 403 naming the objects of `gone` (404 for one alone), 403 to everything when
+    `forbidden`, 204 otherwise."""
+
+    def __init__(
+        self,
+        unavailable: frozenset[int] = frozenset(),
+        changed: frozenset[int] = frozenset(),
+        gone: frozenset[int] = frozenset(),
+        forbidden: bool = False,
+    ) -> None:
+        super().__init__(Settings(netbox_url="http://netbox.invalid", netbox_token=SecretStr("t"), netbox_retries=1))
+        self.unavailable = unavailable
+        self.changed = changed
+        self.gone = gone
+        self.forbidden = forbidden
+        self.sent: list[tuple[set[int], str | None]] = []
+
+    def _send(self, method: str, url: str, body: object | None, if_match: str | None = None) -> None:
+        single = url.rstrip("/").rsplit("/", 1)[-1]
+        items = cast(list[dict[str, int]], body)
+        ids = {int(single)} if single.isdigit() else {item["id"] for item in items}
+        self.sent.append((ids, if_match))
+        status = 502 if ids & self.unavailable else 412 if ids & self.changed and if_match else 204
+        body_text = b'{"detail": "no"}'
+        if ids & self.gone:
+            # NetBox's bulk answer for objects another request deleted meanwhile; 404 for one alone.
+            status = 404 if len(ids) == 1 else 403
+            errors = ", ".join(
+                f'{{"id": {i}, "errors": {{"__all__": ["Permission denied."]}}}}' for i in ids & self.gone
+            )
+            body_text = f'{{"detail": "{len(ids & self.gone)} of {len(ids)} objects", "errors": [{errors}]}}'.encode()
+        if self.forbidden:
+            status, body_text = 403, b'{"detail": "You do not have permission to perform this action."}'
+        if status >= 400:
+            answer = netbox_answer(status, body_text)
+            answer.request = requests.Request(method, url).prepare()
+            raise RequestError(answer)
+
+
+def test_a_bulk_write_failing_part_way_names_what_netbox_took_before() -> None:
+    netbox = FailingNetBox(unavailable=frozenset({60}))
+    with pytest.raises(NetBoxUnavailableError) as raised:
+        netbox.delete_many(IP_ADDRESSES, list(range(1, 121)))
+    # Three chunks at once: the first and the third are taken, the second (51-100) is not.
+    assert raised.value.written == frozenset(range(1, 51)) | frozenset(range(101, 121))
+
+
+def test_an_object_changed_since_the_read_is_refused_alone() -> None:
+    versions = {i: "2026-11-27T03:02:47Z" for i in range(1, 5)}
+    netbox = FailingNetBox(changed=frozenset({3}))
+    refused = netbox.delete_many(IP_ADDRESSES, [1, 2, 3, 4], versions)
+    assert refused == {3: "changed in NetBox since it was read (HTTP 412); left as it is"}
+    assert all(if_match for _, if_match in netbox.sent)
+    assert netbox.sent[0][0] == {1, 2, 3, 4}
+
+
+def test_objects_gone_while_a_bulk_delete_ran_count_as_deleted_not_as_a_forbidden_token() -> None:
+    netbox = FailingNetBox(gone=frozenset({2, 3}))
+    assert netbox.delete_many(IP_ADDRESSES, [1, 2, 3, 4], {i: "2026-11-27T03:02:47Z" for i in range(1, 5)}) == {}
+    assert [ids for ids, _ in netbox.sent] == [{1, 2, 3, 4}, {2}, {3}, {1, 4}]
+    with pytest.raises(NetBoxWriteForbiddenError):
+        FailingNetBox(forbidden=True).delete_many(IP_ADDRESSES, [1, 2])
