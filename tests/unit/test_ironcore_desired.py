@@ -257,3 +257,19 @@ def test_devices_sharing_a_bmc_address_are_both_skipped() -> None:
         "by-port": ("DuplicateOOBIP", "BMC address 10.0.0.6 is also that of device(s) twin-a, twin-b"),
     }
     assert result.selected_device_ids == {1, 2, 3, 4}
+
+
+def test_a_device_selected_by_entries_with_different_credentials_is_reported() -> None:
+    """Two entries matching one cluster: the device is written once, with the credentials they agree on;
+    when they disagree it is not written at all (never the first entry's as a guess)."""
+    selected = SelectedDevice(device(1, "a", "10.0.0.5/24"), 0, also_selected_by=[1, 2])
+    inv = Inventory(clusters_by_selector=[[CLUSTER]] * 3, devices=[selected], sites={5: SITE})
+    same = BMCCredentials(username="root", password=SecretStr("calvin"))
+    (desired,) = plan(inv, [CREDS, same, CREDS], OWNER, SETTINGS).devices
+    assert base64.b64decode(desired.secret["data"]["password"]) == b"calvin"
+    other = BMCCredentials(username="root", password=SecretStr("other"))
+    result = plan(inv, [CREDS, CREDS, other], OWNER, SETTINGS)
+    assert result.devices == []
+    assert [(p.device, p.reason, p.message) for p in result.problems] == [
+        ("a", "AmbiguousCredentials", "selected by spec.clusters[0], spec.clusters[2], whose BMC credentials differ")
+    ]
