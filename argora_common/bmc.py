@@ -61,6 +61,26 @@ def bmc_interface(device: Device, inventory: Inventory) -> tuple[Interface | Non
     return named_bmc_interface(device, inventory), None
 
 
+# IPv4's "this network" block: the `ipaddress` module calls only 0.0.0.0 itself unspecified.
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
+
+def unreachable_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """What kind of address `address` is when no BMC can answer there (NetBox stores any of them on an
+    interface), else None: a BMC at 127.0.0.1 would have metal-operator or Ironic talk to themselves."""
+    if address.version == 4 and address in _THIS_NETWORK:
+        return "in 0.0.0.0/8 (this network)"
+    kinds = (
+        ("unspecified", address.is_unspecified),
+        ("a loopback address", address.is_loopback),
+        ("a multicast address", address.is_multicast),
+        # Link-local IPv6 needs the sender's interface (a zone) besides the address; IPv4's is never routed.
+        ("a link-local address", address.is_link_local),
+        ("a reserved address", address.is_reserved),
+    )
+    return next((kind for kind, applies in kinds if applies), None)
+
+
 def bmc_access(device: Device, inventory: Inventory) -> BMCAccess:
     """NetBox's OOB IP, else the single IP on the BMC interface; that interface's MAC."""
     interface, note = bmc_interface(device, inventory)
@@ -78,6 +98,9 @@ def bmc_access(device: Device, inventory: Inventory) -> BMCAccess:
         address = ipaddress.ip_interface(cidr).ip
     except ValueError as error:
         raise DeviceSkippedError("InvalidOOBIP", f"OOB IP {cidr!r} is not an IP address") from error
+    unusable = unreachable_kind(address)
+    if unusable is not None:
+        raise DeviceSkippedError("InvalidOOBIP", f"OOB IP {cidr} is {unusable}: no BMC can be reached there")
     mac = None
     if interface is not None:
         try:

@@ -35,7 +35,7 @@ class BMCCredentials(BaseModel):
 class CredentialsProblem(BaseModel):
     """Why there are no credentials: the devices that needed them get this reason and message."""
 
-    reason: str  # CredentialsUnavailable or CredentialsNotOptedIn
+    reason: str  # CredentialsUnavailable, CredentialsNotOptedIn or AmbiguousCredentials
     message: str
 
 

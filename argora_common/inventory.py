@@ -58,6 +58,8 @@ class SelectedDevice:
 
     device: Device
     selector_index: int
+    # Later selectors that selected it too (two entries matching one cluster): each names its credentials.
+    also_selected_by: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -212,7 +214,9 @@ def read_selection(netbox: NetBox, selectors: Sequence[ClusterSelector], default
     devices: dict[int, SelectedDevice] = {}
     for index in range(len(selectors)):
         for device in reads[index].devices:
-            devices.setdefault(device.id, SelectedDevice(device, index))
+            selected = devices.setdefault(device.id, SelectedDevice(device, index))
+            if selected.selector_index != index:
+                selected.also_selected_by.append(index)
     errors = {index: read.error for index, read in reads.items() if read.error is not None}
     return Selection([reads[index].clusters for index in range(len(selectors))], list(devices.values()), errors)
 

@@ -4,6 +4,7 @@ BMCs, so both skip a device for the same reasons)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials, CredentialsProblem
 from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.netbox_schema import Device
+from argora_common.status import short_list
 
 
 @dataclass
@@ -53,7 +55,9 @@ class Screening:
         credentials: Callable[[SelectedDevice], BMCCredentials | CredentialsProblem],
         access: Callable[[Device, Inventory], BMCAccess] = bmc_access,
     ) -> Iterator[UsableDevice]:
-        """The devices with a name, credentials (or why there are none) and BMC access, in NetBox order."""
+        """The devices with a name, credentials (or why there are none) and a BMC address no other
+        device has, in NetBox order."""
+        candidates: list[UsableDevice] = []
         for selected in self.inventory.devices:
             device = selected.device
             name = self.names.get(device.id)
@@ -68,7 +72,23 @@ class Screening:
             except DeviceSkippedError as skipped:
                 self.problems.add(device.id, skipped.reason, str(skipped))
                 continue
-            yield UsableDevice(selected, name, creds, found)
+            candidates.append(UsableDevice(selected, name, creds, found))
+        # Two devices at one BMC address (the same address in two VRFs, or on another device's port) would
+        # be one BMC registered twice, with each device's credentials: which device it is, is unknown.
+        by_ip: dict[str, list[UsableDevice]] = defaultdict(list)
+        for candidate in candidates:
+            by_ip[str(candidate.access.ip)].append(candidate)
+        for candidate in candidates:
+            sharing = by_ip[str(candidate.access.ip)]
+            if len(sharing) == 1:
+                yield candidate
+                continue
+            others = sorted(other.device.name or f"#{other.device.id}" for other in sharing if other is not candidate)
+            self.problems.add(
+                candidate.device.id,
+                "DuplicateOOBIP",
+                f"BMC address {candidate.access.ip} is also that of device(s) {short_list(others)}",
+            )
 
     def finish[P: DevicePlan](self, plan: P) -> P:
         plan.problems = self.problems.items

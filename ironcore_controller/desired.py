@@ -47,6 +47,21 @@ def ipv4_access(device: Device, inventory: Inventory) -> BMCAccess:
     return access
 
 
+def entry_credentials(
+    selected: SelectedDevice, credentials: Sequence[BMCCredentials | CredentialsProblem]
+) -> BMCCredentials | CredentialsProblem:
+    """The credentials of the entries that selected the device; entries that disagree leave it without:
+    which ones its BMC takes is unknown, and the first entry's would be a silent guess."""
+    first = credentials[selected.selector_index]
+    differing = [index for index in selected.also_selected_by if credentials[index] != first]
+    if not differing:
+        return first
+    entries = ", ".join(f"spec.clusters[{index}]" for index in (selected.selector_index, *differing))
+    return CredentialsProblem(
+        reason="AmbiguousCredentials", message=f"selected by {entries}, whose BMC credentials differ"
+    )
+
+
 def device_labels(
     selected: SelectedDevice, cluster: Cluster | None, inventory: Inventory, settings: IroncoreSettings
 ) -> dict[str, str]:
@@ -109,7 +124,7 @@ def plan(
     result.unmatched_selectors = [i for i, clusters in enumerate(inventory.clusters_by_selector) if not clusters]
     clusters = {cluster.id: cluster for group in inventory.clusters_by_selector for cluster in group}
     screening = Screening(inventory)
-    for usable in screening.usable(lambda selected: credentials[selected.selector_index], ipv4_access):
+    for usable in screening.usable(lambda selected: entry_credentials(selected, credentials), ipv4_access):
         device, access = usable.device, usable.access
         if access.mac_note is not None:
             screening.notes.add(device.id, access.mac_note.reason, access.mac_note.message)

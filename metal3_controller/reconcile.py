@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -39,6 +39,8 @@ from metal3_controller.desired import (
     PRUNE_ANNOTATION,
     SYNC_STATUS_ANNOTATION,
     Plan,
+    claimant,
+    imported_netbox_cluster,
     is_paused,
     netbox_selector,
     plan,
@@ -106,15 +108,27 @@ class Facts:
 class ClusterSteps:
     """read -> plan -> converge -> report of one Cluster."""
 
-    def __init__(self, settings: Metal3Settings, netbox: NetBox, kube: Kube) -> None:
+    def __init__(
+        self, settings: Metal3Settings, netbox: NetBox, kube: Kube, tracked: Callable[[], list[Body]] = list
+    ) -> None:
         self.settings = settings
         self.netbox = netbox
         self.kube = kube
+        self.tracked = tracked  # every opted-in Cluster, to find another one asking for the same NetBox cluster
 
     def read(self, body: Body) -> Facts:
         selector = netbox_selector(body)
         if selector is None:
             raise BadInputError("NotOptedIn", "the Cluster no longer asks for NetBox hosts", retry=False)
+        other = claimant(body, self.tracked())
+        if other is not None:
+            raise BadInputError(
+                "NetBoxClusterTaken",
+                f"NetBox cluster {selector.name!r} is imported by Cluster "
+                f"{other['metadata'].get('namespace')}/{other['metadata']['name']}; nothing was written "
+                "(one machine must not become two BareMetalHosts)",
+                retry=False,
+            )
         inventory = read_inventory(self.netbox, [selector], DEVICE_STATUSES)
         matched = inventory.clusters_by_selector[0]
         if len(matched) != 1:
@@ -168,8 +182,13 @@ class ClusterSteps:
     def report_failure(self, body: Body, decision: Decision) -> None:
         """The annotation and a Warning Event, each tried on its own: an admission policy that refuses
         the annotation must not also silence the Event."""
+        failed: dict[str, Any] = {"error": decision.reason, "message": decision.message}
+        previous = imported_netbox_cluster(body)
+        if previous is not None:
+            # Still this Cluster's hosts: a failed pass (NetBox down) must not hand them to another Cluster.
+            failed["netboxCluster"] = previous
         try:
-            self._annotate(body, {"error": decision.reason, "message": decision.message})
+            self._annotate(body, failed)
         finally:
             post_event(self.kube, body, "Warning", decision.reason, decision.message)
 
@@ -229,7 +248,7 @@ class Reconciler:
         self.settings = settings
         self.clusters: dict[ClusterKey, Tracked] = {}
         self.clusters_lock = threading.Lock()
-        steps = ClusterSteps(settings, netbox, kube)
+        steps = ClusterSteps(settings, netbox, kube, tracked=self._tracked_bodies)
         self.passes = PassRunner.from_settings(
             steps,
             controller=kube.controller,
@@ -239,13 +258,21 @@ class Reconciler:
             tracking=Tracking(touched=Facts.refs, refresh=steps.refresh),
         )
 
+    def _tracked_bodies(self) -> list[Body]:
+        with self.clusters_lock:
+            return [tracked.body for tracked in self.clusters.values()]
+
     def on_event(self, event_type: str | None, body: Mapping[str, Any], logger: Log) -> None:
         """Every watch event of a Cluster: track opted-in ones, sync when an input changed."""
         key = key_of(body)
         if event_type == "DELETED" or netbox_selector(body) is None:
             with self.clusters_lock:
-                self.clusters.pop(key, None)
+                gone = self.clusters.pop(key, None)
                 self.passes.forget(key)
+                # A Cluster kept from the NetBox cluster this one had gets it at the next resync round.
+                for tracked in self.clusters.values():
+                    if gone is not None and claimant(tracked.body, [gone.body]) is not None:
+                        tracked.due = 0.0
             return
         with self.clusters_lock:
             tracked = self.clusters.setdefault(key, Tracked(dict(body)))

@@ -218,3 +218,58 @@ def test_bmc_interface_is_the_one_carrying_the_oob_ip_else_a_vendor_named_one() 
     }
     assert [(n.device, n.reason) for n in result.notes] == [("foreign", "OOBIPOnOtherDevice")]
     assert "interface iDRAC of device d9" in result.notes[0].message
+
+
+def test_addresses_no_bmc_answers_at_are_invalid_oob_ips() -> None:
+    """NetBox stores loopback, "this network", link-local, multicast and reserved addresses on an
+    interface without complaint; a BMC at one of them would be unreachable or the operator itself."""
+    unreachable = ("127.0.0.5/8", "0.0.0.7/8", "0.0.0.0/32", "169.254.3.4/16", "224.0.0.9/32", "240.0.0.1/4")
+    more = ("255.255.255.255/32", "fe80::7/64", "::1/128", "ff02::1/128")
+    devices = [device(i, f"bad-{i}", address) for i, address in enumerate((*unreachable, *more), start=2)]
+    result = plan(inventory(device(1, "good", "10.0.0.5/24"), *devices), [CREDS], OWNER, SETTINGS)
+    assert [d.name for d in result.devices] == ["good"]
+    assert {problem.reason for problem in result.problems} == {"InvalidOOBIP"}
+    assert len(result.problems) == len(devices)
+    by_device = {problem.device: problem.message for problem in result.problems}
+    assert by_device["bad-2"] == "OOB IP 127.0.0.5/8 is a loopback address: no BMC can be reached there"
+    assert by_device["bad-3"] == "OOB IP 0.0.0.7/8 is in 0.0.0.0/8 (this network): no BMC can be reached there"
+    # Link-local IPv6 is unusable before it is IPv6: the first reason a user has to fix.
+    assert by_device["bad-9"] == "OOB IP fe80::7/64 is a link-local address: no BMC can be reached there"
+
+
+def test_devices_sharing_a_bmc_address_are_both_skipped() -> None:
+    """The same address in two VRFs (NetBox's only way to give two devices one OOB IP) is one BMC that two
+    devices claim: neither gets it, both are told which other device has it."""
+    inv = inventory(
+        device(1, "good", "10.0.0.5/24"),
+        device(2, "twin-a", "10.0.0.6/24"),
+        device(3, "twin-b", "10.0.0.6/24"),
+        device(4, "by-port"),
+        bmc_interfaces={4: [bmc_interface(4)]},
+        bmc_addresses={1004: [ip_on(1004, "10.0.0.6/24", 9)]},
+    )
+    result = plan(inv, [CREDS], OWNER, SETTINGS)
+    assert [d.name for d in result.devices] == ["good"]
+    messages = {problem.device: (problem.reason, problem.message) for problem in result.problems}
+    assert messages == {
+        "twin-a": ("DuplicateOOBIP", "BMC address 10.0.0.6 is also that of device(s) by-port, twin-b"),
+        "twin-b": ("DuplicateOOBIP", "BMC address 10.0.0.6 is also that of device(s) by-port, twin-a"),
+        "by-port": ("DuplicateOOBIP", "BMC address 10.0.0.6 is also that of device(s) twin-a, twin-b"),
+    }
+    assert result.selected_device_ids == {1, 2, 3, 4}
+
+
+def test_a_device_selected_by_entries_with_different_credentials_is_reported() -> None:
+    """Two entries matching one cluster: the device is written once, with the credentials they agree on;
+    when they disagree it is not written at all (never the first entry's as a guess)."""
+    selected = SelectedDevice(device(1, "a", "10.0.0.5/24"), 0, also_selected_by=[1, 2])
+    inv = Inventory(clusters_by_selector=[[CLUSTER]] * 3, devices=[selected], sites={5: SITE})
+    same = BMCCredentials(username="root", password=SecretStr("calvin"))
+    (desired,) = plan(inv, [CREDS, same, CREDS], OWNER, SETTINGS).devices
+    assert base64.b64decode(desired.secret["data"]["password"]) == b"calvin"
+    other = BMCCredentials(username="root", password=SecretStr("other"))
+    result = plan(inv, [CREDS, CREDS, other], OWNER, SETTINGS)
+    assert result.devices == []
+    assert [(p.device, p.reason, p.message) for p in result.problems] == [
+        ("a", "AmbiguousCredentials", "selected by spec.clusters[0], spec.clusters[2], whose BMC credentials differ")
+    ]

@@ -261,6 +261,8 @@ def test_selectors_naming_clusters_are_read_together_with_the_same_result() -> N
     assert [[c.name for c in found] for found in selection.clusters_by_selector] == [["b"], ["a"], [], ["a"], ["b"]]
     # Each device once, with the first selector that selected it; the names match exactly.
     assert [(d.device.id, d.selector_index) for d in selection.devices] == [(12, 0), (10, 1), (11, 1), (14, 4)]
+    # The later selectors that selected a device too: their credentials must agree with the first's.
+    assert [d.also_selected_by for d in selection.devices] == [[4], [3], [3], []]
 
 
 def record(name: str, level: int, message: str) -> logging.LogRecord:
