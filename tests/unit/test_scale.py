@@ -277,3 +277,34 @@ def test_kopfs_per_event_lines_go_to_debug() -> None:
     assert PerObjectLinesAtDebug(logging.DEBUG).filter(record("kopf.objects", logging.INFO, handled.msg))
     assert quiet.filter(record("argora", logging.INFO, "ClusterImport ns/a synced: 1000 devices"))
     assert quiet.filter(record("kopf.objects", logging.ERROR, "Handler 'x' failed with an exception."))
+
+
+class CompactedKube(Kube):
+    """Serves a list in pages; the second page's continue token has expired (410), as after a compaction."""
+
+    def __init__(self) -> None:
+        super().__init__(cast(client.ApiClient, None), "argora-test")
+        self.queries: list[dict[str, str]] = []
+
+    def _send(
+        self, method: str, path: str, query: Sequence[tuple[str, str]], body: object | None, content_type: str
+    ) -> dict[str, Any]:
+        asked = dict(query)
+        self.queries.append(asked)
+        if "continue" in asked:
+            raise ApiException(status=410, reason="Expired")
+        if "limit" in asked:
+            return {"items": [bmc("a", 5)], "metadata": {"continue": "token", "resourceVersion": "5"}}
+        return {"items": [bmc("a", 7), bmc("b", 7)], "metadata": {"resourceVersion": "7"}}
+
+
+def test_a_list_whose_continue_token_expired_is_read_again_whole() -> None:
+    kube = CompactedKube()
+    items, version = kube.list_versioned(BMC, label_selector="x=y")
+    # Nothing of the first page's older version is left over, and the version is the whole list's.
+    assert [(item["metadata"]["name"], item["metadata"]["resourceVersion"]) for item in items] == [
+        ("a", "7"),
+        ("b", "7"),
+    ]
+    assert version == "7"
+    assert kube.queries[-1] == {"labelSelector": "x=y"}
