@@ -18,6 +18,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -93,9 +94,23 @@ def decoded(value: str) -> str:
     return base64.b64decode(value).decode()
 
 
+def peering_pause(log: str) -> float:
+    """Seconds from the process's first log line until kopf's peering let it work: a new process starts
+    paused, and stays so while the killed one, until its lease runs out, looks alive with a higher
+    priority."""
+    lines = log.splitlines()
+    resumed = next((line for line in lines if "Resuming operations after the pause" in line), None)
+    if not lines or resumed is None:
+        return 0.0
+    stamp = "%Y-%m-%d %H:%M:%S,%f"
+    return (datetime.strptime(resumed[:23], stamp) - datetime.strptime(lines[0][:23], stamp)).total_seconds()
+
+
 def taken_over_note(successor: Subject, before: int, killed_writes: float) -> str:
-    waited = "waited for the dead peer's lease" if "Pausing operations" in successor.operator.log() else "no wait"
-    return f"killed after {killed_writes:.0f} writes ({before} objects there); the new process: {waited}"
+    pause = peering_pause(successor.operator.log())
+    return (
+        f"killed after {killed_writes:.0f} writes ({before} objects there); new process paused {pause:.0f} s by peering"
+    )
 
 
 @pytest.mark.parametrize("controller", ["ironcore", "metal3"])
