@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from argora_dev.kubeobjects import Clusters, Objects, wait_for
 from argora_dev.operator import OperatorProcess
-from argora_dev.process import free_port
 from tests.faults.conftest import Inventory
 from tests.faults.test_netbox_faults import Subject
 
@@ -38,9 +37,6 @@ def start(
         "ARGORA_NAMESPACES": namespace,
         "ARGORA_RETRY_BASE_SECONDS": str(RETRY_BASE_SECONDS),
         "ARGORA_RETRY_MAX_SECONDS": str(RETRY_MAX_SECONDS),
-        # The webhook is served (the suite sets its secret): on a port of its own, not the default one
-        # another controller of this or a parallel run may hold.
-        "ARGORA_WEBHOOK_PORT": str(free_port()),
         # NetBox is not what fails here: a read of 1,000 devices on a busy machine may take longer than
         # the suite's 10 s, which would fail passes for the wrong reason.
         "ARGORA_NETBOX_TIMEOUT_SECONDS": "120",

@@ -45,8 +45,6 @@ from tests.faults.midpass import (
 from tests.faults.test_netbox_faults import Subject, identity
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
-# Each test asks for clean_bmcs before start_controller: pytest tears fixtures down in reverse, so the
-# controller is stopped before the BMCs are deleted (running, it would put every one of them back).
 
 DOWN_SECONDS = 5
 RESET_SECONDS = 10

@@ -41,8 +41,6 @@ from tests.faults.midpass import (
 from tests.faults.test_netbox_faults import Subject, identity
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
-# Each test asks for clean_bmcs before start_controller: pytest tears fixtures down in reverse, so the
-# controller is stopped before the BMCs are deleted (running, it would put every one of them back).
 
 LEAVING = 5  # devices that go offline in NetBox before the pass that is killed
 ROTATED_PASSWORD = f"{SECRETS.bmc_password}-rotated"  # still recognisable to the leak check
