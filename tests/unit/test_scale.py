@@ -288,7 +288,13 @@ class CompactedKube(Kube):
         self.queries: list[dict[str, str]] = []
 
     def _send(
-        self, method: str, path: str, query: Sequence[tuple[str, str]], body: object | None, content_type: str
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        body: object | None,
+        content_type: str,
+        timeout: float | None,
     ) -> dict[str, Any]:
         asked = dict(query)
         self.queries.append(asked)
