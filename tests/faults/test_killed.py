@@ -107,7 +107,7 @@ def peering_pause(log: str) -> float:
 def taken_over_note(successor: Subject, before: int, killed_writes: float) -> str:
     pause = peering_pause(successor.operator.log())
     return (
-        f"killed after {killed_writes:.0f} writes ({before} objects there); new process paused {pause:.0f} s by peering"
+        f"killed after {killed_writes:.0f} writes ({before} objects there); the new one paused {pause:.0f} s (peering)"
     )
 
 
