@@ -272,7 +272,16 @@ class Kube:
             page_query = [*query, ("limit", "500")]
             if continue_token:
                 page_query.append(("continue", continue_token))
-            page = self._call("GET", kind.path(namespace), query=page_query)
+            try:
+                page = self._call("GET", kind.path(namespace), query=page_query)
+            except ApiException as error:
+                if error.status != 410 or not continue_token:
+                    raise
+                # The continue token expired (the API server compacts etcd past the list's version every
+                # five minutes): the pages so far are of a version that is gone. As client-go's pager
+                # does, list everything again, in one unpaged request.
+                page = self._call("GET", kind.path(namespace), query=query)
+                items = []
             items.extend(keep(item) if keep else item for item in page.get("items") or [])
             metadata = page.get("metadata") or {}
             continue_token = metadata.get("continue")

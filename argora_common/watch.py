@@ -2,8 +2,9 @@
 
 A `WatchIndex` lists one kind once (our objects only, by the managed-by label) and then follows its
 watch, as client-go's informers do. A pass asks it for the current objects and sends no list. The
-index is trusted only while it is complete: from the end of its first list until its watch fails;
-after a watch gap the API server can no longer replay (410 Gone) it lists anew. While it cannot be
+index is trusted only while it is complete: from the end of its first list until its watch fails, and
+again once the resumed watch delivers an event; after a watch gap the API server can no longer replay
+(410 Gone) it lists anew. While it cannot be
 trusted (at start, after a restart, during an API-server outage) a pass lists, as it always did.
 
 kopf's watch cannot serve here: its per-object handlers say neither when the first listing is complete
@@ -176,6 +177,13 @@ class WatchIndex:
         return version
 
     def _watch(self, version: str) -> str:
+        """Follow the watch from `version` until it ends; the version to resume from.
+
+        A list just made the index complete, and a watch the server ended on time leaves it so. After an
+        interruption (an API server restart, a cut connection) it is not trusted until the resumed watch
+        shows that the server still has every version since: its first event or bookmark. Had it lost
+        them, that first event is the 410 that makes the index list anew, and no pass reads the stale
+        objects meanwhile."""
         query = [
             ("labelSelector", self.selector),
             ("watch", "true"),
@@ -193,13 +201,13 @@ class WatchIndex:
             _return_http_data_only=True,
             _request_timeout=(10, WATCH_SECONDS + 30),
         )
-        self._trusted = not self._stop.is_set()
         try:
             for line in iter_resp_lines(response):
                 if self._stop.is_set():
                     break
                 if line:
                     version = self._apply(json.loads(line)) or version
+                    self._trusted = not self._stop.is_set()
         finally:
             response.release_conn()
         return version

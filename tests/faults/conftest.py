@@ -180,11 +180,14 @@ def metrics_file(process: OperatorProcess) -> Path:
 @pytest.fixture
 def clean_bmcs(objects: Objects, start_controller: Callable[..., OperatorProcess]) -> Iterator[None]:
     """BMCs and BMCSecrets are cluster-scoped and named by device: the next scenario importing the same
-    devices must start without the last one's. Cleaned after the test's controllers stopped (this
-    fixture depends on `start_controller`, so it ends after it): a running one would put them back.
-    The scenario's ClusterImports go too (kopf's finalizer cleared: no controller runs to remove it), or
-    a later scenario's cluster-wide replicas would import the same devices for them."""
+    devices must start without the last one's. The test's controllers are stopped first: a running one
+    would put them back. (Depending on `start_controller` does not see to that: pytest ends a fixture
+    before the fixtures it depends on.) The scenario's ClusterImports go too (kopf's finalizer cleared:
+    no controller runs to remove it), or a later scenario's cluster-wide replicas would import the same
+    devices for them."""
     yield
+    for process in STARTED:
+        stop_keeping_metrics(process)
     imports = objects.custom.list_cluster_custom_object("argora.cloud.sap", "v1alpha1", "clusterimports")["items"]
     for item in imports:
         namespace, name = item["metadata"]["namespace"], item["metadata"]["name"]

@@ -4,10 +4,11 @@ per-object log lines at DEBUG."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import pytest
@@ -279,3 +280,92 @@ def test_kopfs_per_event_lines_go_to_debug() -> None:
     assert PerObjectLinesAtDebug(logging.DEBUG).filter(record("kopf.objects", logging.INFO, handled.msg))
     assert quiet.filter(record("argora", logging.INFO, "ClusterImport ns/a synced: 1000 devices"))
     assert quiet.filter(record("kopf.objects", logging.ERROR, "Handler 'x' failed with an exception."))
+
+
+class CompactedKube(Kube):
+    """Serves a list in pages; the second page's continue token has expired (410), as after a compaction."""
+
+    def __init__(self) -> None:
+        super().__init__(cast(client.ApiClient, None), "argora-test")
+        self.queries: list[dict[str, str]] = []
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        body: object | None,
+        content_type: str,
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        asked = dict(query)
+        self.queries.append(asked)
+        if "continue" in asked:
+            raise ApiException(status=410, reason="Expired")
+        if "limit" in asked:
+            return {"items": [bmc("a", 5)], "metadata": {"continue": "token", "resourceVersion": "5"}}
+        return {"items": [bmc("a", 7), bmc("b", 7)], "metadata": {"resourceVersion": "7"}}
+
+
+def test_a_list_whose_continue_token_expired_is_read_again_whole() -> None:
+    kube = CompactedKube()
+    items, version = kube.list_versioned(BMC, label_selector="x=y")
+    # Nothing of the first page's older version is left over, and the version is the whole list's.
+    assert [(item["metadata"]["name"], item["metadata"]["resourceVersion"]) for item in items] == [
+        ("a", "7"),
+        ("b", "7"),
+    ]
+    assert version == "7"
+    assert kube.queries[-1] == {"labelSelector": "x=y"}
+
+
+class WatchResponse:
+    """A watch's streamed answer: one JSON event per line; notes whether the index was trusted as each
+    line was read."""
+
+    def __init__(self, index: WatchIndex, events: Sequence[dict[str, Any]]) -> None:
+        self.index = index
+        self.events = events
+        self.trusted_while_read: list[bool] = []
+
+    def stream(self, amt: int | None = None, decode_content: bool = False) -> Iterator[bytes]:
+        for event in self.events:
+            self.trusted_while_read.append(self.index.trusted)
+            yield json.dumps(event).encode() + b"\n"
+
+    def release_conn(self) -> None:
+        """Nothing to give back."""
+
+
+class WatchingApi:
+    def __init__(self) -> None:
+        self.response: WatchResponse | None = None
+
+    def call_api(self, *args: Any, **kwargs: Any) -> WatchResponse | None:
+        return self.response
+
+
+def resumed_index(events: Sequence[dict[str, Any]]) -> tuple[WatchIndex, WatchResponse]:
+    """An index whose watch was interrupted (not trusted), about to resume with `events`."""
+    api = WatchingApi()
+    kube = Kube(cast(client.ApiClient, api), "argora-test")
+    index = WatchIndex(kube, BMC, "argora-test")
+    api.response = WatchResponse(index, events)
+    return index, api.response
+
+
+def test_a_resumed_watch_is_trusted_only_once_the_server_shows_it_has_the_versions_since() -> None:
+    bookmark = {"type": "BOOKMARK", "object": {"kind": "BMC", "metadata": {"resourceVersion": "12"}}}
+    index, response = resumed_index([bookmark, {"type": "ADDED", "object": bmc("a", 13)}])
+    assert index._watch("10") == "13"
+    assert response.trusted_while_read == [False, True]
+    assert set(index.objects() or {}) == {"a"}
+
+
+def test_a_resumed_watch_the_server_cannot_continue_never_trusts_the_stale_index() -> None:
+    gone = {"type": "ERROR", "object": {"code": 410, "message": "too old resource version"}}
+    index, response = resumed_index([gone])
+    with pytest.raises(WatchGoneError):
+        index._watch("10")
+    assert response.trusted_while_read == [False]
+    assert not index.trusted
