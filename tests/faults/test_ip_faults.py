@@ -555,7 +555,9 @@ def test_slow_netbox_then_a_hang_fails_within_the_timeout(
     assert subject.failure() is None
 
     # Then nothing answers at all: each attempt ends at the timeout, the pass after the last attempt.
-    netbox_proxy.add_toxic("hang", "timeout", {"timeout": 0})
+    # Held on the way to NetBox: it never sees the request nor closes the connection, so each attempt
+    # waits out the timeout (dropping only the answers would end at NetBox's close after answering).
+    netbox_proxy.add_toxic("hang", "timeout", {"timeout": 0}, stream="upstream")
     hang_started = time.monotonic()
     subject.change_during_fault()
     subject.request_pass()

@@ -306,7 +306,9 @@ def test_slow_netbox_then_a_hang_fails_within_the_timeout(
     # Then nothing answers at all: each attempt ends at the timeout, the pass after the last attempt.
     changed = change_devices(seeder, inventory, subject)
     written_before = subject.operator.metric("argora_objects_written_total")
-    netbox_proxy.add_toxic("hang", "timeout", {"timeout": 0})
+    # Held on the way to NetBox: it never sees the request nor closes the connection, so each attempt
+    # waits out the timeout (dropping only the answers would end at NetBox's close after answering).
+    netbox_proxy.add_toxic("hang", "timeout", {"timeout": 0}, stream="upstream")
     hang_started = time.monotonic()
     previous = subject.request_pass()
     bound = TIMEOUT_SECONDS * RETRIES * 4  # generous: attempts, backoff between them, and the pass itself

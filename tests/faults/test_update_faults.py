@@ -474,7 +474,9 @@ def test_slow_netbox_then_a_hanging_delete_fails_cleanly(
     hung: list[float] = []
 
     def hang() -> None:
-        netbox_proxy.add_toxic("hang", "timeout", {"timeout": 0})
+        # Held on the way to NetBox: it never sees the request nor closes the connection, so each attempt
+        # waits out the timeout (dropping only the answers would end at NetBox's close after answering).
+        netbox_proxy.add_toxic("hang", "timeout", {"timeout": 0}, stream="upstream")
         hung.append(time.monotonic())
 
     faulty_netbox.set_hook(once(hang, "DELETE", "/api/"))
