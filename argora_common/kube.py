@@ -317,22 +317,59 @@ class Kube:
             self.indexes[kind].record(applied)
         return applied
 
-    def annotate(self, kind: Kind, name: str, namespace: str | None, annotations: Mapping[str, str]) -> bool:
-        """Merge `annotations` into the object's (a merge patch: no field ownership taken); False when
-        the object does not exist."""
+    def annotate(
+        self, kind: Kind, name: str, namespace: str | None, annotations: Mapping[str, str | None], uid: str = ""
+    ) -> bool:
+        """Merge `annotations` into the object's (a merge patch: no field ownership taken; None removes
+        one, also one another field manager wrote); False when the object does not exist, or is no longer
+        the object `uid` names."""
+        metadata: dict[str, Any] = {"annotations": dict(annotations)}
+        if uid:
+            metadata["uid"] = uid
         try:
             self._call(
                 "PATCH",
                 kind.path(namespace, name),
                 query=[("fieldManager", self.field_manager)],
-                body={"metadata": {"annotations": dict(annotations)}},
+                body={"metadata": metadata},
                 content_type="application/merge-patch+json",
             )
         except ApiException as error:
-            if error.status == 404:
+            if error.status == 404 or (uid and error.status == 409):
                 return False
             raise
         return True
+
+    def remove_finalizer(self, kind: Kind, obj: Mapping[str, Any], finalizer: str) -> bool:
+        """Take `finalizer` off the very object `obj` was (its uid), leaving any other finalizer; False when
+        the object is gone. The list is replaced as a whole, so the patch names the resource version it
+        was computed from, and is computed again from a fresh read when the object changed meanwhile."""
+        metadata = obj["metadata"]
+        for _ in range(3):
+            finalizers = metadata.get("finalizers") or []
+            if finalizer not in finalizers:
+                return True
+            patch = {
+                "metadata": {
+                    "uid": metadata["uid"],
+                    "resourceVersion": metadata["resourceVersion"],
+                    "finalizers": [name for name in finalizers if name != finalizer],
+                }
+            }
+            path = kind.path(metadata.get("namespace"), metadata["name"])
+            try:
+                self._call("PATCH", path, body=patch, content_type="application/merge-patch+json")
+                return True
+            except ApiException as error:
+                if error.status == 404:
+                    return False
+                if error.status != 409:
+                    raise
+            fresh = self.get(kind, metadata["name"], metadata.get("namespace"))
+            if fresh is None or fresh["metadata"]["uid"] != metadata["uid"]:
+                return False
+            metadata = fresh["metadata"]
+        raise ApiException(status=409, reason=f"{kind.kind} {metadata['name']} kept changing under its finalizers")
 
     def create(self, kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
         manifest = {"apiVersion": kind.api_version, "kind": kind.kind, **body}

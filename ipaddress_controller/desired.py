@@ -1,6 +1,7 @@
 """What NetBox should record for the IPAddresses Cluster API handed out, from Kubernetes and NetBox
-facts alone: the device of each address, its interface, what to create, assign or make primary, and
-which of Argora's NetBox addresses were released. Pure: no I/O, unit-tested on its own."""
+facts alone: the device of each address, its interface, what to create, adopt or make primary, which of
+Argora's NetBox addresses were released, and the releases the original operator's finalizer still asks
+for. Pure: no I/O, unit-tested on its own."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ FIELD_MANAGER: Final = "argora-ipaddress"
 DEVICE_ID_ANNOTATION: Final = "netbox.argora.cloud.sap/device-id"
 INTERFACE_ID_ANNOTATION: Final = "netbox.argora.cloud.sap/interface-id"
 CONFLICTED_ANNOTATION: Final = "netbox.argora.cloud.sap/conflicted"
+# The original operator put this finalizer on every IPAddress it saw and released the NetBox address when
+# the IPAddress went: argora-ipaddress does that release for the IPAddresses that still carry it, then
+# removes it. It never adds it (or a finalizer of its own).
+ORIGINAL_FINALIZER: Final = "ipupdate.argora.cloud.sap.com/finalizer"
 SYNC_STATUS_ANNOTATION: Final = f"{ARGORA_DOMAIN}/sync-status"
 # Every annotation argora-ipaddress writes (it owns them by server-side apply: one it leaves out goes).
 ANNOTATIONS: Final = (SYNC_STATUS_ANNOTATION, DEVICE_ID_ANNOTATION, INTERFACE_ID_ANNOTATION, CONFLICTED_ANNOTATION)
@@ -115,6 +120,34 @@ def host(address: str) -> str:
     return str(ipaddress.ip_interface(address).ip)
 
 
+def original_interface(address: Mapping[str, Any]) -> int | None:
+    """The interface the original operator recorded on an IPAddress it synced (its interface-id
+    annotation), when that record is the original's: the IPAddress carries its finalizer, or another field
+    manager than ours owns the annotation. None for an IPAddress only argora-ipaddress annotated."""
+    metadata = address.get("metadata") or {}
+    recorded = str((metadata.get("annotations") or {}).get(INTERFACE_ID_ANNOTATION, ""))
+    if not recorded.isdigit():
+        return None
+    by_original = ORIGINAL_FINALIZER in (metadata.get("finalizers") or []) or any(
+        manager != FIELD_MANAGER for manager, _ in annotation_writers(address, INTERFACE_ID_ANNOTATION)
+    )
+    return int(recorded) if by_original else None
+
+
+def annotation_writers(obj: Mapping[str, Any], name: str) -> set[tuple[str, str]]:
+    """(field manager, operation) of each write that owns annotation `name`, from the object's managedFields."""
+    field = f"f:{name}"
+    return {
+        (str(entry.get("manager")), str(entry.get("operation")))
+        for entry in (obj.get("metadata") or {}).get("managedFields") or []
+        if field in (((entry.get("fieldsV1") or {}).get("f:metadata") or {}).get("f:annotations") or {})
+    }
+
+
+def is_deleting(address: Mapping[str, Any]) -> bool:
+    return bool((address.get("metadata") or {}).get("deletionTimestamp"))
+
+
 def cidr(address: Mapping[str, Any]) -> str:
     """An IPAddress's address with its mask, as NetBox stores it."""
     spec = _spec(address)
@@ -134,7 +167,9 @@ class AddressPlan:
     interface: Interface | None = None
     existing: IPAddress | None = None  # the NetBox address, when there is one
     create: dict[str, Any] | None = None  # fields of the NetBox address to create
-    assign: bool = False  # the existing address is unassigned: assign it to the interface
+    # The existing address is one the original operator recorded on this interface: tag it as ours, so
+    # that it is released like the addresses argora-ipaddress created.
+    adopt: bool = False
     primary: bool = False  # the device's primary IP of its family, once this pass is done
     make_primary: bool = False  # ... and NetBox does not say so yet
     conflicted: str = ""  # the original's annotation value: device, interface or address
@@ -163,9 +198,23 @@ class Release:
     interface_id: int | None  # where we put it, from its description
 
 
+@dataclass(frozen=True)
+class Handover:
+    """An IPAddress going away that still carries the original operator's finalizer: the release the
+    original would have done (delete the NetBox address it recorded, when it is still on that interface),
+    then the finalizer goes."""
+
+    key: Key
+    address: str  # with mask
+    delete: IPAddress | None  # the NetBox address to delete first; None: nothing to delete
+    interface_id: int | None  # where the original recorded it
+    note: str = ""  # why nothing is deleted
+
+
 @dataclass
 class Plan:
     addresses: list[AddressPlan] = field(default_factory=list)
+    handovers: list[Handover] = field(default_factory=list)
     releases: list[Release] = field(default_factory=list)
     # Released addresses that moved since we created them: left in NetBox and reported.
     kept: list[Release] = field(default_factory=list)
@@ -213,8 +262,17 @@ def _device(chain: Chain, facts: NetBoxFacts) -> Device | Unresolved:
 
 
 def plan_address(
-    key: Key, address: str, chain: Chain | Unresolved, facts: NetBoxFacts, pattern: re.Pattern[str]
+    key: Key,
+    address: str,
+    chain: Chain | Unresolved,
+    facts: NetBoxFacts,
+    pattern: re.Pattern[str],
+    *,
+    tag_slug: str,
+    recorded_on: int | None = None,
 ) -> AddressPlan:
+    """`recorded_on`: the interface the original operator recorded on the IPAddress (`original_interface`);
+    `tag_slug`: the tag on the NetBox addresses that are argora-ipaddress's."""
     item = AddressPlan(key, address, State.PENDING)
     if isinstance(chain, Unresolved):
         item.reason, item.message = chain.reason, chain.message
@@ -251,8 +309,11 @@ def plan_address(
         if found.address != address:
             return _conflict(item, "address", "MaskDiffers", f"NetBox holds {found.address} (#{found.id})")
         if found.assigned_object_id is None:
-            item.assign = True
-        elif found.assigned_object_type != "dcim.interface" or found.assigned_object_id != interface.id:
+            # As the original operator: an address someone planned in NetBox is theirs, not handed out.
+            where = f"{device.name} {interface.name}"
+            message = f"NetBox holds {address} (#{found.id}) on no interface: assign it to {where} or delete it"
+            return _conflict(item, "interface", "Unassigned", message)
+        if found.assigned_object_type != "dcim.interface" or found.assigned_object_id != interface.id:
             owner = found.assigned_object.device if found.assigned_object else None
             if owner is not None and owner.id == device.id:
                 where = f"interface #{found.assigned_object_id} of {device.name}"
@@ -261,6 +322,7 @@ def plan_address(
                 owner.name if owner and owner.name else f"{found.assigned_object_type} #{found.assigned_object_id}"
             )
             return _conflict(item, "device", "OnAnotherDevice", f"{address} is assigned to {elsewhere}")
+        item.adopt = recorded_on == interface.id and all(tag.slug != tag_slug for tag in found.tags)
     item.state = State.SYNCED
     return item
 
@@ -271,17 +333,48 @@ def _conflict(item: AddressPlan, conflicted: str, reason: str, message: str) -> 
 
 
 def _choose_primaries(items: Sequence[AddressPlan]) -> None:
-    """Each device's primary IPv4 and IPv6: the first synced address of that family by IPAddress key, so
-    that two addresses of one device never take the primary from each other pass after pass."""
-    first: dict[tuple[int, int], AddressPlan] = {}
+    """Each device's primary IPv4 and IPv6 among its synced addresses of that family: the one NetBox has
+    as primary already (the original operator made the last address it synced primary), else the first
+    by IPAddress key, so that two addresses of one device never take the primary from each other."""
+    families: dict[tuple[int, int], list[AddressPlan]] = defaultdict(list)
     for item in sorted(items, key=lambda i: i.key):
         if item.state is State.SYNCED and item.device is not None:
-            first.setdefault((item.device.id, ipaddress.ip_interface(item.address).version), item)
-    for (_, version), item in first.items():
-        assert item.device is not None
-        current = item.device.primary_ip4 if version == 4 else item.device.primary_ip6
-        item.primary = True
-        item.make_primary = item.existing is None or current is None or current.id != item.existing.id
+            families[(item.device.id, ipaddress.ip_interface(item.address).version)].append(item)
+    for (_, version), candidates in families.items():
+        device = candidates[0].device
+        assert device is not None
+        current = device.primary_ip4 if version == 4 else device.primary_ip6
+        chosen = next(
+            (c for c in candidates if current is not None and c.existing is not None and c.existing.id == current.id),
+            candidates[0],
+        )
+        chosen.primary = True
+        chosen.make_primary = chosen.existing is None or current is None or current.id != chosen.existing.id
+
+
+def handover(address: Mapping[str, Any], facts: NetBoxFacts, held: Mapping[str, Sequence[Key]]) -> Handover:
+    """The original operator's release of an IPAddress that goes: its NetBox address is deleted when it is
+    still on the interface the original recorded and no other IPAddress holds it; otherwise NetBox is
+    left as it is. `held`: the IPAddresses not going away, by host."""
+    key, wanted = key_of(address), cidr(address)
+    interface_id = original_interface(address)
+
+    def keep(note: str) -> Handover:
+        return Handover(key, wanted, None, interface_id, note)
+
+    if interface_id is None:
+        return keep("the original operator recorded no interface on it")
+    found = [ip for ip in facts.addresses_by_host.get(host(wanted), []) if ip.address == wanted]
+    if not found:
+        return keep(f"NetBox holds no {wanted}")
+    if len(found) > 1:
+        return keep(f"NetBox holds {wanted} several times: {sorted(ip.id for ip in found)}")
+    if found[0].assigned_object_type != "dcim.interface" or found[0].assigned_object_id != interface_id:
+        return keep(f"{wanted} is no longer on interface {interface_id}, where the original operator recorded it")
+    others = [f"{namespace}/{name}" for namespace, name in held.get(host(wanted), []) if (namespace, name) != key]
+    if others:
+        return keep(f"{wanted} is handed out to {', '.join(others)} too")
+    return Handover(key, wanted, found[0], interface_id)
 
 
 def plan(
@@ -290,19 +383,32 @@ def plan(
     chains: Mapping[Key, Chain | Unresolved],
     facts: NetBoxFacts,
     pattern: re.Pattern[str],
+    tag_slug: str,
 ) -> Plan:
-    """`addresses`: the IPAddresses of our pools; `every_address`: all IPAddresses, of any pool, so that
-    an address still handed out by some pool is never released."""
+    """`addresses`: the IPAddresses to record; `every_address`: all IPAddresses, of any pool, so that an
+    address still handed out by some pool is never released, and those going away with the original
+    operator's finalizer."""
     result = Plan(
         addresses=[
-            plan_address(key_of(address), cidr(address), chains[key_of(address)], facts, pattern)
+            plan_address(
+                key_of(address), cidr(address), chains[key_of(address)], facts, pattern,
+                recorded_on=original_interface(address), tag_slug=tag_slug,
+            )
             for address in addresses
         ]
-    )
+    )  # fmt: skip
     _choose_primaries(result.addresses)
     in_use: dict[str, list[Key]] = defaultdict(list)
+    held: dict[str, list[Key]] = defaultdict(list)
     for address in every_address:
         in_use[host(cidr(address))].append(key_of(address))
+        if not is_deleting(address):
+            held[host(cidr(address))].append(key_of(address))
+    result.handovers = [
+        handover(address, facts, held)
+        for address in every_address
+        if is_deleting(address) and ORIGINAL_FINALIZER in (address["metadata"].get("finalizers") or [])
+    ]
     for created in sorted(facts.created, key=lambda ip: ip.id):
         if in_use.get(host(created.address)):
             continue

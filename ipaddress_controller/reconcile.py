@@ -1,7 +1,8 @@
 """The write-back pass for the shared skeleton (read, plan, apply, report), and when it runs.
 
-One pass covers every IPAddress of Argora's pools (and of the pools the settings name): reading them all
-at once keeps NetBox requests at a few pages and id chunks however many addresses there are. A pass
+One pass covers every IPAddress of the cluster (with ARGORA_POOL_SCOPE=argora, those of Argora's pools and
+of the pools the settings name), and those going away with the original operator's finalizer: reading
+them all at once keeps NetBox requests at a few pages and id chunks however many addresses there are. A pass
 runs soon after an IPAddress appears, changes or goes, every resync interval, and, while some address
 waits for its chain to a NetBox device, again after that address's growing delay: never a hot loop.
 """
@@ -30,6 +31,7 @@ from argora_common.peering import LEASE
 from ipaddress_controller.apply import Applier, ApplyResult, annotate_exactly
 from ipaddress_controller.desired import (
     ANNOTATIONS,
+    ORIGINAL_FINALIZER,
     SYNC_STATUS_ANNOTATION,
     Chain,
     Cluster,
@@ -40,6 +42,7 @@ from ipaddress_controller.desired import (
     Unresolved,
     cidr,
     host,
+    is_deleting,
     key_of,
     plan,
     resolve,
@@ -59,19 +62,24 @@ log = logging.getLogger("argora.ipaddress")
 
 @dataclass
 class Facts:
-    addresses: list[dict[str, Any]]  # of our pools
+    addresses: list[dict[str, Any]]  # to record in NetBox
     every_address: list[dict[str, Any]]
     chains: dict[Key, Chain | Unresolved]
     netbox: NetBoxFacts
 
 
-def ours(address: Mapping[str, Any], pools: set[str]) -> bool:
+def of_pools(address: Mapping[str, Any], pools: set[str]) -> bool:
     ref = (address.get("spec") or {}).get("poolRef") or {}
     return (
         ref.get("kind") == GLOBAL_POOL.kind
         and ref.get("apiGroup", GLOBAL_POOL.group) == GLOBAL_POOL.group
         and (ref.get("name") in pools)
     )
+
+
+def handed_over_to_us(address: Mapping[str, Any]) -> bool:
+    """Going away with the original operator's finalizer: nobody but us will take it off."""
+    return is_deleting(address) and ORIGINAL_FINALIZER in (address["metadata"].get("finalizers") or [])
 
 
 class WriteBackSteps:
@@ -86,19 +94,25 @@ class WriteBackSteps:
         self.pattern = re.compile(settings.lag_interface_pattern)
         # The IPAddresses of the last read, by key: a failed pass is reported on them.
         self.last_addresses: dict[Key, dict[str, Any]] = {}
+        # Those going away with the original operator's finalizer, by key, as the last read found them.
+        self.last_going: dict[Key, dict[str, Any]] = {}
         # Our NetBox tag's id as the last read found it; None until the first address makes the tag.
         self.tag_id: int | None = None
         # The last plan: its pending addresses decide when the next pass is due.
         self.last_plan = Plan()
 
     def read(self, body: Body) -> Facts:
-        pools = {
-            pool["metadata"]["name"]
-            for pool in self.kube.list(GLOBAL_POOL, label_selector=f"{MANAGED_BY_LABEL}={IPPOOL_MANAGER}")
-        } | set(self.settings.pool_names)
         every_address = self.kube.list(self.ip_address)
-        addresses = [a for a in every_address if ours(a, pools) and not a["metadata"].get("deletionTimestamp")]
+        addresses = [address for address in every_address if not is_deleting(address)]
+        if self.settings.pool_scope == "argora":
+            pools = {
+                pool["metadata"]["name"]
+                for pool in self.kube.list(GLOBAL_POOL, label_selector=f"{MANAGED_BY_LABEL}={IPPOOL_MANAGER}")
+            } | set(self.settings.pool_names)
+            addresses = [address for address in addresses if of_pools(address, pools)]
         self.last_addresses = {key_of(address): address for address in addresses}
+        # The original's finalizer is on IPAddresses of any pool: it comes off whatever the scope.
+        self.last_going = {key_of(address): address for address in every_address if handed_over_to_us(address)}
         cluster = Cluster(
             claims={key_of(claim): claim for claim in self.kube.list(self.ip_address_claim)},
             server_claims={key_of(claim): claim for claim in self.kube.list(SERVER_CLAIM)},
@@ -107,9 +121,11 @@ class WriteBackSteps:
         )
         device_id_label = f"{self.settings.label_prefix}/device-id"
         chains = {key_of(address): resolve(address, cluster, device_id_label) for address in addresses}
-        return Facts(addresses, every_address, chains, self._read_netbox(addresses, chains))
+        netbox = self._read_netbox([*addresses, *self.last_going.values()], chains)
+        return Facts(addresses, every_address, chains, netbox)
 
     def _read_netbox(self, addresses: list[dict[str, Any]], chains: Mapping[Key, Chain | Unresolved]) -> NetBoxFacts:
+        """What NetBox holds for `addresses` (those to record and those going away) and their devices."""
         resolved = [chain for chain in chains.values() if isinstance(chain, Chain)]
         ids = {chain.device_id for chain in resolved if chain.device_id is not None}
         by_id = {device.id: device for device in self.netbox.list_by_ids(DEVICES, "id", ids)} if ids else {}
@@ -136,7 +152,9 @@ class WriteBackSteps:
         return NetBoxFacts(by_id, by_name, interfaces, by_host, prefixes, created)
 
     def plan(self, body: Body, facts: Facts) -> Plan:
-        self.last_plan = plan(facts.addresses, facts.every_address, facts.chains, facts.netbox, self.pattern)
+        self.last_plan = plan(
+            facts.addresses, facts.every_address, facts.chains, facts.netbox, self.pattern, self.settings.created_tag
+        )
         return self.last_plan
 
     def converge(self, body: Body, planned: Plan) -> ApplyResult:
@@ -149,19 +167,20 @@ class WriteBackSteps:
             dry_run=self.settings.dry_run,
             max_deletes=self.settings.max_deletes_per_pass,
         )
-        return applier.apply(planned, self.last_addresses)
+        return applier.apply(planned, self.last_addresses, self.last_going)
 
     def report(self, body: Body, facts: Facts, planned: Plan, result: ApplyResult) -> str:
         counts = {
             "addresses": len(facts.addresses),
             "created": len(result.created),
-            "assigned": len(result.assigned),
+            "adopted": len(result.adopted),
             "primary": len(result.primaries),
             "pending": len(planned.pending),
             "conflicts": sum(1 for item in planned.addresses if item.conflicted) + result.failed,
             "released": len(result.released),
             "releaseHeldBack": len(result.held_back),
             "releaseKept": len(result.kept),
+            "finalizersRemoved": len(result.handed_over),
         }
         for state in State:
             IPADDRESS_STATES.labels(state=state.value).set(sum(1 for item in planned.addresses if item.state is state))
@@ -204,9 +223,11 @@ class WriteBack:
         self.lock = threading.Lock()
 
     def on_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A pass soon when an IPAddress appears, goes or changes its spec (not for our annotations)."""
+        """A pass soon when an IPAddress appears, goes, starts going (the original operator's finalizer
+        waits for us) or changes its spec (not for our annotations)."""
         key = key_of(body)
-        fingerprint = "" if event_type == "DELETED" else repr(sorted((body.get("spec") or {}).items()))
+        spec = repr(sorted((body.get("spec") or {}).items()))
+        fingerprint = "" if event_type == "DELETED" else f"{spec} deleting={is_deleting(body)}"
         with self.lock:
             before = self.fingerprints.get(key)
             if event_type == "DELETED":

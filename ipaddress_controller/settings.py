@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
@@ -12,9 +12,15 @@ from argora_common.settings import Settings
 
 
 class IPAddressSettings(Settings):
+    pool_scope: Literal["all", "argora"] = Field(
+        default="all",
+        description="Whose IPAddresses are recorded: all (every IPAddress of the cluster, as the original"
+        " operator did) or argora (those of argora-ippool's pools and of ARGORA_POOL_NAMES)",
+    )
     pool_names: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Comma-separated GlobalInClusterIPPools whose addresses are recorded besides Argora's own",
+        description="With ARGORA_POOL_SCOPE=argora: comma-separated GlobalInClusterIPPools whose addresses are"
+        " recorded besides those of argora-ippool's pools",
     )
     lag_interface_pattern: str = Field(
         default=r"^LAG(\d+)$",

@@ -46,7 +46,7 @@ def test_an_ipaddress_released_during_the_pass_is_not_made_again_by_its_annotati
     kube.delete(IP_ADDRESS, "released", "ns")
     plan = Plan(addresses=[AddressPlan(key, "10.0.0.5/24", State.PENDING, "NoBMC", "waits") for key in live])
     applier = Applier(None, kube, IP_ADDRESS, "argora-ipaddress", 1, dry_run=False, max_deletes=0)  # type: ignore[arg-type]
-    result = applier.apply(plan, live)
+    result = applier.apply(plan, live, {})
     assert set(kube.objects(IP_ADDRESS, "ns")) == {"stays"}
     assert kube.objects(IP_ADDRESS, "ns")["stays"]["metadata"]["annotations"][SYNC_STATUS_ANNOTATION] == (
         "state=Pending, reason=NoBMC, message=waits"

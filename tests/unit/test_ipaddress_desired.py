@@ -1,5 +1,5 @@
-"""argora-ipaddress's plan: the chain to a NetBox device, the LAG, create/assign/conflict, primaries and
-releases, from Kubernetes and NetBox facts alone."""
+"""argora-ipaddress's plan: the chain to a NetBox device, the LAG, create/adopt/conflict, primaries,
+releases and the original operator's finalizer, from Kubernetes and NetBox facts alone."""
 
 from __future__ import annotations
 
@@ -10,12 +10,16 @@ import pytest
 
 from argora_common.netbox_schema import Device, Interface, IPAddress, Prefix
 from ipaddress_controller.desired import (
+    DEVICE_ID_ANNOTATION,
+    INTERFACE_ID_ANNOTATION,
+    ORIGINAL_FINALIZER,
     Chain,
     Cluster,
     NetBoxFacts,
     State,
     Unresolved,
     description,
+    original_interface,
     plan,
     resolve,
     target_interface,
@@ -23,11 +27,14 @@ from ipaddress_controller.desired import (
 
 PATTERN = re.compile(r"^LAG(\d+)$")
 LABEL = "kubernetes.metal.cloud.sap/device-id"
+TAG = "argora-ipaddress"
 
 
-def address(name: str, ip: str, prefix: int = 24, claim: str | None = None) -> dict[str, Any]:
+def address(
+    name: str, ip: str, prefix: int = 24, claim: str | None = None, metadata: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
-        "metadata": {"namespace": "m", "name": name},
+        "metadata": {"namespace": "m", "name": name, **(metadata or {})},
         "spec": {"address": ip, "prefix": prefix, "claimRef": {"name": claim or name}, "poolRef": {"name": "p"}},
     }
 
@@ -104,11 +111,9 @@ def facts(existing: list[IPAddress] = [], created: list[IPAddress] = [], primary
     )
 
 
-def one(netbox: NetBoxFacts, ip_address: str = "10.0.0.5") -> Any:
-    planned = plan(
-        [address("a1", ip_address)], [address("a1", ip_address)], {("m", "a1"): Chain(7, "node1")}, netbox, PATTERN
-    )
-    return planned.addresses[0]
+def one(netbox: NetBoxFacts, ip_address: str = "10.0.0.5", metadata: dict[str, Any] | None = None) -> Any:
+    addresses = [address("a1", ip_address, metadata=metadata)]
+    return plan(addresses, addresses, {("m", "a1"): Chain(7, "node1")}, netbox, PATTERN, TAG).addresses[0]
 
 
 def test_a_new_address_is_created_on_the_lag_with_vrf_and_tenant_and_made_primary() -> None:
@@ -123,30 +128,81 @@ def test_a_new_address_is_created_on_the_lag_with_vrf_and_tenant_and_made_primar
 @pytest.mark.parametrize(
     ("existing", "state", "conflicted"),
     [
-        (ip(40, "10.0.0.5/24"), State.SYNCED, ""),
         (ip(40, "10.0.0.5/24", on=2), State.SYNCED, ""),
+        # Planned in NetBox but on no interface: the original operator's conflict, nothing assigned.
+        (ip(40, "10.0.0.5/24"), State.CONFLICT, "interface"),
         (ip(40, "10.0.0.5/24", on=5), State.CONFLICT, "interface"),
         (ip(40, "10.0.0.5/24", on=99, device_id=8), State.CONFLICT, "device"),
         (ip(40, "10.0.0.5/26"), State.CONFLICT, "address"),
     ],
 )
-def test_an_existing_address_is_assigned_kept_or_a_conflict(existing: IPAddress, state: State, conflicted: str) -> None:
+def test_an_existing_address_is_kept_or_a_conflict(existing: IPAddress, state: State, conflicted: str) -> None:
     item = one(facts([existing]))
     assert (item.state, item.conflicted) == (state, conflicted)
-    assert item.create is None
-    assert item.assign == (existing.assigned_object_id is None and state is State.SYNCED)
+    assert item.create is None and not item.adopt
 
 
 def test_an_address_that_is_already_primary_is_not_written_again() -> None:
     item = one(facts([ip(40, "10.0.0.5/24", on=2)], primary=40))
-    assert (item.state, item.assign, item.make_primary) == (State.SYNCED, False, False)
+    assert (item.state, item.adopt, item.make_primary) == (State.SYNCED, False, False)
+
+
+ORIGINAL_RECORD = {DEVICE_ID_ANNOTATION: "7", INTERFACE_ID_ANNOTATION: "2"}
+ANNOTATED_BY: dict[str, dict[str, Any]] = {
+    "original's finalizer": {"finalizers": [ORIGINAL_FINALIZER], "annotations": ORIGINAL_RECORD},
+    "original's field manager": {
+        "annotations": ORIGINAL_RECORD,
+        "managedFields": [
+            {
+                "manager": "manager",
+                "operation": "Update",
+                "fieldsV1": {
+                    "f:metadata": {
+                        "f:annotations": {f"f:{INTERFACE_ID_ANNOTATION}": {}, f"f:{DEVICE_ID_ANNOTATION}": {}}
+                    }
+                },
+            },
+        ],
+    },
+    "argora-ipaddress alone": {
+        "annotations": ORIGINAL_RECORD,
+        "managedFields": [
+            {
+                "manager": "argora-ipaddress",
+                "operation": "Apply",
+                "fieldsV1": {"f:metadata": {"f:annotations": {f"f:{INTERFACE_ID_ANNOTATION}": {}}}},
+            },
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize("annotated_by", list(ANNOTATED_BY))
+def test_the_original_operators_address_is_adopted_where_it_recorded_it(annotated_by: str) -> None:
+    metadata = ANNOTATED_BY[annotated_by]
+    by_original = annotated_by != "argora-ipaddress alone"
+    assert original_interface(address("a1", "10.0.0.5", metadata=metadata)) == (2 if by_original else None)
+    item = one(facts([ip(40, "10.0.0.5/24", on=2)], primary=40), metadata=metadata)
+    assert (item.state, item.adopt, item.make_primary) == (State.SYNCED, by_original, False)
+    # Tagged already: nothing to adopt.
+    item = one(facts([ip(40, "10.0.0.5/24", on=2, tag=True)], primary=40), metadata=metadata)
+    assert not item.adopt
 
 
 def test_one_primary_per_device_and_family() -> None:
     addresses = [address("a1", "10.0.0.5"), address("a2", "10.0.0.6")]
     chains = {("m", "a1"): Chain(7, "node1"), ("m", "a2"): Chain(7, "node1")}
-    planned = plan(addresses, addresses, chains, facts(), PATTERN)
+    planned = plan(addresses, addresses, chains, facts(), PATTERN, TAG)
     assert [item.make_primary for item in planned.addresses] == [True, False]
+
+
+def test_the_primary_netbox_has_stays_when_it_is_one_of_the_devices_addresses() -> None:
+    """The original operator made the last address it synced primary: no address of the device takes it."""
+    addresses = [address("a1", "10.0.0.5"), address("a2", "10.0.0.6")]
+    chains = {("m", "a1"): Chain(7, "node1"), ("m", "a2"): Chain(7, "node1")}
+    netbox = facts([ip(40, "10.0.0.5/24", on=2), ip(41, "10.0.0.6/24", on=2)], primary=41)
+    planned = plan(addresses, addresses, chains, netbox, PATTERN, TAG)
+    assert [(item.primary, item.make_primary) for item in planned.addresses] == [(False, False), (True, False)]
 
 
 def test_releases_only_what_we_created_where_we_put_it_and_nobody_uses() -> None:
@@ -154,6 +210,39 @@ def test_releases_only_what_we_created_where_we_put_it_and_nobody_uses() -> None
     moved = ip(51, "10.0.0.51/24", on=5, tag=True, desc=description(("m", "gone2"), 2))
     in_use = ip(52, "10.0.0.52/24", on=2, tag=True, desc=description(("m", "x"), 2))
     elsewhere = address("x", "10.0.0.52")  # handed out by a pool that is not ours: still in use
-    planned = plan([], [elsewhere], {}, facts(created=[ours, moved, in_use]), PATTERN)
+    planned = plan([], [elsewhere], {}, facts(created=[ours, moved, in_use]), PATTERN, TAG)
     assert [release.address.id for release in planned.releases] == [50]
     assert [release.address.id for release in planned.kept] == [51]
+
+
+def going(name: str, ip_address: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    metadata = {
+        "finalizers": [ORIGINAL_FINALIZER],
+        "deletionTimestamp": "2026-12-06T10:00:00Z",
+        "annotations": ORIGINAL_RECORD if annotations is None else annotations,
+    }
+    return address(name, ip_address, metadata=metadata)
+
+
+def test_the_original_finalizer_asks_for_the_originals_release() -> None:
+    netbox = facts(
+        [
+            ip(60, "10.0.0.60/24", on=2),  # where the original recorded it: deleted
+            ip(61, "10.0.0.61/24", on=5),  # moved since: kept
+            ip(62, "10.0.0.62/26", on=2),  # another mask: not the address the original recorded
+            ip(64, "10.0.0.64/24", on=2),  # handed out again to a live IPAddress: kept
+        ]
+    )
+    every = [
+        going("g60", "10.0.0.60"), going("g61", "10.0.0.61"), going("g62", "10.0.0.62"),
+        going("g63", "10.0.0.63", annotations={}), going("g64", "10.0.0.64"), address("live64", "10.0.0.64"),
+        address("no-finalizer", "10.0.0.65", metadata={"deletionTimestamp": "2026-12-06T10:00:00Z"}),
+    ]  # fmt: skip
+    planned = plan([], every, {}, netbox, PATTERN, TAG)
+    deletes = {handover.key[1]: handover.delete.id if handover.delete else None for handover in planned.handovers}
+    assert deletes == {"g60": 60, "g61": None, "g62": None, "g63": None, "g64": None}
+    notes = {handover.key[1]: handover.note for handover in planned.handovers}
+    assert "no longer on interface 2" in notes["g61"]
+    assert "NetBox holds no 10.0.0.62/24" in notes["g62"]
+    assert "recorded no interface" in notes["g63"]
+    assert "handed out to m/live64" in notes["g64"]

@@ -152,7 +152,9 @@ class AnnotatingKube(Kube):
         super().__init__(cast(client.ApiClient, None), "argora-test")
         self.annotated: list[str] = []
 
-    def annotate(self, kind: Kind, name: str, namespace: str | None, annotations: Mapping[str, str]) -> bool:
+    def annotate(
+        self, kind: Kind, name: str, namespace: str | None, annotations: Mapping[str, str | None], uid: str = ""
+    ) -> bool:
         self.annotated.append(name)
         return True
 
