@@ -335,41 +335,39 @@ class Kube:
                 content_type="application/merge-patch+json",
             )
         except ApiException as error:
-            if error.status == 404 or (uid and error.status == 409):
+            # A uid that is not the object's is refused as an attempt to change it (422).
+            if error.status == 404 or (uid and error.status == 422):
                 return False
             raise
         return True
 
     def remove_finalizer(self, kind: Kind, obj: Mapping[str, Any], finalizer: str) -> bool:
-        """Take `finalizer` off the very object `obj` was (its uid), leaving any other finalizer; False when
-        the object is gone. The list is replaced as a whole, so the patch names the resource version it
-        was computed from, and is computed again from a fresh read when the object changed meanwhile."""
+        """Take `finalizer` off the very object `obj` was, leaving any other finalizer; False when the object
+        is gone, or its finalizers changed since `obj` was read (the next read sees them). A JSON patch
+        that tests the uid and the finalizer's place first: nothing else is read or replaced."""
         metadata = obj["metadata"]
-        for _ in range(3):
-            finalizers = metadata.get("finalizers") or []
-            if finalizer not in finalizers:
-                return True
-            patch = {
-                "metadata": {
-                    "uid": metadata["uid"],
-                    "resourceVersion": metadata["resourceVersion"],
-                    "finalizers": [name for name in finalizers if name != finalizer],
-                }
-            }
-            path = kind.path(metadata.get("namespace"), metadata["name"])
-            try:
-                self._call("PATCH", path, body=patch, content_type="application/merge-patch+json")
-                return True
-            except ApiException as error:
-                if error.status == 404:
-                    return False
-                if error.status != 409:
-                    raise
-            fresh = self.get(kind, metadata["name"], metadata.get("namespace"))
-            if fresh is None or fresh["metadata"]["uid"] != metadata["uid"]:
+        finalizers = list(metadata.get("finalizers") or [])
+        if finalizer not in finalizers:
+            return True
+        place = f"/metadata/finalizers/{finalizers.index(finalizer)}"
+        patch = [
+            {"op": "test", "path": "/metadata/uid", "value": metadata["uid"]},
+            {"op": "test", "path": place, "value": finalizer},
+            {"op": "remove", "path": place},
+        ]
+        try:
+            self._call(
+                "PATCH",
+                kind.path(metadata.get("namespace"), metadata["name"]),
+                body=patch,
+                content_type="application/json-patch+json",
+            )
+        except ApiException as error:
+            # 404: gone; 409/422: a test failed, the object is not as it was read.
+            if error.status in (404, 409, 422):
                 return False
-            metadata = fresh["metadata"]
-        raise ApiException(status=409, reason=f"{kind.kind} {metadata['name']} kept changing under its finalizers")
+            raise
+        return True
 
     def create(self, kind: Kind, body: Mapping[str, Any]) -> dict[str, Any]:
         manifest = {"apiVersion": kind.api_version, "kind": kind.kind, **body}

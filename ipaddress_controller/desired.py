@@ -282,7 +282,20 @@ def plan_address(
         item.reason, item.message = device.reason, device.message
         return item
     item.device = device
-    interface = target_interface(facts.interfaces.get(device.id, []), pattern)
+    lags = facts.interfaces.get(device.id, [])
+    existing = facts.addresses_by_host.get(host(address), [])
+    # An address the original operator recorded on one of the device's LAGs stays where NetBox has it: its
+    # rule (one-digit LAG numbers only) may have picked another LAG than ours, and moving it is no fix.
+    interface = next(
+        (
+            lag
+            for lag in lags
+            if recorded_on == lag.id
+            and [(found.assigned_object_type, found.assigned_object_id) for found in existing]
+            == [("dcim.interface", lag.id)]
+        ),
+        None,
+    ) or target_interface(lags, pattern)
     if interface is None:
         item.reason, item.message = (
             "NoLAGInterface",
@@ -290,7 +303,6 @@ def plan_address(
         )
         return item
     item.interface = interface
-    existing = facts.addresses_by_host.get(host(address), [])
     if len(existing) > 1:
         ids = sorted(ip.id for ip in existing)
         return _conflict(item, "address", "AmbiguousAddress", f"NetBox holds {host(address)} several times: {ids}")

@@ -227,7 +227,9 @@ class WriteBack:
         waits for us) or changes its spec (not for our annotations)."""
         key = key_of(body)
         spec = repr(sorted((body.get("spec") or {}).items()))
-        fingerprint = "" if event_type == "DELETED" else f"{spec} deleting={is_deleting(body)}"
+        # Going away, its finalizers count: the original's may wait for us behind another one.
+        going = f" finalizers={body['metadata'].get('finalizers')}" if is_deleting(body) else ""
+        fingerprint = "" if event_type == "DELETED" else spec + going
         with self.lock:
             before = self.fingerprints.get(key)
             if event_type == "DELETED":

@@ -139,22 +139,34 @@ def test_new_address_goes_on_the_highest_lag_and_becomes_primary(
     assert rack.netbox_address(11) is None
 
 
-def test_existing_unassigned_address_is_assigned_and_the_name_rule_finds_the_device(
+def test_an_existing_unassigned_address_is_a_conflict_and_the_name_rule_finds_the_device(
     ipaddress_operator: OperatorProcess, machines: Machines, seeder: NetBoxSeeder, pools: Pools, prefix: str,
     namespace: str,
 ) -> None:  # fmt: skip
     # No device-id label on the BMC (the original operator's BMCs): the device named like the BMC.
     rack = Rack(seeder, machines, pools, prefix, label_device=False)
+    # Planned in NetBox on no interface: someone's, as the original operator held it; nothing is assigned.
     existing = seeder.create_one("ipam/ip-addresses", address=f"{rack.host(20)}/24")
     machines.claim(namespace, "m1", rack.device["name"], rack.pool)
     machines.address(namespace, "m1", rack.pool, rack.host(20), 24)
-    synced(machines, namespace, "m1")
+    annotations = synced(machines, namespace, "m1", "Conflict")
+    assert annotations[CONFLICTED] == "interface"
+    assert "Unassigned" in annotations[SYNC]
+    assert annotations[DEVICE_ID] == str(rack.device["id"])
     recorded = rack.netbox_address(20)
-    assert recorded is not None and recorded["id"] == existing["id"]
-    assert recorded["assigned_object_id"] == rack.interfaces["LAG2"]["id"]
-    assert rack.primary_ip4() == existing["id"]
+    assert recorded is not None and recorded["id"] == existing["id"] and recorded["assigned_object_id"] is None
+    assert rack.primary_ip4() is None
 
-    # Released: it was not ours to begin with, so NetBox keeps it.
+    # Assigned in NetBox where the machine needs it: in sync, and still not ours to release.
+    seeder.update(
+        "ipam/ip-addresses", existing["id"], assigned_object_type="dcim.interface",
+        assigned_object_id=rack.interfaces["LAG2"]["id"],
+    )  # fmt: skip
+    machines.delete_address(namespace, "m1")
+    machines.address(namespace, "m1", rack.pool, rack.host(20), 24)
+    annotations = synced(machines, namespace, "m1")
+    assert CONFLICTED not in annotations
+    assert rack.primary_ip4() == existing["id"]
     machines.delete_address(namespace, "m1")
     wait_for(lambda: machines.get_address(namespace, "m1") is None, what="IPAddress gone")
     machines.claim(namespace, "m2", rack.device["name"], rack.pool)

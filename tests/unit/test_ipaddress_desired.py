@@ -184,6 +184,10 @@ def test_the_original_operators_address_is_adopted_where_it_recorded_it(annotate
     assert original_interface(address("a1", "10.0.0.5", metadata=metadata)) == (2 if by_original else None)
     item = one(facts([ip(40, "10.0.0.5/24", on=2)], primary=40), metadata=metadata)
     assert (item.state, item.adopt, item.make_primary) == (State.SYNCED, by_original, False)
+    # Recorded by the original on LAG1 (its rule could pick another LAG than ours): it stays there.
+    recorded_on_lag1 = {**metadata, "annotations": {**ORIGINAL_RECORD, INTERFACE_ID_ANNOTATION: "1"}}
+    item = one(facts([ip(40, "10.0.0.5/24", on=1)], primary=40), metadata=recorded_on_lag1)
+    assert (item.state, item.interface.id) == ((State.SYNCED, 1) if by_original else (State.CONFLICT, 2))
     # Tagged already: nothing to adopt.
     item = one(facts([ip(40, "10.0.0.5/24", on=2, tag=True)], primary=40), metadata=metadata)
     assert not item.adopt

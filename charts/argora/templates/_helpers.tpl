@@ -147,7 +147,8 @@ namespace otherwise (argora_common.operator.ensure_peering GETs it; kopf lists, 
 addresses they found there: all of it is cluster-wide. */}}
 {{- define "argora.rules.ipaddress.cluster" -}}
 # IPAddresses belong to the IPAM provider: patch only for argora-ipaddress's annotations (device and
-# interface ids, conflicts, sync status), never a finalizer.
+# interface ids, conflicts, sync status) and to take the original operator's finalizer off an IPAddress
+# whose release it did; never a finalizer of its own.
 - apiGroups: [ipam.cluster.x-k8s.io]
   resources: [ipaddresses]
   verbs: [list, watch, patch]
@@ -220,6 +221,8 @@ them GET that one Secret and no other. Empty otherwise. */}}
 {{- end -}}
 
 {{- define "argora.env.ipaddress" -}}
+- name: ARGORA_POOL_SCOPE
+  value: {{ .c.poolScope | quote }}
 - name: ARGORA_POOL_NAMES
   value: {{ join "," .c.poolNames | quote }}
 - name: ARGORA_LAG_INTERFACE_PATTERN
