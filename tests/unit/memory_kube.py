@@ -3,7 +3,8 @@
 `MemoryKube` overrides the one method every request goes through (`Kube._call`) and answers like an API
 server would for any kind: get, list with a label selector, server-side apply (create or deep-merge;
 `/status` takes only the status; a field the same field manager applied before and leaves out now is
-removed; a uid in the applied metadata must be the object's, else 409), create (with `generateName`;
+removed; a uid in the applied metadata must be the object's, else 409), JSON patches of `test` and
+`remove` operations (a failed test is 422, as the API server answers), create (with `generateName`;
 Events arrive here), delete (an object with finalizers only gets a deletionTimestamp). It records every
 write, and a test can make the next matching request fail.
 
@@ -27,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 from argora_common.kube import EVENT, Kind, Kube
 
 APPLY_PATCH = "application/apply-patch+yaml"
+JSON_PATCH = "application/json-patch+json"
 
 _PATH = re.compile(
     r"^/(?:apis/(?P<group>[^/]+)/(?P<version>[^/]+)|api/(?P<core>[^/]+))"
@@ -178,6 +180,8 @@ class MemoryKube(Kube):
             return {"items": items, "metadata": {}}
         if method == "GET":
             return copy.deepcopy(self._existing(table, request))
+        if method == "PATCH" and content_type == JSON_PATCH:
+            return self._json_patch(table, request, cast(list[dict[str, Any]], body))
         if method == "PATCH":
             if content_type != APPLY_PATCH or "fieldManager" not in params:
                 raise api_error(415, f"only server-side apply is served, not {content_type}")
@@ -248,6 +252,36 @@ class MemoryKube(Kube):
         if after != before:
             live["metadata"]["generation"] += 1
         return copy.deepcopy(live)
+
+    def _json_patch(
+        self, table: dict[tuple[str, str], dict[str, Any]], request: _Request, operations: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        live = self._existing(table, request)
+        patched = copy.deepcopy(live)
+        for operation in operations:
+            *parents, last = [int(part) if part.isdigit() else part for part in operation["path"].split("/")[1:]]
+            container: Any = patched
+            for part in parents:
+                container = container[part]
+            if operation["op"] == "test":
+                try:
+                    found = container[last]
+                except (IndexError, KeyError):
+                    found = None
+                if found != operation["value"]:
+                    raise api_error(422, f"test of {operation['path']} failed", "Invalid")
+            elif operation["op"] == "remove":
+                del container[last]
+            else:
+                raise api_error(415, f"JSON patch operation {operation['op']} is not served")
+        self._record("PATCH", request, self._key(request)[1])
+        metadata = patched["metadata"]
+        metadata["resourceVersion"] = str(next(self._serial))
+        if metadata.get("deletionTimestamp") and not metadata.get("finalizers"):
+            del table[self._key(request)]
+        else:
+            table[self._key(request)] = patched
+        return copy.deepcopy(patched)
 
     def _create(
         self, table: dict[tuple[str, str], dict[str, Any]], request: _Request, body: dict[str, Any]
