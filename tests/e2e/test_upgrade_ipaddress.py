@@ -108,8 +108,9 @@ def test_argora_ipaddress_takes_over_the_original_ipaddresses_and_their_netbox_a
     in_sync = {"a": (a, "LAG2"), "b": (b, "LAG2"), "b2": (b, "LAG2"), "d": (d, "LAG2"), "g": (g, "LAG2")}
     host["b2"] = str(network.network_address + 30)
     recorded: dict[str, dict[str, Any]] = {}
-    for name, (server, lag) in in_sync.items():
+    for server in servers:
         machines.server(server.name)
+    for name, (server, lag) in in_sync.items():
         machines.claim(namespace, name, server.name, pool)
         machines.address(namespace, name, pool, host[name], 24)
         original.took(name)
@@ -120,7 +121,6 @@ def test_argora_ipaddress_takes_over_the_original_ipaddresses_and_their_netbox_a
         seeder.update("dcim/devices", server.device["id"], primary_ip4=recorded[name]["id"])
         original.recorded(name, server.device, lags[server.name][lag])
     # c: planned in NetBox on no interface, which the original reported as a conflict.
-    machines.server(c.name)
     machines.claim(namespace, "c", c.name, pool)
     machines.address(namespace, "c", pool, host["c"], 24)
     original.took("c")
@@ -157,7 +157,6 @@ def test_argora_ipaddress_takes_over_the_original_ipaddresses_and_their_netbox_a
     assert (still_planned["assigned_object_id"], still_planned["description"]) == (None, "planned by hand")
 
     # Argora adds no finalizer of its own; the original's stays until its release is done.
-    machines.server(fresh_server.name)
     machines.claim(namespace, "n", fresh_server.name, pool)
     machines.address(namespace, "n", pool, host["n"], 24)
     synced(machines, namespace, "n")
