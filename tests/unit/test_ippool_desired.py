@@ -10,7 +10,7 @@ import pytest
 from argora_common.crds import IPPoolImportSpec, IPPoolSelector
 from argora_common.kube import Owner
 from argora_common.netbox_schema import Prefix, Ref, Site
-from argora_common.prefixes import PrefixSelection, ScopedPrefix
+from argora_common.prefixes import PrefixSelection, ScopedPrefix, prefix_filters
 from ippool_controller.desired import UnusablePrefixError, exclusions, gateway, plan, pool_name
 
 OWNER = Owner("infra", "pools", "argora-ippool")
@@ -163,3 +163,10 @@ def test_a_selector_netbox_refused_blocks_pruning_and_counts_as_unmatched() -> N
     planned = plan(selection, spec, OWNER, "p", "gateway")
     assert planned.unmatched_selectors == [1]
     assert "spec.ippools[1]" in planned.prune_blocked
+
+
+def test_every_status_is_selected_unless_the_selector_names_one() -> None:
+    """The original operator filtered by region, role and prefix only: reserved and deprecated prefixes
+    got pools too."""
+    assert "status" not in prefix_filters(selector(), [])
+    assert prefix_filters(selector(status="reserved"), [])["status"] == "reserved"
