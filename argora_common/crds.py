@@ -223,7 +223,8 @@ class IPPoolSelector(WireModel):
         default=None, description="Pools are named <namePrefix>-<site> (compute-transit prefixes: see the README)"
     )
     name_override: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)] | None = Field(
-        default=None, description="The pool's whole name; the selection must then match one prefix"
+        default=None,
+        description="The pool's whole name; of several prefixes selected, the first in NetBox's order gets it",
     )
     region: NonEmpty | None = Field(
         default=None, description="Region slug: prefixes scoped to it or to a site or location in it"
@@ -265,7 +266,8 @@ class IPPoolSelector(WireModel):
         ge=0,
         alias="excludeLastNAddresses",
         description="Exclude the prefix's last N addresses one by one, counted back from its last address (IPv4:"
-        " the broadcast address included), at most the whole prefix, as the original operator",
+        " the broadcast address included), at most the whole prefix, as the original operator; more than 16384"
+        " are reported (TooManyExclusions)",
     )
 
 
