@@ -29,7 +29,7 @@ class PoolResult:
     held_back: list[str] = field(default_factory=list)
     held_back_reason: str = ""
     in_use: list[PrefixProblem] = field(default_factory=list)  # NetBox moved the prefix of a pool in use
-    # Prefixes `resolve` gave no pool: PrefixInOtherPool, NameCollision of a nameOverride.
+    # Prefixes `resolve` gave no pool: PrefixInOtherPool, or NameCollision on the name they would share.
     unplaced: list[PrefixProblem] = field(default_factory=list)
     failed: list[PrefixProblem] = field(default_factory=list)
 
