@@ -261,6 +261,22 @@ def test_a_name_override_of_several_prefixes_goes_to_the_first_in_netboxs_order(
     ]
 
 
+def test_one_name_override_in_two_selectors_is_reported_for_both() -> None:
+    """Two entries naming their pools alike: no rule says which prefix is meant."""
+    spec = IPPoolImportSpec.model_validate(
+        {"ippools": [{"nameOverride": "mgmt", "prefix": "10.0.1.0/24"}, {"nameOverride": "mgmt", "role": "x"}]}
+    )
+    selection = PrefixSelection(
+        by_selector=[[ScopedPrefix(prefix("10.0.1.0/24", 1), SITE)], [ScopedPrefix(prefix("10.0.2.0/24", 2), SITE)]]
+    )
+    planned = plan(selection, spec, OWNER, "p", "gateway")
+    assert planned.pools == []
+    assert [(p.prefix, p.reason) for p in planned.problems] == [
+        ("10.0.1.0/24", "NameCollision"),
+        ("10.0.2.0/24", "NameCollision"),
+    ]
+
+
 def test_a_name_override_stays_with_the_prefix_its_pool_holds() -> None:
     spec = IPPoolImportSpec.model_validate({"ippools": [{"nameOverride": "mgmt", "region": "r"}]})
     pools = planned_pools((1, "10.0.1.0/24"), (2, "10.0.2.0/24"), spec=spec)
