@@ -4,11 +4,14 @@ selected prefix, or the reason it gets none. Pure: no I/O, unit-tested on its ow
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
+from bisect import bisect_right, insort
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from itertools import accumulate
 from typing import Any, Final
 
 from argora_common.converge import unowned
@@ -280,9 +283,42 @@ def holds_exactly(pool: Mapping[str, Any] | None, network: Network) -> bool:
     return sole_network(pool) == network
 
 
-def _overlaps(spans: Iterable[Span], network: Network) -> bool:
-    family, first, last = _network_span(network)
-    return any(version == family and low <= last and first <= high for version, low, high in spans)
+class AddressHolders:
+    """Which pool hands out an address of a network: the live pools, whatever their entries (they may
+    overlap), and the networks this pass adds (each checked against all before it, so they never overlap).
+    A lookup takes a binary search, not a walk over every pool: a first pass may create thousands."""
+
+    def __init__(self, live: Mapping[str, Mapping[str, Any]]) -> None:
+        # By IP version: (first, last, pool) sorted by first, and the highest `last` so far at each position.
+        self._live: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
+        for name, pool in live.items():
+            for version, first, last in pool_spans(pool):
+                self._live[version].append((first, last, name))
+        self._reach: dict[int, list[int]] = {}
+        for version, spans in self._live.items():
+            spans.sort()
+            self._reach[version] = list(accumulate((last for _, last, _ in spans), max))
+        self._added: dict[int, list[tuple[int, int, str]]] = defaultdict(list)
+
+    def holder(self, network: Network, besides: str | None = None) -> str | None:
+        """A pool other than `besides` holding an address of `network`, or None."""
+        version, first, last = _network_span(network)
+        spans = self._live.get(version, [])
+        end = bisect_right(spans, (last, math.inf))  # the spans starting at or before `last`
+        if end and self._reach[version][end - 1] >= first:
+            found = next((name for _, high, name in spans[:end] if high >= first and name != besides), None)
+            if found is not None:
+                return found
+        added = self._added[version]
+        # Disjoint and sorted: only the last one starting at or before `last` can reach `first`.
+        end = bisect_right(added, (last, math.inf))
+        if end and added[end - 1][1] >= first:
+            return added[end - 1][2]
+        return None
+
+    def add(self, name: str, network: Network) -> None:
+        version, first, last = _network_span(network)
+        insort(self._added[version], (first, last, name))
 
 
 def _preferred(names: Sequence[str], computed: str) -> str:
@@ -325,22 +361,14 @@ def resolve(
         result.problems.extend(
             _collision(winner[1], loser, held=bool(held)) for _, loser in candidates if loser is not winner[1]
         )
-    # What hands out which addresses once this pass is done: the live pools, then each pool it writes.
-    holders = [(name, pool_spans(pool)) for name, pool in live_by_name.items()]
+    holders = AddressHolders(live_by_name)
     for _, desired in sorted(kept, key=lambda candidate: candidate[0]):
         current = live_by_name.get(desired.name)
         if not is_ignored(current) and not holds_exactly(current, desired.network):
             # The write would put the network into this pool: our own pool of that name is rewritten, any
             # other pool that holds some of its addresses stays as it is, and so the prefix gets none.
             ours = current is not None and owner.owns(current)
-            other = next(
-                (
-                    name
-                    for name, spans in holders
-                    if (name != desired.name or not ours) and _overlaps(spans, desired.network)
-                ),
-                None,
-            )
+            other = holders.holder(desired.network, besides=desired.name if ours else None)
             if other is not None:
                 result.problems.append(
                     PrefixProblem(
@@ -353,7 +381,7 @@ def resolve(
                     )
                 )
                 continue
-        holders.append((desired.name, [_network_span(desired.network)]))
+            holders.add(desired.name, desired.network)
         result.pools.append(desired)
     return result
 

@@ -13,6 +13,7 @@ from argora_common.netbox_schema import Prefix, Ref, Site
 from argora_common.prefixes import PrefixSelection, ScopedPrefix, prefix_filters
 from ippool_controller.desired import (
     MAX_LAST_N_EXCLUDED,
+    AddressHolders,
     DesiredPool,
     UnusablePrefixError,
     exclusions,
@@ -395,3 +396,24 @@ def test_the_live_order_of_the_same_excluded_addresses_is_kept() -> None:
         ["10.0.1.255", "10.0.1.0/30", "10.0.1.254"],
         ["10.0.2.0/30", "10.0.2.254", "10.0.2.255"],
     ]
+
+
+def test_address_holders_find_any_pool_that_shares_an_address() -> None:
+    holders = AddressHolders(
+        {
+            "wide": live("wide", "10.0.0.0/8"),
+            "range": live("range", "10.1.0.10-10.1.0.20"),
+            "mine": live("mine", "10.2.0.0/24"),
+            "v6": live("v6", "2001:db8::/64"),
+        }
+    )
+    net = ipaddress.ip_network
+    assert holders.holder(net("10.200.0.0/24")) == "wide"  # a long span that starts far before
+    assert holders.holder(net("11.0.0.0/24")) is None
+    assert holders.holder(net("10.2.0.0/24"), besides="mine") == "wide"
+    assert holders.holder(net("2001:db8::/48")) == "v6"
+    assert holders.holder(net("2001:db9::/64")) is None
+    holders.add("new", net("192.168.1.0/24"))
+    assert holders.holder(net("192.168.0.0/16")) == "new"
+    assert holders.holder(net("192.168.1.128/25")) == "new"
+    assert holders.holder(net("192.168.2.0/24")) is None
