@@ -358,9 +358,14 @@ def resolve(
         held = [candidate for candidate in candidates if holds_exactly(live_by_name.get(name), candidate[1].network)]
         winner = (held or candidates)[0]
         kept.append(winner)
-        result.problems.extend(
-            _collision(winner[1], loser, held=bool(held)) for _, loser in candidates if loser is not winner[1]
-        )
+        for _, loser in candidates:
+            if loser is winner[1]:
+                continue
+            # The same prefix selected twice (under two names) already has its pool: that is no name clash.
+            same_prefix = loser.prefix_id == winner[1].prefix_id
+            result.problems.append(
+                _in_other_pool(loser, name) if same_prefix else _collision(winner[1], loser, held=bool(held))
+            )
     holders = AddressHolders(live_by_name)
     for _, desired in sorted(kept, key=lambda candidate: candidate[0]):
         current = live_by_name.get(desired.name)
@@ -370,16 +375,7 @@ def resolve(
             ours = current is not None and owner.owns(current)
             other = holders.holder(desired.network, besides=desired.name if ours else None)
             if other is not None:
-                result.problems.append(
-                    PrefixProblem(
-                        prefix=desired.prefix,
-                        prefix_id=desired.prefix_id,
-                        pool=desired.name if ours else "",
-                        reason="PrefixInOtherPool",
-                        message=f"GlobalInClusterIPPool {other} already holds addresses of {desired.prefix}: a "
-                        "second pool would hand them out twice, so none is written",
-                    )
-                )
+                result.problems.append(_in_other_pool(desired, other, own_pool=desired.name if ours else ""))
                 continue
             holders.add(desired.name, desired.network)
         result.pools.append(desired)
@@ -411,6 +407,17 @@ def _place(
         body = _in_live_order(body, live_by_name.get(name))
         placed[name].append((position, replace(desired, name=name, body=body, adopt=adopt)))
     return placed
+
+
+def _in_other_pool(desired: DesiredPool, other: str, own_pool: str = "") -> PrefixProblem:
+    return PrefixProblem(
+        prefix=desired.prefix,
+        prefix_id=desired.prefix_id,
+        pool=own_pool,
+        reason="PrefixInOtherPool",
+        message=f"GlobalInClusterIPPool {other} already holds addresses of {desired.prefix}: a second pool would "
+        "hand them out twice, so none is written",
+    )
 
 
 def _collision(winner: DesiredPool, loser: DesiredPool, *, held: bool) -> PrefixProblem:

@@ -353,11 +353,15 @@ def test_c_one_prefix_two_selectors_name_differently_gets_one_pool() -> None:
     spec = IPPoolImportSpec.model_validate(
         {"ippools": [{"namePrefix": "a", "region": "r"}, {"namePrefix": "b", "region": "r"}]}
     )
-    resolution = resolve(planned_pools((1, "10.0.1.0/24"), spec=spec), [], OWNER, LABEL)
+    pools = planned_pools((1, "10.0.1.0/24"), spec=spec)
+    resolution = resolve(pools, [], OWNER, LABEL)
     assert placed(resolution.pools) == [("a-s1", "10.0.1.0/24", False)]
-    assert [(p.reason, p.message.split(" already")[0]) for p in resolution.problems] == [
-        ("PrefixInOtherPool", "GlobalInClusterIPPool a-s1")
-    ]
+    problems = [(p.pool, p.reason, p.message.split(" already")[0]) for p in resolution.problems]
+    assert problems == [("", "PrefixInOtherPool", "GlobalInClusterIPPool a-s1")]
+    # Next pass, with the pool written: the same answer, though both now find it by its prefix id label.
+    again = resolve(pools, [live("a-s1", "10.0.1.0/24", owner=OWNER, prefix_id=1)], OWNER, LABEL)
+    assert placed(again.pools) == [("a-s1", "10.0.1.0/24", False)]
+    assert [(p.pool, p.reason, p.message.split(" already")[0]) for p in again.problems] == problems
 
 
 def test_d_the_computed_name_when_no_pool_holds_the_prefix() -> None:
