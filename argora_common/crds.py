@@ -223,7 +223,8 @@ class IPPoolSelector(WireModel):
         default=None, description="Pools are named <namePrefix>-<site> (compute-transit prefixes: see the README)"
     )
     name_override: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)] | None = Field(
-        default=None, description="The pool's whole name; the selection must then match one prefix"
+        default=None,
+        description="The pool's whole name; of several prefixes selected, the first in NetBox's order gets it",
     )
     region: NonEmpty | None = Field(
         default=None, description="Region slug: prefixes scoped to it or to a site or location in it"
@@ -244,7 +245,9 @@ class IPPoolSelector(WireModel):
     tenant: NonEmpty | None = Field(default=None, description="Tenant slug")
     vrf: NonEmpty | None = Field(default=None, description="VRF name")
     tags: list[NonEmpty] = Field(default_factory=list, max_length=32, description="Tag slugs, all required")
-    status: PrefixStatus = Field(default="active", description="Prefix status")
+    status: PrefixStatus | None = Field(
+        default=None, description="Prefix status; unset selects prefixes of every status, as the original operator"
+    )
     exclude_mask: int | None = Field(
         default=None, ge=1, le=128, description="Exclude <network>/<excludeMask>; longer than the prefix's mask"
     )
@@ -262,7 +265,9 @@ class IPPoolSelector(WireModel):
         default=None,
         ge=0,
         alias="excludeLastNAddresses",
-        description="Exclude the last N addresses a pool could hand out (IPv4: those before the broadcast)",
+        description="Exclude the prefix's last N addresses one by one, counted back from its last address (IPv4:"
+        " the broadcast address included), at most the whole prefix, as the original operator; more than 16384"
+        " are reported (TooManyExclusions)",
     )
 
 

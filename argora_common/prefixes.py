@@ -45,8 +45,11 @@ class PrefixSelection:
 
 
 def prefix_filters(selector: IPPoolSelector, vrf_ids: Sequence[int]) -> dict[str, FilterValue]:
-    filters: dict[str, FilterValue] = {"status": [selector.status]}
+    # Without a status every status is selected, as the original operator did: its pools of reserved or
+    # deprecated prefixes must stay managed.
+    filters: dict[str, FilterValue] = {}
     for name, value in (
+        ("status", selector.status),
         ("region", selector.region),
         ("role", selector.role),
         ("prefix", selector.prefix),

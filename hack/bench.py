@@ -864,6 +864,10 @@ def bench_ippool(objects: Objects, env: dict[str, str]) -> None:
     # The small import first: its peak RSS is then its own, the large one's that of the whole process.
     small = pools("small", ippool_selectors("small-", SMALL_REGION))
     measure(f"argora-ippool, {SMALL_PREFIXES} prefixes", ippool, *small)
+    # The large import selects the small one's prefixes too: their pools go first, or those prefixes would
+    # get none of the large import's (PrefixInOtherPool: a prefix is never in two pools).
+    objects.delete_import("bench", "small", "IPPoolImport")
+    wait_for(lambda: objects.get_import("bench", "small", "IPPoolImport") is None, 600, "the small import's pools gone")
     measure(f"argora-ippool, {PREFIXES} prefixes", ippool, *pools("all", ippool_selectors("")))
     ippool.stop()
 

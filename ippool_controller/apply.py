@@ -11,12 +11,12 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from argora_common.converge import delete_counted, taken_by_another, unowned, write_counted
+from argora_common.converge import delete_counted, taken_by_another, write_counted
 from argora_common.crds import IPPoolImportSpec, PrefixProblem
 from argora_common.kinds import GLOBAL_POOL
 from argora_common.kube import Kube, Owner, WriteOutcome, api_message, is_ignored, is_transient, label_int
 from argora_common.prune import OwnedObject, decide_prune
-from ippool_controller.desired import IP_ADDRESS, DesiredPool, Plan
+from ippool_controller.desired import IP_ADDRESS, DesiredPool, Plan, resolve
 
 
 @dataclass
@@ -29,6 +29,8 @@ class PoolResult:
     held_back: list[str] = field(default_factory=list)
     held_back_reason: str = ""
     in_use: list[PrefixProblem] = field(default_factory=list)  # NetBox moved the prefix of a pool in use
+    # Prefixes `resolve` gave no pool: PrefixInOtherPool, or NameCollision on the name they would share.
+    unplaced: list[PrefixProblem] = field(default_factory=list)
     failed: list[PrefixProblem] = field(default_factory=list)
 
 
@@ -60,7 +62,9 @@ class PoolConverger:
     def converge(self, plan: Plan) -> PoolResult:
         live = {pool["metadata"]["name"]: pool for pool in self.kube.list(GLOBAL_POOL)}
         in_use = allocations(self.kube)
-        for desired in plan.pools:
+        resolution = resolve(plan.pools, live.values(), self.owner, self.prefix_id_label)
+        self.result.unplaced = resolution.problems
+        for desired in resolution.pools:
             try:
                 self._converge_pool(desired, live.get(desired.name), in_use[desired.name])
             except ApiException as error:
@@ -68,7 +72,7 @@ class PoolConverger:
                 if is_transient(error):
                     raise
                 self._fail(desired, "Rejected", f"the API server refused it: HTTP {error.status} {api_message(error)}")
-        self._prune(plan, live, in_use)
+        self._prune(plan, resolution.pools, live, in_use)
         return self.result
 
     def _fail(self, desired: DesiredPool, reason: str, message: str) -> None:
@@ -82,9 +86,7 @@ class PoolConverger:
         if is_ignored(live):
             self.result.unchanged += 1
             return
-        # The original operator wrote its pools without any label; one for the same prefix is taken over.
-        adopt = unowned(live) and live is not None and _network(live) == _network(desired.body)
-        taken = taken_by_another(self.owner, GLOBAL_POOL, live, adopt=adopt)
+        taken = taken_by_another(self.owner, GLOBAL_POOL, live, adopt=desired.adopt)
         if taken:
             self._fail(desired, "NameTaken", taken)
             return
@@ -106,14 +108,16 @@ class PoolConverger:
                 )
             )
         outcome = write_counted(self.kube, GLOBAL_POOL, body, live)
-        if adopt:
+        if desired.adopt:
             self.result.adopted.append(desired.name)
         elif outcome is WriteOutcome.UNCHANGED:
             self.result.unchanged += 1
         else:
             (self.result.created if outcome is WriteOutcome.CREATED else self.result.updated).append(desired.name)
 
-    def _prune(self, plan: Plan, live: Mapping[str, dict[str, Any]], in_use: Counter[str]) -> None:
+    def _prune(
+        self, plan: Plan, placed: list[DesiredPool], live: Mapping[str, dict[str, Any]], in_use: Counter[str]
+    ) -> None:
         owned = [
             OwnedObject(GLOBAL_POOL, name, label_int(pool, self.prefix_id_label))
             for name, pool in live.items()
@@ -121,9 +125,10 @@ class PoolConverger:
         ]
         decision = decide_prune(
             owned,
-            desired_names={pool.name for pool in plan.pools},
+            # The names `resolve` placed the pools under: an adopted pool keeps the original's name.
+            desired_names={pool.name for pool in placed},
             selected_device_ids=plan.selected_prefix_ids,
-            named_device_ids={pool.prefix_id for pool in plan.pools},
+            named_device_ids={pool.prefix_id for pool in placed},
             enabled=self.spec.prune and not plan.prune_blocked,
             disabled_reason=plan.prune_blocked or "pruning is off (spec.prune: false)",
             cap=self.spec.max_prune_per_pass,

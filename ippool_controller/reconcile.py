@@ -87,7 +87,9 @@ class IPPoolSteps:
 
 def import_status(body: Body, facts: Facts, planned: Plan, result: PoolResult) -> IPPoolImportStatus:
     previous = IPPoolImportStatus.model_validate(body.get("status") or {})
-    problems = sorted([*planned.problems, *result.failed, *result.in_use], key=lambda p: (p.prefix, p.reason))
+    problems = sorted(
+        [*planned.problems, *result.unplaced, *result.failed, *result.in_use], key=lambda p: (p.prefix, p.reason)
+    )
     counts = IPPoolImportCounts(
         prefixes=len(facts.selection.prefix_ids),
         created=len(result.created),
@@ -97,7 +99,7 @@ def import_status(body: Body, facts: Facts, planned: Plan, result: PoolResult) -
         pruned=len(result.pruned),
         prune_held_back=len(result.held_back),
         in_use=len(result.in_use),
-        skipped=len(planned.problems),
+        skipped=len(planned.problems) + len(result.unplaced),
         failed=len(result.failed),
     )
     unmatched = [unmatched_message(index, facts.selection) for index in planned.unmatched_selectors]
@@ -145,7 +147,7 @@ def import_events(facts: Facts, planned: Plan, result: PoolResult) -> list[Event
     if result.in_use:
         pools = short_list([problem.pool for problem in result.in_use])
         events.append(Event("Warning", "InUse", f"NetBox changed the prefix of {pools}, which hand out addresses"))
-    problems = [*planned.problems, *result.failed]
+    problems = [*planned.problems, *result.unplaced, *result.failed]
     if problems:
         events.append(Event("Warning", "PrefixesSkipped", reason_summary(problems, "prefixes")))
     for index in planned.unmatched_selectors:

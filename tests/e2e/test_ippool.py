@@ -103,6 +103,8 @@ CRITERIA: dict[str, tuple[Callable[[Selection], dict[str, Any]], str]] = {
     "vrf": (lambda s: {"region": s.parent["slug"], "vrf": s.vrf_a["name"]}, "a"),
     "tags": (lambda s: {"region": s.parent["slug"], "tags": [s.tag["slug"]]}, "a"),
     "status": (lambda s: {"region": s.parent["slug"], "status": "reserved"}, "b"),
+    # Without a status every status is selected, as the original operator did: B is reserved.
+    "every status": (lambda s: {"region": s.b.region["slug"]}, "b"),
 }
 
 
@@ -208,6 +210,7 @@ def test_exclusions_and_gateway_follow_netbox_and_the_spec(
             {
                 "namePrefix": "ex", "prefix": str(network), "excludeMask": 28,
                 "excludedAddresses": [f"{base + 40}", f"{base + 50}-{base + 59}", "2001:db8::1"],
+                # The prefix's last two, its broadcast address included, one by one (the original's count).
                 "excludeLastNAddresses": 2,
             },
             # A mask no longer than the prefix's excludes nothing sensible: reported, not written.
@@ -220,7 +223,7 @@ def test_exclusions_and_gateway_follow_netbox_and_the_spec(
     assert pool is not None
     assert pool["spec"]["gateway"] == str(base + 254)
     assert pool["spec"]["excludedAddresses"] == [
-        f"{base}/28", f"{base + 40}", f"{base + 50}-{base + 59}", f"{base + 253}-{base + 254}"
+        f"{base}/28", f"{base + 40}", f"{base + 50}-{base + 59}", f"{base + 254}", f"{base + 255}"
     ]  # fmt: skip
     assert problems(obj) == {(str(other), "BadExcludeMask")}
     assert pools.get(f"bad-{topology.site['slug']}") is None

@@ -400,7 +400,8 @@ def test_ippool_prefixes_and_sites_changing_reach_the_pools(
             PrefixSeed(str(network_c), site_c),
         ],
     )
-    spec = {"ippools": [{"namePrefix": "np", "region": region["slug"]}]}
+    # Active prefixes only: without a status every status would be selected.
+    spec = {"ippools": [{"namePrefix": "np", "region": region["slug"], "status": "active"}]}
     objects.create_import(namespace, "pools", spec, kind="IPPoolImport")
     objects.synced_import(namespace, "pools", kind="IPPoolImport")
     name_a, name_b, name_c = (f"np-{site['slug']}" for site in (site_a, site_b, site_c))

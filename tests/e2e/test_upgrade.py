@@ -9,15 +9,26 @@ every label kept, the credentials rotated into the existing Secrets.
 from __future__ import annotations
 
 import base64
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from argora_dev.kubeobjects import Clusters, Objects
+from argora_common.kube import Owner
+from argora_dev.kubeobjects import IPAM_POOLS, Clusters, Objects, Pools
 from argora_dev.operator import OperatorProcess
-from argora_dev.seed import NetBoxSeeder, Server, Topology, add_servers
+from argora_dev.seed import (
+    NetBoxSeeder,
+    PrefixSeed,
+    Server,
+    Topology,
+    add_prefixes,
+    add_region,
+    add_servers,
+    fresh_network,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -257,3 +268,181 @@ def test_argora_metal3_adopts_the_original_hosts_and_their_secrets(
 
     counts = clusters.resync(namespace, cluster["name"])["counts"]
     assert (counts["created"], counts["updated"], counts["adopted"], counts["unchanged"]) == (0, 0, 0, 2)
+
+
+def original_pool_spec(network: ipaddress.IPv4Network, selector: dict[str, Any]) -> dict[str, Any]:
+    """The spec the original operator writes for a prefix, from the selector's fields it knows: the first
+    host as gateway; excluded the excludeMask network, the selector's addresses, then the prefix's last N
+    addresses (its broadcast address included) one by one."""
+    excluded = [f"{network.network_address}/{selector['excludeMask']}"] if "excludeMask" in selector else []
+    excluded += selector.get("excludedAddresses", [])
+    last_n = min(selector.get("excludeLastNAddresses", 0), network.num_addresses)
+    excluded += [str(network.broadcast_address - offset) for offset in reversed(range(last_n))]
+    spec: dict[str, Any] = {
+        "addresses": [str(network)],
+        "gateway": str(network.network_address + 1),
+        "prefix": network.prefixlen,
+    }
+    if excluded:  # a Go struct field with omitempty: no list at all when empty
+        spec["excludedAddresses"] = excluded
+    return spec
+
+
+def global_pools(objects: Objects) -> dict[str, dict[str, Any]]:
+    items = objects.custom.list_cluster_custom_object(*IPAM_POOLS, "globalinclusterippools")["items"]
+    return {item["metadata"]["name"]: item for item in items}
+
+
+def write_pool(objects: Objects, name: str, spec: dict[str, Any], labels: dict[str, str] | None = None) -> str:
+    """A GlobalInClusterIPPool written as the original operator writes one (no labels, its field manager)."""
+    body = {
+        "apiVersion": "/".join(IPAM_POOLS), "kind": "GlobalInClusterIPPool",
+        "metadata": {"name": name, **({"labels": labels} if labels else {})}, "spec": spec,
+    }  # fmt: skip
+    created = objects.custom.create_cluster_custom_object(
+        *IPAM_POOLS, "globalinclusterippools", body, field_manager=ORIGINAL_MANAGER
+    )
+    return str(created["metadata"]["uid"])
+
+
+def pools_holding(pools: dict[str, dict[str, Any]], network: ipaddress.IPv4Network) -> list[str]:
+    """The pools any of whose entries (CIDR, address or range a-b) shares an address with `network`."""
+
+    def span(entry: str) -> tuple[int, int, int]:
+        if "-" in entry:
+            first, last = map(ipaddress.ip_address, entry.split("-", 1))
+            return first.version, int(first), int(last)
+        held = ipaddress.ip_network(entry, strict=False)
+        return held.version, int(held.network_address), int(held.broadcast_address)
+
+    low, high = int(network.network_address), int(network.broadcast_address)
+    return sorted(
+        name
+        for name, pool in pools.items()
+        for version, first, last in map(span, pool["spec"].get("addresses", []))
+        if version == 4 and first <= high and low <= last
+    )
+
+
+def test_argora_ippool_adopts_the_original_pools_and_never_puts_a_prefix_in_two_pools(
+    objects: Objects,
+    api_client: client.ApiClient,
+    namespace: str,
+    seeder: NetBoxSeeder,
+    prefix: str,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    """Production as the original left it: prefixes of every status scoped to sites and locations, compute
+    transit prefixes, pools under Argora's names and under older ones, a nameOverride pool of a
+    multi-prefix selection, and another team's pool over part of a prefix."""
+    region, sites = add_region(seeder, f"{prefix}-qa", 4)
+    a, b, c, d = sites
+    location = seeder.create_one("dcim/locations", name=f"{prefix}-hall", slug=f"{prefix}-hall", site=b["id"])
+    nodes, transit, mgmt = seeder.create(
+        "ipam/roles",
+        [
+            {"name": f"{prefix}-{role}", "slug": f"{prefix}-{role}"}
+            for role in ("kubernetes-nodes", "cc-kubernetes-compute-transit", "mgmt")
+        ],
+    )
+    net = {key: fresh_network() for key in ("n1", "n2", "n3", "f1", "t1", "t2", "m1", "m2")}
+    seeds = {
+        "n1": PrefixSeed(str(net["n1"]), a, role=nodes, gateway=f"{net['n1'].network_address + 1}/24"),
+        "n2": PrefixSeed(str(net["n2"]), b, location=location, role=nodes),
+        "n3": PrefixSeed(str(net["n3"]), c, role=nodes, gateway=f"{net['n3'].network_address + 254}/24"),
+        "f1": PrefixSeed(str(net["f1"]), d, role=nodes),
+        "t1": PrefixSeed(str(net["t1"]), a, role=transit, vlan=(402, f"{prefix}-cc-compute2-transit")),
+        "t2": PrefixSeed(str(net["t2"]), b, role=transit, vlan=(401, f"{prefix}-cc-compute1-transit")),
+        "m1": PrefixSeed(str(net["m1"]), a, role=mgmt),
+        "m2": PrefixSeed(str(net["m2"]), b, role=mgmt),
+    }
+    records = dict(zip(seeds, add_prefixes(seeder, list(seeds.values())), strict=True))
+    for key, status in (("n2", "reserved"), ("n3", "deprecated"), ("t2", "deprecated")):
+        seeder.update("ipam/prefixes", records[key]["id"], status=status)
+
+    # The IPPoolImport as the original operator's users wrote it: its fields only.
+    node_selector = {
+        "namePrefix": "nodes", "region": region["slug"], "role": nodes["slug"], "excludeMask": 29,
+        "excludedAddresses": [str(net["n1"].network_address + 10)], "excludeLastNAddresses": 3,
+    }  # fmt: skip
+    transit_selector = {"namePrefix": "transit", "region": region["slug"], "role": transit["slug"]}
+    transit_selector["excludeLastNAddresses"] = 2
+    mgmt_selector = {"nameOverride": f"{prefix}-mgmt", "region": region["slug"], "role": mgmt["slug"]}
+
+    # Its pools: under Argora's names, under an older namePrefix, and the nameOverride's for the first prefix.
+    originals = {
+        f"nodes-{a['slug']}": ("n1", node_selector),
+        f"oldnodes-{b['slug']}": ("n2", node_selector),
+        f"transit-a1-{region['slug']}": ("t1", transit_selector),
+        f"cc-transit-b0-{region['slug']}": ("t2", transit_selector),
+        f"{prefix}-mgmt": ("m1", mgmt_selector),
+    }
+    specs = {name: original_pool_spec(net[key], selector) for name, (key, selector) in originals.items()}
+    uids = {name: write_pool(objects, name, spec) for name, spec in specs.items()}
+    # Another team's pool over half of a prefix: that prefix gets no pool of Argora's.
+    foreign_name = f"{prefix}-other-team"
+    foreign_labels = Owner("other-team", "pools", "argora-ippool").labels()
+    half = next(net["f1"].subnets(1))
+    foreign_spec = {"addresses": [str(half)], "gateway": str(half.network_address + 1), "prefix": half.prefixlen}
+    uids[foreign_name] = write_pool(objects, foreign_name, foreign_spec, foreign_labels)
+    # Machines got addresses out of two of them.
+    pools = Pools(api_client)
+    pools.allocate(namespace, f"nodes-{a['slug']}", str(net["n1"].network_address + 20), 24)
+    pools.allocate(namespace, f"oldnodes-{b['slug']}", str(net["n2"].network_address + 20), 24)
+    objects.create_import(
+        namespace, "pools", {"ippools": [node_selector, transit_selector, mgmt_selector]}, kind="IPPoolImport"
+    )
+
+    operator = start_operator("ippool", {"ARGORA_NAMESPACES": namespace})
+    status = objects.synced_import(namespace, "pools", kind="IPPoolImport")["status"]
+
+    counts = status["counts"]
+    assert counts["prefixes"] == 8
+    # Only n3 had no pool; f1 and m2 get none by design.
+    assert (counts["created"], counts["adopted"], counts["updated"], counts["pruned"]) == (1, 5, 0, 0), status
+    assert {(p["prefix"], p["reason"]) for p in status["problems"]} == {
+        (str(net["f1"]), "PrefixInOtherPool"),
+        (str(net["m2"]), "NameCollision"),
+    }
+    message = next(p["message"] for p in status["problems"] if p["reason"] == "NameCollision")
+    assert f"it keeps {net['m1']}, which the pool holds" in message
+    assert operator.metric("argora_objects_written_total", action="create") == 1
+    assert operator.metric("argora_objects_written_total", action="delete") == 0
+    assert any(reason == "Adopted" for _, reason, _ in objects.events(namespace, "pools"))
+
+    everything = global_pools(objects)
+    for name, spec in specs.items():
+        pool = everything[name]
+        # The same pool, taken over in place: its uid, network and excluded addresses as they were.
+        assert pool["metadata"]["uid"] == uids[name]
+        assert {key: pool["spec"].get(key) for key in ("addresses", "gateway", "prefix")} == {
+            key: spec[key] for key in ("addresses", "gateway", "prefix")
+        }
+        assert pool["spec"].get("excludedAddresses", []) == spec.get("excludedAddresses", [])
+        labels = pool["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "argora-ippool"
+        assert labels[f"{PREFIX}/prefix-id"] == str(records[originals[name][0]]["id"])
+    created = everything[f"nodes-{c['slug']}"]
+    assert created["spec"]["gateway"] == str(net["n3"].network_address + 254)
+    foreign = everything[foreign_name]
+    assert (foreign["metadata"]["uid"], foreign["metadata"]["labels"], foreign["spec"]) == (
+        uids[foreign_name], foreign_labels, foreign_spec
+    )  # fmt: skip
+    # No prefix is handed out by two pools.
+    assert {key: pools_holding(everything, network) for key, network in net.items()} == {
+        "n1": [f"nodes-{a['slug']}"],
+        "n2": [f"oldnodes-{b['slug']}"],
+        "n3": [f"nodes-{c['slug']}"],
+        "f1": [foreign_name],
+        "t1": [f"transit-a1-{region['slug']}"],
+        "t2": [f"cc-transit-b0-{region['slug']}"],
+        "m1": [f"{prefix}-mgmt"],
+        "m2": [],
+    }
+
+    # Taken over, they are Argora's: the next pass finds each again under its name and changes nothing.
+    counts = objects.resync(namespace, "pools", kind="IPPoolImport")["status"]["counts"]
+    assert (counts["created"], counts["updated"], counts["adopted"], counts["pruned"]) == (0, 0, 0, 0)
+    assert counts["unchanged"] == 6
+    assert set(global_pools(objects)) == set(everything)
+    assert operator.metric("argora_objects_written_total", action="delete") == 0

@@ -30,7 +30,7 @@ import pytest
 from kubernetes import client
 
 from argora_dev.faults import TABLE, FaultRow, FaultyNetBox, HttpFault, Tally, uids
-from argora_dev.kubeobjects import Machines, Objects, Pools, ipaddress_state, wait_for
+from argora_dev.kubeobjects import IPAM_POOLS, Machines, Objects, Pools, ipaddress_state, wait_for
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess
 from argora_dev.seed import NetBoxSeeder, PrefixSeed, add_prefixes, add_region, fresh_network
@@ -236,6 +236,13 @@ class PoolSubject:
 
     def conditions(self) -> dict[str, dict[str, Any]]:
         return {c["type"]: c for c in self.status().get("conditions") or []}
+
+    def remove_pools(self) -> None:
+        """The next test's IPPoolImport selects the same prefixes: pools of this one left holding them would
+        give it none (PrefixInOtherPool). Its argora-ippool stops first, so that none comes back."""
+        self.operator.stop()
+        for name in self.owned():
+            self.pools.custom.delete_cluster_custom_object(*IPAM_POOLS, "globalinclusterippools", name)
 
     def first_sync(self) -> None:
         self.objects.create_import(self.namespace, "pools", {"ippools": self.selectors()}, kind=KIND)
@@ -445,6 +452,7 @@ def make_subject(
             prefixes: PrefixInventory = request.getfixturevalue("prefix_inventory")
             operator = start_controller("ippool", env_for(netbox_url, ARGORA_NAMESPACES=namespace))
             subject = PoolSubject("ippool", operator, objects, Pools(api_client), seeder, prefixes, namespace, prefix)
+            request.addfinalizer(subject.remove_pools)
         else:
             subject = address_subject(netbox, inventory, api_client, seeder, start_controller, namespace, prefix,
                                       netbox_url)  # fmt: skip

@@ -109,3 +109,65 @@ def test_a_second_identical_pass_writes_nothing() -> None:
     kube.writes.clear()
     result = converge(kube, prefixes((1, "10.0.1.0/24")))
     assert (result.unchanged, kube.writes) == (1, [])
+
+
+def original_pool(kube: MemoryKube, name: str, network: str, excluded: list[str] | None = None) -> str:
+    """A pool as the original operator wrote it: no labels; returns its uid."""
+    spec = {"addresses": [network], "prefix": 24, "gateway": network.replace(".0/24", ".1")}
+    if excluded is not None:
+        spec["excludedAddresses"] = excluded
+    stored = kube.add(GLOBAL_POOL, {"metadata": {"name": name, "uid": f"uid-{name}"}, "spec": spec})
+    return str(stored["metadata"]["uid"])
+
+
+def test_a_pool_of_the_prefix_under_another_name_is_adopted_kept_and_pruned_only_with_its_prefix() -> None:
+    kube = MemoryKube()
+    uid = original_pool(kube, "older-s1", "10.0.1.0/24")
+    result = converge(kube, prefixes((1, "10.0.1.0/24")))
+    assert (result.adopted, result.created) == (["older-s1"], [])
+    assert set(addresses(kube)) == {"older-s1"}
+    assert OWNER.owns(kube.stored(GLOBAL_POOL, "older-s1"))
+    assert kube.stored(GLOBAL_POOL, "older-s1")["metadata"]["uid"] == uid
+
+    # Ours from now on, under its own name: found again, neither renamed nor pruned.
+    kube.writes.clear()
+    result = converge(kube, prefixes((1, "10.0.1.0/24")))
+    assert (result.unchanged, result.pruned, kube.writes) == (1, [], [])
+
+    # Its prefix left the selection: pruned like any pool of ours, unless it hands out addresses.
+    allocate(kube, "older-s1")
+    result = converge(kube, prefixes((2, "10.0.2.0/24")))
+    assert result.held_back == ["older-s1"]
+    kube.delete(IP_ADDRESS, "older-s1-addr", "machines")
+    result = converge(kube, prefixes((2, "10.0.2.0/24")))
+    assert result.pruned == ["older-s1"]
+
+
+def test_a_prefix_another_pool_holds_addresses_of_is_not_written() -> None:
+    kube = MemoryKube()
+    original_pool(kube, "half", "10.0.1.0/25")
+    result = converge(kube, prefixes((1, "10.0.1.0/24"), (2, "10.0.2.0/24")))
+    assert result.created == ["np-s2"]
+    assert [(p.prefix, p.reason) for p in result.unplaced] == [("10.0.1.0/24", "PrefixInOtherPool")]
+    assert addresses(kube) == {"half": ["10.0.1.0/25"], "np-s2": ["10.0.2.0/24"]}
+    assert not kube.stored(GLOBAL_POOL, "half")["metadata"].get("labels")
+
+
+def test_an_adopted_pool_keeps_its_order_of_the_excluded_addresses() -> None:
+    kube = MemoryKube()
+    spec = IPPoolImportSpec.model_validate(
+        {"ippools": [{"namePrefix": "np", "region": "r", "excludeMask": 30, "excludeLastNAddresses": 1}]}
+    )
+    original_pool(kube, "np-s1", "10.0.1.0/24", excluded=["10.0.1.255", "10.0.1.0/30"])
+    assert converge(kube, prefixes((1, "10.0.1.0/24")), spec).adopted == ["np-s1"]
+    assert kube.stored(GLOBAL_POOL, "np-s1")["spec"]["excludedAddresses"] == ["10.0.1.255", "10.0.1.0/30"]
+    kube.writes.clear()
+    assert (converge(kube, prefixes((1, "10.0.1.0/24")), spec).unchanged, kube.writes) == (1, [])
+
+
+def test_a_name_override_of_several_prefixes_gives_its_pool_to_the_first() -> None:
+    kube = MemoryKube()
+    spec = IPPoolImportSpec.model_validate({"ippools": [{"nameOverride": "mgmt", "region": "r"}]})
+    result = converge(kube, prefixes((1, "10.0.2.0/24"), (2, "10.0.1.0/24")), spec)
+    assert (result.created, addresses(kube)) == (["mgmt"], {"mgmt": ["10.0.1.0/24"]})
+    assert [(p.prefix, p.reason) for p in result.unplaced] == [("10.0.2.0/24", "NameCollision")]
