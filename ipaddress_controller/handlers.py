@@ -1,8 +1,9 @@
 """kopf wiring of argora-ipaddress: IPAddresses in, NetBox addresses out.
 
 Only raw watch events on IPAddresses: unlike change handlers, timers and daemons they put no finalizer
-and no state on them, so this operator being down never blocks an IPAddress's deletion. Released
-addresses are found by the pass itself, over the NetBox addresses it created.
+and no state on them, so this operator being down never blocks an IPAddress's deletion (only the
+original operator's finalizer, on the IPAddresses it left, waits for the pass that does its release).
+Released addresses are found by the pass itself, over the NetBox addresses it created or adopted.
 """
 
 from __future__ import annotations
