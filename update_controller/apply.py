@@ -30,11 +30,13 @@ DEVICE_FIELDS = {Action.OOB_IP: "oob_ip", Action.PLATFORM: "platform"}
 
 
 class CheckedInterface(BaseModel):
-    """What the re-check reads of an interface: whose it is, and its version for the conditional delete."""
+    """What the re-check reads of an interface: whose it is, its name (the plan chose it by name), and its
+    version for the conditional delete."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     id: int
     device: Ref
+    name: str = ""
     last_updated: str | None = None
 
 
@@ -49,7 +51,7 @@ class CheckedIP(BaseModel):
 
 
 RECHECK_INTERFACES: Final = Endpoint(
-    "dcim", "interfaces", CheckedInterface, ("id", "device", "last_updated"), INTERFACES.filters
+    "dcim", "interfaces", CheckedInterface, ("id", "device", "name", "last_updated"), INTERFACES.filters
 )
 RECHECK_IPS: Final = Endpoint(
     "ipam",
@@ -78,6 +80,11 @@ class InterfaceDeletion:
     @property
     def ip_ids(self) -> set[int]:
         return {c.object_id for c in self.changes if c.action is Action.IP_DELETED}
+
+    @property
+    def planned_name(self) -> str | None:
+        """The name the plan found the interface under (and chose it by)."""
+        return next((c.before for c in self.changes if c.action is Action.INTERFACE_DELETED), None)
 
 
 def interface_deletions(devices: Iterable[DevicePlan]) -> list[InterfaceDeletion]:
@@ -226,6 +233,7 @@ class Applier:
             if (
                 interface is not None
                 and interface.device.id == group.device.device_id
+                and group.planned_name in (None, interface.name)
                 and on_interface.get(group.interface_id, set()) == group.ip_ids
             ):
                 passed.append(group)
@@ -233,7 +241,10 @@ class Applier:
                     self._interface_versions[group.interface_id] = interface.last_updated
                 self._ip_versions |= {i: versions[i] for i in group.ip_ids if i in versions}
                 continue
-            message = f"interface {group.interface_id} or its IPs no longer belong to this device; nothing deleted"
+            message = (
+                f"interface {group.interface_id} ({group.planned_name}) was renamed, or it or its IPs no longer"
+                " belong to this device; nothing deleted"
+            )
             self.result.failed.append(
                 DeviceProblem(
                     device=group.device.device,

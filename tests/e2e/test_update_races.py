@@ -122,3 +122,25 @@ def test_a_rename_refused_after_the_read_fails_only_its_device(
         else:
             assert interface_names(seeder, server.device) == ["remoteboard"]
             assert device["oob_ip"]["id"] == server.ip["id"]
+
+
+def test_an_interface_renamed_after_the_read_is_not_deleted(
+    steps: UpdateSteps, objects: Objects, namespace: str, seeder: NetBoxSeeder, prefix: str
+) -> None:
+    topology = Topology(seeder, prefix)
+    cluster = topology.cluster("c")
+    renamed, untouched = add_servers(topology, cluster, [f"{prefix}-renamed", f"{prefix}-ok"])
+    renamed_vmk, renamed_ip = vmk(seeder, renamed.device)
+    _, untouched_ip = vmk(seeder, untouched.device)
+
+    def meanwhile() -> None:
+        # Somebody makes the leftover VMK a real interface: it is no VMK any more, not ours to delete.
+        seeder.update("dcim/interfaces", renamed_vmk["id"], name="storage0")
+
+    status = one_pass(steps, objects, namespace, {"clusters": [{"name": cluster["name"]}]}, meanwhile)
+
+    assert [(p["device"], p["reason"]) for p in status["problems"]] == [(renamed.name, "RecheckFailed")]
+    assert interface_names(seeder, renamed.device) == ["remoteboard", "storage0"]
+    assert seeder.get("ipam/ip-addresses", id=renamed_ip["id"])
+    assert interface_names(seeder, untouched.device) == ["remoteboard"]
+    assert seeder.get("ipam/ip-addresses", id=untouched_ip["id"]) == []

@@ -68,7 +68,10 @@ class RecordingNetBox:
         if endpoint is RECHECK_INTERFACES:
             return [
                 CheckedInterface(
-                    id=g.interface_id, device=Ref(id=g.device.device_id), last_updated=f"v{g.interface_id}"
+                    id=g.interface_id,
+                    device=Ref(id=g.device.device_id),
+                    name=g.planned_name or "",
+                    last_updated=f"v{g.interface_id}",
                 )
                 for g in groups
             ]
