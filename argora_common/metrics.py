@@ -68,8 +68,13 @@ WEBHOOK_REQUESTS = Counter(
 
 IPADDRESS_STATES = Gauge(
     "argora_ipaddress_addresses",
-    "IPAddresses of Argora's pools after the last write-back pass, by state (Synced, Pending, Conflict)",
+    "IPAddresses recorded after the last write-back pass, by state (Synced, Pending, Conflict)",
     ["state"],
+)
+IPADDRESS_RELEASES_HELD = Gauge(
+    "argora_ipaddress_releases_held",
+    "NetBox addresses the last write-back pass did not release because the release breaker tripped "
+    "(alert when above 0)",
 )
 
 

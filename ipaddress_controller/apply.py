@@ -176,7 +176,7 @@ class Applier:
     def _release(self, plan: Plan) -> None:
         self.result.kept.extend(release.address.address for release in plan.kept)
         for release in plan.releases:
-            if not self._take_delete():
+            if plan.release_hold or not self._take_delete():
                 self.result.held_back.append(release.address.address)
                 continue
             if self.dry_run or self._still_where(release.address, release.interface_id):

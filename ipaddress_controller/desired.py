@@ -30,6 +30,8 @@ SYNC_STATUS_ANNOTATION: Final = f"{ARGORA_DOMAIN}/sync-status"
 ANNOTATIONS: Final = (SYNC_STATUS_ANNOTATION, DEVICE_ID_ANNOTATION, INTERFACE_ID_ANNOTATION, CONFLICTED_ANNOTATION)
 # How a NetBox address records the interface argora-ipaddress put it on: a release deletes it only there.
 _CREATED_ON: Final = re.compile(r"on interface (\d+)$")
+# Releases of a pass up to this many never trip the release breaker: machines come and go in small numbers.
+RELEASE_BREAKER_MINIMUM: Final = 5
 
 type Key = tuple[str, str]  # (namespace, name) of an IPAddress
 
@@ -218,6 +220,8 @@ class Plan:
     releases: list[Release] = field(default_factory=list)
     # Released addresses that moved since we created them: left in NetBox and reported.
     kept: list[Release] = field(default_factory=list)
+    # Why no release goes this pass (the breaker tripped); "" when they may.
+    release_hold: str = ""
 
     @property
     def pending(self) -> list[AddressPlan]:
@@ -395,7 +399,9 @@ def plan(
     chains: Mapping[Key, Chain | Unresolved],
     facts: NetBoxFacts,
     pattern: re.Pattern[str],
+    *,
     tag_slug: str,
+    release_breaker_percent: int,
 ) -> Plan:
     """`addresses`: the IPAddresses to record; `every_address`: all IPAddresses, of any pool, so that an
     address still handed out by some pool is never released, and those going away with the original
@@ -431,4 +437,24 @@ def plan(
             and created.assigned_object_id == release.interface_id
         )
         (result.releases if still_there else result.kept).append(release)
+    result.release_hold = release_hold(
+        len(result.releases), len(facts.created), len(every_address), release_breaker_percent
+    )
     return result
+
+
+def release_hold(releases: int, tagged: int, addresses: int, percent: int) -> str:
+    """Why the releases of a pass are held back, "" when they may go. An IPAddress list that is empty, or
+    that lost much of what NetBox records, more likely says the cluster is not the one it was (a wrong
+    kubeconfig, a restore, a `clusterctl move`) than that the machines are gone: deleting their NetBox
+    addresses, primary IPs included, cannot be undone. `percent` 100 turns the breaker off."""
+    if not releases or percent >= 100:
+        return ""
+    if not addresses:
+        return f"the cluster has no IPAddress at all while NetBox holds {tagged} addresses of ours"
+    if releases > RELEASE_BREAKER_MINIMUM and releases * 100 > tagged * percent:
+        return (
+            f"{releases} of the {tagged} NetBox addresses of ours would go at once, more than"
+            f" ARGORA_RELEASE_BREAKER_PERCENT ({percent}%)"
+        )
+    return ""

@@ -23,7 +23,7 @@ from argora_common.backoff import Backoff
 from argora_common.errors import Decision
 from argora_common.kinds import BMC, GLOBAL_POOL, SERVER, SERVER_CLAIM, ip_address, ip_address_claim
 from argora_common.kube import MANAGED_BY_LABEL, Kube, post_event
-from argora_common.metrics import IPADDRESS_STATES
+from argora_common.metrics import IPADDRESS_RELEASES_HELD, IPADDRESS_STATES
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, PREFIXES, TAGS, Device, IPAddress
 from argora_common.passes import Body, Log, PassRunner
@@ -153,8 +153,9 @@ class WriteBackSteps:
 
     def plan(self, body: Body, facts: Facts) -> Plan:
         self.last_plan = plan(
-            facts.addresses, facts.every_address, facts.chains, facts.netbox, self.pattern, self.settings.created_tag
-        )
+            facts.addresses, facts.every_address, facts.chains, facts.netbox, self.pattern,
+            tag_slug=self.settings.created_tag, release_breaker_percent=self.settings.release_breaker_percent,
+        )  # fmt: skip
         return self.last_plan
 
     def converge(self, body: Body, planned: Plan) -> ApplyResult:
@@ -184,6 +185,13 @@ class WriteBackSteps:
         }
         for state in State:
             IPADDRESS_STATES.labels(state=state.value).set(sum(1 for item in planned.addresses if item.state is state))
+        IPADDRESS_RELEASES_HELD.set(len(planned.releases) if planned.release_hold else 0)
+        if planned.release_hold:
+            log.warning(
+                "%d released addresses kept in NetBox, the release breaker tripped: %s; check the cluster, then"
+                " delete them in NetBox or set ARGORA_RELEASE_BREAKER_PERCENT=100 for one pass",
+                len(planned.releases), planned.release_hold,
+            )  # fmt: skip
         if result.kept:
             log.warning(
                 "released addresses left in NetBox, they moved since argora-ipaddress made them: %s", result.kept

@@ -31,6 +31,13 @@ class IPAddressSettings(Settings):
     )
     dry_run: bool = Field(default=False, description="Compute and report what would be written, write nothing")
     max_deletes_per_pass: int = Field(default=50, ge=0, description="Most released NetBox addresses deleted per pass")
+    release_breaker_percent: int = Field(
+        default=50,
+        ge=1,
+        le=100,
+        description="Hold every release of a pass that would release more than this share of the NetBox"
+        " addresses carrying the tag (more than 5), or any while the cluster has no IPAddress; 100: off",
+    )
 
     @field_validator("pool_names", mode="before")
     @classmethod

@@ -50,6 +50,7 @@ class Rack:
         self, seeder: NetBoxSeeder, machines: Machines, pools: Pools, prefix: str, *, label_device: bool = True
     ) -> None:
         self.seeder = seeder
+        self.machines = machines
         self.topology = Topology(seeder, prefix)
         self.device = self.topology.devices(None, [f"{prefix}-node"], tenant=self.topology.tenant["id"])[0]
         self.interfaces = {
@@ -80,6 +81,11 @@ class Rack:
     def netbox_address(self, offset: int) -> dict[str, Any] | None:
         found = self.seeder.get("ipam/ip-addresses", address=self.host(offset))
         return found[0] if found else None
+
+    def neighbour(self, namespace: str) -> None:
+        """Another machine's IPAddress that stays: a cluster whose IPAddresses all went trips the release
+        breaker (a wrong kubeconfig more likely than every machine gone)."""
+        self.machines.address(namespace, "neighbour", self.pool, self.host(200), 24)
 
     def primary_ip4(self) -> int | None:
         device = self.seeder.get("dcim/devices", id=self.device["id"])[0]
@@ -212,6 +218,7 @@ def test_a_claim_not_yet_bound_waits_then_syncs(
 def test_release_deletes_only_what_argora_created_and_still_owns(
     ipaddress_operator: OperatorProcess, machines: Machines, rack: Rack, seeder: NetBoxSeeder, namespace: str
 ) -> None:
+    rack.neighbour(namespace)
     for name, offset in (("m1", 50), ("m2", 51)):
         machines.claim(namespace, name, rack.device["name"], rack.pool)
         machines.address(namespace, name, rack.pool, rack.host(offset), 24)

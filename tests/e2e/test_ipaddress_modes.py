@@ -49,6 +49,7 @@ def test_an_address_deleted_while_the_operator_is_down_is_released_on_its_next_p
     start: Start, netbox: NetBoxServer, machines: Machines, rack: Rack, namespace: str
 ) -> None:
     operator = start(netbox.v2_token)
+    rack.neighbour(namespace)
     machines.claim(namespace, "m1", rack.device["name"], rack.pool)
     machines.address(namespace, "m1", rack.pool, rack.host(10), 24)
     synced(machines, namespace, "m1")
@@ -103,3 +104,32 @@ def test_a_dry_run_says_what_it_would_write_and_writes_nothing(
         operator.stop()
     assert rack.netbox_address(10) is None
     assert rack.primary_ip4() is None
+
+
+def test_a_mass_release_trips_the_breaker_until_it_is_let_through(
+    start: Start, netbox: NetBoxServer, machines: Machines, rack: Rack, namespace: str, prefix: str
+) -> None:
+    """Most of argora-ipaddress's NetBox addresses losing their IPAddresses at once (a `clusterctl move`, a
+    restore, a wrong kubeconfig) keeps them in NetBox and says so; a person lets the release through."""
+    names = [f"m{n}" for n in range(7)]
+    # A tag of this test's own: the breaker weighs the releases against the addresses carrying it.
+    operator = start(netbox.v2_token, ARGORA_CREATED_TAG=prefix[:50])
+    try:
+        rack.neighbour(namespace)
+        for offset, name in enumerate(names, start=10):
+            machines.claim(namespace, name, rack.device["name"], rack.pool)
+            machines.address(namespace, name, rack.pool, rack.host(offset), 24)
+        for name in names:
+            synced(machines, namespace, name)
+        for name in names:
+            machines.delete_address(namespace, name)
+        wait_for(lambda: operator.metric("argora_ipaddress_releases_held") == len(names) or None, what="held")
+        assert all(rack.netbox_address(offset) is not None for offset in range(10, 17))
+        assert "the release breaker tripped" in operator.log()
+    finally:
+        operator.stop()
+    operator = start(netbox.v2_token, ARGORA_CREATED_TAG=prefix[:50], ARGORA_RELEASE_BREAKER_PERCENT="100")
+    try:
+        wait_for(lambda: all(rack.netbox_address(offset) is None for offset in range(10, 17)) or None, what="released")
+    finally:
+        operator.stop()

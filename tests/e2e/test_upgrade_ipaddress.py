@@ -93,6 +93,10 @@ def test_argora_ipaddress_takes_over_the_original_ipaddresses_and_their_netbox_a
         pool, {"addresses": [str(network)], "prefix": 24, "gateway": str(network.network_address + 1)}
     )
     host = {name: str(network.network_address + offset) for offset, name in enumerate("abcdefgn", start=10)}
+    # Another machine of the cluster that stays: with every IPAddress gone the release breaker would hold.
+    neighbours = f"{namespace[:50]}-others"
+    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": neighbours}})
+    machines.address(neighbours, "neighbour", pool, str(network.network_address + 200), 24)
 
     def netbox_address(name: str) -> dict[str, Any] | None:
         found = seeder.get("ipam/ip-addresses", address=host[name])

@@ -491,6 +491,7 @@ def address_subject(
         netbox_url,
         ARGORA_NETBOX_TOKEN=netbox.v2_token,
         # Each scenario's argora-ipaddress covers only its own pool and its own NetBox addresses.
+        ARGORA_POOL_SCOPE="argora",
         ARGORA_POOL_NAMES=pool,
         ARGORA_CREATED_TAG=prefix,
         ARGORA_RESYNC_INTERVAL_SECONDS="10",

@@ -22,6 +22,7 @@ from ipaddress_controller.desired import (
     AddressPlan,
     Handover,
     Plan,
+    Release,
     State,
 )
 from ipaddress_controller.reconcile import WriteBackSteps
@@ -130,3 +131,12 @@ def test_a_finalizer_that_changed_since_the_read_is_left_for_the_next_pass() -> 
     result = applier.apply(Plan(handovers=[nothing_to_delete("a", "it moved")]), {}, going)
     assert result.handed_over == []
     assert kube.objects(IP_ADDRESS, "ns")["a"]["metadata"]["finalizers"] == [ORIGINAL_FINALIZER]
+
+
+def test_a_tripped_release_breaker_deletes_nothing_and_says_what_it_held() -> None:
+    kube = MemoryKube("argora-ipaddress")
+    gone = IPAddress.model_validate({"id": 41, "address": "10.0.0.6/24"})
+    plan = Plan(releases=[Release(gone, 2)], release_hold="the cluster has no IPAddress at all")
+    applier = Applier(None, kube, IP_ADDRESS, "argora-ipaddress", 1, dry_run=False, max_deletes=50)  # type: ignore[arg-type]
+    result = applier.apply(plan, {}, {})
+    assert (result.released, result.held_back) == ([], ["10.0.0.6/24"])

@@ -19,6 +19,7 @@ from ipaddress_controller.desired import (
     State,
     Unresolved,
     description,
+    key_of,
     original_interface,
     plan,
     resolve,
@@ -113,7 +114,15 @@ def facts(existing: list[IPAddress] = [], created: list[IPAddress] = [], primary
 
 def one(netbox: NetBoxFacts, ip_address: str = "10.0.0.5", metadata: dict[str, Any] | None = None) -> Any:
     addresses = [address("a1", ip_address, metadata=metadata)]
-    return plan(addresses, addresses, {("m", "a1"): Chain(7, "node1")}, netbox, PATTERN, TAG).addresses[0]
+    return plan(
+        addresses,
+        addresses,
+        {("m", "a1"): Chain(7, "node1")},
+        netbox,
+        PATTERN,
+        tag_slug=TAG,
+        release_breaker_percent=50,
+    ).addresses[0]
 
 
 def test_a_new_address_is_created_on_the_lag_with_vrf_and_tenant_and_made_primary() -> None:
@@ -196,7 +205,7 @@ def test_the_original_operators_address_is_adopted_where_it_recorded_it(annotate
 def test_one_primary_per_device_and_family() -> None:
     addresses = [address("a1", "10.0.0.5"), address("a2", "10.0.0.6")]
     chains = {("m", "a1"): Chain(7, "node1"), ("m", "a2"): Chain(7, "node1")}
-    planned = plan(addresses, addresses, chains, facts(), PATTERN, TAG)
+    planned = plan(addresses, addresses, chains, facts(), PATTERN, tag_slug=TAG, release_breaker_percent=50)
     assert [item.make_primary for item in planned.addresses] == [True, False]
 
 
@@ -205,7 +214,7 @@ def test_the_primary_netbox_has_stays_when_it_is_one_of_the_devices_addresses() 
     addresses = [address("a1", "10.0.0.5"), address("a2", "10.0.0.6")]
     chains = {("m", "a1"): Chain(7, "node1"), ("m", "a2"): Chain(7, "node1")}
     netbox = facts([ip(40, "10.0.0.5/24", on=2), ip(41, "10.0.0.6/24", on=2)], primary=41)
-    planned = plan(addresses, addresses, chains, netbox, PATTERN, TAG)
+    planned = plan(addresses, addresses, chains, netbox, PATTERN, tag_slug=TAG, release_breaker_percent=50)
     assert [(item.primary, item.make_primary) for item in planned.addresses] == [(False, False), (True, False)]
 
 
@@ -214,7 +223,9 @@ def test_releases_only_what_we_created_where_we_put_it_and_nobody_uses() -> None
     moved = ip(51, "10.0.0.51/24", on=5, tag=True, desc=description(("m", "gone2"), 2))
     in_use = ip(52, "10.0.0.52/24", on=2, tag=True, desc=description(("m", "x"), 2))
     elsewhere = address("x", "10.0.0.52")  # handed out by a pool that is not ours: still in use
-    planned = plan([], [elsewhere], {}, facts(created=[ours, moved, in_use]), PATTERN, TAG)
+    planned = plan(
+        [], [elsewhere], {}, facts(created=[ours, moved, in_use]), PATTERN, tag_slug=TAG, release_breaker_percent=50
+    )
     assert [release.address.id for release in planned.releases] == [50]
     assert [release.address.id for release in planned.kept] == [51]
 
@@ -242,7 +253,7 @@ def test_the_original_finalizer_asks_for_the_originals_release() -> None:
         going("g63", "10.0.0.63", annotations={}), going("g64", "10.0.0.64"), address("live64", "10.0.0.64"),
         address("no-finalizer", "10.0.0.65", metadata={"deletionTimestamp": "2026-12-06T10:00:00Z"}),
     ]  # fmt: skip
-    planned = plan([], every, {}, netbox, PATTERN, TAG)
+    planned = plan([], every, {}, netbox, PATTERN, tag_slug=TAG, release_breaker_percent=50)
     deletes = {handover.key[1]: handover.delete.id if handover.delete else None for handover in planned.handovers}
     assert deletes == {"g60": 60, "g61": None, "g62": None, "g63": None, "g64": None}
     notes = {handover.key[1]: handover.note for handover in planned.handovers}
@@ -250,3 +261,32 @@ def test_the_original_finalizer_asks_for_the_originals_release() -> None:
     assert "NetBox holds no 10.0.0.62/24" in notes["g62"]
     assert "recorded no interface" in notes["g63"]
     assert "handed out to m/live64" in notes["g64"]
+
+
+def tagged_addresses(count: int) -> list[IPAddress]:
+    return [
+        ip(100 + n, f"10.0.1.{n + 1}/24", on=2, tag=True, desc=description(("m", f"gone{n}"), 2)) for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("still_there", "released", "percent", "held"),
+    [
+        (14, 6, 50, False),  # six machines of twenty gone: released
+        (4, 16, 50, True),  # sixteen of twenty at once: held
+        (15, 5, 10, False),  # up to five never trip it
+        (0, 3, 50, True),  # no IPAddress left in the cluster at all: held, however few
+        (0, 20, 100, False),  # the breaker turned off
+    ],
+)
+def test_the_release_breaker_holds_mass_releases(still_there: int, released: int, percent: int, held: bool) -> None:
+    """After a `clusterctl move`, a restore or with a wrong kubeconfig the IPAddresses are missing, not
+    released: their NetBox addresses, primary IPs included, must not go."""
+    tagged = tagged_addresses(still_there + released)
+    holding = [address(f"gone{n}", f"10.0.1.{n + 1}") for n in range(released, released + still_there)]
+    planned = plan(
+        holding, holding, dict.fromkeys(map(key_of, holding), Chain(7, "node1")), facts(created=tagged), PATTERN,
+        tag_slug=TAG, release_breaker_percent=percent,
+    )  # fmt: skip
+    assert len(planned.releases) == released
+    assert bool(planned.release_hold) == held

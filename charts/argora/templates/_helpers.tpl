@@ -233,4 +233,6 @@ them GET that one Secret and no other. Empty otherwise. */}}
   value: {{ .c.dryRun | quote }}
 - name: ARGORA_MAX_DELETES_PER_PASS
   value: {{ .c.maxDeletesPerPass | quote }}
+- name: ARGORA_RELEASE_BREAKER_PERCENT
+  value: {{ .c.releaseBreakerPercent | quote }}
 {{- end -}}
