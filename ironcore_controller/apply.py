@@ -140,8 +140,8 @@ class Converger:
             desired_names={device.name for device in plan.devices},
             selected_device_ids=plan.selected_device_ids,
             named_device_ids={device.device_id for device in plan.devices},
-            enabled=self.spec.prune,
-            disabled_reason="pruning is off (spec.prune: false)",
+            enabled=self.spec.prune and not plan.prune_blocked,
+            disabled_reason=plan.prune_blocked or "pruning is off (spec.prune: false)",
             cap=self.spec.max_prune_per_pass,
         )
         for obj in decision.delete:

@@ -38,6 +38,9 @@ class DesiredDevice:
 class Plan(DevicePlan):
     devices: list[DesiredDevice] = field(default_factory=list)
     unmatched_selectors: list[int] = field(default_factory=list)
+    # Why nothing may be pruned: a selector NetBox refused (a renamed region or tag slug) says nothing about
+    # its devices, whose BMCs would otherwise look gone from NetBox.
+    prune_blocked: str = ""
 
 
 def ipv4_access(device: Device, inventory: Inventory) -> BMCAccess:
@@ -122,6 +125,9 @@ def plan(
     """`credentials[i]` serves spec.clusters[i]: the credentials, or why there are none."""
     result = Plan()
     result.unmatched_selectors = [i for i, clusters in enumerate(inventory.clusters_by_selector) if not clusters]
+    if inventory.selector_errors:
+        failed = ", ".join(f"spec.clusters[{index}]" for index in sorted(inventory.selector_errors))
+        result.prune_blocked = f"NetBox refused {failed}; nothing is pruned"
     clusters = {cluster.id: cluster for group in inventory.clusters_by_selector for cluster in group}
     screening = Screening(inventory)
     for usable in screening.usable(lambda selected: entry_credentials(selected, credentials), ipv4_access):

@@ -439,3 +439,20 @@ def test_selector_that_matches_nothing_is_reported(
     matched = next(c for c in ci["status"]["conditions"] if c["type"] == "ClustersMatched")
     assert matched["status"] == "False"
     assert "spec.clusters[1]" in matched["message"] and "spec.clusters[2]" in matched["message"]
+
+
+def test_a_selector_netbox_refuses_blocks_every_prune(
+    ironcore: OperatorProcess, objects: Objects, namespace: str, site: Site, seeder: NetBoxSeeder
+) -> None:
+    """A region renamed in NetBox makes NetBox refuse the entry (400): that says nothing about its devices,
+    whose BMCs must stay, nor about the other entries' devices that did leave."""
+    selectors = [{"region": site.a.region["slug"]}, {"name": site.cluster_b["name"]}]
+    objects.create_import(namespace, "import", {"clusters": selectors})
+    objects.synced_import(namespace, "import")
+    seeder.update("dcim/regions", site.a.region["id"], slug=f"{site.a.region['slug']}-renamed")
+    seeder.update("dcim/devices", site.servers_b[0].device["id"], status="offline")
+    ci = objects.resync(namespace, "import")
+    assert ci["status"]["counts"]["pruned"] == 0
+    held = next(c for c in ci["status"]["conditions"] if c["type"] == "PruneComplete")
+    assert held["status"] == "False" and "NetBox refused spec.clusters[0]" in held["message"], held
+    assert set(objects.owned("bmcs", namespace, "import")) == by_name(site.servers_a) | by_name(site.servers_b)
