@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from argora_common.converge import (
 from argora_common.crds import ClusterImportSpec, DeviceProblem
 from argora_common.kinds import BMC, BMC_SECRET
 from argora_common.kube import Kind, Kube, Owner, WriteOutcome, is_ignored, label_int
-from argora_common.prune import OwnedObject, decide_prune
+from argora_common.prune import OwnedObject, decide_prune, default_cap
 from ironcore_controller.desired import DesiredDevice, Plan
 
 type ObjectKey = tuple[str, str]  # (kind, name)
@@ -59,10 +60,17 @@ class Converger:
         # The labels by which the original Argora operator's objects name their NetBox device.
         self.identity_labels = (f"{label_prefix}/name", f"{label_prefix}/cluster")
         self.result = ApplyResult()
+        # BMCs Recreate may still delete this pass: as many as the prune cap allows (a bulk OOB-IP change in
+        # NetBox must not delete every BMC at once). Set per pass from the owned objects.
+        self._recreates_left = 0
+        self._recreates_lock = threading.Lock()
 
     def converge(self, plan: Plan) -> ApplyResult:
         wanted = {device.name for device in plan.devices}
         live = {kind.kind: self.kube.live(kind, wanted) for kind in (BMC, BMC_SECRET)}
+        owned_count = sum(1 for objects in live.values() for obj in objects.values() if self.owner.owns(obj))
+        cap = self.spec.max_prune_per_pass
+        self._recreates_left = default_cap(owned_count) if cap is None else cap
 
         def converge_device(desired: DesiredDevice) -> None:
             with self.result.refusal_reported(desired.device_name, desired.device_id, desired.name):
@@ -113,7 +121,12 @@ class Converger:
         if not access_conflicts(wanted, found):
             return _with_access(desired.bmc, found), live
         message = f"NetBox has access {wanted}, the BMC has {found} (spec.access is immutable)"
-        if self.spec.on_immutable_change == "Recreate":
+        recreate = self.spec.on_immutable_change == "Recreate"
+        if recreate and not live["metadata"].get("deletionTimestamp") and not self._take_recreate():
+            # Over the cap: reported like Report this pass, recreated on a later one.
+            recreate = False
+            message += "; recreating waits for a later pass (at most the prune cap of BMCs are recreated per pass)"
+        elif recreate:
             if not live["metadata"].get("deletionTimestamp"):
                 delete_counted(self.kube, BMC, desired.name)
             if self.kube.get(BMC, desired.name) is None:
@@ -124,9 +137,16 @@ class Converger:
                 device=desired.device_name, device_id=desired.device_id, reason="AccessDrift", message=message
             )
         )
-        if self.spec.on_immutable_change == "Recreate":
+        if recreate:
             return None, live
         return _with_access(desired.bmc, found), live
+
+    def _take_recreate(self) -> bool:
+        with self._recreates_lock:
+            if self._recreates_left <= 0:
+                return False
+            self._recreates_left -= 1
+            return True
 
     def _prune(self, plan: Plan, live: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
         owned = [

@@ -456,3 +456,29 @@ def test_a_selector_netbox_refuses_blocks_every_prune(
     held = next(c for c in ci["status"]["conditions"] if c["type"] == "PruneComplete")
     assert held["status"] == "False" and "NetBox refused spec.clusters[0]" in held["message"], held
     assert set(objects.owned("bmcs", namespace, "import")) == by_name(site.servers_a) | by_name(site.servers_b)
+
+
+def test_recreate_deletes_no_more_bmcs_per_pass_than_the_prune_cap(
+    ironcore: OperatorProcess, objects: Objects, namespace: str, seeder: NetBoxSeeder, prefix: str
+) -> None:
+    """A bulk change of OOB IPs in NetBox (a renumbering, or a mistake) recreates the BMCs a few at a time."""
+    site = Site(seeder, prefix, servers=5)
+    spec = {"clusters": [{"name": site.cluster_a["name"]}], "onImmutableChange": "Recreate", "maxPrunePerPass": 2}
+    objects.create_import(namespace, "import", spec)
+    objects.synced_import(namespace, "import")
+    new_ips = {server.name: fresh_ipv4() for server in site.servers_a}
+    for server in site.servers_a:
+        seeder.update("ipam/ip-addresses", server.ip["id"], address=new_ips[server.name])
+
+    def recreated() -> set[str]:
+        bmcs = objects.owned("bmcs", namespace, "import")
+        return {name for name, bmc in bmcs.items() if bmc["spec"]["access"]["ip"] == new_ips[name].split("/")[0]}
+
+    ci = objects.resync(namespace, "import")
+    assert len(recreated()) == 2
+    waiting = [p for p in ci["status"]["problems"] if p["reason"] == "AccessDrift"]
+    assert len(waiting) == 3 and all("recreating waits for a later pass" in p["message"] for p in waiting)
+    objects.resync(namespace, "import")
+    assert len(recreated()) == 4
+    objects.resync(namespace, "import")
+    assert recreated() == by_name(site.servers_a)
