@@ -158,9 +158,9 @@ def write_counted(kube: Kube, kind: Kind, body: Mapping[str, Any], live: Mapping
     return outcome
 
 
-def delete_counted(kube: Kube, kind: Kind, name: str, namespace: str | None = None) -> bool:
-    """Delete and count it; False when it was already gone."""
-    deleted = kube.delete(kind, name, namespace)
+def delete_counted(kube: Kube, kind: Kind, name: str, namespace: str | None = None, *, uid: str = "") -> bool:
+    """Delete (only the object `uid` names, when given) and count it; False when it was already gone."""
+    deleted = kube.delete(kind, name, namespace, uid=uid)
     if deleted:
         OBJECTS_WRITTEN.labels(controller=kube.controller, kind=kind.kind, action="delete").inc()
     return deleted

@@ -374,17 +374,26 @@ class Kube:
         return self._call("POST", kind.path(body["metadata"].get("namespace")), body=manifest)
 
     def apply_if_changed(self, kind: Kind, desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> WriteOutcome:
-        """Apply `desired` unless `live` already has every field of it: unchanged objects cost nothing."""
+        """Apply `desired` unless `live` already has every field of it: unchanged objects cost nothing. A
+        change names `live`'s uid: an object someone made anew under the name since `live` was read (a
+        watch index a moment behind) is refused (422: the uid cannot change), never taken over by the forced
+        apply."""
         if live is not None and is_subset(desired, live):
             return WriteOutcome.UNCHANGED
+        if live is not None and "uid" not in desired["metadata"]:
+            desired = {**desired, "metadata": {**desired["metadata"], "uid": live["metadata"]["uid"]}}
         self.apply(kind, desired)
         return WriteOutcome.CREATED if live is None else WriteOutcome.UPDATED
 
-    def delete(self, kind: Kind, name: str, namespace: str | None = None) -> bool:
-        """Delete; False when it was already gone."""
+    def delete(self, kind: Kind, name: str, namespace: str | None = None, *, uid: str = "") -> bool:
+        """Delete; False when it was already gone. With `uid`, only that very object: one someone made anew
+        under the name since it was read is left (and counts as gone: ours is)."""
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}} if uid else None
         try:
-            answer = self._call("DELETE", kind.path(namespace, name))
+            answer = self._call("DELETE", kind.path(namespace, name), body=options)
         except ApiException as error:
+            if uid and error.status == 409:
+                return False
             if error.status == 404:
                 if kind in self.indexes:
                     self.indexes[kind].deleted(namespace, name, {})

@@ -8,10 +8,11 @@ problem than an emptied data centre); and never more than a cap per pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from argora_common.kube import Kind
+from argora_common.kube import Kind, label_int
 
 # The default cap: 10% of the owned objects, but a small set may still lose a handful in one pass.
 DEFAULT_PRUNE_SHARE = 0.10
@@ -23,6 +24,11 @@ class OwnedObject:
     kind: Kind
     name: str
     device_id: int | None  # from the object's NetBox device id label
+    uid: str = ""  # the object as read: a delete takes only that one
+
+    @classmethod
+    def of(cls, kind: Kind, obj: Mapping[str, Any], device_id_label: str) -> OwnedObject:
+        return cls(kind, obj["metadata"]["name"], label_int(obj, device_id_label), obj["metadata"].get("uid", ""))
 
     def __str__(self) -> str:
         return f"{self.kind.kind}/{self.name}"

@@ -246,7 +246,8 @@ def annotate_exactly(
     try:
         outcome = kube.apply_if_changed(kind, body, live)
     except ApiException as error:
-        if error.status in (404, 409):
+        # 404/409: gone; 422: made anew under the name (its uid is not the one we name).
+        if error.status in (404, 409, 422):
             return None
         raise
     return WriteOutcome.UPDATED if written_by_others else outcome

@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from argora_common.converge import delete_counted, taken_by_another, write_counted
 from argora_common.crds import IPPoolImportSpec, PrefixProblem
 from argora_common.kinds import GLOBAL_POOL
-from argora_common.kube import Kube, Owner, WriteOutcome, api_message, is_ignored, is_transient, label_int
+from argora_common.kube import Kube, Owner, WriteOutcome, api_message, is_ignored, is_transient
 from argora_common.prune import OwnedObject, decide_prune
 from ippool_controller.desired import IP_ADDRESS, DesiredPool, Plan, resolve
 
@@ -119,7 +119,7 @@ class PoolConverger:
         self, plan: Plan, placed: list[DesiredPool], live: Mapping[str, dict[str, Any]], in_use: Counter[str]
     ) -> None:
         owned = [
-            OwnedObject(GLOBAL_POOL, name, label_int(pool, self.prefix_id_label))
+            OwnedObject.of(GLOBAL_POOL, pool, self.prefix_id_label)
             for name, pool in live.items()
             if self.owner.owns(pool) and not is_ignored(pool)
         ]
@@ -136,7 +136,7 @@ class PoolConverger:
         # A pool with addresses allocated stays: deleting it would orphan the machines' addresses.
         busy = [obj.name for obj in decision.delete if in_use[obj.name]]
         for obj in decision.delete:
-            if not in_use[obj.name] and delete_counted(self.kube, GLOBAL_POOL, obj.name):
+            if not in_use[obj.name] and delete_counted(self.kube, GLOBAL_POOL, obj.name, uid=obj.uid):
                 self.result.pruned.append(obj.name)
         self.result.held_back = [*busy, *(obj.name for obj in decision.held_back)]
         reasons = [f"{len(busy)} with addresses allocated"] if busy else []

@@ -184,7 +184,7 @@ class Reconciler:
                 name = pool["metadata"]["name"]
                 if in_use[name]:
                     kept.append(name)
-                elif self.kube.delete(GLOBAL_POOL, name):
+                elif self.kube.delete(GLOBAL_POOL, name, uid=pool["metadata"]["uid"]):
                     deleted.append(name)
             message = f"deletionPolicy Delete: deleted {len(deleted)} pools"
             return message + (f", kept {short_list(kept)} (addresses allocated)" if kept else "")

@@ -19,7 +19,7 @@ from argora_common.converge import (
 )
 from argora_common.crds import ClusterImportSpec, DeviceProblem
 from argora_common.kinds import BMC, BMC_SECRET
-from argora_common.kube import Kind, Kube, Owner, WriteOutcome, is_ignored, label_int
+from argora_common.kube import Kind, Kube, Owner, WriteOutcome, is_ignored
 from argora_common.prune import OwnedObject, decide_prune, default_cap
 from ironcore_controller.desired import DesiredDevice, Plan
 
@@ -128,7 +128,7 @@ class Converger:
             message += "; recreating waits for a later pass (at most the prune cap of BMCs are recreated per pass)"
         elif recreate:
             if not live["metadata"].get("deletionTimestamp"):
-                delete_counted(self.kube, BMC, desired.name)
+                delete_counted(self.kube, BMC, desired.name, uid=live["metadata"]["uid"])
             if self.kube.get(BMC, desired.name) is None:
                 return desired.bmc, None
             message += "; recreating, waiting for the old BMC to go away"
@@ -150,7 +150,7 @@ class Converger:
 
     def _prune(self, plan: Plan, live: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
         owned = [
-            OwnedObject(kind, obj["metadata"]["name"], label_int(obj, self.device_id_label))
+            OwnedObject.of(kind, obj, self.device_id_label)
             for kind in (BMC, BMC_SECRET)
             for obj in live[kind.kind].values()
             if self.owner.owns(obj)
@@ -168,7 +168,9 @@ class Converger:
             self.result.desired.pop((obj.kind.kind, obj.name), None)
             self.result.pruned.append(str(obj))
         in_parallel(
-            decision.delete, lambda obj: delete_counted(self.kube, obj.kind, obj.name), self.kube.writes_in_flight
+            decision.delete,
+            lambda obj: delete_counted(self.kube, obj.kind, obj.name, uid=obj.uid),
+            self.kube.writes_in_flight,
         )
         self.result.held_back = [str(obj) for obj in decision.held_back]
         self.result.held_back_reason = decision.reason

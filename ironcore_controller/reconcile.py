@@ -224,7 +224,7 @@ class Reconciler:
                 obj["metadata"]["name"]
                 for kind in (BMC, BMC_SECRET)
                 for obj in self.kube.list(kind, label_selector=owner.selector())
-                if self.kube.delete(kind, obj["metadata"]["name"])
+                if self.kube.delete(kind, obj["metadata"]["name"], uid=obj["metadata"]["uid"])
             ]
             return f"deletionPolicy Delete: deleted {len(deleted)} objects"
 

@@ -17,7 +17,7 @@ from argora_common.converge import (
     write_counted,
 )
 from argora_common.crds import DeviceProblem
-from argora_common.kube import SECRET, Kind, Kube, Owner, WriteOutcome, is_ignored, label_int
+from argora_common.kube import SECRET, Kind, Kube, Owner, WriteOutcome, is_ignored
 from argora_common.prune import OwnedObject, decide_prune
 from metal3_controller.desired import (
     BARE_METAL_HOST,
@@ -132,7 +132,7 @@ class Converger:
     def _prune(self, plan: Plan, prune: PrunePolicy, live: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
         # Hosts decide; a host's Secret goes with it (Metal3 releases its finalizer once the host is gone).
         owned = [
-            OwnedObject(BARE_METAL_HOST, obj["metadata"]["name"], label_int(obj, self.device_id_label))
+            OwnedObject.of(BARE_METAL_HOST, obj, self.device_id_label)
             for obj in live[BARE_METAL_HOST.kind].values()
             if self.owner.owns(obj)
         ]
@@ -146,11 +146,11 @@ class Converger:
             cap=prune.cap,
         )
         for obj in decision.delete:
-            delete_counted(self.kube, BARE_METAL_HOST, obj.name, self.owner.namespace)
+            delete_counted(self.kube, BARE_METAL_HOST, obj.name, self.owner.namespace, uid=obj.uid)
             for name in (secret_name(obj.name), network_secret_name(obj.name)):
                 secret = live[SECRET.kind].get(name)
                 if secret is not None and self.owner.owns(secret):
-                    delete_counted(self.kube, SECRET, name, self.owner.namespace)
+                    delete_counted(self.kube, SECRET, name, self.owner.namespace, uid=secret["metadata"]["uid"])
             self.result.pruned.append(obj.name)
         self.result.held_back = [obj.name for obj in decision.held_back]
         self.result.held_back_reason = decision.reason

@@ -5,8 +5,8 @@ server would for any kind: get, list with a label selector, server-side apply (c
 `/status` takes only the status; a field the same field manager applied before and leaves out now is
 removed; a uid in the applied metadata must be the object's, else 409), JSON patches of `test` and
 `remove` operations (a failed test is 422, as the API server answers), create (with `generateName`;
-Events arrive here), delete (an object with finalizers only gets a deletionTimestamp). It records every
-write, and a test can make the next matching request fail.
+Events arrive here), delete (with a uid precondition; an object with finalizers only gets a
+deletionTimestamp). It records every write, and a test can make the next matching request fail.
 
 What it does not do: schemas, defaulting, fields shared by several managers, admission, resourceVersion
 conflicts, paging (the whole list comes in one page).
@@ -189,7 +189,7 @@ class MemoryKube(Kube):
         if method == "POST":
             return self._create(table, request, cast(dict[str, Any], body))
         if method == "DELETE":
-            return self._delete(table, request)
+            return self._delete(table, request, cast(dict[str, Any], body or {}))
         raise api_error(405, f"{method} is not served")
 
     def _table(self, api: str, plural: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -297,8 +297,13 @@ class MemoryKube(Kube):
         self._record("POST", request, metadata["name"])
         return self._insert(table, obj)
 
-    def _delete(self, table: dict[tuple[str, str], dict[str, Any]], request: _Request) -> dict[str, Any]:
+    def _delete(
+        self, table: dict[tuple[str, str], dict[str, Any]], request: _Request, options: Mapping[str, Any]
+    ) -> dict[str, Any]:
         obj = self._existing(table, request)
+        wanted_uid = (options.get("preconditions") or {}).get("uid")
+        if wanted_uid is not None and wanted_uid != obj["metadata"]["uid"]:
+            raise api_error(409, f'{request.plural} "{request.name}": precondition failed: uid', "Conflict")
         self._record("DELETE", request, obj["metadata"]["name"])
         if obj["metadata"].get("finalizers"):
             obj["metadata"].setdefault("deletionTimestamp", "2024-01-01T00:00:00Z")
