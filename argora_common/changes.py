@@ -27,7 +27,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict
 
 from argora_common.errors import brief
-from argora_common.metrics import CHANGE_LOG_READ, NETBOX_CHANGES
+from argora_common.metrics import CHANGE_LOG_READ, NETBOX_CHANGES, NETBOX_CHANGES_FAILURES
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError
 from argora_common.netbox_schema import OBJECT_CHANGE_SNAPSHOTS, OBJECT_CHANGES, ObjectChange
 from argora_common.settings import ENV_PREFIX, Settings
@@ -173,8 +173,11 @@ class ChangeFeed[K: Hashable]:
         settings: Settings,
         trigger: Callable[[K], None],
         describe: Callable[[K], str] = str,
+        *,
+        controller: str,
     ) -> None:
         self.netbox = netbox
+        self.controller = controller
         self.interest = interest
         self.index: ChangeIndex[K] = ChangeIndex()
         self._trigger = trigger
@@ -307,10 +310,16 @@ class ChangeFeed[K: Hashable]:
             else:
                 self._read_news()
         except NetBoxRejectedError as error:
-            self._failed(error, forbidden=error.status_code in (401, 403))
-            return self._resync if error.status_code in (401, 403) else self._interval
+            forbidden = error.status_code in (401, 403)
+            self._failed(error, "forbidden" if forbidden else "unavailable")
+            return self._resync if forbidden else self._interval
         except NetBoxError as error:
-            self._failed(error, forbidden=False)
+            self._failed(error, "unavailable")
+            return self._interval
+        except Exception as error:
+            # Anything else (a proxy's HTML page, an entry the schema refuses) must not end the poll
+            # thread: resyncs would go on trusting the last reads for ever.
+            self._failed(error, "unexpected")
             return self._interval
         if self._complaint is not None:
             log.info("NetBox's change log can be read again: changes reach passes within %.0fs", self._interval)
@@ -354,13 +363,14 @@ class ChangeFeed[K: Hashable]:
         horizon = self._cursor - OVERLAP  # the next look reads from here
         self._seen = {entry_id: at for entry_id, at in self._seen.items() if at >= horizon}
 
-    def _failed(self, error: NetBoxError, *, forbidden: bool) -> None:
+    def _failed(self, error: Exception, reason: str) -> None:
+        """Reads are no longer reused; said once per reason until a look succeeds again."""
         self._log_readable = False
-        complaint = "forbidden" if forbidden else "unavailable"
-        if self._complaint == complaint:
+        NETBOX_CHANGES_FAILURES.labels(controller=self.controller, reason=reason).inc()
+        if self._complaint == reason:
             return
-        self._complaint = complaint
-        if forbidden:
+        self._complaint = reason
+        if reason == "forbidden":
             log.warning(
                 "NetBox does not let our token read the change log (%s): NetBox changes reach passes only at "
                 "the resync, every %.0fs; allow the token's user to view 'core | object change', "
@@ -368,4 +378,7 @@ class ChangeFeed[K: Hashable]:
                 brief(error), self._resync, ENV_PREFIX,
             )  # fmt: skip
         else:
-            log.warning("cannot read NetBox's change log, trying again every %.0fs: %s", self._interval, brief(error))
+            log.warning(
+                "cannot read NetBox's change log (%s), trying again every %.0fs: %s",
+                reason, self._interval, brief(error).partition("\n")[0],  # a schema error's first line
+            )  # fmt: skip

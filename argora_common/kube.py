@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import threading
@@ -29,6 +30,9 @@ IGNORE_ANNOTATION: Final = f"{ARGORA_DOMAIN}/ignore"
 SYNC_ANNOTATION: Final = f"{ARGORA_DOMAIN}/sync-requested"
 
 _LABEL_VALUE_INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
+_LABEL_VALUE: Final = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_LABEL_VALUE_MAX: Final = 63
+_NAME_HASH_LENGTH: Final = 16  # hex digits of sha256: 64 bits, two long names will not share one
 _NAME_INVALID = re.compile(r"[^a-z0-9.-]+")
 
 
@@ -79,7 +83,12 @@ class Owner:
     manager: str  # the controller's field manager, e.g. argora-ironcore
 
     def labels(self) -> dict[str, str]:
-        return {OWNER_NAMESPACE_LABEL: self.namespace, OWNER_NAME_LABEL: self.name, MANAGED_BY_LABEL: self.manager}
+        # A namespace's name is a DNS label, which always fits; a resource's name may be 253 characters.
+        return {
+            OWNER_NAMESPACE_LABEL: self.namespace,
+            OWNER_NAME_LABEL: name_label_value(self.name),
+            MANAGED_BY_LABEL: self.manager,
+        }
 
     def selector(self) -> str:
         return ",".join(f"{key}={value}" for key, value in self.labels().items())
@@ -87,12 +96,6 @@ class Owner:
     def owns(self, obj: Mapping[str, Any]) -> bool:
         labels = (obj.get("metadata") or {}).get("labels") or {}
         return all(labels.get(key) == value for key, value in self.labels().items())
-
-    @classmethod
-    def of(cls, obj: Mapping[str, Any]) -> Owner:
-        """The owner recorded in one of our objects' labels."""
-        labels = obj["metadata"]["labels"]
-        return cls(labels[OWNER_NAMESPACE_LABEL], labels[OWNER_NAME_LABEL], labels[MANAGED_BY_LABEL])
 
 
 class ObjectIndex(Protocol):
@@ -471,8 +474,18 @@ def is_subset(desired: object, live: object) -> bool:
 
 def label_value(raw: str) -> str:
     """A label value (<= 63 chars of [A-Za-z0-9_.-], alphanumeric at both ends) carrying `raw`."""
-    value = _LABEL_VALUE_INVALID.sub("-", raw)[:63]
+    value = _LABEL_VALUE_INVALID.sub("-", raw)[:_LABEL_VALUE_MAX]
     return value.strip("-_.")
+
+
+def name_label_value(name: str) -> str:
+    """An object's name as a label value that stands for it alone: the name itself when it is a label
+    value (objects labelled so far keep their labels), else its start, '_' and a hash of the whole name.
+    No object name holds a '_' (DNS-1123), so a shortened value never equals another object's name."""
+    if len(name) <= _LABEL_VALUE_MAX and _LABEL_VALUE.fullmatch(name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:_NAME_HASH_LENGTH]
+    return f"{label_value(name[: _LABEL_VALUE_MAX - 1 - _NAME_HASH_LENGTH])}_{digest}"
 
 
 def dns1123_name(raw: str, max_length: int = 253) -> str | None:

@@ -55,6 +55,12 @@ NETBOX_CHANGES = Counter(
     "NetBox changes seen, by source (changelog, webhook) and relevance to this controller",
     ["source", "relevance"],
 )
+NETBOX_CHANGES_FAILURES = Counter(
+    "argora_netbox_changes_failures_total",
+    "Looks at NetBox's change log that failed, by reason (unavailable, forbidden, unexpected: an answer "
+    "that could not be understood, e.g. a proxy's HTML page); until one succeeds, resyncs read NetBox",
+    ["controller", "reason"],
+)
 CHANGE_LOG_READ = Gauge(
     "argora_netbox_change_log_last_read_timestamp_seconds",
     "When NetBox's change log was last read successfully (alert when it falls behind the interval)",

@@ -141,7 +141,9 @@ def follow_netbox_changes(
 ) -> ChangeFeed[Key]:
     """Passes for the resources NetBox's changes concern: from the change log every
     `ARGORA_NETBOX_CHANGES_INTERVAL` seconds and, when a webhook secret is set, from NetBox's webhooks."""
-    feed: ChangeFeed[Key] = ChangeFeed(netbox, interest, settings, trigger, describe="/".join)
+    feed: ChangeFeed[Key] = ChangeFeed(
+        netbox, interest, settings, trigger, describe="/".join, controller=passes.controller
+    )
     passes.changes = feed
     webhook = WebhookServer(settings, lambda changes: feed.submit(changes, "webhook"))
 

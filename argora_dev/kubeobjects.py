@@ -14,7 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from argora_common.credentials import OPT_IN_LABEL
-from argora_common.kube import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
+from argora_common.kube import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, name_label_value
 
 ARGORA = ("argora.cloud.sap", "v1alpha1")
 METAL = ("metal.ironcore.dev", "v1alpha1")
@@ -23,7 +23,7 @@ PLURALS = {"ClusterImport": "clusterimports", "Update": "updates", "IPPoolImport
 
 def _owner_selector(namespace: str, name: str) -> str:
     """The label selector of the objects an Argora resource owns."""
-    return f"{OWNER_NAMESPACE_LABEL}={namespace},{OWNER_NAME_LABEL}={name}"
+    return f"{OWNER_NAMESPACE_LABEL}={namespace},{OWNER_NAME_LABEL}={name_label_value(name)}"
 
 
 def ensure_secret(api: client.ApiClient, namespace: str, name: str, data: dict[str, str]) -> None:

@@ -68,8 +68,9 @@ class ImportSteps:
         self.settings = settings
         self.netbox = netbox
         self.kube = kube
-        # What each of our objects should look like after the last pass: edits are repaired from it.
-        self.desired: dict[ObjectKey, dict[str, Any]] = {}
+        # What each of our objects should look like after the last pass, and whose it is (a long name is
+        # only a hash in the labels): edits are repaired from it, under the owner's lock.
+        self.desired: dict[ObjectKey, tuple[Owner, dict[str, Any]]] = {}
         self.desired_lock = threading.Lock()
 
     def read(self, body: Body) -> Facts:
@@ -100,10 +101,10 @@ class ImportSteps:
 
     def remember(self, owner: Owner, desired: Mapping[ObjectKey, dict[str, Any]]) -> None:
         with self.desired_lock:
-            for key, manifest in list(self.desired.items()):
-                if owner.owns(manifest):
+            for key, (held_by, _) in list(self.desired.items()):
+                if held_by == owner:
                     del self.desired[key]
-            self.desired.update(desired)
+            self.desired.update({key: (owner, manifest) for key, manifest in desired.items()})
 
     def report(self, body: Body, facts: Facts, planned: Plan, result: ApplyResult) -> str:
         status = import_status(body, facts, planned, result)
@@ -198,16 +199,16 @@ class Reconciler:
         name = body["metadata"]["name"]
         if body["metadata"].get("deletionTimestamp") or is_ignored(body):
             return
-        desired = self.steps.desired.get((kind.kind, name))
-        if desired is None or (event_type != "DELETED" and is_subset(desired, body)):
+        held = self.steps.desired.get((kind.kind, name))
+        if held is None or (event_type != "DELETED" and is_subset(held[1], body)):
             return
-        owner = Owner.of(desired)
+        owner = held[0]
         with self.passes.locks.hold((owner.namespace, owner.name)):
             # A pass may have run meanwhile and changed what we want, or given the object up.
-            desired = self.steps.desired.get((kind.kind, name))
-            if desired is None:
+            held = self.steps.desired.get((kind.kind, name))
+            if held is None:
                 return
-            self.kube.apply(kind, desired)
+            self.kube.apply(kind, held[1])
         # Per object, so at DEBUG (a mass edit would flood INFO); the metric counts every repair.
         OBJECTS_WRITTEN.labels(controller=self.kube.controller, kind=kind.kind, action="repair").inc()
         logger.debug("put back %s %s (%s)", kind.kind, name, "deleted" if event_type == "DELETED" else "edited")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from argora_common.kube import name_label_value
 from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import Objects, ensure_secret, wait_for
 from argora_dev.netbox import NetBoxServer
@@ -405,6 +406,35 @@ def test_deleting_the_cluster_import(
     remaining = objects.owned("bmcs", namespace, "import")
     assert set(remaining) == (by_name(site.servers_a) if policy == "Orphan" else set())
     assert set(objects.owned("bmcsecrets", namespace, "import")) == set(remaining)
+
+
+def test_a_cluster_import_named_beyond_what_a_label_holds_syncs_repairs_and_is_deleted(
+    ironcore: OperatorProcess, objects: Objects, namespace: str, site: Site
+) -> None:
+    name = "import-" + "of-the-bare-metal-servers-of-cluster-a-" * 3 + "and-nothing-else"
+    assert len(name) > 100
+    objects.create_import(namespace, name, {"clusters": [{"name": site.cluster_a["name"]}]})
+    ci = objects.synced_import(namespace, name)
+    ready = next(c for c in ci["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "Synced")
+    bmcs = objects.owned("bmcs", namespace, name)
+    assert set(bmcs) == by_name(site.servers_a)
+    assert {bmc["metadata"]["labels"]["argora.cloud.sap/owner-name"] for bmc in bmcs.values()} == {
+        name_label_value(name)
+    }
+    # The repair of an edit waits for the import's own passes, though its labels hold only a hash of its name.
+    edited = site.servers_a[0].name
+    objects.custom.patch_cluster_custom_object(
+        "metal.ironcore.dev", "v1alpha1", "bmcs", edited, {"spec": {"protocol": {"port": 8443}}}
+    )
+    wait_for(
+        lambda: (objects.get_metal("bmcs", edited) or {}).get("spec", {}).get("protocol", {}).get("port") == 443,
+        30,
+        "BMC put back",
+    )
+    objects.delete_import(namespace, name)
+    wait_for(lambda: objects.get_import(namespace, name) is None, 30, "ClusterImport gone")
+    assert objects.owned("bmcs", namespace, name) == {} and objects.owned("bmcsecrets", namespace, name) == {}
 
 
 def test_a_second_cluster_import_never_touches_the_first_ones_objects(

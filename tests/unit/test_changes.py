@@ -13,6 +13,7 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from argora_common.backoff import Backoff
@@ -114,7 +115,11 @@ class Triggered:
 def feed() -> tuple[ChangeFeed[str], Triggered]:
     triggered = Triggered()
     the_feed: ChangeFeed[str] = ChangeFeed(
-        NetBox(settings()), INTEREST, settings(netbox_changes_interval=0, change_coalesce_seconds=0.2), triggered
+        NetBox(settings()),
+        INTEREST,
+        settings(netbox_changes_interval=0, change_coalesce_seconds=0.2),
+        triggered,
+        controller="test",
     )
     the_feed.index.record("a", {(CLUSTER, 10), (DEVICE, 1), (INTERFACE, 100)})
     the_feed.index.record("b", {(CLUSTER, 20), (DEVICE, 2)})
@@ -193,7 +198,7 @@ def test_a_resync_may_reuse_reads_only_while_the_change_log_says_nothing_changed
         tracking=Tracking(touched=lambda facts: {(DEVICE, 1)}, refresh=lambda body, facts: facts), reuse_seconds=3600,
     )  # fmt: skip
     feed_for_runner: ChangeFeed[Key] = ChangeFeed(
-        the_feed.netbox, INTEREST, settings(netbox_changes_interval=10), lambda key: None
+        the_feed.netbox, INTEREST, settings(netbox_changes_interval=10), lambda key: None, controller="test"
     )
     runner.changes = feed_for_runner
     body = {"metadata": {**BODY["metadata"], "generation": 1}}
@@ -217,6 +222,48 @@ def test_a_resync_may_reuse_reads_only_while_the_change_log_says_nothing_changed
     assert reads_after(resync=True) == 1
     runner.forget(KEY)
     assert feed_for_runner.index.keys() == set()
+
+
+def failures(reason: str) -> float:
+    sample = REGISTRY.get_sample_value("argora_netbox_changes_failures_total", {"controller": "test", "reason": reason})
+    return sample or 0.0
+
+
+def test_a_look_that_fails_in_any_way_stops_the_reuse_of_reads_and_the_looks_go_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    the_feed: ChangeFeed[str] = ChangeFeed(
+        NetBox(settings()), INTEREST, settings(netbox_changes_interval=0.01), lambda key: None, controller="test"
+    )
+    # What each read of the change log meets: the poll thread's are the last three.
+    outcomes = iter(["html", "ok", "invalid", "html", "held"])
+    third_look, release = threading.Event(), threading.Event()
+
+    def select(*_: Any, **__: Any) -> list[ObjectChange]:
+        outcome = next(outcomes)
+        if outcome == "ok":
+            return []
+        if outcome == "invalid":  # an entry the schema refuses: a pydantic ValidationError
+            return [ObjectChange.model_validate({"id": "not a number"})]
+        if outcome == "held":
+            third_look.set()
+            release.wait()
+        raise ValueError("Expecting value: line 1 column 1 (char 0)")  # a proxy's HTML page where JSON was due
+
+    monkeypatch.setattr(the_feed.netbox, "select", select)
+    before = failures("unexpected")
+    the_feed.look()
+    assert not the_feed._log_readable and failures("unexpected") == before + 1
+    the_feed.look()
+    assert the_feed._log_readable
+    # The poll thread's looks fail with a ValidationError, then a ValueError, and it looks again.
+    the_feed.start()
+    try:
+        assert third_look.wait(10)
+        assert not the_feed._log_readable and failures("unexpected") == before + 3
+    finally:
+        the_feed.stop()
+        release.set()
 
 
 # ---- the webhook -----------------------------------------------------------------------------------

@@ -1,7 +1,16 @@
+import re
 from datetime import UTC, datetime
 
 from argora_common.crds import Condition
-from argora_common.kube import assign_names, dns1123_name, is_subset, label_value, set_condition
+from argora_common.kube import (
+    Owner,
+    assign_names,
+    dns1123_name,
+    is_subset,
+    label_value,
+    name_label_value,
+    set_condition,
+)
 
 
 def test_dns1123_name() -> None:
@@ -22,6 +31,34 @@ def test_colliding_names_get_no_name() -> None:
 def test_label_value() -> None:
     assert label_value("Dell Inc.") == "Dell-Inc"
     assert len(label_value("a" * 100)) == 63
+
+
+# Kubernetes' own rule for a label value.
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+LONG_NAME = "metal-cluster-import-for-the-region-eu-de-1-availability-zone-b-rack-042-and-rack-043-bare-metal-hosts"
+
+
+def test_an_owner_name_too_long_for_a_label_stands_in_it_shortened_and_for_that_owner_alone() -> None:
+    # Names that fit label their objects as before.
+    assert Owner("metal", "import-a", "argora-ironcore").labels() == {
+        "argora.cloud.sap/owner-namespace": "metal",
+        "argora.cloud.sap/owner-name": "import-a",
+        "app.kubernetes.io/managed-by": "argora-ironcore",
+    }
+    assert name_label_value("a" * 63) == "a" * 63
+    # A longer one: its start and a hash of it, the same in every process and release (objects keep it).
+    value = name_label_value(LONG_NAME)
+    assert value == "metal-cluster-import-for-the-region-eu-de-1-av_f1a3222db350bbe8"
+    assert len(value) == 63 and LABEL_VALUE.fullmatch(value)
+    assert LABEL_VALUE.fullmatch(name_label_value("a" * 45 + ".-" + "b" * 60))  # no '.' or '-' before the '_'
+    owner = Owner("metal", LONG_NAME, "argora-ironcore")
+    sibling = Owner("metal", LONG_NAME[:-1] + "x", "argora-ironcore")  # the same start
+    labelled = {"metadata": {"labels": owner.labels()}}
+    assert owner.owns(labelled) and not sibling.owns(labelled)
+    assert owner.selector() == (
+        f"argora.cloud.sap/owner-namespace=metal,argora.cloud.sap/owner-name={value},"
+        "app.kubernetes.io/managed-by=argora-ironcore"
+    )
 
 
 def test_is_subset() -> None:
