@@ -84,7 +84,10 @@ class WebhookServer:
         given = headers("X-Hook-Signature")
         if not given:
             return self._answer("unsigned", HTTPStatus.UNAUTHORIZED)
-        if not hmac.compare_digest(given.strip().lower(), signature(self.secret(), body)):
+        secret = self.secret()
+        if not secret:  # the file emptied after start (settings refuse an empty one): a key anyone has
+            return self._answer("no_secret", HTTPStatus.SERVICE_UNAVAILABLE)
+        if not hmac.compare_digest(given.strip().lower(), signature(secret, body)):
             return self._answer("bad_signature", HTTPStatus.UNAUTHORIZED)
         try:
             change = WebhookPayload.model_validate(json.loads(body)).change()
