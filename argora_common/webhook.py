@@ -38,6 +38,9 @@ PATH: Final = "/netbox/webhook"
 # NetBox's own body of one change with both snapshots is a few kB; a device with many custom fields a
 # few tens.
 MAX_BODY_BYTES: Final = 1 << 20
+# A refused body up to this size is read and discarded after the answer: closing a connection with
+# unread bytes resets it, and a client still writing would see a broken pipe instead of the refusal.
+MAX_DISCARD_BYTES: Final = 4 * MAX_BODY_BYTES
 # Headers and body together: NetBox sends a few kB on a local network.
 REQUEST_SECONDS: Final = 10.0
 # NetBox's worker delivers one webhook at a time; a few more cover several NetBox workers.
@@ -185,16 +188,29 @@ class WebhookServer:
                 self.rfile = io.BufferedReader(_DeadlineReader(self.connection, webhook._request_seconds))
 
             def do_POST(self) -> None:
+                unread = max(content_length(self.headers.get), 0)
+
+                def read(size: int) -> bytes:
+                    nonlocal unread
+                    body = self.rfile.read(size)
+                    unread -= len(body)
+                    return body
+
                 try:
-                    status = webhook.handle(self.path, self.headers.get, self.rfile.read)
+                    status = webhook.handle(self.path, self.headers.get, read)
                 except TimeoutError:
                     status = webhook._answer("malformed", HTTPStatus.REQUEST_TIMEOUT)
+                    unread = 0  # the deadline has passed: nothing more is read
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 if status >= 400:
                     self.send_header("Connection", "close")
                     self.close_connection = True
                 self.end_headers()
+                if 0 < unread <= MAX_DISCARD_BYTES:
+                    with contextlib.suppress(OSError):  # the deadline or the client's going ends it early
+                        while unread > 0 and (chunk := self.rfile.read(min(unread, 1 << 16))):
+                            unread -= len(chunk)
 
             def do_GET(self) -> None:
                 self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)

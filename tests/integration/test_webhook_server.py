@@ -110,3 +110,11 @@ def test_connections_beyond_the_workers_are_refused_at_once(served: WebhookServe
         select.select([], [], [], 0.1)
     else:
         pytest.fail("no worker came free")
+
+
+def test_a_too_large_body_is_answered_413_though_the_client_is_still_sending(served: WebhookServer) -> None:
+    body = b"x" * (2 << 20)
+    # A small send buffer: most of the body is still to be sent when the server has decided.
+    with connect(served, send_buffer=64 << 10) as sock:
+        sock.sendall(head(len(body), signature="0" * 128) + body)
+        assert status(sock) == 413
