@@ -82,9 +82,10 @@ class _DeadlineReader(io.RawIOBase):
 
 
 class _PooledServer(ThreadingHTTPServer):
-    """Serves at most WORKERS connections at once. One more is answered 503 by the accepting thread and
-    closed; further ones wait in the listen backlog meanwhile. Unbounded threads would let a client
-    that opens connections faster than they time out exhaust the process."""
+    """Serves at most WORKERS connections at once; the accepting thread answers any beyond them 503 and
+    closes them at once (NetBox's next delivery, the change log or the resync catches up). A thread per
+    connection, unbounded, let a client opening connections faster than they time out exhaust the
+    process."""
 
     daemon_threads = True
 
@@ -184,6 +185,7 @@ class WebhookServer:
         class Handler(BaseHTTPRequestHandler):
             def setup(self) -> None:
                 super().setup()
+                # Replaced by a reader bound by the whole request's deadline (headers and body).
                 self.rfile.close()
                 self.rfile = io.BufferedReader(_DeadlineReader(self.connection, webhook._request_seconds))
 
