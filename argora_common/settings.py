@@ -154,6 +154,22 @@ class Settings(BaseSettings):
             raise ValueError(f"cannot read file {value}")
         return value
 
+    # NetBox signs with HMAC keyed by the secret: an empty key is one anyone can sign with. The secret is
+    # used stripped (RotatingSecret), so whitespace alone is as empty.
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is empty or only whitespace")
+        return value
+
+    @field_validator("webhook_secret_file")
+    @classmethod
+    def _check_webhook_secret_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.read_text().strip():
+            raise ValueError(f"{value} is empty or only whitespace")
+        return value
+
     @model_validator(mode="after")
     def _exactly_one_token_source(self) -> Self:
         if (self.netbox_token is None) == (self.netbox_token_file is None):

@@ -3,20 +3,26 @@ one-off setup of the webhook and its event rule in NetBox.
 
 Only a body signed the way NetBox signs it (`X-Hook-Signature`: HMAC-SHA512 of the body, keyed with the
 shared secret) is read as a change; anything else is answered with 4xx, counted, and starts nothing.
-Bodies are read only up to a limit and within a timeout, so a huge or trickling request costs nothing.
+A request without the header is refused before its body is read. At most WORKERS connections are
+served at once (others are answered 503 at once), each within a deadline for the whole request, and
+bodies are read only up to a limit, so a huge, trickling or flooding client costs little.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import io
 import json
 import logging
+import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Buffer, Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from pydantic import ValidationError
 
@@ -32,7 +38,14 @@ PATH: Final = "/netbox/webhook"
 # NetBox's own body of one change with both snapshots is a few kB; a device with many custom fields a
 # few tens.
 MAX_BODY_BYTES: Final = 1 << 20
-READ_TIMEOUT_SECONDS: Final = 10.0
+# A refused body up to this size is read and discarded after the answer: closing a connection with
+# unread bytes resets it, and a client still writing would see a broken pipe instead of the refusal.
+MAX_DISCARD_BYTES: Final = 4 * MAX_BODY_BYTES
+# Headers and body together: NetBox sends a few kB on a local network.
+REQUEST_SECONDS: Final = 10.0
+# NetBox's worker delivers one webhook at a time; a few more cover several NetBox workers.
+WORKERS: Final = 4
+_BUSY: Final = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 EVENT_TYPES: Final = ("object_created", "object_updated", "object_deleted")
 
 
@@ -40,14 +53,79 @@ def signature(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha512).hexdigest()
 
 
+def content_length(headers: Callable[[str], str | None]) -> int:
+    """The body's announced length; -1 when missing or malformed."""
+    try:
+        return int(headers("Content-Length") or "-1")
+    except ValueError:
+        return -1
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's bytes, each read waiting only for what is left of the whole request's time: a
+    per-read timeout starts again with every byte, so a client sending one byte every few seconds
+    would hold a worker for ever."""
+
+    def __init__(self, connection: socket.socket, seconds: float) -> None:
+        self._connection = connection
+        self._deadline = time.monotonic() + seconds
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Buffer) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request's deadline passed")
+        self._connection.settimeout(left)
+        return self._connection.recv_into(buffer)
+
+
+class _PooledServer(ThreadingHTTPServer):
+    """Serves at most WORKERS connections at once; the accepting thread answers any beyond them 503 and
+    closes them at once (NetBox's next delivery, the change log or the resync catches up). A thread per
+    connection, unbounded, let a client opening connections faster than they time out exhaust the
+    process."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._workers = threading.BoundedSemaphore(WORKERS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._workers.acquire(blocking=False):
+            WEBHOOK_REQUESTS.labels(result="busy").inc()
+            connection = cast(socket.socket, request)
+            with contextlib.suppress(OSError):
+                connection.setblocking(False)  # the accepting thread never waits on a client
+                connection.send(_BUSY)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._workers.release()
+
+
 class WebhookServer:
     """Serves `POST /netbox/webhook` and hands each signed change to `accept`."""
 
-    def __init__(self, settings: Settings, accept: Callable[[list[Change]], object]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        accept: Callable[[list[Change]], object],
+        *,
+        request_seconds: float = REQUEST_SECONDS,
+    ) -> None:
         self.port = settings.webhook_port
+        self._request_seconds = request_seconds
         self._secret = RotatingSecret(settings.webhook_secret, settings.webhook_secret_file)
         self._accept = accept
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _PooledServer | None = None
 
     def secret(self) -> str:
         return self._secret.get()
@@ -57,8 +135,7 @@ class WebhookServer:
         return settings.webhook_secret is not None or settings.webhook_secret_file is not None
 
     def start(self) -> None:
-        server = ThreadingHTTPServer(("0.0.0.0", self.port), self._handler_class())
-        server.daemon_threads = True
+        server = _PooledServer(("0.0.0.0", self.port), self._handler_class())
         self._server = server
         threading.Thread(target=server.serve_forever, name="argora-webhook", daemon=True).start()
         log.info("serving NetBox webhooks on :%d%s", self.port, PATH)
@@ -72,19 +149,19 @@ class WebhookServer:
         """What one POST is answered with; `read(n)` reads n bytes of the body."""
         if path.split("?", 1)[0] != PATH:
             return self._answer("not_found", HTTPStatus.NOT_FOUND)
-        try:
-            length = int(headers("Content-Length") or "-1")
-        except ValueError:
-            length = -1
+        given = headers("X-Hook-Signature")
+        if not given:  # before the body: an unsigned sender gets nothing read
+            return self._answer("unsigned", HTTPStatus.UNAUTHORIZED)
+        secret = self.secret()
+        if not secret:  # the file emptied after start (settings refuse an empty one): a key anyone has
+            return self._answer("no_secret", HTTPStatus.SERVICE_UNAVAILABLE)
+        length = content_length(headers)
         if length < 0:
             return self._answer("malformed", HTTPStatus.LENGTH_REQUIRED)
         if length > MAX_BODY_BYTES:
             return self._answer("too_large", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         body = read(length)
-        given = headers("X-Hook-Signature")
-        if not given:
-            return self._answer("unsigned", HTTPStatus.UNAUTHORIZED)
-        if not hmac.compare_digest(given.strip().lower(), signature(self.secret(), body)):
+        if not hmac.compare_digest(given.strip().lower(), signature(secret, body)):
             return self._answer("bad_signature", HTTPStatus.UNAUTHORIZED)
         try:
             change = WebhookPayload.model_validate(json.loads(body)).change()
@@ -106,19 +183,36 @@ class WebhookServer:
         webhook = self
 
         class Handler(BaseHTTPRequestHandler):
-            timeout = READ_TIMEOUT_SECONDS  # a client that stops sending is dropped, not waited for
+            def setup(self) -> None:
+                super().setup()
+                # Replaced by a reader bound by the whole request's deadline (headers and body).
+                self.rfile.close()
+                self.rfile = io.BufferedReader(_DeadlineReader(self.connection, webhook._request_seconds))
 
             def do_POST(self) -> None:
+                unread = max(content_length(self.headers.get), 0)
+
+                def read(size: int) -> bytes:
+                    nonlocal unread
+                    body = self.rfile.read(size)
+                    unread -= len(body)
+                    return body
+
                 try:
-                    status = webhook.handle(self.path, self.headers.get, self.rfile.read)
+                    status = webhook.handle(self.path, self.headers.get, read)
                 except TimeoutError:
                     status = webhook._answer("malformed", HTTPStatus.REQUEST_TIMEOUT)
+                    unread = 0  # the deadline has passed: nothing more is read
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 if status >= 400:
                     self.send_header("Connection", "close")
                     self.close_connection = True
                 self.end_headers()
+                if 0 < unread <= MAX_DISCARD_BYTES:
+                    with contextlib.suppress(OSError):  # the deadline or the client's going ends it early
+                        while unread > 0 and (chunk := self.rfile.read(min(unread, 1 << 16))):
+                            unread -= len(chunk)
 
             def do_GET(self) -> None:
                 self.send_error(HTTPStatus.METHOD_NOT_ALLOWED)

@@ -325,6 +325,20 @@ def test_the_secret_file_is_read_again_when_it_changes(tmp_path: Any) -> None:
     assert post(server, DEVICE_BODY, sign="second-secret") == HTTPStatus.ACCEPTED
 
 
+def test_a_secret_file_rotated_to_nothing_signs_nothing(tmp_path: Any) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("first-secret\n")
+    received: list[Change] = []
+    server = WebhookServer(settings(webhook_secret_file=secret_file), received.extend)
+    emptied = tmp_path / "secret.new"
+    emptied.write_text(" \n")
+    emptied.replace(secret_file)
+    # Settings refuse an empty secret at start; this is one emptied later, which must not become a key
+    # anyone can sign with.
+    assert post(server, DEVICE_BODY, sign="") == HTTPStatus.SERVICE_UNAVAILABLE
+    assert received == []
+
+
 def test_settings_refuse_two_webhook_secrets(tmp_path: Any) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("x")

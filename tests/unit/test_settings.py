@@ -43,6 +43,8 @@ def test_lists_and_secret_references_are_parsed(monkeypatch: pytest.MonkeyPatch)
         ("ARGORA_NETBOX_CA_BUNDLE", "/nonexistent/ca.pem", "ARGORA_NETBOX_CA_BUNDLE: cannot read file"),
         ("ARGORA_RETRY_BASE_SECONDS", "0", "ARGORA_RETRY_BASE_SECONDS: Input should be greater than or equal to 1"),
         ("ARGORA_RETRY_MAX_SECONDS", "10", "ARGORA_RETRY_BASE_SECONDS (30) exceeds ARGORA_RETRY_MAX_SECONDS (10)"),
+        # HMAC with an empty key: anyone could sign. (An empty variable counts as unset: no webhook.)
+        ("ARGORA_WEBHOOK_SECRET", " \t ", "ARGORA_WEBHOOK_SECRET: is empty"),
     ],
 )
 def test_a_bad_setting_exits_with_one_line_naming_it(
@@ -77,3 +79,17 @@ def test_the_token_never_appears_in_the_error(
     with pytest.raises(SystemExit):
         load_settings(Settings, "argora-test")
     assert "supersecret" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", ["", " \n\t\n"])
+def test_an_empty_webhook_secret_file_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(content)
+    monkeypatch.setenv("ARGORA_WEBHOOK_SECRET_FILE", str(secret_file))
+    with pytest.raises(SystemExit):
+        load_settings(Settings, "argora-test")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"ARGORA_WEBHOOK_SECRET_FILE: {secret_file} is empty" in err
