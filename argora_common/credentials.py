@@ -17,7 +17,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, SecretStr
 
-from argora_common.kube import ARGORA_DOMAIN, SECRET, Kube
+from argora_common.kube import ARGORA_DOMAIN, SECRET, Kube, is_object_name
 from argora_common.settings import SecretReference
 
 # (user key, password key): the original Argora operator's names first.
@@ -64,6 +64,9 @@ def credentials_from_secret(secret: dict[str, Any]) -> BMCCredentials:
 
 
 def read_credentials(kube: Kube, namespace: str, name: str, *, opted_in_only: bool = False) -> BMCCredentials:
+    if not is_object_name(name):
+        # A name like `../../other/secrets/x` would read another namespace's Secret: never sent.
+        raise CredentialsError(f"{name[:100]!r} is not a Secret name", reason="InvalidCredentialsRef")
     try:
         secret = kube.get(SECRET, name, namespace)
     except ApiException as error:
@@ -72,6 +75,11 @@ def read_credentials(kube: Kube, namespace: str, name: str, *, opted_in_only: bo
         raise
     if secret is None:
         raise CredentialsError(f"Secret {namespace}/{name} not found")
+    found = (secret["metadata"].get("namespace"), secret["metadata"].get("name"))
+    if found != (namespace, name):
+        raise CredentialsError(
+            f"asked for Secret {namespace}/{name}, got {found[0]}/{found[1]}", reason="InvalidCredentialsRef"
+        )
     if opted_in_only and ((secret["metadata"].get("labels") or {}).get(OPT_IN_LABEL)) != "true":
         raise CredentialsError(
             f'Secret {namespace}/{name} is not labelled {OPT_IN_LABEL}: "true", which a Secret needs to be used '

@@ -8,6 +8,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 from collections import defaultdict
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,13 @@ _LABEL_VALUE: Final = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _LABEL_VALUE_MAX: Final = 63
 _NAME_HASH_LENGTH: Final = 16  # hex digits of sha256: 64 bits, two long names will not share one
 _NAME_INVALID = re.compile(r"[^a-z0-9.-]+")
+# What an object's name or namespace in a request path may be: a DNS-1123 subdomain, as every kind we read
+# names its objects. Anything else (`..`, a slash, a percent sign) could make the path name another object.
+_OBJECT_NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def is_object_name(raw: str) -> bool:
+    return len(raw) <= 253 and bool(_OBJECT_NAME.match(raw))
 
 
 @dataclass(frozen=True)
@@ -51,11 +59,15 @@ class Kind:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     def path(self, namespace: str | None = None, name: str | None = None) -> str:
+        """The REST path; a namespace or name that is no object name is refused (ValueError), never sent."""
+        for segment in (namespace, name):
+            if segment and not is_object_name(segment):
+                raise ValueError(f"{segment!r} is not a Kubernetes object name")
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
         if self.namespaced and namespace:
-            base += f"/namespaces/{namespace}"
+            base += f"/namespaces/{urllib.parse.quote(namespace, safe='')}"
         base += f"/{self.plural}"
-        return f"{base}/{name}" if name else base
+        return f"{base}/{urllib.parse.quote(name, safe='')}" if name else base
 
 
 def argora_kind(resource: CustomResource) -> Kind:

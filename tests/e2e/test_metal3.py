@@ -428,3 +428,29 @@ def test_bad_devices_do_not_block_the_good_ones(
     assert set(clusters.hosts(namespace)) == {good[0].name}
     assert status["counts"]["skipped"] == 1
     assert status["problems"][0].startswith(f"{prefix}-no-oob: NoOOBIP")
+
+
+@pytest.mark.parametrize("named", ["../../{other}/secrets/{secret}", "..%2F..%2F{other}%2Fsecrets%2F{secret}", ".."])
+def test_a_credentials_annotation_never_reaches_another_namespaces_secret(
+    metal3: OperatorProcess, clusters: Clusters, namespace: str, inventory: Inventory, named: str
+) -> None:
+    """The annotation is a tenant's text: a path in it must not read (and copy into the tenant's namespace)
+    another namespace's opted-in BMC password."""
+    other = f"{namespace[:50]}-other"
+    clusters.core.create_namespace({"metadata": {"name": other}})
+    secret = {
+        "metadata": {"name": "bmc", "labels": {"argora.cloud.sap/bmc-credentials": "true"}},
+        "stringData": {"username": "root", "password": "other-tenants-password"},
+    }
+    clusters.core.create_namespaced_secret(other, secret)
+    annotation = named.format(other=other, secret="bmc")
+    clusters.create(
+        namespace,
+        "capi",
+        annotations={NETBOX_CLUSTER: inventory.cluster["name"], "argora.cloud.sap/bmc-credentials": annotation},
+    )
+    status = clusters.synced(namespace, "capi")
+    assert clusters.hosts(namespace) == {}
+    assert [name for name in clusters.secret_names(namespace) if name.startswith("bmc-secret-")] == []
+    assert status["problems"] and all(": InvalidCredentialsRef" in problem for problem in status["problems"])
+    assert "other-tenants-password" not in json.dumps(status) and "other-tenants-password" not in metal3.log()

@@ -5,9 +5,19 @@ from __future__ import annotations
 import base64
 from typing import Any, cast
 
-from argora_common.credentials import OPT_IN_LABEL, BMCCredentials, CredentialsProblem, credentials_for
-from argora_common.kube import Kind, Kube
+import pytest
+
+from argora_common.credentials import (
+    OPT_IN_LABEL,
+    BMCCredentials,
+    CredentialsError,
+    CredentialsProblem,
+    credentials_for,
+    read_credentials,
+)
+from argora_common.kube import SECRET, Kind, Kube
 from argora_common.settings import SecretReference
+from tests.unit.memory_kube import MemoryKube
 
 
 def secret(name: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -52,3 +62,20 @@ def test_a_named_secret_is_used_only_when_it_opted_in_and_the_default_needs_no_l
 def test_the_check_can_be_turned_off() -> None:
     found = credentials_for(KUBE, [("team", "plain")], None, "bmcCredentialsRef", opt_in=False)
     assert [outcome(f) for f in found] == ["u"]
+
+
+@pytest.mark.parametrize("name", ["../../other/secrets/bmc", "..", ".", "a/b", "a%2Fb", "Upper", ""])
+def test_a_secret_name_that_is_no_object_name_is_refused_before_any_request(name: str) -> None:
+    kube = MemoryKube("argora-test")
+    with pytest.raises(CredentialsError) as refused:
+        read_credentials(kube, "tenant", name)
+    assert refused.value.reason == "InvalidCredentialsRef"
+    assert kube.writes == []
+
+
+@pytest.mark.parametrize("segment", ["..", "../x", "a/b", "a%2Fb", "a?b"])
+def test_a_path_is_never_built_from_something_that_is_no_object_name(segment: str) -> None:
+    with pytest.raises(ValueError, match="not a Kubernetes object name"):
+        SECRET.path("ns", segment)
+    with pytest.raises(ValueError, match="not a Kubernetes object name"):
+        SECRET.path(segment, "name")
