@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated namespaces to watch; empty watches all"
     )
+    own_namespace: str = Field(
+        default="default",
+        description="The operator's own namespace (the chart sets its release's): state only the operator "
+        "writes lives there",
+    )
     standalone: bool = Field(default=False, description="Skip kopf peering (only for a single replica)")
     peering_lifetime_seconds: int = Field(
         default=60,
@@ -138,6 +143,13 @@ class Settings(BaseSettings):
             if bad:
                 raise ValueError(f"not a namespace name: {', '.join(bad)}")
             return names
+        return value
+
+    @field_validator("own_namespace")
+    @classmethod
+    def _check_own_namespace(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value):
+            raise ValueError(f"not a namespace name: {value!r}")
         return value
 
     @field_validator("label_prefix")

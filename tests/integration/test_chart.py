@@ -625,7 +625,11 @@ def test_chart_defaults_are_the_settings_defaults(name: str, monkeypatch: pytest
     monkeypatch.setenv("ARGORA_NETBOX_TOKEN_FILE", str(token_file))
     settings = SETTINGS[name]()
     fields = SETTINGS[name].model_fields
-    set_by_chart = {key.removeprefix(ENV_PREFIX).lower() for key in env} - {"netbox_url", "netbox_token_file"}
+    set_by_chart = {key.removeprefix(ENV_PREFIX).lower() for key in env} - {
+        "netbox_url",
+        "netbox_token_file",
+        "own_namespace",
+    }
     differing = {
         field: getattr(settings, field)
         for field in set_by_chart
