@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -46,6 +46,12 @@ def netbox_selector(cluster: Mapping[str, Any]) -> ClusterSelector | None:
     return None
 
 
+def asked_netbox_cluster(cluster: Mapping[str, Any]) -> str | None:
+    """The name of the NetBox cluster a Cluster asks for, or None when it did not opt in."""
+    selector = netbox_selector(cluster)
+    return selector.name if selector is not None else None
+
+
 def imported_netbox_cluster(cluster: Mapping[str, Any]) -> str | None:
     """The NetBox cluster whose hosts the Cluster has, as its sync-status says."""
     raw = (cluster["metadata"].get("annotations") or {}).get(SYNC_STATUS_ANNOTATION)
@@ -55,31 +61,6 @@ def imported_netbox_cluster(cluster: Mapping[str, Any]) -> str | None:
         return None
     found = status.get("netboxCluster") if isinstance(status, dict) else None
     return found if isinstance(found, str) else None
-
-
-def claimant(cluster: Mapping[str, Any], tracked: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """Another Cluster that has the NetBox cluster `cluster` asks for, or None when it is this one's.
-
-    BareMetalHosts are namespaced: two Clusters in two namespaces asking for one NetBox cluster would
-    register every machine twice, each host driving the same BMC. The NetBox cluster stays with the
-    Cluster that imported it (its sync-status says so, also after a failed pass), else goes to the oldest."""
-    selector = netbox_selector(cluster)
-    if selector is None:
-        return None
-
-    def key(body: Mapping[str, Any]) -> tuple[bool, str, str, str]:
-        metadata = body["metadata"]
-        importer = imported_netbox_cluster(body) == selector.name
-        return (
-            not importer,
-            metadata.get("creationTimestamp") or "",
-            metadata.get("namespace") or "",
-            metadata["name"],
-        )
-
-    asking = [body for body in tracked if (other := netbox_selector(body)) is not None and other.name == selector.name]
-    first = min([cluster, *asking], key=key)
-    return None if key(first)[1:] == key(cluster)[1:] else first
 
 
 def is_paused(cluster: Mapping[str, Any]) -> bool:

@@ -12,15 +12,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, MAC_ADDRESS, PREFIX, SITE, Interest, Ref
 from argora_common.converge import ConvergeResult
 from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials, CredentialsProblem, credentials_for
-from argora_common.errors import BadInputError, Decision
+from argora_common.errors import BadInputError, Decision, brief
 from argora_common.inventory import BootInterfaces, Inventory, read_boot_interfaces, read_inventory
 from argora_common.kube import SYNC_ANNOTATION, Kube, Owner, now, post_event
 from argora_common.netbox import NetBox
@@ -28,6 +31,7 @@ from argora_common.netbox_schema import PREFIXES, Prefix
 from argora_common.passes import Body, Log, PassRunner, Tracking, key_of
 from argora_common.status import EventWords, convergence_events, post_events, short_list
 from metal3_controller.apply import Converger, PrunePolicy
+from metal3_controller.claims import Asker, Claim, Claims, ClaimStore, Holder, asker, record, released
 from metal3_controller.desired import (
     CAPI_CLUSTER,
     CLUSTER_ROLE_LABEL,
@@ -39,7 +43,7 @@ from metal3_controller.desired import (
     PRUNE_ANNOTATION,
     SYNC_STATUS_ANNOTATION,
     Plan,
-    claimant,
+    asked_netbox_cluster,
     imported_netbox_cluster,
     is_paused,
     netbox_selector,
@@ -108,27 +112,25 @@ class Facts:
 class ClusterSteps:
     """read -> plan -> converge -> report of one Cluster."""
 
-    def __init__(
-        self, settings: Metal3Settings, netbox: NetBox, kube: Kube, tracked: Callable[[], list[Body]] = list
-    ) -> None:
+    def __init__(self, settings: Metal3Settings, netbox: NetBox, kube: Kube) -> None:
         self.settings = settings
         self.netbox = netbox
         self.kube = kube
-        self.tracked = tracked  # every opted-in Cluster, to find another one asking for the same NetBox cluster
+        self.claims = ClaimStore(kube, settings.own_namespace)
 
     def read(self, body: Body) -> Facts:
-        selector = netbox_selector(body)
-        if selector is None:
+        selector, wanted = netbox_selector(body), asked_netbox_cluster(body)
+        if selector is None or wanted is None:
             raise BadInputError("NotOptedIn", "the Cluster no longer asks for NetBox hosts", retry=False)
-        other = claimant(body, self.tracked())
-        if other is not None:
+        namespace = body["metadata"]["namespace"]
+        if not self.settings.may_import(namespace, wanted):
             raise BadInputError(
-                "NetBoxClusterTaken",
-                f"NetBox cluster {selector.name!r} is imported by Cluster "
-                f"{other['metadata'].get('namespace')}/{other['metadata']['name']}; nothing was written "
-                "(one machine must not become two BareMetalHosts)",
+                "NetBoxClusterNotAllowed",
+                f"namespace {namespace!r} may not import NetBox cluster {wanted!r} "
+                "(ARGORA_ALLOWED_NETBOX_CLUSTERS); nothing was written",
                 retry=False,
             )
+        self._claim(body, wanted)
         inventory = read_inventory(self.netbox, [selector], DEVICE_STATUSES)
         matched = inventory.clusters_by_selector[0]
         if len(matched) != 1:
@@ -145,6 +147,54 @@ class ClusterSteps:
             else []
         )
         return Facts(matched[0].name, inventory, boot, prefixes, self._credentials(body))
+
+    def _claim(self, body: Body, netbox_cluster: str) -> None:
+        """Raises unless this Cluster holds `netbox_cluster` in the claims record (see claims.py)."""
+        this = Holder.of(body)
+
+        def change(current: Claims | None) -> Claims:
+            held = current is not None and (claim := current.clusters.get(netbox_cluster)) and claim.holder == this
+            # Held already: no other Cluster's say matters, and nothing needs listing.
+            asking = {netbox_cluster: [asker(body, netbox_cluster)]} if held else self._asking()
+            return record(current, netbox_cluster, this, asking)
+
+        claim = (self.claims.update(change) or Claims()).clusters.get(netbox_cluster) or Claim()
+        if claim.holder == this:
+            return
+        if claim.disputed:
+            raise BadInputError(
+                "NetBoxClusterDisputed",
+                f"Clusters {', '.join(map(str, claim.disputed))} each say they imported NetBox cluster "
+                f"{netbox_cluster!r}; nothing was written until all but one stop asking for it",
+                retry=False,
+            )
+        raise BadInputError(
+            "NetBoxClusterTaken",
+            f"NetBox cluster {netbox_cluster!r} is imported by Cluster {claim.holder}; nothing was written "
+            "(one machine must not become two BareMetalHosts)",
+            retry=False,
+        )
+
+    def _asking(self) -> dict[str, list[Asker]]:
+        """Every live Cluster that asks for a NetBox cluster it may import, by that NetBox cluster."""
+        asking: dict[str, list[Asker]] = {}
+        namespaces: list[str | None] = [*self.settings.namespaces] or [None]
+        for namespace in namespaces:
+            for cluster in self.kube.list(CAPI_CLUSTER, namespace):
+                wanted = asked_netbox_cluster(cluster)
+                metadata = cluster["metadata"]
+                if (
+                    wanted is not None
+                    and not metadata.get("deletionTimestamp")
+                    and self.settings.may_import(metadata["namespace"], wanted)
+                ):
+                    asking.setdefault(wanted, []).append(asker(cluster, wanted))
+        return asking
+
+    def release(self, cluster: Body) -> None:
+        """Give up what a deleted (or opted-out) Cluster held, for the record to say who holds what."""
+        gone = Holder.of(cluster)
+        self.claims.update(lambda current: released(current, gone))
 
     def refresh(self, body: Body, facts: Facts) -> Facts:
         """The last NetBox reads with the credentials read again (a rotated Secret is picked up)."""
@@ -248,7 +298,7 @@ class Reconciler:
         self.settings = settings
         self.clusters: dict[ClusterKey, Tracked] = {}
         self.clusters_lock = threading.Lock()
-        steps = ClusterSteps(settings, netbox, kube, tracked=self._tracked_bodies)
+        self.steps = steps = ClusterSteps(settings, netbox, kube)
         self.passes = PassRunner.from_settings(
             steps,
             controller=kube.controller,
@@ -258,10 +308,6 @@ class Reconciler:
             tracking=Tracking(touched=Facts.refs, refresh=steps.refresh),
         )
 
-    def _tracked_bodies(self) -> list[Body]:
-        with self.clusters_lock:
-            return [tracked.body for tracked in self.clusters.values()]
-
     def on_event(self, event_type: str | None, body: Mapping[str, Any], logger: Log) -> None:
         """Every watch event of a Cluster: track opted-in ones, sync when an input changed."""
         key = key_of(body)
@@ -269,10 +315,8 @@ class Reconciler:
             with self.clusters_lock:
                 gone = self.clusters.pop(key, None)
                 self.passes.forget(key)
-                # A Cluster kept from the NetBox cluster this one had gets it at the next resync round.
-                for tracked in self.clusters.values():
-                    if gone is not None and claimant(tracked.body, [gone.body]) is not None:
-                        tracked.due = 0.0
+            if gone is not None:
+                self._hand_on(gone.body, logger)
             return
         with self.clusters_lock:
             tracked = self.clusters.setdefault(key, Tracked(dict(body)))
@@ -280,6 +324,20 @@ class Reconciler:
             changed = tracked.fingerprint != fingerprint(body)
         if changed:
             self.sync(key, logger)
+
+    def _hand_on(self, gone: Body, logger: Log) -> None:
+        """A Cluster that asked for the NetBox cluster the gone one had gets a pass at the next resync
+        round, after the record no longer names the gone one."""
+        try:
+            self.steps.release(gone)
+        except (ApiException, HTTPError) as error:
+            # Only tidiness is lost: a holder that no longer exists is passed over when another asks.
+            logger.warning("claims of Cluster %s/%s not released: %s", *key_of(gone), brief(error))
+        wanted = asked_netbox_cluster(gone)
+        with self.clusters_lock:
+            for tracked in self.clusters.values():
+                if wanted is not None and asked_netbox_cluster(tracked.body) == wanted:
+                    tracked.due = 0.0
 
     def resync_due(self, logger: Log) -> None:
         """A pass for every tracked Cluster whose resync (or retry) is due."""

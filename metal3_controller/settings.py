@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -56,6 +57,12 @@ class Metal3Settings(PrefixGatewaySettings):
         description='JSON: device-type slug -> rootDeviceHints, e.g. {"r660": {"deviceName": "/dev/sda"}}',
     )
 
+    allowed_netbox_clusters: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="JSON: namespace -> NetBox cluster names its Clusters may import (shell patterns such as "
+        '"rack-a-*"); the namespace "*" applies to every namespace; empty: any namespace may import any '
+        "NetBox cluster",
+    )
     network_data: bool = Field(
         default=False, description="Write a networkData Secret (primary IP, netmask, gateway, VLAN) per host"
     )
@@ -67,6 +74,12 @@ class Metal3Settings(PrefixGatewaySettings):
         if bad:
             raise ValueError(f"templates without {{ip}} for {', '.join(bad)}")
         return value
+
+    def may_import(self, namespace: str, netbox_cluster: str) -> bool:
+        if not self.allowed_netbox_clusters:
+            return True
+        patterns = [*self.allowed_netbox_clusters.get(namespace, ()), *self.allowed_netbox_clusters.get("*", ())]
+        return any(fnmatchcase(netbox_cluster, pattern) for pattern in patterns)
 
     def bmc_address(self, manufacturer_slug: str, ip: str) -> str:
         host = f"[{ip}]" if ":" in ip else ip

@@ -582,6 +582,7 @@ EVERY_OPTIONAL_VARIABLE = [
     "--set-json", 'metal3.rootDeviceHints={"r660": {"deviceName": "/dev/sda"}}',
     "--set", "metal3.disableCertificateVerification=true",
     "--set-json", 'metal3.roleTags={"KVM": "kvm"}',
+    "--set-json", 'metal3.allowedNetboxClusters={"team-a": ["rack-a-*"]}',
     "--set", "webhook.enabled=true",
 ]  # fmt: skip
 

@@ -9,7 +9,6 @@ from argora_common.inventory import BootInterfaces, Inventory, SelectedDevice
 from argora_common.netbox_schema import Device, Interface, IPAddress, Prefix
 from metal3_controller.desired import (
     boot_mac,
-    claimant,
     host_role,
     keep_registered,
     netbox_selector,
@@ -215,33 +214,3 @@ def test_unreachable_and_shared_bmc_addresses_are_skipped() -> None:
         "node4": "DuplicateOOBIP",
         "node5": "DuplicateOOBIP",
     }
-
-
-def capi_cluster(namespace: str, created: str, netbox_cluster: str = "nb-c", imported: bool = False) -> dict[str, Any]:
-    annotations = {"argora.cloud.sap/netbox-cluster": netbox_cluster}
-    if imported:
-        annotations["argora.cloud.sap/sync-status"] = json.dumps({"netboxCluster": netbox_cluster})
-    return {"metadata": {"name": "c", "namespace": namespace, "creationTimestamp": created, "annotations": annotations}}
-
-
-def test_one_netbox_cluster_goes_to_one_capi_cluster() -> None:
-    """Hosts are namespaced: a second Cluster asking for the same NetBox cluster would register every
-    machine twice. It stays with the Cluster that imported it, else goes to the oldest."""
-    old = capi_cluster("a", "2026-01-01T00:00:00Z")
-    new = capi_cluster("b", "2026-02-01T00:00:00Z")
-    other = capi_cluster("c", "2025-01-01T00:00:00Z", netbox_cluster="nb-other")
-    tracked = [old, new, other]
-    assert claimant(old, tracked) is None
-    assert claimant(new, tracked) is old
-    assert claimant(other, tracked) is None
-    importer = capi_cluster("b", "2026-02-01T00:00:00Z", imported=True)
-    # The older Cluster opting in later does not take the hosts away from the one that has them.
-    assert claimant(old, [old, importer]) is importer
-    assert claimant(importer, [old, importer]) is None
-    assert claimant({"metadata": {"name": "x", "namespace": "a"}}, tracked) is None
-    # A failed pass (NetBox down) keeps the NetBox cluster in the importer's sync-status: still its hosts.
-    failed = capi_cluster("b", "2026-02-01T00:00:00Z")
-    failed["metadata"]["annotations"]["argora.cloud.sap/sync-status"] = json.dumps(
-        {"error": "NetBoxUnavailable", "message": "…", "netboxCluster": "nb-c"}
-    )
-    assert claimant(old, [old, failed]) is failed

@@ -202,6 +202,10 @@ them GET that one Secret and no other. Empty otherwise. */}}
 - name: ARGORA_DISABLE_CERTIFICATE_VERIFICATION
   value: {{ .c.disableCertificateVerification | quote }}
 {{- end }}
+{{- if .c.allowedNetboxClusters }}
+- name: ARGORA_ALLOWED_NETBOX_CLUSTERS
+  value: {{ .c.allowedNetboxClusters | toJson | quote }}
+{{- end }}
 {{- if .c.roleTags }}
 - name: ARGORA_ROLE_TAGS
   value: {{ .c.roleTags | toJson | quote }}
