@@ -1,4 +1,4 @@
-"""Kubernetes helpers: server-side apply under one field manager, names, labels and conditions."""
+"""Kubernetes helpers: server-side apply under one field manager, names and labels."""
 
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ import urllib.parse
 from collections import defaultdict
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, Protocol
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from argora_common.crds import GROUP, VERSION, Condition, CustomResource
+from argora_common.crds import GROUP, VERSION, CustomResource
 from argora_common.metrics import KUBE_THROTTLED, KUBE_WRITES
 
 ARGORA_DOMAIN: Final = GROUP
@@ -443,32 +442,6 @@ def label_int(obj: Mapping[str, Any], key: str) -> int | None:
     return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
-def post_event(kube: Kube, involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
-    """An Event on `involved`, posted directly (also from threads outside kopf's handlers)."""
-    metadata = involved["metadata"]
-    timestamp = now().isoformat().replace("+00:00", "Z")
-    kube.create(
-        EVENT,
-        {
-            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion"),
-                "kind": involved.get("kind"),
-                "name": metadata["name"],
-                "namespace": metadata["namespace"],
-                "uid": metadata.get("uid"),
-            },
-            "type": event_type,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": kube.field_manager},
-            "firstTimestamp": timestamp,
-            "lastTimestamp": timestamp,
-            "count": 1,
-        },
-    )
-
-
 def is_subset(desired: object, live: object) -> bool:
     """True when every field of `desired` has the same value in `live`: applying would change nothing."""
     if isinstance(desired, Mapping):
@@ -534,22 +507,3 @@ def assign_names[K: Hashable](raw_names: Mapping[K, str], max_length: int = 253)
         else:
             result.collisions[name] = keys
     return result
-
-
-def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def set_condition(conditions: Sequence[Condition], new: Condition) -> list[Condition]:
-    """Replace the condition of `new.type`, keeping its transition time when the status did not change."""
-    updated: list[Condition] = []
-    for existing in conditions:
-        if existing.type != new.type:
-            updated.append(existing)
-    previous = next((cond for cond in conditions if cond.type == new.type), None)
-    if previous is not None and previous.status == new.status and previous.last_transition_time:
-        new = new.model_copy(update={"last_transition_time": previous.last_transition_time})
-    elif new.last_transition_time is None:
-        new = new.model_copy(update={"last_transition_time": now()})
-    updated.append(new)
-    return updated

@@ -9,8 +9,8 @@ from argora_common.kube import (
     is_subset,
     label_value,
     name_label_value,
-    set_condition,
 )
+from argora_common.status import set_condition
 
 
 def test_dns1123_name() -> None:
