@@ -2,14 +2,8 @@ import re
 from datetime import UTC, datetime
 
 from argora_common.crds import Condition
-from argora_common.kube import (
-    Owner,
-    assign_names,
-    dns1123_name,
-    is_subset,
-    label_value,
-    name_label_value,
-)
+from argora_common.kube import Owner, is_subset
+from argora_common.names import assign_names, dns1123_name, label_value, name_label_value
 from argora_common.status import set_condition
 
 
