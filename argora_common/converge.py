@@ -11,6 +11,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from argora_common.apiserver import api_message, is_transient
 from argora_common.crds import DeviceProblem
 from argora_common.kube import (
     MANAGED_BY_LABEL,
@@ -20,11 +21,9 @@ from argora_common.kube import (
     Kube,
     Owner,
     WriteOutcome,
-    api_message,
-    assign_names,
-    is_transient,
 )
 from argora_common.metrics import OBJECTS_WRITTEN
+from argora_common.names import assign_names
 from argora_common.netbox_schema import Device
 
 

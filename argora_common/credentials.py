@@ -17,7 +17,8 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, SecretStr
 
-from argora_common.kube import ARGORA_DOMAIN, SECRET, Kube, is_object_name
+from argora_common.kube import ARGORA_DOMAIN, SECRET, Kube
+from argora_common.names import is_object_name
 from argora_common.settings import SecretReference
 
 # (user key, password key): the original Argora operator's names first.

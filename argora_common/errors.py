@@ -14,7 +14,7 @@ from enum import StrEnum
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from argora_common.kube import api_message, is_transient
+from argora_common.apiserver import api_message, is_transient
 from argora_common.netbox import NetBoxRejectedError, NetBoxUnavailableError, NetBoxWriteForbiddenError
 
 

@@ -1,26 +1,22 @@
-"""Kubernetes helpers: server-side apply under one field manager, names, labels and conditions."""
+"""Kubernetes helpers: where each kind lives, labels and annotations, server-side apply under one field manager."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
-import re
 import threading
-import time
 import urllib.parse
-from collections import defaultdict
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final, Protocol
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from argora_common.crds import GROUP, VERSION, Condition, CustomResource
+from argora_common.apiserver import THROTTLE_ATTEMPTS, Throttle, load_api_client, retry_after
+from argora_common.crds import GROUP, VERSION, CustomResource
 from argora_common.metrics import KUBE_THROTTLED, KUBE_WRITES
+from argora_common.names import is_object_name, name_label_value
 
 ARGORA_DOMAIN: Final = GROUP
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
@@ -29,19 +25,6 @@ OWNER_NAME_LABEL: Final = f"{ARGORA_DOMAIN}/owner-name"
 IGNORE_ANNOTATION: Final = f"{ARGORA_DOMAIN}/ignore"
 # Set (to any new value) to ask for a pass now rather than at the next resync.
 SYNC_ANNOTATION: Final = f"{ARGORA_DOMAIN}/sync-requested"
-
-_LABEL_VALUE_INVALID = re.compile(r"[^A-Za-z0-9_.-]+")
-_LABEL_VALUE: Final = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-_LABEL_VALUE_MAX: Final = 63
-_NAME_HASH_LENGTH: Final = 16  # hex digits of sha256: 64 bits, two long names will not share one
-_NAME_INVALID = re.compile(r"[^a-z0-9.-]+")
-# What an object's name or namespace in a request path may be: a DNS-1123 subdomain, as every kind we read
-# names its objects. Anything else (`..`, a slash, a percent sign) could make the path name another object.
-_OBJECT_NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-def is_object_name(raw: str) -> bool:
-    return len(raw) <= 253 and bool(_OBJECT_NAME.match(raw))
 
 
 @dataclass(frozen=True)
@@ -126,52 +109,7 @@ class WriteOutcome(StrEnum):
     UNCHANGED = "unchanged"
 
 
-# Connections kept open besides those of the writes in flight: reads, watches, status writes.
-SPARE_CONNECTIONS: Final = 8
-
-
-def load_api_client(writes_in_flight: int = 1) -> client.ApiClient:
-    """In a Pod the ServiceAccount, elsewhere $KUBECONFIG or ~/.kube/config; with a connection per
-    write in flight (urllib3 would otherwise open and close one per request beyond its pool)."""
-    configuration = client.Configuration()
-    try:
-        config.load_incluster_config(client_configuration=configuration)
-    except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)
-    configuration.connection_pool_maxsize = writes_in_flight + SPARE_CONNECTIONS
-    return client.ApiClient(configuration)
-
-
-# 429s in a row after which a request fails (transient: the pass is retried later).
-THROTTLE_ATTEMPTS: Final = 6
-MAX_RETRY_AFTER_SECONDS: Final = 30.0
 _MUTATING: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-class Throttle:
-    """When the API server answers 429, every request of the process waits its Retry-After: priority and
-    fairness asks the client to slow down, not one thread to retry at once."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._until = 0.0
-
-    def wait(self) -> None:
-        with self._lock:
-            delay = self._until - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-
-    def back_off(self, seconds: float) -> None:
-        with self._lock:
-            self._until = max(self._until, time.monotonic() + seconds)
-
-
-def retry_after(error: ApiException, attempt: int) -> float:
-    """The server's Retry-After (seconds), or a growing second when it gave none."""
-    raw = (error.headers or {}).get("Retry-After", "")
-    seconds = float(raw) if str(raw).strip().isdigit() else float(attempt)
-    return min(max(seconds, 0.1), MAX_RETRY_AFTER_SECONDS)
 
 
 class Kube:
@@ -419,19 +357,6 @@ class Kube:
         return True
 
 
-def is_transient(error: ApiException) -> bool:
-    """Worth retrying later: the API server was unavailable, overloaded or the connection failed."""
-    return error.status in {0, 408, 429} or (error.status or 0) >= 500
-
-
-def api_message(error: ApiException) -> str:
-    """The API server's own words for a refusal, for status and Events."""
-    try:
-        return str(json.loads(error.body).get("message", ""))[:300]
-    except (TypeError, ValueError):
-        return str(error.reason)
-
-
 def is_ignored(obj: Mapping[str, Any] | None) -> bool:
     """A person took this object over: `argora.cloud.sap/ignore: "true"`."""
     annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
@@ -441,32 +366,6 @@ def is_ignored(obj: Mapping[str, Any] | None) -> bool:
 def label_int(obj: Mapping[str, Any], key: str) -> int | None:
     value = ((obj.get("metadata") or {}).get("labels") or {}).get(key)
     return int(value) if isinstance(value, str) and value.isdigit() else None
-
-
-def post_event(kube: Kube, involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
-    """An Event on `involved`, posted directly (also from threads outside kopf's handlers)."""
-    metadata = involved["metadata"]
-    timestamp = now().isoformat().replace("+00:00", "Z")
-    kube.create(
-        EVENT,
-        {
-            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion"),
-                "kind": involved.get("kind"),
-                "name": metadata["name"],
-                "namespace": metadata["namespace"],
-                "uid": metadata.get("uid"),
-            },
-            "type": event_type,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": kube.field_manager},
-            "firstTimestamp": timestamp,
-            "lastTimestamp": timestamp,
-            "count": 1,
-        },
-    )
 
 
 def is_subset(desired: object, live: object) -> bool:
@@ -482,74 +381,3 @@ def is_subset(desired: object, live: object) -> bool:
             and all(is_subset(want, have) for want, have in zip(desired, live, strict=True))
         )
     return desired == live
-
-
-def label_value(raw: str) -> str:
-    """A label value (<= 63 chars of [A-Za-z0-9_.-], alphanumeric at both ends) carrying `raw`."""
-    value = _LABEL_VALUE_INVALID.sub("-", raw)[:_LABEL_VALUE_MAX]
-    return value.strip("-_.")
-
-
-def name_label_value(name: str) -> str:
-    """An object's name as a label value that stands for it alone: the name itself when it is a label
-    value (objects labelled so far keep their labels), else its start, '_' and a hash of the whole name.
-    No object name holds a '_' (DNS-1123), so a shortened value never equals another object's name."""
-    if len(name) <= _LABEL_VALUE_MAX and _LABEL_VALUE.fullmatch(name):
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:_NAME_HASH_LENGTH]
-    return f"{label_value(name[: _LABEL_VALUE_MAX - 1 - _NAME_HASH_LENGTH])}_{digest}"
-
-
-def dns1123_name(raw: str, max_length: int = 253) -> str | None:
-    """`raw` as a DNS-1123 subdomain (lower case, [a-z0-9.-]); None when nothing usable is left."""
-    name = _NAME_INVALID.sub("-", raw.strip().lower())
-    name = re.sub(r"\.{2,}", ".", name)
-    name = re.sub(r"(^[-.]+|[-.]+$)", "", name[:max_length])
-    name = re.sub(r"[-.]+(?=\.)|(?<=\.)[-.]+", "", name)
-    return name or None
-
-
-@dataclass
-class NameAssignment[K: Hashable]:
-    """Kubernetes names for a set of things: the usable ones, the collisions and the unusable ones."""
-
-    names: dict[K, str] = field(default_factory=dict)
-    collisions: dict[str, list[K]] = field(default_factory=dict)
-    unusable: list[K] = field(default_factory=list)
-
-
-def assign_names[K: Hashable](raw_names: Mapping[K, str], max_length: int = 253) -> NameAssignment[K]:
-    """Sanitise every name; things whose sanitised names collide get no name at all (never a guess)."""
-    by_name: dict[str, list[K]] = defaultdict(list)
-    result: NameAssignment[K] = NameAssignment()
-    for key, raw in raw_names.items():
-        name = dns1123_name(raw, max_length)
-        if name is None:
-            result.unusable.append(key)
-        else:
-            by_name[name].append(key)
-    for name, keys in by_name.items():
-        if len(keys) == 1:
-            result.names[keys[0]] = name
-        else:
-            result.collisions[name] = keys
-    return result
-
-
-def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def set_condition(conditions: Sequence[Condition], new: Condition) -> list[Condition]:
-    """Replace the condition of `new.type`, keeping its transition time when the status did not change."""
-    updated: list[Condition] = []
-    for existing in conditions:
-        if existing.type != new.type:
-            updated.append(existing)
-    previous = next((cond for cond in conditions if cond.type == new.type), None)
-    if previous is not None and previous.status == new.status and previous.last_transition_time:
-        new = new.model_copy(update={"last_transition_time": previous.last_transition_time})
-    elif new.last_transition_time is None:
-        new = new.model_copy(update={"last_transition_time": now()})
-    updated.append(new)
-    return updated

@@ -19,9 +19,10 @@ from kubernetes.client.exceptions import ApiException
 from pydantic.fields import FieldInfo
 from urllib3.exceptions import HTTPError
 
+from argora_common.apiserver import load_api_client
 from argora_common.changes import ChangeFeed, Interest
 from argora_common.crds import GROUP
-from argora_common.kube import SYNC_ANNOTATION, Kind, Kube, load_api_client
+from argora_common.kube import SYNC_ANNOTATION, Kind, Kube
 from argora_common.metrics import serve_metrics
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError, NetBoxUnavailableError
 from argora_common.passes import Key, PassRunner, key_of

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -15,7 +16,7 @@ from pydantic import BaseModel
 from argora_common.converge import ConvergeResult
 from argora_common.crds import Condition, DeviceProblem, PrefixProblem, ResourceStatus
 from argora_common.errors import Decision
-from argora_common.kube import Kind, Kube, post_event, set_condition
+from argora_common.kube import EVENT, Kind, Kube
 
 # How many names an Event or summary lists before it says "and N more".
 SHOWN_NAMES = 10
@@ -30,6 +31,26 @@ def reason_summary(problems: Sequence[DeviceProblem | PrefixProblem], noun: str 
     """`3 devices: 2 NoOOBIP, 1 NameTaken`, for an Event."""
     reasons = Counter(problem.reason for problem in problems)
     return f"{len(problems)} {noun}: " + ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+
+
+def now() -> datetime:
+    """The time for conditions, status and Events: UTC, to the second."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def set_condition(conditions: Sequence[Condition], new: Condition) -> list[Condition]:
+    """Replace the condition of `new.type`, keeping its transition time when the status did not change."""
+    updated: list[Condition] = []
+    for existing in conditions:
+        if existing.type != new.type:
+            updated.append(existing)
+    previous = next((cond for cond in conditions if cond.type == new.type), None)
+    if previous is not None and previous.status == new.status and previous.last_transition_time:
+        new = new.model_copy(update={"last_transition_time": previous.last_transition_time})
+    elif new.last_transition_time is None:
+        new = new.model_copy(update={"last_transition_time": now()})
+    updated.append(new)
+    return updated
 
 
 def make_condition(kind: str, ok: bool, reason: str, message: str = "", *, generation: int | None) -> Condition:
@@ -75,6 +96,32 @@ def report_failure(
     """The failed status of one of our resources and a Warning Event."""
     write_status(kube, kind, body, failed_status(status_class, body, decision))
     post_event(kube, body, "Warning", decision.reason, decision.message)
+
+
+def post_event(kube: Kube, involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+    """An Event on `involved`, posted directly (also from threads outside kopf's handlers)."""
+    metadata = involved["metadata"]
+    timestamp = now().isoformat().replace("+00:00", "Z")
+    kube.create(
+        EVENT,
+        {
+            "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": metadata["name"],
+                "namespace": metadata["namespace"],
+                "uid": metadata.get("uid"),
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": kube.field_manager},
+            "firstTimestamp": timestamp,
+            "lastTimestamp": timestamp,
+            "count": 1,
+        },
+    )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from argora_common.credentials import OPT_IN_LABEL
-from argora_common.kube import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, name_label_value
+from argora_common.kube import OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL
+from argora_common.names import name_label_value
 
 ARGORA = ("argora.cloud.sap", "v1alpha1")
 METAL = ("metal.ironcore.dev", "v1alpha1")

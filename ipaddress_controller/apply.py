@@ -16,10 +16,11 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from argora_common.kube import Kind, Kube, WriteOutcome, post_event
+from argora_common.kube import Kind, Kube, WriteOutcome
 from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.netbox import NetBox, NetBoxRejectedError, NetBoxWriteForbiddenError
 from argora_common.netbox_schema import DEVICES, IP_ADDRESSES, TAGS, IPAddress
+from argora_common.status import post_event
 from ipaddress_controller.desired import (
     ANNOTATIONS,
     ORIGINAL_FINALIZER,

@@ -22,12 +22,13 @@ from typing import Any, Final
 from argora_common.backoff import Backoff
 from argora_common.errors import Decision
 from argora_common.kinds import BMC, GLOBAL_POOL, SERVER, SERVER_CLAIM, ip_address, ip_address_claim
-from argora_common.kube import MANAGED_BY_LABEL, Kube, post_event
+from argora_common.kube import MANAGED_BY_LABEL, Kube
 from argora_common.metrics import IPADDRESS_RELEASES_HELD, IPADDRESS_STATES
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, PREFIXES, TAGS, Device, IPAddress
 from argora_common.passes import Body, Log, PassRunner
 from argora_common.peering import LEASE
+from argora_common.status import post_event
 from ipaddress_controller.apply import Applier, ApplyResult, annotate_exactly
 from ipaddress_controller.desired import (
     ANNOTATIONS,

@@ -11,10 +11,11 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from argora_common.apiserver import api_message, is_transient
 from argora_common.converge import delete_counted, taken_by_another, write_counted
 from argora_common.crds import IPPoolImportSpec, PrefixProblem
 from argora_common.kinds import GLOBAL_POOL
-from argora_common.kube import Kube, Owner, WriteOutcome, api_message, is_ignored, is_transient
+from argora_common.kube import Kube, Owner, WriteOutcome, is_ignored
 from argora_common.prune import OwnedObject, decide_prune
 from ippool_controller.desired import IP_ADDRESS, DesiredPool, Plan, resolve
 

@@ -17,7 +17,8 @@ from typing import Any, Final
 from argora_common.converge import unowned
 from argora_common.crds import IPPoolImportSpec, IPPoolSelector, PrefixProblem
 from argora_common.kinds import ip_address
-from argora_common.kube import Owner, is_ignored, label_int, label_value
+from argora_common.kube import Owner, is_ignored, label_int
+from argora_common.names import label_value
 from argora_common.netbox_schema import Prefix
 from argora_common.prefixes import PrefixSelection, ScopedPrefix
 

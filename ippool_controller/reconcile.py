@@ -12,7 +12,7 @@ from argora_common.changes import PREFIX, SITE, Interest
 from argora_common.crds import MAX_PROBLEMS, IPPoolImportCounts, IPPoolImportSpec, IPPoolImportStatus
 from argora_common.errors import Decision
 from argora_common.kinds import GLOBAL_POOL
-from argora_common.kube import Kube, Owner, argora_kind, now
+from argora_common.kube import Kube, Owner, argora_kind
 from argora_common.netbox import NetBox
 from argora_common.passes import Body, Log, PassRunner, Tracking
 from argora_common.prefixes import PrefixSelection, read_prefixes
@@ -20,6 +20,7 @@ from argora_common.status import (
     Event,
     make_condition,
     merge_conditions,
+    now,
     reason_summary,
     report_counted,
     report_failure,

@@ -16,8 +16,8 @@ from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.kube import (
     Owner,
     b64,
-    label_value,
 )
+from argora_common.names import label_value
 from argora_common.netbox_schema import Cluster, Device
 from argora_common.screening import DevicePlan, Screening
 from ironcore_controller.settings import IroncoreSettings

@@ -16,7 +16,7 @@ from argora_common.credentials import BMCCredentials, CredentialsProblem, creden
 from argora_common.errors import Decision
 from argora_common.inventory import Inventory, read_inventory
 from argora_common.kinds import BMC, BMC_SECRET
-from argora_common.kube import Kind, Kube, Owner, argora_kind, is_ignored, is_subset, now
+from argora_common.kube import Kind, Kube, Owner, argora_kind, is_ignored, is_subset
 from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.netbox import NetBox
 from argora_common.passes import Body, Log, PassRunner, Tracking
@@ -26,6 +26,7 @@ from argora_common.status import (
     convergence_events,
     make_condition,
     merge_conditions,
+    now,
     report_counted,
     report_failure,
 )

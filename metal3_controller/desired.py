@@ -13,7 +13,8 @@ from argora_common.bmc import device_name_labels, topology_labels
 from argora_common.crds import ClusterSelector
 from argora_common.credentials import BMCCredentials, CredentialsProblem
 from argora_common.inventory import AmbiguousMACError, BootInterfaces, Inventory, interface_mac
-from argora_common.kube import ARGORA_DOMAIN, Kind, Owner, b64, label_value
+from argora_common.kube import ARGORA_DOMAIN, Kind, Owner, b64
+from argora_common.names import label_value
 from argora_common.netbox_schema import Device, Interface, Prefix
 from argora_common.screening import DevicePlan, Screening
 from metal3_controller.network_data import network_data

@@ -25,11 +25,11 @@ from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials, CredentialsProblem, credentials_for
 from argora_common.errors import BadInputError, Decision, brief
 from argora_common.inventory import BootInterfaces, Inventory, read_boot_interfaces, read_inventory
-from argora_common.kube import SYNC_ANNOTATION, Kube, Owner, now, post_event
+from argora_common.kube import SYNC_ANNOTATION, Kube, Owner
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import PREFIXES, Prefix
 from argora_common.passes import Body, Log, PassRunner, Tracking, key_of
-from argora_common.status import EventWords, convergence_events, post_events, short_list
+from argora_common.status import EventWords, convergence_events, now, post_event, post_events, short_list
 from metal3_controller.apply import Converger, PrunePolicy
 from metal3_controller.claims import Asker, Claim, Claims, ClaimStore, Holder, asker, record, released
 from metal3_controller.desired import (

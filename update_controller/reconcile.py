@@ -19,7 +19,7 @@ from argora_common.crds import MAX_PROBLEMS, UpdateCounts, UpdateSpec, UpdateSta
 from argora_common.crds import Change as StatusChange
 from argora_common.errors import BadInputError, Decision
 from argora_common.inventory import Selection, read_selection, selection_refs
-from argora_common.kube import Kube, argora_kind, now
+from argora_common.kube import Kube, argora_kind
 from argora_common.netbox import NetBox, NetBoxError
 from argora_common.netbox_schema import INTERFACES, IP_ADDRESSES, PLATFORMS, Interface, IPAddress, Ref
 from argora_common.passes import Body, Key, PassRunner, Tracking, key_of
@@ -29,6 +29,7 @@ from argora_common.status import (
     failed_status,
     make_condition,
     merge_conditions,
+    now,
     post_events,
     report_failure,
     short_list,

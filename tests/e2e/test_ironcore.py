@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from argora_common.kube import name_label_value
+from argora_common.names import name_label_value
 from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import Objects, ensure_secret, wait_for
 from argora_dev.netbox import NetBoxServer

@@ -311,7 +311,7 @@ class Needs:
 
 
 ARGORA, METAL, IPAM = "argora.cloud.sap", "metal.ironcore.dev", "ipam.cluster.x-k8s.io"
-# Events on the objects a controller handles: kopf's and argora_common.kube.post_event.
+# Events on the objects a controller handles: kopf's and argora_common.status.post_event.
 EVENTS = grants("", "events", "create")
 # Their own resources: kopf lists and watches them and merge-patches finalizers, annotations (also the
 # sync annotation of a NetBox change) and status; never a GET, never a PUT.

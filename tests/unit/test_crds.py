@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from argora_common.crds import ClusterImportSpec, main, openapi_schema, rendered_files
+from argora_common.crd_manifests import main, openapi_schema, rendered_files
+from argora_common.crds import ClusterImportSpec
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "argora" / "crds"
 

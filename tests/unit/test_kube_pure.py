@@ -2,15 +2,9 @@ import re
 from datetime import UTC, datetime
 
 from argora_common.crds import Condition
-from argora_common.kube import (
-    Owner,
-    assign_names,
-    dns1123_name,
-    is_subset,
-    label_value,
-    name_label_value,
-    set_condition,
-)
+from argora_common.kube import Owner, is_subset
+from argora_common.names import assign_names, dns1123_name, label_value, name_label_value
+from argora_common.status import set_condition
 
 
 def test_dns1123_name() -> None:

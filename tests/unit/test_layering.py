@@ -3,7 +3,8 @@
 Production packages (what the wheel ships) never import the development package, the tests or hack/:
 the images hold none of them. docker-compose's seed job runs hack/seed_demo.py and the argora_dev
 modules it uses in the production image, so everything it imports must come with the project's
-runtime dependencies.
+runtime dependencies. The production modules import each other without cycles (at import time: top-level
+imports), so that modules split out of one another stay layered.
 """
 
 from __future__ import annotations
@@ -162,3 +163,48 @@ def test_the_seed_job_needs_only_the_runtime_dependencies() -> None:
     assert "argora_dev.demo_inventory" in seen and "argora_dev.seed" in seen, sorted(seen)
     assert "tests" not in {m.split(".")[0] for m in seen}, "the seed job must not need the test suite"
     assert not outside, "the seed job imports what the production image lacks:\n" + "\n".join(outside)
+
+
+# -- no import cycles among the production modules ----------------------------------------------------
+
+
+def module_imports(path: Path) -> set[str]:
+    """First-party production modules that `path` imports when it is imported (its top-level imports)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names = [module, *(f"{module}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        found.update(name for name in names if name.split(".")[0] in PRODUCTION and first_party_file(name))
+    return found
+
+
+def test_production_modules_import_each_other_without_cycles() -> None:
+    graph = {
+        module_name(path): module_imports(path) - {module_name(path)}
+        for package in PRODUCTION
+        for path in sorted((REPO_ROOT / package).rglob("*.py"))
+    }
+    assert "argora_common.netbox.session" in graph and "argora_common.status" in graph
+    done: set[str] = set()
+
+    def visit(module: str, trail: list[str]) -> None:
+        if module in trail:
+            raise AssertionError("import cycle: " + " -> ".join([*trail[trail.index(module) :], module]))
+        if module in done:
+            return
+        for imported in sorted(graph.get(module, ())):
+            visit(imported, [*trail, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])

@@ -3,7 +3,8 @@
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from argora_common.kube import EVENT, SECRET, Kind, post_event
+from argora_common.kube import EVENT, SECRET, Kind
+from argora_common.status import post_event
 from tests.unit.memory_kube import MemoryKube, Write, api_error
 
 WIDGET = Kind("example.com", "v1", "Widget", "widgets", namespaced=False)

@@ -8,21 +8,11 @@ import requests
 from pydantic import SecretStr
 from pynetbox.core.query import RequestError
 
-from argora_common.netbox import (
-    ID_FILTER_BUDGET,
-    NetBox,
-    NetBoxUnavailableError,
-    NetBoxWriteForbiddenError,
-    TokenAuth,
-    Write,
-    _object_errors,
-    authorization_header,
-    bulk_chunks,
-    endpoint_of,
-    etag,
-    field_errors,
-    id_chunks,
-)
+from argora_common.netbox import NetBox, NetBoxUnavailableError, NetBoxWriteForbiddenError, id_chunks
+from argora_common.netbox.auth import TokenAuth, authorization_header
+from argora_common.netbox.reads import ID_FILTER_BUDGET
+from argora_common.netbox.session import _object_errors, endpoint_of, field_errors
+from argora_common.netbox.writes import Write, bulk_chunks, etag
 from argora_common.netbox_schema import IP_ADDRESSES, Device
 from argora_common.settings import Settings
 

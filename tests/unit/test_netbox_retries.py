@@ -19,7 +19,8 @@ from pydantic import SecretStr
 from pynetbox.core.query import RequestError
 
 from argora_common.errors import FailureKind, classify
-from argora_common.netbox import NetBox, NetBoxRejectedError, NetBoxUnavailableError, retry_after_seconds
+from argora_common.netbox import NetBox, NetBoxRejectedError, NetBoxUnavailableError
+from argora_common.netbox.session import retry_after_seconds
 from argora_common.netbox_schema import IP_ADDRESSES, PREFIXES
 from argora_common.settings import Settings
 
