@@ -20,7 +20,12 @@ resync, which plans from the last NetBox read while the change log says nothing 
 
 Seeding takes long (1,000 devices minutes, the scale inventory about half an hour), so each seeded
 database is dumped once into the cache and restored on later runs; the LAG interfaces argora-ipaddress
-needs are added in bulk on each run."""
+needs are added in bulk on each run.
+
+With ARGORA_BENCH_REPORT set to a page (`make bench` sets docs/reports/benchmarks.md), a run that
+completes writes its tables into that page's generated sections: the passes and their CPU time
+(`bench-passes`, when any pass case ran) and the NetBox changes (`bench-changes`, with the changes case).
+A run of some cases replaces a section with those cases' rows alone."""
 
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +58,16 @@ from argora_dev.kubeobjects import CAPI, METAL3, Clusters, Machines, Objects, Po
 from argora_dev.netbox import NETBOX_VERSION, NetBoxServer
 from argora_dev.operator import OperatorProcess, operator_environment
 from argora_dev.process import cache_dir, stop_all
+from argora_dev.reports import (
+    BenchRow,
+    ChangeFigures,
+    PassFigures,
+    bench_markdown,
+    changes_markdown,
+    generated_line,
+    machine_facts,
+    write_section,
+)
 from argora_dev.seed import (
     NetBoxSeeder,
     PrefixSeed,
@@ -302,6 +318,16 @@ class Clock:
         )
 
 
+def pass_figures(measured: Pass) -> PassFigures:
+    c = measured.counts
+    return PassFigures(measured.seconds, round(c.reads), round(c.writes), round(c.written), dict(measured.cpu))
+
+
+# What the run measured, for the report page (ARGORA_BENCH_REPORT).
+PASS_ROWS: list[BenchRow] = []
+CHANGES: dict[str, ChangeFigures] = {}
+
+
 def peak_rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     match = re.search(r"VmHWM:\s+(\d+) kB", status)
@@ -355,11 +381,15 @@ def measure(
     again()
     no_change = clock.stop(waited=SYNC_REQUEST_WAIT)
     show(name, summary, first_pass, no_change)
-    if resync:
-        print(f"  resync, NetBox unchanged (reads reused): {next_resync(operator).line()}")
-    print(f"  peak RSS:        {peak_rss_mb(operator.process.pid):.0f} MB", flush=True)
+    resynced = next_resync(operator) if resync else None
+    if resynced:
+        print(f"  resync, NetBox unchanged (reads reused): {resynced.line()}")
+    rss = peak_rss_mb(operator.process.pid)
+    print(f"  peak RSS:        {rss:.0f} MB", flush=True)
     if floor:
         print(f"  NetBox floor:    {floor}", flush=True)
+    resync_figures = pass_figures(resynced) if resynced else None
+    PASS_ROWS.append(BenchRow(name, pass_figures(first_pass), pass_figures(no_change), resync_figures, rss, floor))
 
 
 SYNC_REQUEST_WAIT = 1.05  # Objects.request_sync and Clusters.resync wait this long before asking
@@ -479,7 +509,9 @@ def measure_ipaddress(
         " by the no-change pass"
     )
     show(name, summary, first, again)
-    print(f"  peak RSS:        {peak_rss_mb(operator.process.pid):.0f} MB", flush=True)
+    rss = peak_rss_mb(operator.process.pid)
+    print(f"  peak RSS:        {rss:.0f} MB", flush=True)
+    PASS_ROWS.append(BenchRow(name, pass_figures(first), pass_figures(again), None, rss))
     return operator, first.counts
 
 
@@ -527,12 +559,18 @@ IDLE_SECONDS = 60.0
 CHANGES_INTERVAL = 10  # the default ARGORA_NETBOX_CHANGES_INTERVAL
 
 
-def timed(what: str, change: Callable[[], object], seen: Callable[[], object]) -> str:
+def timed(what: str, change: Callable[[], object], seen: Callable[[], object]) -> tuple[str, float]:
     """Seconds from the end of a NetBox write until Kubernetes shows it."""
     change()
     started = time.monotonic()
     wait_for(seen, timeout=120, what=what)
-    return f"{what} {time.monotonic() - started:.1f} s"
+    return what, time.monotonic() - started
+
+
+# The changes timed, as the report's rows name them.
+DNS_NAME_CHANGE = "the OOB IP's DNS name → the BMC's `spec.hostname`"
+OFFLINE_CHANGE = "a device set `offline` → its BMC and BMCSecret deleted"
+NEW_DEVICE_CHANGE = "a new device (its last write, the OOB IP) → its BMC"
 
 
 def bench_changes(kube: KubeCluster, netbox: NetBoxServer, objects: Objects) -> None:
@@ -560,14 +598,14 @@ def measure_changes(path: str, number: int, operator: OperatorProcess, seeder: N
         seeder.get("dcim/devices", name=f"bench-node{index:04d}")[0] for index in (10 * number, 10 * number + 1)
     )
     hostname = f"{first['name']}-{number}.changed.example.com"
-    figures = [
+    timings = [
         timed(
-            "OOB IP's DNS name -> BMC spec.hostname",
+            DNS_NAME_CHANGE,
             lambda: seeder.update("ipam/ip-addresses", first["oob_ip"]["id"], dns_name=hostname),
             lambda: (objects.get_metal("bmcs", first["name"]) or {}).get("spec", {}).get("hostname") == hostname,
         ),
         timed(
-            "device offline -> BMC gone",
+            OFFLINE_CHANGE,
             lambda: seeder.update("dcim/devices", second["id"], status="offline"),
             lambda: objects.get_metal("bmcs", second["name"]) is None,
         ),
@@ -575,15 +613,16 @@ def measure_changes(path: str, number: int, operator: OperatorProcess, seeder: N
     # A new server is five NetBox writes (device, interface, address, MAC, OOB IP): timed from the last.
     new_name = f"bench-new{number}"
     (cluster,) = seeder.get("virtualization/clusters", name=CLUSTER_NAME)
-    figures.append(
+    timings.append(
         timed(
-            "new device -> its BMC",
+            NEW_DEVICE_CHANGE,
             lambda: add_servers(Topology.existing(seeder, "bench"), cluster, [new_name]),
             lambda: objects.get_metal("bmcs", new_name),
         )
     )
     print(f"argora-ironcore, NetBox changes by {path}:", flush=True)
-    print(f"  {'; '.join(figures)}")
+    print(f"  {'; '.join(f'{what} {seconds:.1f} s' for what, seconds in timings)}")
+    CHANGES[path] = ChangeFigures(dict(timings), round(idle.reads + idle.writes), IDLE_SECONDS)
     print(
         f"  idle {IDLE_SECONDS:.0f} s: {idle.reads + idle.writes:.0f} NetBox requests, {idle.written:.0f} objects"
         f" written; peak RSS {peak_rss_mb(operator.process.pid):.0f} MB",
@@ -654,7 +693,7 @@ def bench_scale_ironcore(kube: KubeCluster, netbox: NetBoxServer, objects: Objec
         return ""
 
     total = SCALE_CLUSTERS * SCALE_DEVICES
-    measure(f"argora-ironcore, {total} devices in {SCALE_CLUSTERS} clusters, one ClusterImport", operator, first,
+    measure(f"argora-ironcore, {total:,} devices in {SCALE_CLUSTERS} clusters, one ClusterImport", operator, first,
             again, netbox_floor(netbox, names), resync=True)  # fmt: skip
     clear_ironcore(kube, objects, operator, ["scale"])
 
@@ -732,7 +771,7 @@ def bench_big_metal3(netbox: NetBoxServer, clusters: Clusters, env: dict[str, st
     def big_again() -> str:
         return json.dumps(clusters.resync(SCALE_NAMESPACE, "big")["counts"])
 
-    measure(f"argora-metal3, one Cluster of {BIG_CLUSTER} hosts", operator, big_first, big_again,
+    measure(f"argora-metal3, 1 Cluster of {BIG_CLUSTER:,} hosts", operator, big_first, big_again,
             netbox_floor(netbox, names[:1]), resync=True)  # fmt: skip
     operator.stop()
 
@@ -758,7 +797,7 @@ def bench_scale_update(netbox: NetBoxServer, objects: Objects, env: dict[str, st
         return json.dumps({key: status.get(key) for key in ("devices", "planned", "applied", "failed")})
 
     total = SCALE_CLUSTERS * SCALE_DEVICES
-    measure(f"argora-update, {total} devices: dry run, then a real pass", operator, dry_run, real)
+    measure(f"argora-update, {total:,} devices: dry run, then a real pass", operator, dry_run, real)
 
     def corrections() -> str:
         spec = {"clusters": [{"name": "upd-cluster"}], "maxDeletesPerPass": 4 * UPDATE_DEVICES}
@@ -768,7 +807,7 @@ def bench_scale_update(netbox: NetBoxServer, objects: Objects, env: dict[str, st
     def corrections_again() -> str:
         return summary(objects.resync(SCALE_NAMESPACE, "fix", kind="Update"))
 
-    measure(f"argora-update, {UPDATE_DEVICES} devices with a rename, an OOB IP and two VMK removals each",
+    measure(f"argora-update, {UPDATE_DEVICES:,} devices with a rename, an OOB IP and two VMK removals each",
             operator, corrections, corrections_again, netbox_floor(netbox, ["upd-cluster"]))  # fmt: skip
     operator.stop()
 
@@ -818,6 +857,22 @@ def main() -> None:
             bench_scale_update(netbox, objects, env)
     finally:
         stop_all()
+    report = os.environ.get("ARGORA_BENCH_REPORT")
+    if report:
+        write_report(REPO_ROOT / report, cases)
+
+
+def write_report(page: Path, cases: Sequence[str]) -> None:
+    """The run's tables into the report page's generated sections (see the module's docstring)."""
+    header = generated_line(
+        f'make bench CASES="{" ".join(cases)}"', datetime.now(UTC), machine_facts(f"NetBox {NETBOX_VERSION}")
+    )
+    if PASS_ROWS:
+        write_section(page, "bench-passes", header + "\n\n" + bench_markdown(PASS_ROWS))
+    if CHANGES:
+        labels = {"changelog": f"change log (every {CHANGES_INTERVAL} s)", "webhook": "webhook"}
+        write_section(page, "bench-changes", header + "\n\n" + changes_markdown(CHANGES, labels))
+    print(f"wrote {page.relative_to(REPO_ROOT) if page.is_relative_to(REPO_ROOT) else page}", flush=True)
 
 
 def bench_ironcore(netbox: NetBoxServer, objects: Objects, env: dict[str, str]) -> None:
@@ -830,7 +885,8 @@ def bench_ironcore(netbox: NetBoxServer, objects: Objects, env: dict[str, str]) 
     def import_again() -> str:
         return json.dumps(objects.resync("bench", "bench")["status"]["counts"])
 
-    measure("argora-ironcore", ironcore, import_first, import_again, netbox_floor(netbox, [CLUSTER_NAME]), resync=True)
+    measure(f"argora-ironcore, {DEVICES:,} devices in 1 cluster", ironcore, import_first, import_again,
+            netbox_floor(netbox, [CLUSTER_NAME]), resync=True)  # fmt: skip
     ironcore.stop()
 
 
@@ -844,7 +900,8 @@ def bench_metal3(netbox: NetBoxServer, clusters: Clusters, env: dict[str, str]) 
     def cluster_again() -> str:
         return json.dumps(clusters.resync("bench", "bench")["counts"])
 
-    measure("argora-metal3", metal3, cluster_first, cluster_again, netbox_floor(netbox, [CLUSTER_NAME]), resync=True)
+    measure(f"argora-metal3, 1 Cluster of {DEVICES:,} hosts", metal3, cluster_first, cluster_again,
+            netbox_floor(netbox, [CLUSTER_NAME]), resync=True)  # fmt: skip
     metal3.stop()
 
 

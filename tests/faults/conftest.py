@@ -3,18 +3,21 @@ controllers started with recognisable secrets, and the table of figures.
 
 `make faults` runs every module here; `make test` runs those without the `faults` mark (the quick
 ones). Each scenario adds a row to `argora_dev.faults.TABLE`; the terminal summary prints the table and
-writes it to .work/faults/table.md. The credentials, tokens and webhook secret given to every controller
-here are recognisable (`SECRETS`): test_zz_no_secret_leaked.py, run last, looks for them in everything
-the controllers wrote.
+writes it to .work/faults/table.md, and, when the run passed and ARGORA_FAULTS_REPORT names a page
+(`make faults` sets docs/reports/faults.md), into that page's generated section. The credentials,
+tokens and webhook secret given to every controller here are recognisable (`SECRETS`):
+test_zz_no_secret_leaked.py, run last, looks for them in everything the controllers wrote.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from argora_dev.kubeobjects import Objects, wait_for
 from argora_dev.netbox import NETBOX_VERSION, NetBoxServer
 from argora_dev.operator import OperatorProcess, operator_environment
 from argora_dev.process import cache_dir, free_port
+from argora_dev.reports import generated_line, machine_facts, write_section
 from argora_dev.seed import NetBoxSeeder, Server, Topology, add_servers, skip_taken_addresses
 from argora_dev.toxiproxy import Toxiproxy
 
@@ -228,10 +232,15 @@ def converged(probe: Callable[[], Any], timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int) -> None:
     if not TABLE.rows:
         return
     TABLE.write(TABLE_FILE)
     terminalreporter.section("What Argora survives (fault suite)")
     terminalreporter.write(TABLE.markdown())
     terminalreporter.write_line(f"(also in {TABLE_FILE.relative_to(REPO_ROOT)})")
+    report = os.environ.get("ARGORA_FAULTS_REPORT")
+    if report and exitstatus == 0:  # a failed run's table lacks rows: the page keeps the last full one
+        header = generated_line("make faults", datetime.now(UTC), machine_facts(f"NetBox {NETBOX_VERSION}"))
+        write_section(REPO_ROOT / report, "faults", header + "\n\n" + TABLE.markdown())
+        terminalreporter.write_line(f"(and in {report})")
