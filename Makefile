@@ -27,11 +27,13 @@ tools:
 	hack/upstream-crds.sh
 	hack/netbox/install.sh
 
+# The docs site is built into a temporary directory (not the tree): --strict fails on a broken link or anchor.
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/argora-crds --check
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir $(or $(TMPDIR),/tmp)/argora-site
 
 unit: venv
 	$(VENV)/bin/pytest -q tests/unit
@@ -50,11 +52,13 @@ clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
 ## Not part of `make test`: the controllers against large inventories (see hack/bench.py for the cases;
-## CASES="scale update" runs the 10,000-device ones). Seeded databases are cached.
+## CASES="scale update" runs the 10,000-device ones). Seeded databases are cached. A run that completes
+## writes its tables into docs/reports/benchmarks.md.
 bench: venv tools
-	$(PY) -m hack.bench $(CASES)
+	ARGORA_BENCH_REPORT=docs/reports/benchmarks.md $(PY) -m hack.bench $(CASES)
 
 ## Not part of `make test`: every fault scenario (tests/faults) against 1,000 imported devices, with NetBox
-## and the API server behind Toxiproxy and the HTTP fault layer; prints the table of what Argora survives.
+## and the API server behind Toxiproxy and the HTTP fault layer; prints the table of what Argora survives
+## and, when every scenario passed, writes it into docs/reports/faults.md.
 faults: venv tools
-	$(VENV)/bin/pytest -q -ra tests/faults -m "faults or not faults"
+	ARGORA_FAULTS_REPORT=docs/reports/faults.md $(VENV)/bin/pytest -q -ra tests/faults -m "faults or not faults"
