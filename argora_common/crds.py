@@ -214,7 +214,8 @@ class IPPoolSelector(WireModel):
     )
 
     name_prefix: Annotated[str, Field(min_length=1, max_length=200, pattern=DNS_SUBDOMAIN_PATTERN)] | None = Field(
-        default=None, description="Pools are named <namePrefix>-<site> (compute-transit prefixes: see the README)"
+        default=None,
+        description="Pools are named <namePrefix>-<site> (compute-transit prefixes: see docs/controllers/ippool.md)",
     )
     name_override: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)] | None = Field(
         default=None,

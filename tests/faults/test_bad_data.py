@@ -16,8 +16,8 @@ A device belongs to one NetBox cluster; "a device in two selected clusters" is a
 by a second ClusterImport or Cluster in another namespace (after the first import: reported, nothing
 written twice), and by two entries of one ClusterImport with different credentials (reported).
 Names with underscores, spaces or capitals are no bad data: the controllers make DNS-1123 names of them
-by design (README, "named after the device (DNS-1123-safe)"). Bad are the names of which no DNS name can
-be made and those that become another device's name.
+by design (docs/controllers/ironcore.md, "named after the device (DNS-1123-safe)"). Bad are the names of
+which no DNS name can be made and those that become another device's name.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each replica reaches the API server through a Toxiproxy proxy of its own; a cut of the active one's proxy
 is a network partition of that replica alone, its connections refused or hanging. The standby must take
-over within the peering lifetime (`ARGORA_PEERING_LIFETIME_SECONDS`, 60 by default, as the README
+over within the peering lifetime (`ARGORA_PEERING_LIFETIME_SECONDS`, 60 by default, as docs/operations.md
 documents) and repair what changed meanwhile; the cut replica must write nothing, and no two replicas
 may write at the same time, also not when the cut heals. Both replicas write as field manager
 argora-ironcore: each one's own `argora_kube_writes_total`, sampled twice a second, tells them apart.
