@@ -252,8 +252,11 @@ class Kube:
             return index.current(wanted, namespace)
         return {obj["metadata"]["name"]: obj for obj in self.list(kind, namespace)}
 
-    def apply(self, kind: Kind, body: Mapping[str, Any], *, subresource: str | None = None) -> dict[str, Any]:
-        """Server-side apply `body` (the fields we own, nothing else) and return the object."""
+    def apply(
+        self, kind: Kind, body: Mapping[str, Any], *, subresource: str | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Server-side apply `body` (the fields we own, nothing else) and return the object; `timeout` as
+        for `get`."""
         metadata = body["metadata"]
         path = kind.path(metadata.get("namespace"), metadata["name"])
         if subresource:
@@ -265,6 +268,7 @@ class Kube:
             query=[("fieldManager", self.field_manager), ("force", "true")],
             body=manifest,
             content_type="application/apply-patch+yaml",
+            timeout=timeout,
         )
         if kind in self.indexes and not subresource:
             self.indexes[kind].record(applied)

@@ -68,7 +68,7 @@ CHANGE_LOG_READ = Gauge(
 WEBHOOK_REQUESTS = Counter(
     "argora_webhook_requests_total",
     "Requests to POST /netbox/webhook, by result (accepted, ignored, unsigned, bad_signature, malformed, "
-    "too_large, not_found, no_secret, busy)",
+    "too_large, not_found, no_secret, busy, standby: this replica is not the active one)",
     ["result"],
 )
 

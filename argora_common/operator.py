@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from argora_common.peering import LEASE, Standing, own_identity, seniority
 from argora_common.settings import ENV_PREFIX, Settings, exit_with, load_settings
 from argora_common.watch import EventWorker, Indexes
 from argora_common.webhook import PATH, WebhookServer, ensure_webhook
+from argora_common.webhook_endpoint import EndpointKeeper, endpoint_slice
 
 log = logging.getLogger("argora")
 
@@ -139,14 +141,23 @@ def follow_netbox_changes(
     interest: Interest,
     passes: PassRunner[Any, Any, Any],
     trigger: Callable[[Key], None],
+    field_manager: str,
 ) -> ChangeFeed[Key]:
     """Passes for the resources NetBox's changes concern: from the change log every
-    `ARGORA_NETBOX_CHANGES_INTERVAL` seconds and, when a webhook secret is set, from NetBox's webhooks."""
+    `ARGORA_NETBOX_CHANGES_INTERVAL` seconds and, when a webhook secret is set, from NetBox's webhooks
+    (with the chart, the active replica points the webhook's Service at itself as `field_manager`)."""
     feed: ChangeFeed[Key] = ChangeFeed(
         netbox, interest, settings, trigger, describe="/".join, controller=passes.controller
     )
     passes.changes = feed
-    webhook = WebhookServer(settings, lambda changes: feed.submit(changes, "webhook"))
+    keeper = webhook_endpoint(settings, field_manager) if WebhookServer.enabled(settings) else None
+    webhook = WebhookServer(
+        settings,
+        lambda changes: feed.submit(changes, "webhook"),
+        upkeep=keeper.upkeep if keeper is not None else lambda: None,
+    )
+    if keeper is not None:
+        LEASE.observe(keeper.became)
 
     @kopf.on.startup(registry=registry)
     def start_following(**_: Any) -> None:
@@ -162,6 +173,21 @@ def follow_netbox_changes(
         webhook.stop()
 
     return feed
+
+
+def webhook_endpoint(settings: Settings, field_manager: str) -> EndpointKeeper | None:
+    """The keeper of the webhook Service's EndpointSlice when the chart asks for one (it names the Service
+    and gives the pod's IP in POD_IP); None otherwise: the webhook is served as it is, a standby
+    answering 503."""
+    ip = os.environ.get("POD_IP", "").strip()
+    if settings.webhook_service is None or not ip:
+        return None
+    try:
+        desired = endpoint_slice(settings.webhook_service, settings.own_namespace, ip, settings.webhook_port)
+    except ValueError:
+        exit_with(field_manager, f"POD_IP: not an IP address: {ip!r}")
+    # A connection of its own: the webhook's accepting thread must not wait behind the passes' writes.
+    return EndpointKeeper(Kube.connect(field_manager), desired, LEASE.active)
 
 
 def request_pass(kube: Kube, resource: Kind, passes: PassRunner[Any, Any, Any]) -> Callable[[Key], None]:

@@ -15,7 +15,8 @@ has a higher priority, and counts a peer not seen for its lifetime as gone. What
   keep-alive has given up.
 * Argora's own background work (passes NetBox's changes ask for, repairs of edited objects, the resync
   threads of argora-metal3 and argora-ipaddress) runs outside kopf's handlers, which kopf's pause
-  stops; it asks `LEASE.active()` first.
+  stops; it asks `LEASE.active()` first. What must happen when the verdict changes (the webhook's
+  endpoint follows the active replica) is told by `Lease.observe`.
 
 Priorities come from the start time (`seniority`): the longest-running replica leads, so a replica that
 starts or restarts never takes over from a running one; a takeover by priority would let both write
@@ -147,6 +148,13 @@ class Lease:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._last = Verdict.ACTIVE
+        self._observers: list[Callable[[bool], None]] = []
+
+    def observe(self, observer: Callable[[bool], None]) -> None:
+        """Have `observer(active)` called whenever this replica becomes active or stops being so (never
+        without peering: a standalone replica is active from the start). It is called in the thread that
+        decides to exit, which must never wait: it may only note the change for work done elsewhere."""
+        self._observers.append(observer)
 
     def active(self) -> bool:
         """Whether this replica may write now: it leads, and its keep-alive is current."""
@@ -195,6 +203,8 @@ class Lease:
                 if verdict is not self._last:
                     log.info("%s: this replica is %s (peering %s)", standing.identity, verdict, name)
                     PEERING_ACTIVE.labels(controller=controller).set(1 if verdict is Verdict.ACTIVE else 0)
+                    for observer in self._observers:  # EXIT left above: the change is to or from ACTIVE
+                        observer(verdict is Verdict.ACTIVE)
                     self._last = verdict
 
         threading.Thread(target=read, name="argora-peering-read", daemon=True).start()

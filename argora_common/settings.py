@@ -125,6 +125,11 @@ class Settings(BaseSettings):
         default=None, description="HMAC secret of NetBox's webhook; the webhook is served only when one is set"
     )
     webhook_secret_file: Path | None = Field(default=None, description="File holding the webhook secret instead")
+    webhook_service: str | None = Field(
+        default=None,
+        description="Service (in the own namespace) NetBox's webhook calls; the chart sets it: the active replica "
+        "writes its EndpointSlice, naming this pod (POD_IP) alone",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level")
 
     @field_validator("default_bmc_credentials", mode="before")
@@ -150,6 +155,13 @@ class Settings(BaseSettings):
     def _check_own_namespace(cls, value: str) -> str:
         if not _DNS_LABEL.match(value):
             raise ValueError(f"not a namespace name: {value!r}")
+        return value
+
+    @field_validator("webhook_service")
+    @classmethod
+    def _check_webhook_service(cls, value: str | None) -> str | None:
+        if value is not None and not _DNS_LABEL.match(value):
+            raise ValueError(f"not a Service name: {value!r}")
         return value
 
     @field_validator("label_prefix")

@@ -6,6 +6,10 @@ shared secret) is read as a change; anything else is answered with 4xx, counted,
 A request without the header is refused before its body is read. At most WORKERS connections are
 served at once (others are answered 503 at once), each within a deadline for the whole request, and
 bodies are read only up to a limit, so a huge, trickling or flooding client costs little.
+
+Only the active replica takes changes: a standby answers 503 (it would ask for no pass, see
+argora_common.operator.request_pass), a failure NetBox logs, where it used to answer 202 and drop them.
+The chart's Service sends NetBox's calls to the active replica alone (argora_common.webhook_endpoint).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from argora_common.changes import Change, Interest, WebhookPayload
 from argora_common.metrics import WEBHOOK_REQUESTS
 from argora_common.netbox import NetBox, RotatingSecret
 from argora_common.netbox_schema import EVENT_RULES, WEBHOOKS, Endpoint
+from argora_common.peering import LEASE
 from argora_common.settings import Settings
 
 log = logging.getLogger("argora.webhook")
@@ -89,9 +94,16 @@ class _PooledServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], upkeep: Callable[[], None]
+    ) -> None:
         super().__init__(address, handler)
         self._workers = threading.BoundedSemaphore(WORKERS)
+        self._upkeep = upkeep
+
+    def service_actions(self) -> None:
+        """Called by serve_forever between connections and at least every half second."""
+        self._upkeep()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._workers.acquire(blocking=False):
@@ -112,7 +124,10 @@ class _PooledServer(ThreadingHTTPServer):
 
 
 class WebhookServer:
-    """Serves `POST /netbox/webhook` and hands each signed change to `accept`."""
+    """Serves `POST /netbox/webhook` and hands each signed change to `accept` while `active()` (by default
+    this replica's peering) says this is the active replica. `upkeep` is work that belongs with the
+    server and needs a loop (the EndpointSlice naming the active replica): the accepting thread does it
+    between connections; it must not raise, and must not take long (connections wait meanwhile)."""
 
     def __init__(
         self,
@@ -120,11 +135,15 @@ class WebhookServer:
         accept: Callable[[list[Change]], object],
         *,
         request_seconds: float = REQUEST_SECONDS,
+        active: Callable[[], bool] | None = None,
+        upkeep: Callable[[], None] = lambda: None,
     ) -> None:
         self.port = settings.webhook_port
         self._request_seconds = request_seconds
         self._secret = RotatingSecret(settings.webhook_secret, settings.webhook_secret_file)
         self._accept = accept
+        self._active = active or LEASE.active
+        self._upkeep = upkeep
         self._server: _PooledServer | None = None
 
     def secret(self) -> str:
@@ -135,7 +154,7 @@ class WebhookServer:
         return settings.webhook_secret is not None or settings.webhook_secret_file is not None
 
     def start(self) -> None:
-        server = _PooledServer(("0.0.0.0", self.port), self._handler_class())
+        server = _PooledServer(("0.0.0.0", self.port), self._handler_class(), self._upkeep)
         self._server = server
         threading.Thread(target=server.serve_forever, name="argora-webhook", daemon=True).start()
         log.info("serving NetBox webhooks on :%d%s", self.port, PATH)
@@ -149,6 +168,8 @@ class WebhookServer:
         """What one POST is answered with; `read(n)` reads n bytes of the body."""
         if path.split("?", 1)[0] != PATH:
             return self._answer("not_found", HTTPStatus.NOT_FOUND)
+        if not self._active():  # before the body: a standby reads nothing
+            return self._answer("standby", HTTPStatus.SERVICE_UNAVAILABLE)
         given = headers("X-Hook-Signature")
         if not given:  # before the body: an unsigned sender gets nothing read
             return self._answer("unsigned", HTTPStatus.UNAUTHORIZED)

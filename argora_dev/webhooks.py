@@ -14,7 +14,7 @@ from pathlib import Path
 from argora_dev.kube import KubeCluster
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess, operator_environment, run_console_script
-from argora_dev.process import free_port
+from argora_dev.process import free_port, wait_until
 from argora_dev.seed import NetBoxSeeder
 
 EVENT_TYPES = ("object_created", "object_updated", "object_deleted")
@@ -93,6 +93,12 @@ def start_following(
     }
     operator = OperatorProcess(name, workdir, operator_environment(kube, netbox, token, **webhook, **extra)).start()
     operator.webhook_url = f"http://127.0.0.1:{port}/netbox/webhook"
+    # A replica answers NetBox 503 until its peering makes it the active one: a change sent before would
+    # be lost (NetBox does not send it again).
+    wait_until(
+        lambda: operator.metric("argora_peering_active", controller=name) == 1, 60, f"argora-{name} active",
+        operator.process,
+    )  # fmt: skip
     setup = run_console_script(
         name, operator_environment(kube, netbox, netbox.v2_token, **webhook), "netbox-webhook", "--url",
         operator.webhook_url,

@@ -22,7 +22,7 @@ def register(registry: kopf.OperatorRegistry, settings: IPPoolSettings, netbox: 
     register_sync(registry, IPPOOL_IMPORT, reconciler.passes)
     follow_netbox_changes(
         registry, settings, netbox, INTEREST, reconciler.passes,
-        request_pass(reconciler.kube, IPPOOL_IMPORT, reconciler.passes),
+        request_pass(reconciler.kube, IPPOOL_IMPORT, reconciler.passes), FIELD_MANAGER,
     )  # fmt: skip
 
     @kopf.on.delete(*IPI, registry=registry)

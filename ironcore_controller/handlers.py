@@ -32,7 +32,7 @@ def register(registry: kopf.OperatorRegistry, settings: IroncoreSettings, netbox
     )  # fmt: skip
     follow_netbox_changes(
         registry, settings, netbox, INTEREST, reconciler.passes,
-        request_pass(reconciler.kube, CLUSTER_IMPORT, reconciler.passes),
+        request_pass(reconciler.kube, CLUSTER_IMPORT, reconciler.passes), FIELD_MANAGER,
     )  # fmt: skip
 
     @kopf.on.delete(*CI, registry=registry)

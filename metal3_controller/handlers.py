@@ -38,6 +38,7 @@ def register(registry: kopf.OperatorRegistry, settings: Metal3Settings, netbox: 
         interest(settings),
         reconciler.passes,
         request_pass(kube, CAPI_CLUSTER, reconciler.passes),
+        FIELD_MANAGER,
     )
     stop = threading.Event()
 

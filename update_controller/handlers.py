@@ -17,4 +17,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, netbox: NetBox
     # Nothing to clean up when an Update goes: what it changed in NetBox stays corrected.
     register_sync(registry, UPDATE, passes)
     # Its own corrections start no pass: the feed knows them by NetBox's request ids.
-    follow_netbox_changes(registry, settings, netbox, INTEREST, passes, request_pass(kube, UPDATE, passes))
+    follow_netbox_changes(
+        registry, settings, netbox, INTEREST, passes, request_pass(kube, UPDATE, passes), FIELD_MANAGER
+    )

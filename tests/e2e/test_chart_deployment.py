@@ -38,6 +38,8 @@ from tests.e2e.test_ipaddress import INTERFACE_ID, Rack, synced
 pytestmark = pytest.mark.integration
 
 KIND = "IPPoolImport"
+# The pod's IP: a documentation address, as the API server refuses loopback ones in an EndpointSlice.
+POD_IP = "192.0.2.10"
 
 
 def service_account_kubeconfig(
@@ -93,9 +95,25 @@ def pod_environment(api: client.ApiClient, deployment: dict[str, Any], namespace
             env[item["name"]] = value
         elif item["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.name":
             env[item["name"]] = f"{deployment['metadata']['name']}-test-pod"
+        elif item["valueFrom"].get("fieldRef", {}).get("fieldPath") == "status.podIP":
+            env[item["name"]] = POD_IP
         else:
             raise AssertionError(f"unresolved environment variable {item}")
     return env
+
+
+def webhook_endpoint(discovery: client.DiscoveryV1Api, service: str, namespace: str) -> tuple[str, int] | None:
+    """The address and port the EndpointSlice named after `service` names, once it is there."""
+    try:
+        found = discovery.read_namespaced_endpoint_slice(service, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    assert found.metadata.labels["kubernetes.io/service-name"] == service
+    ((address,),) = [endpoint.addresses for endpoint in found.endpoints]
+    (port,) = found.ports
+    return str(address), int(port.port)
 
 
 def install(api: client.ApiClient, docs: list[dict[str, Any]]) -> None:
@@ -158,6 +176,12 @@ def test_ironcore_runs_as_the_chart_deploys_it(
         assert process.env is not None
         assert Path(process.env["ARGORA_WEBHOOK_SECRET_FILE"]).read_text() == "chart-webhook-secret"
         wait_until(lambda: http_ok(f"http://127.0.0.1:{health}/healthz"), 60, "health", process)
+        # The only replica becomes the active one and, as its ServiceAccount, points the webhook's Service
+        # (which has no selector) at itself.
+        service = f"{namespace}-ironcore-webhook"
+        discovery = client.DiscoveryV1Api(api_client)
+        endpoint = wait_for(lambda: webhook_endpoint(discovery, service, namespace), 120, "the webhook's endpoint")
+        assert endpoint == (POD_IP, webhook)
         topology = Topology(seeder, prefix)
         cluster = topology.cluster("c")
         servers = add_servers(topology, cluster, [f"{prefix}-n0", f"{prefix}-n1"])

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
+from argora_common.webhook import PATH, signature
 from argora_dev.kubeobjects import wait_for
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess, run_console_script
@@ -112,3 +118,89 @@ def test_two_replicas_one_active_the_other_stands_by(
     (standby,) = [op for op in replicas if op is not leader]
     leader.stop()
     wait_for(lambda: is_active(standby), 120, "the standby taking over")
+
+
+HOOK_SECRET = "argora-tests-webhook-secret"
+HOOK_SERVICE = "argora-update-webhook"
+HOOK_BODY = json.dumps({"event": "updated", "object_type": "dcim.device", "data": {"id": 1}}).encode()
+
+
+def post_change(port: int) -> int:
+    """A change signed as NetBox signs it, POSTed to the replica serving the webhook on `port`; the answer's
+    status."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{PATH}",
+        data=HOOK_BODY,
+        headers={"Content-Type": "application/json", "X-Hook-Signature": signature(HOOK_SECRET, HOOK_BODY)},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def webhook_slice(api_client: client.ApiClient, namespace: str) -> Any:
+    try:
+        return client.DiscoveryV1Api(api_client).read_namespaced_endpoint_slice(HOOK_SERVICE, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def named_endpoint(api_client: client.ApiClient, namespace: str) -> tuple[str, int] | None:
+    """The one address and port the webhook Service's EndpointSlice names, once it names one."""
+    found = webhook_slice(api_client, namespace)
+    if found is None or len(found.endpoints or []) != 1 or len(found.ports or []) != 1:
+        return None
+    (address,) = found.endpoints[0].addresses
+    return str(address), int(found.ports[0].port)
+
+
+def test_the_webhook_service_names_the_active_replica_alone_and_a_standby_answers_503(
+    start_operator: Callable[..., OperatorProcess], namespace: str, api_client: client.ApiClient
+) -> None:
+    """Two replicas of argora-update with the webhook on, as the chart runs them (ARGORA_WEBHOOK_SERVICE,
+    POD_IP; the operator's own namespace is the test's), each with its own pod IP and port: the active one
+    writes the EndpointSlice naming itself alone, a change sent to the standby is refused (NetBox would log
+    the failure) and one sent to the active replica is taken; when the active one stops, the other takes
+    over and the slice names it. The API server refuses loopback addresses in an EndpointSlice: the pod IPs
+    are documentation addresses, and the port the slice names reaches its replica on loopback."""
+    replicas: dict[tuple[str, int], OperatorProcess] = {}
+    for ip in ("192.0.2.1", "192.0.2.2"):
+        port = free_port()
+        replicas[ip, port] = start_operator(
+            "update",
+            {
+                "ARGORA_NAMESPACES": namespace,
+                "ARGORA_OWN_NAMESPACE": namespace,
+                "ARGORA_WEBHOOK_PORT": str(port),
+                "ARGORA_WEBHOOK_SECRET": HOOK_SECRET,
+                "ARGORA_WEBHOOK_SERVICE": HOOK_SERVICE,
+                "POD_IP": ip,
+            },
+        )
+    first = wait_for(lambda: named_endpoint(api_client, namespace), 120, "the slice naming a replica")
+    assert first in replicas
+    (standby,) = [endpoint for endpoint in replicas if endpoint != first]
+    written = webhook_slice(api_client, namespace)
+    assert written.address_type == "IPv4"
+    assert written.metadata.labels == {
+        "kubernetes.io/service-name": HOOK_SERVICE,
+        "endpointslice.kubernetes.io/managed-by": "argora.cloud.sap",
+    }
+    assert written.ports[0].name == "webhook" and written.endpoints[0].conditions.ready
+    assert {entry.manager for entry in written.metadata.managed_fields} == {"argora-update"}
+    assert post_change(standby[1]) == 503
+    assert replicas[standby].metric("argora_webhook_requests_total", result="standby") == 1
+    assert post_change(first[1]) == 202
+    assert replicas[first].metric("argora_webhook_requests_total", result="accepted") == 1
+    # The slice keeps naming the active replica alone: the standby never wrote it.
+    assert named_endpoint(api_client, namespace) == first
+
+    replicas[first].stop()
+    wait_for(lambda: named_endpoint(api_client, namespace) == standby, 180, "the slice naming the replica taking over")
+    assert post_change(standby[1]) == 202
+    assert "Traceback" not in replicas[standby].log()

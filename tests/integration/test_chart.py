@@ -139,11 +139,13 @@ def by_component(docs: list[dict[str, Any]], kind: str) -> dict[str, list[dict[s
 
 
 def webhook_parts(deployment: dict[str, Any]) -> dict[str, Any]:
-    """Everything of the webhook a Deployment has: its variables, container port, mount and volume."""
+    """Everything of the webhook a Deployment has: its variables, the pod's IP, container port, mount and
+    volume."""
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     return {
         "env": {e["name"]: e.get("value") for e in container["env"] if e["name"].startswith("ARGORA_WEBHOOK_")},
+        "pod_ip": [e.get("valueFrom") for e in container["env"] if e["name"] == "POD_IP"],
         "ports": [p for p in container["ports"] if p["name"] == "webhook"],
         "mounts": [m for m in container["volumeMounts"] if m["name"] == "webhook-secret"],
         "volumes": [v for v in pod["volumes"] if v["name"] == "webhook-secret"],
@@ -158,11 +160,13 @@ def test_defaults_poll_the_change_log_and_serve_no_webhook() -> None:
         env = {item["name"]: item.get("value") for item in container["env"]}
         changes = (env.get("ARGORA_NETBOX_CHANGES_INTERVAL"), env.get("ARGORA_NETBOX_FULL_READ_INTERVAL_SECONDS"))
         assert changes == (("10", "3600") if name in CHANGE_FOLLOWERS else (None, None)), name
-        assert webhook_parts(deployment) == {"env": {}, "ports": [], "mounts": [], "volumes": []}, name
+        assert webhook_parts(deployment) == {"env": {}, "pod_ip": [], "ports": [], "mounts": [], "volumes": []}, name
     services = by_component(docs, "Service")
     assert {name: [s["metadata"]["name"] for s in found] for name, found in services.items()} == {
         name: [f"argora-{name}-metrics"] for name in CONTROLLERS
     }
+    # Nothing to write in the release's namespace without the webhook: no Role there.
+    assert by_component(docs, "Role") == by_component(docs, "RoleBinding") == {}
 
 
 def test_change_log_values_are_per_controller() -> None:
@@ -184,9 +188,15 @@ def test_webhook_renders_env_secret_port_and_service_but_not_for_ipaddress() -> 
     docs = render("--set", "webhook.enabled=true", release="rel", namespace="ops")
     deployments = {name: d for name, (d,) in by_component(docs, "Deployment").items()}
     services = by_component(docs, "Service")
+    roles, bindings = by_component(docs, "Role"), by_component(docs, "RoleBinding")
     for name in CHANGE_FOLLOWERS:
         parts = webhook_parts(deployments[name])
-        assert parts["env"] == {"ARGORA_WEBHOOK_PORT": "8081", "ARGORA_WEBHOOK_SECRET_FILE": WEBHOOK_SECRET_FILE}
+        assert parts["env"] == {
+            "ARGORA_WEBHOOK_PORT": "8081",
+            "ARGORA_WEBHOOK_SECRET_FILE": WEBHOOK_SECRET_FILE,
+            "ARGORA_WEBHOOK_SERVICE": f"rel-{name}-webhook",
+        }
+        assert parts["pod_ip"] == [{"fieldRef": {"fieldPath": "status.podIP"}}]
         assert parts["ports"] == [{"name": "webhook", "containerPort": 8081}]
         assert parts["mounts"] == [
             {"name": "webhook-secret", "mountPath": "/var/run/argora/webhook-secret", "readOnly": True}
@@ -198,16 +208,36 @@ def test_webhook_renders_env_secret_port_and_service_but_not_for_ipaddress() -> 
             }
         ]
         # NetBox calls http://rel-<name>-webhook.ops.svc:8081/netbox/webhook: the Service says which controller.
+        # No selector (a standby would answer 503): the active replica writes the EndpointSlice, its port
+        # named like the Service's.
         (webhook,) = [s for s in services[name] if s["metadata"]["name"] == f"rel-{name}-webhook"]
         assert webhook["metadata"]["namespace"] == "ops"
-        assert webhook["spec"]["ports"] == [{"name": "webhook", "port": 8081, "targetPort": "webhook"}]
-        pod_labels = deployments[name]["spec"]["template"]["metadata"]["labels"]
-        assert webhook["spec"]["selector"].items() <= pod_labels.items()
+        assert webhook["spec"] == {"ports": [{"name": "webhook", "port": 8081, "targetPort": 8081}]}
+        # Which the Role in the release's namespace lets it write: that one slice, read and applied by name.
+        (role,), (binding,) = roles[name], bindings[name]
+        assert (role["metadata"]["name"], role["metadata"]["namespace"]) == (f"rel-{name}-own", "ops")
+        assert role["rules"] == [
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["create"]},
+            {
+                "apiGroups": ["discovery.k8s.io"],
+                "resources": ["endpointslices"],
+                "resourceNames": [f"rel-{name}-webhook"],
+                "verbs": ["get", "patch"],
+            },
+        ]
+        assert binding["metadata"]["namespace"] == "ops"
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": f"rel-{name}-own",
+        }
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"rel-{name}", "namespace": "ops"}]
         # The metrics Service stays as it was.
         (metrics,) = [s for s in services[name] if s["metadata"]["name"] == f"rel-{name}-metrics"]
         assert [port["name"] for port in metrics["spec"]["ports"]] == ["metrics"]
     ipaddress = deployments["ipaddress"]
-    assert webhook_parts(ipaddress) == {"env": {}, "ports": [], "mounts": [], "volumes": []}
+    assert webhook_parts(ipaddress) == {"env": {}, "pod_ip": [], "ports": [], "mounts": [], "volumes": []}
+    assert "ipaddress" not in roles and "ipaddress" not in bindings
     (container,) = ipaddress["spec"]["template"]["spec"]["containers"]
     assert not {item["name"] for item in container["env"]} & {
         "ARGORA_NETBOX_CHANGES_INTERVAL",
@@ -234,6 +264,7 @@ def test_webhook_per_controller_override_port_and_secret() -> None:
     assert custom["env"] == {
         "ARGORA_WEBHOOK_PORT": "8443",
         "ARGORA_WEBHOOK_SECRET_FILE": "/var/run/argora/webhook-secret/hmac",
+        "ARGORA_WEBHOOK_SERVICE": "argora-update-webhook",
     }
     assert custom["ports"] == [{"name": "webhook", "containerPort": 8443}]
     assert custom["volumes"][0]["secret"] == {"secretName": "hook", "items": [{"key": "hmac", "path": "hmac"}]}
@@ -247,7 +278,8 @@ def test_chart_with_webhook_installs(api_client: client.ApiClient, namespace: st
     for name in CHANGE_FOLLOWERS:
         service = core.read_namespaced_service(f"{namespace}-{name}-webhook", namespace)
         (port,) = service.spec.ports
-        assert (port.name, port.port, port.target_port) == ("webhook", 8081, "webhook")
+        assert (port.name, port.port, port.target_port) == ("webhook", 8081, 8081)
+        assert service.spec.selector is None
         deployment = client.AppsV1Api(api_client).read_namespaced_deployment(f"{namespace}-{name}", namespace)
         (container,) = deployment.spec.template.spec.containers
         assert {(p.name, p.container_port) for p in container.ports} >= {("webhook", 8081)}
@@ -308,11 +340,20 @@ class Needs:
     cluster: frozenset[Access]  # everywhere, whatever watchNamespaces says
     namespaced: frozenset[Access]  # in the namespaces it watches (everywhere when it watches them all)
     default_credentials: bool = False  # GETs the defaultBmcCredentials Secret, wherever that is
+    # In the release's namespace alone (ARGORA_OWN_NAMESPACE): on objects of any name, and on the objects
+    # named <release>-<controller><suffix> alone, by suffix.
+    own: frozenset[Access] = frozenset()
+    own_named: tuple[tuple[str, frozenset[Access]], ...] = ()
 
 
 ARGORA, METAL, IPAM = "argora.cloud.sap", "metal.ironcore.dev", "ipam.cluster.x-k8s.io"
 # Events on the objects a controller handles: kopf's and argora_common.status.post_event.
 EVENTS = grants("", "events", "create")
+# With the webhook on (as the reviews below install the chart), the webhook Service's EndpointSlice: read
+# and server-side applied by name (argora_common.webhook_endpoint); applying creates it when missing, and
+# a create names no object RBAC could check.
+WEBHOOK_OWN = grants("discovery.k8s.io", "endpointslices", "create")
+WEBHOOK_OWN_NAMED = (("-webhook", grants("discovery.k8s.io", "endpointslices", "get patch")),)
 # Their own resources: kopf lists and watches them and merge-patches finalizers, annotations (also the
 # sync annotation of a NetBox change) and status; never a GET, never a PUT.
 NEEDS = {
@@ -323,6 +364,7 @@ NEEDS = {
         | grants(ARGORA, "clusterimports/status", "patch")
         | EVENTS | grants("", "secrets", "get"),  # the Secret a ClusterImport names, next to it
         default_credentials=True,
+        own=WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED,
     ),
     "metal3": Needs(
         cluster=frozenset(),
@@ -332,10 +374,12 @@ NEEDS = {
         | grants("metal3.io", "baremetalhosts", "list watch create patch delete")
         | grants("", "secrets", "get list watch create patch delete") | EVENTS,
         default_credentials=True,
+        own=WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED,
     ),
     "update": Needs(
         cluster=frozenset(),
         namespaced=grants(ARGORA, "updates", "list watch patch") | grants(ARGORA, "updates/status", "patch") | EVENTS,
+        own=WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED,
     ),
     "ippool": Needs(
         # The pools (cluster-scoped) are listed, applied and deleted; addresses listed to see pools in use.
@@ -343,6 +387,7 @@ NEEDS = {
         | grants(IPAM, "ipaddresses", "list"),
         namespaced=grants(ARGORA, "ippoolimports", "list watch patch") | grants(ARGORA, "ippoolimports/status", "patch")
         | EVENTS,
+        own=WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED,
     ),
     "ipaddress": Needs(
         # Its passes read every namespace whatever watchNamespaces says, and post Events on what they find.
@@ -389,7 +434,8 @@ class Release:
 @pytest.fixture(scope="module")
 def releases(api_client: client.ApiClient) -> dict[str, Release]:
     """The chart installed twice: with the default values and with every controller limited to two
-    namespaces; each with a default credentials Secret in a namespace no controller watches."""
+    namespaces; each with a default credentials Secret in a namespace no controller watches, and with the
+    webhook on (the followers of NetBox's changes write its EndpointSlice in the release's namespace)."""
     core = client.CoreV1Api(api_client)
     found = {}
     for mode in (CLUSTER_WIDE, WATCHED):
@@ -397,7 +443,12 @@ def releases(api_client: client.ApiClient) -> dict[str, Release]:
         release = Release(base, (f"{base}-w1", f"{base}-w2"), f"{base}-other", f"{base}-creds")
         for namespace in (release.namespace, *release.watched, release.unwatched, release.credentials):
             core.create_namespace({"metadata": {"name": namespace}})
-        args = ["--set", f"defaultBmcCredentials={release.credentials}/{DEFAULT_SECRET}"]
+        args = [
+            "--set",
+            f"defaultBmcCredentials={release.credentials}/{DEFAULT_SECRET}",
+            "--set",
+            "webhook.enabled=true",
+        ]
         if mode == WATCHED:
             watched = json.dumps(release.watched)
             args += [arg for name in CONTROLLERS for arg in ("--set-json", f"{name}.watchNamespaces={watched}")]
@@ -432,7 +483,7 @@ def test_rendered_rules_name_exactly_the_needs(mode: str) -> None:
     namespaced needs sit in a Role per watched namespace, the default credentials in a Role of their own
     holding that one Secret, only for the controllers that read it and only outside the watched ones."""
     limited = mode == WATCHED
-    args = ["--set", "defaultBmcCredentials=creds/bmc"]
+    args = ["--set", "defaultBmcCredentials=creds/bmc", "--set", "webhook.enabled=true"]
     if limited:
         args += [arg for name in CONTROLLERS for arg in ("--set-json", f'{name}.watchNamespaces=["w1","w2","creds"]')]
     docs = render(*args)
@@ -440,6 +491,15 @@ def test_rendered_rules_name_exactly_the_needs(mode: str) -> None:
         needs, kopf = NEEDS[name], kopf_needs(limited)
         (cluster_role,) = by_component(docs, "ClusterRole")[name]
         roles = {role["metadata"]["namespace"]: role for role in by_component(docs, "Role").get(name, [])}
+        # The release's namespace (argora-system): the Role of the controller's own needs there, if any.
+        own = roles.pop("argora-system", None)
+        named = frozenset().union(*(accesses for _, accesses in needs.own_named))
+        assert (own is None) == (not needs.own | named), name
+        if own is not None:
+            assert own["metadata"]["name"] == f"argora-{name}-own"
+            assert rule_accesses(own) == needs.own | named, name
+            by_names = {tuple(rule.get("resourceNames", ())) for rule in own["rules"]}
+            assert by_names == {(), *((f"argora-{name}{suffix}",) for suffix, _ in needs.own_named)}, name
         namespaced = kopf.namespaced | needs.namespaced
         if limited:
             assert rule_accesses(cluster_role) == kopf.cluster | needs.cluster, name
@@ -475,13 +535,27 @@ def test_each_service_account_may_do_exactly_what_its_controller_needs(
     needs, kopf = NEEDS[name], kopf_needs(limited)
     everywhere = BASELINE | kopf.cluster | needs.cluster
     watched = everywhere | kopf.namespaced | needs.namespaced
-    assert watched <= every, "the table names resources the API server does not serve"
-    expected = {"": everywhere if limited else watched, release.unwatched: everywhere if limited else watched}
+    assert watched | needs.own <= every, "the table names resources the API server does not serve"
+    expected = {
+        "": everywhere if limited else watched,
+        release.unwatched: everywhere if limited else watched,
+        # The release's own namespace, which no controller watches here: its own needs on any object there.
+        release.namespace: (everywhere if limited else watched) | needs.own,
+    }
     if limited:
         expected[release.watched[0]] = watched
     reviewer, user = Reviewer(api_client), release.user(name)
     for namespace, wanted in expected.items():
         assert differences(reviewer.allowed(user, namespace, every), wanted) == NO_DIFFERENCE, namespace or "cluster"
+    # On its own objects by name: those needs too, on that object alone (not on another of the kind, nor
+    # in another namespace).
+    for suffix, named in needs.own_named:
+        object_name, kinds = f"{release.namespace}-{name}{suffix}", {(g, r) for _, g, r in named}
+        asked = {(verb, group, resource) for group, resource in kinds for verb in VERBS}
+        base = expected[release.namespace] & asked
+        assert reviewer.allowed(user, release.namespace, asked, object_name) == base | named, suffix
+        assert reviewer.allowed(user, release.namespace, asked, "another") == base, suffix
+        assert reviewer.allowed(user, release.unwatched, asked, object_name) == expected[release.unwatched] & asked
     # The second watched namespace has its own Role.
     assert reviewer.allowed(user, release.watched[1], watched) == watched
     # The default credentials Secret: that one is readable where it lies, no other Secret there.
@@ -658,6 +732,7 @@ def test_webhook_variables_load_into_the_settings(name: str, monkeypatch: pytest
         monkeypatch.setenv(key, str(tmp_path / key) if key in files else value)
     settings = SETTINGS[name]()
     assert settings.webhook_port == 8081
+    assert settings.webhook_service == f"argora-{name}-webhook"
     assert settings.webhook_secret_file == tmp_path / "ARGORA_WEBHOOK_SECRET_FILE"
     assert env["ARGORA_WEBHOOK_SECRET_FILE"] == WEBHOOK_SECRET_FILE
     assert (settings.netbox_changes_interval, settings.netbox_full_read_interval_seconds) == (30, 3600)

@@ -312,6 +312,26 @@ def test_unsigned_wrongly_signed_malformed_huge_and_misdirected_requests_are_ref
     assert received == []
 
 
+def test_a_standby_refuses_a_change_with_503_and_reads_no_body(received: list[Change]) -> None:
+    """A standby asks for no pass (argora_common.operator.request_pass): a change it took would be lost."""
+    active = False
+    server = WebhookServer(settings(webhook_secret=SecretStr(SECRET)), received.extend, active=lambda: active)
+    before = REGISTRY.get_sample_value("argora_webhook_requests_total", {"result": "standby"}) or 0.0
+    read: list[int] = []
+
+    def read_body(size: int) -> bytes:
+        read.append(size)
+        return DEVICE_BODY
+
+    headers = {"Content-Length": str(len(DEVICE_BODY)), "X-Hook-Signature": "anything"}
+    assert server.handle(PATH, headers.get, read_body) == HTTPStatus.SERVICE_UNAVAILABLE
+    assert (read, received) == ([], [])
+    assert REGISTRY.get_sample_value("argora_webhook_requests_total", {"result": "standby"}) == before + 1
+    active = True  # taken over
+    assert post(server, DEVICE_BODY) == HTTPStatus.ACCEPTED
+    assert [c.refs() for c in received] == [{(DEVICE, 7), (CLUSTER, 1)}]
+
+
 def test_the_secret_file_is_read_again_when_it_changes(tmp_path: Any) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("first-secret\n")

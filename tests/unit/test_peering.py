@@ -147,6 +147,29 @@ def test_the_lease_exits_the_process_when_cut_off_with_a_standby_around() -> Non
         lease.stop()
 
 
+def test_observers_hear_when_the_replica_becomes_active_and_when_it_stops_being_so() -> None:
+    now = time.time()
+    kube = CutKube({"me": entry(now, 200)})
+    heard: list[bool] = []
+    changed = threading.Event()
+    lease = Lease()
+
+    def observer(active: bool) -> None:
+        heard.append(active)
+        changed.set()
+
+    lease.observe(observer)
+    lease.follow(kube, [(operator.CLUSTER_PEERING, None)], "argora-test", Standing("me", 200, LIFETIME), "test")
+    try:
+        assert changed.wait(30) and heard == [True]
+        changed.clear()
+        # An older replica's keep-alive (a higher priority) comes back: this one stands by.
+        kube.status["older"] = entry(time.time(), 300)
+        assert changed.wait(30) and heard == [True, False]
+    finally:
+        lease.stop()
+
+
 class AnnotatingKube(Kube):
     def __init__(self) -> None:
         super().__init__(cast(client.ApiClient, None), "argora-test")

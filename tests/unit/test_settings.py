@@ -45,6 +45,7 @@ def test_lists_and_secret_references_are_parsed(monkeypatch: pytest.MonkeyPatch)
         ("ARGORA_RETRY_MAX_SECONDS", "10", "ARGORA_RETRY_BASE_SECONDS (30) exceeds ARGORA_RETRY_MAX_SECONDS (10)"),
         # HMAC with an empty key: anyone could sign. (An empty variable counts as unset: no webhook.)
         ("ARGORA_WEBHOOK_SECRET", " \t ", "ARGORA_WEBHOOK_SECRET: is empty"),
+        ("ARGORA_WEBHOOK_SERVICE", "Rel_Hook", "ARGORA_WEBHOOK_SERVICE: not a Service name"),
     ],
 )
 def test_a_bad_setting_exits_with_one_line_naming_it(

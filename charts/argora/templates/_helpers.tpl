@@ -62,6 +62,42 @@ namespace otherwise (argora_common.operator.ensure_peering GETs it; kopf lists, 
   verbs: [get, list, watch, patch]
 {{- end -}}
 
+{{/* "own" rules: what a controller needs in the release's namespace alone (ARGORA_OWN_NAMESPACE), granted
+by a Role <fullname>-own there, rendered only when they are not empty. */}}
+
+{{/* The webhook Service's EndpointSlice (argora_common.webhook_endpoint): read and server-side applied
+by name; applying creates it when missing, and create cannot be limited to a name. */}}
+{{- define "argora.rules.webhook.own" -}}
+{{- if include "argora.webhookEnabled" . }}
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [create]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  resourceNames: [{{ printf "%s-webhook" (include "argora.fullname" .) | quote }}]
+  verbs: [get, patch]
+{{- end }}
+{{- end -}}
+
+{{- define "argora.rules.ironcore.own" -}}
+{{- include "argora.rules.webhook.own" . }}
+{{- end -}}
+
+{{- define "argora.rules.metal3.own" -}}
+{{- include "argora.rules.webhook.own" . }}
+{{- end -}}
+
+{{- define "argora.rules.update.own" -}}
+{{- include "argora.rules.webhook.own" . }}
+{{- end -}}
+
+{{- define "argora.rules.ippool.own" -}}
+{{- include "argora.rules.webhook.own" . }}
+{{- end -}}
+
+{{- define "argora.rules.ipaddress.own" -}}
+{{- end -}}
+
 {{- define "argora.rules.ironcore.cluster" -}}
 - apiGroups: [metal.ironcore.dev]
   resources: [bmcs, bmcsecrets]
