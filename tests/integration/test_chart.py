@@ -165,8 +165,12 @@ def test_defaults_poll_the_change_log_and_serve_no_webhook() -> None:
     assert {name: [s["metadata"]["name"] for s in found] for name, found in services.items()} == {
         name: [f"argora-{name}-metrics"] for name in CONTROLLERS
     }
-    # Nothing to write in the release's namespace without the webhook: no Role there.
-    assert by_component(docs, "Role") == by_component(docs, "RoleBinding") == {}
+    # Without the webhook only argora-metal3 writes in the release's namespace (its claims record).
+    roles = {name: [role["metadata"]["name"] for role in found] for name, found in by_component(docs, "Role").items()}
+    assert roles == {"metal3": ["argora-metal3-own"]}
+    (claims,) = by_component(docs, "Role")["metal3"]
+    assert {name for rule in claims["rules"] for name in rule.get("resourceNames", ())} == {"argora-metal3-claims"}
+    assert set(by_component(docs, "RoleBinding")) == {"metal3"}
 
 
 def test_change_log_values_are_per_controller() -> None:
@@ -216,7 +220,7 @@ def test_webhook_renders_env_secret_port_and_service_but_not_for_ipaddress() -> 
         # Which the Role in the release's namespace lets it write: that one slice, read and applied by name.
         (role,), (binding,) = roles[name], bindings[name]
         assert (role["metadata"]["name"], role["metadata"]["namespace"]) == (f"rel-{name}-own", "ops")
-        assert role["rules"] == [
+        assert role["rules"][:2] == [
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["create"]},
             {
                 "apiGroups": ["discovery.k8s.io"],
@@ -225,6 +229,8 @@ def test_webhook_renders_env_secret_port_and_service_but_not_for_ipaddress() -> 
                 "verbs": ["get", "patch"],
             },
         ]
+        # argora-metal3's claims record besides.
+        assert {rule["resources"][0] for rule in role["rules"][2:]} == ({"configmaps"} if name == "metal3" else set())
         assert binding["metadata"]["namespace"] == "ops"
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",
@@ -344,6 +350,11 @@ class Needs:
     # named <release>-<controller><suffix> alone, by suffix.
     own: frozenset[Access] = frozenset()
     own_named: tuple[tuple[str, frozenset[Access]], ...] = ()
+    # There too, on the objects of exactly that name, whatever the release is called.
+    own_exact: tuple[tuple[str, frozenset[Access]], ...] = ()
+
+    def own_names(self, fullname: str) -> tuple[tuple[str, frozenset[Access]], ...]:
+        return (*((fullname + suffix, named) for suffix, named in self.own_named), *self.own_exact)
 
 
 ARGORA, METAL, IPAM = "argora.cloud.sap", "metal.ironcore.dev", "ipam.cluster.x-k8s.io"
@@ -374,7 +385,9 @@ NEEDS = {
         | grants("metal3.io", "baremetalhosts", "list watch create patch delete")
         | grants("", "secrets", "get list watch create patch delete") | EVENTS,
         default_credentials=True,
-        own=WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED,
+        # The claims record (metal3_controller.claims): read, created when missing, applied.
+        own=WEBHOOK_OWN | grants("", "configmaps", "create"), own_named=WEBHOOK_OWN_NAMED,
+        own_exact=(("argora-metal3-claims", grants("", "configmaps", "get patch")),),
     ),
     "update": Needs(
         cluster=frozenset(),
@@ -493,13 +506,14 @@ def test_rendered_rules_name_exactly_the_needs(mode: str) -> None:
         roles = {role["metadata"]["namespace"]: role for role in by_component(docs, "Role").get(name, [])}
         # The release's namespace (argora-system): the Role of the controller's own needs there, if any.
         own = roles.pop("argora-system", None)
-        named = frozenset().union(*(accesses for _, accesses in needs.own_named))
+        own_names = needs.own_names(f"argora-{name}")
+        named = frozenset().union(*(accesses for _, accesses in own_names))
         assert (own is None) == (not needs.own | named), name
         if own is not None:
             assert own["metadata"]["name"] == f"argora-{name}-own"
             assert rule_accesses(own) == needs.own | named, name
             by_names = {tuple(rule.get("resourceNames", ())) for rule in own["rules"]}
-            assert by_names == {(), *((f"argora-{name}{suffix}",) for suffix, _ in needs.own_named)}, name
+            assert by_names == {(), *((object_name,) for object_name, _ in own_names)}, name
         namespaced = kopf.namespaced | needs.namespaced
         if limited:
             assert rule_accesses(cluster_role) == kopf.cluster | needs.cluster, name
@@ -511,7 +525,7 @@ def test_rendered_rules_name_exactly_the_needs(mode: str) -> None:
     # The default Secret outside the watched namespaces: a Role for that one Secret.
     outside = render("--set", "defaultBmcCredentials=creds/bmc", "--set-json", 'metal3.watchNamespaces=["w1"]')
     roles = {role["metadata"]["namespace"]: role for role in by_component(outside, "Role")["metal3"]}
-    assert set(roles) == {"w1", "creds"}
+    assert set(roles) == {"w1", "creds", "argora-system"}  # the last: its claims record
     assert roles["creds"]["rules"] == [
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["bmc"], "verbs": ["get"]}
     ]
@@ -549,12 +563,12 @@ def test_each_service_account_may_do_exactly_what_its_controller_needs(
         assert differences(reviewer.allowed(user, namespace, every), wanted) == NO_DIFFERENCE, namespace or "cluster"
     # On its own objects by name: those needs too, on that object alone (not on another of the kind, nor
     # in another namespace).
-    for suffix, named in needs.own_named:
-        object_name, kinds = f"{release.namespace}-{name}{suffix}", {(g, r) for _, g, r in named}
+    for object_name, named in needs.own_names(f"{release.namespace}-{name}"):
+        kinds = {(g, r) for _, g, r in named}
         asked = {(verb, group, resource) for group, resource in kinds for verb in VERBS}
         base = expected[release.namespace] & asked
-        assert reviewer.allowed(user, release.namespace, asked, object_name) == base | named, suffix
-        assert reviewer.allowed(user, release.namespace, asked, "another") == base, suffix
+        assert reviewer.allowed(user, release.namespace, asked, object_name) == base | named, object_name
+        assert reviewer.allowed(user, release.namespace, asked, "another") == base, object_name
         assert reviewer.allowed(user, release.unwatched, asked, object_name) == expected[release.unwatched] & asked
     # The second watched namespace has its own Role.
     assert reviewer.allowed(user, release.watched[1], watched) == watched

@@ -83,8 +83,17 @@ by name; applying creates it when missing, and create cannot be limited to a nam
 {{- include "argora.rules.webhook.own" . }}
 {{- end -}}
 
+{{/* Who holds which NetBox cluster (metal3_controller.claims): one ConfigMap of a fixed name, read and
+applied by name; created when missing, and create cannot be limited to a name. */}}
 {{- define "argora.rules.metal3.own" -}}
 {{- include "argora.rules.webhook.own" . }}
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create]
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [argora-metal3-claims]
+  verbs: [get, patch]
 {{- end -}}
 
 {{- define "argora.rules.update.own" -}}
