@@ -14,13 +14,22 @@
 # test_packaging.py runs these same pip commands in a fresh virtualenv and checks this file's stages.
 #
 # The image needs no writes at runtime, so it runs with a read-only root filesystem: the bytecode is
-# compiled at build time and PYTHONDONTWRITEBYTECODE stops Python from trying again. (Only a kubeconfig
-# with embedded certificates, as outside a cluster, makes the Kubernetes client write temporary files:
-# give such a container a writable /tmp.)
+# compiled at build time, the standard library's too (the official image ships it without .pyc files, and
+# a read-only root would make every start compile it again in memory, about half a second), and
+# PYTHONDONTWRITEBYTECODE stops Python from trying to write any. (Only a kubeconfig with embedded
+# certificates, as outside a cluster, makes the Kubernetes client write temporary files: give such a
+# container a writable /tmp.)
+#
+# BASE is the official python:3.12-slim (Debian bookworm) release 3.12.11, pinned by the digest of its
+# multi-platform index, so that a rebuild gets the same base until the digest is bumped on purpose:
+#   docker buildx imagetools inspect python:3.12-slim-bookworm    # or: skopeo inspect --raw docker://...
+# shows the current one. `make images BASE=python:3.12-slim` builds from whatever the tag is now (or from
+# the local stand-in of hack/images/local-base.sh on a machine without registry access).
 
+ARG BASE=python:3.12.11-slim-bookworm@sha256:519591d6871b7bc437060736b9f7456b8731f1499a57e22e6c285135ae657bf7
 ARG CONTROLLER=ironcore
 
-FROM python:3.12-slim AS build
+FROM ${BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -36,7 +45,10 @@ COPY ippool_controller /build/src/ippool_controller
 COPY ipaddress_controller /build/src/ipaddress_controller
 RUN /opt/argora/bin/pip install --no-deps /build/src
 
-FROM python:3.12-slim AS runtime
+FROM ${BASE} AS runtime
+# The standard library's bytecode, as root before USER (see the top); /usr/local/lib/python3.12 is
+# where the official image has it. Before the project's layers, so it is cached across their changes.
+RUN python -m compileall -q -j 0 /usr/local/lib/python3.12
 ARG VERSION=0.1.0
 ARG SOURCE=https://github.com/argora/argora
 LABEL org.opencontainers.image.source="${SOURCE}" \
@@ -51,8 +63,9 @@ COPY --from=build /opt/argora /opt/argora
 # The distroless "nonroot" uid/gid; no entry in /etc/passwd is needed.
 USER 65532:65532
 WORKDIR /
-# ARGORA_HEALTH_PORT and ARGORA_METRICS_PORT defaults.
-EXPOSE 8080 9090
+# ARGORA_HEALTH_PORT, ARGORA_WEBHOOK_PORT (served only with a webhook secret) and ARGORA_METRICS_PORT
+# defaults.
+EXPOSE 8080 8081 9090
 
 FROM runtime AS ironcore
 LABEL org.opencontainers.image.title="argora-ironcore"
