@@ -47,8 +47,13 @@ RUN /opt/argora/bin/pip install --no-deps /build/src
 
 FROM ${BASE} AS runtime
 # The standard library's bytecode, as root before USER (see the top); /usr/local/lib/python3.12 is
-# where the official image has it. Before the project's layers, so it is cached across their changes.
-RUN python -m compileall -q -j 0 /usr/local/lib/python3.12
+# where the official image has it. And an /etc/passwd entry for USER's uid: kopf names a standalone
+# operator (no POD_ID) after getpass.getuser(), which fails with a KeyError traceback for a uid the
+# image does not know. Before the project's layers, so both are cached across their changes.
+RUN python -m compileall -q -j 0 /usr/local/lib/python3.12 \
+    && groupadd --system --gid 65532 nonroot \
+    && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin nonroot
 ARG VERSION=0.1.0
 ARG SOURCE=https://github.com/argora/argora
 LABEL org.opencontainers.image.source="${SOURCE}" \
@@ -60,7 +65,7 @@ ENV PATH=/opt/argora/bin:${PATH} \
     PYTHONUNBUFFERED=1
 # Same path as in the build stage: the virtualenv's scripts name their interpreter by absolute path.
 COPY --from=build /opt/argora /opt/argora
-# The distroless "nonroot" uid/gid; no entry in /etc/passwd is needed.
+# The distroless "nonroot" uid/gid (the chart's runAsUser), named in /etc/passwd above.
 USER 65532:65532
 WORKDIR /
 # ARGORA_HEALTH_PORT, ARGORA_WEBHOOK_PORT (served only with a webhook secret) and ARGORA_METRICS_PORT

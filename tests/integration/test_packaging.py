@@ -334,6 +334,16 @@ def test_the_runtime_image_has_the_standard_librarys_bytecode(dockerfile: Docker
     assert any("compileall" in run and "/usr/local/lib/python3.12" in run for run in runs), runs
 
 
+def test_the_runtime_image_knows_its_user(dockerfile: Dockerfile) -> None:
+    """kopf names a standalone operator after getpass.getuser(): a uid without an /etc/passwd entry
+    stops it with a KeyError at start."""
+    runtime = dockerfile.stage("runtime")
+    uid, _, gid = (dockerfile.last(runtime, "USER") or "").partition(":")
+    runs = " ".join(runtime.all("RUN"))
+    assert f"useradd --system --uid {uid} --gid {gid or uid}" in runs
+    assert f"groupadd --system --gid {gid or uid}" in runs
+
+
 def test_build_stage_uses_the_same_base_image(dockerfile: Dockerfile) -> None:
     # The virtualenv is copied between stages: its interpreter must be the same Python in both.
     runtime = dockerfile.chain(dockerfile.stage("ironcore"))[0]
