@@ -4,6 +4,7 @@
 #
 #   docker build --build-arg CONTROLLER=ironcore --build-arg VERSION=0.1.0 -t argora-ironcore .
 #   docker build --target metal3 -t argora-metal3 .      # the same, by stage name
+#   make images                                           # all five, with buildah or docker
 #
 # CONTROLLER is ironcore, metal3, update, ippool or ipaddress; the stage of that name is the image.
 # Its ENTRYPOINT is the controller's console script, so arguments (the chart's extraArgs) go straight
@@ -15,16 +16,16 @@
 #
 # The image needs no writes at runtime, so it runs with a read-only root filesystem: the bytecode is
 # compiled at build time, the standard library's too (the official image ships it without .pyc files, and
-# a read-only root would make every start compile it again in memory, about half a second), and
+# a read-only root would make every start compile it again in memory: 0.5 s to 2 s of CPU), and
 # PYTHONDONTWRITEBYTECODE stops Python from trying to write any. (Only a kubeconfig with embedded
 # certificates, as outside a cluster, makes the Kubernetes client write temporary files: give such a
 # container a writable /tmp.)
 #
 # BASE is the official python:3.12-slim (Debian bookworm) release 3.12.11, pinned by the digest of its
-# multi-platform index, so that a rebuild gets the same base until the digest is bumped on purpose:
-#   docker buildx imagetools inspect python:3.12-slim-bookworm    # or: skopeo inspect --raw docker://...
-# shows the current one. `make images BASE=python:3.12-slim` builds from whatever the tag is now (or from
-# the local stand-in of hack/images/local-base.sh on a machine without registry access).
+# multi-platform index, so that a rebuild gets the same base until the digest is bumped on purpose. Check
+# or bump it with `docker buildx imagetools inspect python:3.12.11-slim-bookworm` (or `skopeo inspect`).
+# `make images BASE=python:3.12-slim` builds from whatever the tag is now; on a machine without registry
+# access, hack/images/local-base.sh makes a local stand-in of that name.
 
 ARG BASE=python:3.12.11-slim-bookworm@sha256:519591d6871b7bc437060736b9f7456b8731f1499a57e22e6c285135ae657bf7
 ARG CONTROLLER=ironcore

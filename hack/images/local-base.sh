@@ -7,11 +7,15 @@
 # a Debian mirror) with the runtime libraries CPython's extension modules link against, ca-certificates,
 # netbase and tzdata, and a CPython 3.12 in /usr/local copied from a local build (pyenv's by default),
 # without its tests, tkinter/idle and, like the official image, without any .pyc files. PATH and LANG
-# as in the official image. Committed with buildah as docker.io/library/python:3.12-slim, the name the
-# Dockerfile's ARG BASE starts from.
+# as in the official image. Committed with buildah as docker.io/library/python:3.12-slim; the Dockerfile
+# pins the official image by digest, so the build is pointed at the stand-in with BASE:
 #
 #   sudo hack/images/local-base.sh                      # needs root, buildah and debootstrap
 #   PYTHON_HOME=/opt/python3.12 MIRROR=http://mirror.example/debian hack/images/local-base.sh
+#   make images BASE=docker.io/library/python:3.12-slim
+#
+# Behind a TLS-intercepting proxy, pip in the build needs the host's CA bundle (buildah only):
+#   make images BASE=... IMAGE_BUILD_FLAGS="-v /etc/pip.conf:/etc/pip.conf:ro -v /etc/ssl/certs:/etc/ssl/certs:ro"
 set -euo pipefail
 
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
@@ -68,6 +72,7 @@ chroot "$ROOTFS" /usr/local/bin/python3 -c 'import ssl, sqlite3, ctypes, lzma, b
 container=$(buildah from scratch)
 trap 'buildah rm "$container" >/dev/null' EXIT
 buildah copy --quiet "$container" "$ROOTFS/" /
+# PATH as the official image has it (/usr/local/bin twice: its own ENV in front of Debian's).
 buildah config \
     --env PATH=/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env LANG=C.UTF-8 \
