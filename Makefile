@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 ARGORA_CACHE ?= $(HOME)/.cache/argora
 export ARGORA_CACHE
 
-.PHONY: venv tools test lint unit demo bench faults crds clean
+.PHONY: venv tools test lint unit demo bench faults crds clean images
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || "$$(hack/python312.sh)" -m venv $(VENV)
@@ -61,4 +61,30 @@ bench: venv tools
 ## and the API server behind Toxiproxy and the HTTP fault layer; prints the table of what Argora survives
 ## and, when every scenario passed, writes it into docs/reports/faults.md.
 faults: venv tools
+<<<<<<< HEAD
 	ARGORA_FAULTS_REPORT=docs/reports/faults.md $(VENV)/bin/pytest -q -ra tests/faults -m "faults or not faults"
+=======
+	$(VENV)/bin/pytest -q -ra tests/faults -m "faults or not faults"
+
+## Not part of `make test`: the five controller images argora-<name>:$(IMAGE_TAG), from the Dockerfile, with
+## buildah (no daemon needed; --isolation chroot) or else docker. BASE=… builds from another base than the
+## Dockerfile's pinned one (e.g. BASE=python:3.12-slim, or hack/images/local-base.sh's stand-in offline);
+## IMAGE_BUILD_FLAGS adds flags to each build (e.g. buildah's -v for a pip.conf behind a proxy).
+CONTROLLERS := ironcore metal3 update ippool ipaddress
+IMAGE_TAG ?= dev
+IMAGE_VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_BUILD_FLAGS ?=
+BASE ?=
+
+images:
+	@if command -v buildah >/dev/null; then build="buildah bud --isolation chroot --layers"; \
+	elif command -v docker >/dev/null && docker info >/dev/null 2>&1; then build="docker build"; \
+	elif command -v docker >/dev/null; then \
+		echo "make images: docker is installed but its daemon does not answer, and there is no buildah" >&2; exit 1; \
+	else echo "make images: neither buildah nor docker is installed (apt-get install buildah)" >&2; exit 1; fi; \
+	for name in $(CONTROLLERS); do \
+		echo "== argora-$$name:$(IMAGE_TAG) ($$build)"; \
+		$$build --target "$$name" --build-arg CONTROLLER="$$name" --build-arg VERSION=$(IMAGE_VERSION) \
+			$(if $(BASE),--build-arg BASE=$(BASE)) $(IMAGE_BUILD_FLAGS) -t "argora-$$name:$(IMAGE_TAG)" . || exit 1; \
+	done
+>>>>>>> images

@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+import yaml
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config import ConfigException
 from pydantic.fields import FieldInfo
 from urllib3.exceptions import HTTPError
 
@@ -310,6 +312,18 @@ def check_netbox(controller: Controller, netbox: NetBox) -> None:
     log.info("NetBox %s at %s", status.get("netbox-version", "?"), netbox.url)
 
 
+def check_kube_config(controller: Controller) -> None:
+    """Refuse to start, with one line, when there is no usable Kubernetes configuration: neither a
+    ServiceAccount (in a Pod) nor a readable, valid $KUBECONFIG or ~/.kube/config. Only the configuration
+    is read here; an API server that does not answer yet is waited for."""
+    try:
+        load_api_client().close()
+    except (ConfigException, yaml.YAMLError, OSError) as error:
+        source = f"$KUBECONFIG={os.environ['KUBECONFIG']}" if os.environ.get("KUBECONFIG") else "~/.kube/config"
+        reason = " ".join(str(error).split())
+        exit_with(controller.program, f"no usable Kubernetes configuration (not in a Pod; {source}): {reason}")
+
+
 def peering_targets(namespaces: Sequence[str]) -> list[tuple[Kind, str | None]]:
     """The peering objects of an operator: one per namespace it is limited to, else the cluster's."""
     targets: list[tuple[Kind, str | None]] = [(NAMESPACED_PEERING, ns) for ns in namespaces]
@@ -350,6 +364,7 @@ def run(controller: Controller, argv: Sequence[str] | None = None) -> None:
     if getattr(arguments, "command", None) == "netbox-webhook":
         netbox_webhook_command(controller, settings, arguments.url, verify_tls=not arguments.no_verify_tls)
         return
+    check_kube_config(controller)
     configure_logging(settings.log_level)
     netbox = NetBox(settings)
     check_netbox(controller, netbox)

@@ -92,10 +92,16 @@ class OperatorProcess:
 
 
 def run_console_script(name: str, env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`argora-<name> <args>` run to its end with `env` (and PATH, HOME) only."""
+    """`argora-<name> <args>` run to its end with `env` (and PATH, HOME, and PYTHONPATH naming this
+    checkout, as OperatorProcess does) only."""
     return subprocess.run(
         [str(BIN_DIR / f"argora-{name}"), *args],
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"), **env},
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "PYTHONPATH": str(SOURCE_ROOT),
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=120,

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from argora_common.webhook import PATH, signature
+from argora_dev.kube import KubeCluster
 from argora_dev.kubeobjects import wait_for
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess, run_console_script
-from argora_dev.process import free_port, wait_until
+from argora_dev.process import free_port, http_ok, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -65,6 +71,92 @@ def test_a_token_netbox_rejects_stops_the_controller_with_one_line(
     assert result.stderr.count("\n") == 1, result.stderr
     assert "NetBox rejected our request, check ARGORA_NETBOX_TOKEN" in result.stderr
     assert "unknown.token" not in result.stderr
+
+
+@pytest.mark.parametrize("name", CONTROLLERS)
+@pytest.mark.parametrize(
+    ("kubeconfig", "expected"),
+    [
+        (None, "No configuration found"),
+        ("clusters: [\n", "while parsing"),
+        ("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n", "current-context"),
+    ],
+    ids=["missing", "not-yaml", "no-context"],
+)
+def test_a_bad_kubeconfig_stops_the_controller_with_one_line(
+    name: str, kubeconfig: str | None, expected: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "kubeconfig"
+    if kubeconfig is not None:
+        path.write_text(kubeconfig)
+    result = run_console_script(name, {**NETBOX, "ARGORA_NETBOX_TOKEN": "t", "KUBECONFIG": str(path)})
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"argora-{name}: no usable Kubernetes configuration (not in a Pod; $KUBECONFIG=")
+    assert expected in result.stderr
+
+
+@contextmanager
+def forwarding(port: int, upstream: str) -> Iterator[None]:
+    """Loopback `port` forwards TCP to `upstream` (a URL's host and port) from now to the end of the block."""
+    target = urlsplit(upstream)
+    server = socket.create_server(("127.0.0.1", port))
+    stopped = threading.Event()
+
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
+        with source, sink, suppress(OSError):  # the other direction ended first and closed both
+            while data := source.recv(65536):
+                sink.sendall(data)
+
+    def accept() -> None:
+        while not stopped.is_set():
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            backend = socket.create_connection((target.hostname or "127.0.0.1", target.port or 443))
+            for a, b in ((client, backend), (backend, client)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield
+    finally:
+        stopped.set()
+        server.close()
+
+
+def test_ipaddress_waits_for_an_api_server_that_is_not_there_yet(
+    kube: KubeCluster, operator_env: dict[str, str], tmp_path: Path
+) -> None:
+    """argora-ipaddress asks the API server which IPAddress version it serves before kopf runs: while
+    nothing answers it asks again, and it starts once the API server is there. Standalone, as in
+    docker-compose.yml: with peering, every controller stops at once with one line when the API server
+    does not answer (ensure_peering), and is restarted by its Deployment."""
+    port = free_port()
+    config = yaml.safe_load(kube.kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    kubeconfig = tmp_path / "kubeconfig-late"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    env = {**operator_env, "KUBECONFIG": str(kubeconfig), "ARGORA_STANDALONE": "true"}
+    operator = OperatorProcess("ipaddress", tmp_path, env)
+    operator.process.start()
+    try:
+        wait_until(
+            lambda: operator.log().count("The Kubernetes API server is not reachable yet") >= 2,
+            60,
+            "argora-ipaddress asking the API server again",
+            operator.process,
+        )
+        with forwarding(port, kube.server_url):
+            try:
+                wait_until(lambda: http_ok(operator.health_url), 90, "argora-ipaddress health", operator.process)
+            finally:
+                operator.stop()
+    finally:
+        operator.stop()
+    assert "Traceback" not in operator.log()
 
 
 @pytest.mark.parametrize("name", CONTROLLERS)

@@ -29,6 +29,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
+from argora_common.settings import Settings
 from argora_dev import REPO_ROOT
 from argora_dev.dockerfile import Dockerfile
 
@@ -308,12 +309,39 @@ def test_each_controller_image_runs_as_non_root(dockerfile: Dockerfile, controll
 @pytest.mark.parametrize("controller", CONTROLLERS)
 def test_each_controller_image_is_python_3_12_slim(dockerfile: Dockerfile, controller: str) -> None:
     stage = dockerfile.stage(controller)
-    assert re.fullmatch(r"python:3\.12-slim(@sha256:[0-9a-f]{64})?", dockerfile.base_image(stage))
+    # The official image, pinned by digest (the tag only says which release the digest is).
+    assert re.fullmatch(r"python:3\.12(\.\d+)?-slim(-bookworm)?@sha256:[0-9a-f]{64}", dockerfile.base_image(stage))
     assert dockerfile.pairs(stage, "ENV").get("PYTHONDONTWRITEBYTECODE") == "1"
     labels = dockerfile.pairs(stage, "LABEL")
     assert labels["org.opencontainers.image.source"] == "${SOURCE}"
     assert labels["org.opencontainers.image.version"] == "${VERSION}"
     assert labels["org.opencontainers.image.title"] == f"argora-{controller}"
+
+
+@pytest.mark.parametrize("controller", CONTROLLERS)
+def test_each_controller_image_exposes_the_default_ports(dockerfile: Dockerfile, controller: str) -> None:
+    exposed = {
+        int(port) for s in dockerfile.chain(dockerfile.stage(controller)) for a in s.all("EXPOSE") for port in a.split()
+    }
+    fields = Settings.model_fields
+    assert exposed == {fields[f"{kind}_port"].default for kind in ("health", "webhook", "metrics")}
+
+
+def test_the_runtime_image_has_the_standard_librarys_bytecode(dockerfile: Dockerfile) -> None:
+    """The root filesystem is read-only: Python cannot cache what it compiles, so whatever was not
+    compiled at build time is compiled again at every start."""
+    runs = dockerfile.stage("runtime").all("RUN")
+    assert any("compileall" in run and "/usr/local/lib/python3.12" in run for run in runs), runs
+
+
+def test_the_runtime_image_knows_its_user(dockerfile: Dockerfile) -> None:
+    """kopf names a standalone operator after getpass.getuser(): a uid without an /etc/passwd entry
+    stops it with a KeyError at start."""
+    runtime = dockerfile.stage("runtime")
+    uid, _, gid = (dockerfile.last(runtime, "USER") or "").partition(":")
+    runs = " ".join(runtime.all("RUN"))
+    assert f"useradd --system --uid {uid} --gid {gid or uid}" in runs
+    assert f"groupadd --system --gid {gid or uid}" in runs
 
 
 def test_build_stage_uses_the_same_base_image(dockerfile: Dockerfile) -> None:

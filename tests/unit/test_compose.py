@@ -299,6 +299,15 @@ def test_seed_job_seeds_the_netbox_the_controllers_read() -> None:
     assert job.get("restart") == "no"
 
 
+def test_seed_job_reuses_the_argora_update_image() -> None:
+    """The job needs only the image's Python and the locked packages: argora-update's image has them,
+    a build of its own would build the same Dockerfile a sixth time."""
+    job = SERVICES[seed_job()]
+    assert "build" not in job
+    assert job["image"] == controller("update")["image"]
+    assert job.get("pull_policy") == "never", "the image is built by argora-update, in no registry"
+
+
 @pytest.mark.parametrize("name", CONTROLLERS)
 def test_controller_reads_the_token_the_seed_job_writes(name: str) -> None:
     svc = controller(name)
