@@ -21,13 +21,13 @@ from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.netbox import NetBox, NetBoxRejectedError, NetBoxWriteForbiddenError
 from argora_common.netbox_schema import DEVICES, IP_ADDRESSES, TAGS, IPAddress
 from argora_common.status import post_event
+from ipaddress_controller.chain import Key
 from ipaddress_controller.desired import (
     ANNOTATIONS,
     ORIGINAL_FINALIZER,
     SYNC_STATUS_ANNOTATION,
     AddressPlan,
     Handover,
-    Key,
     Plan,
     State,
     annotation_writers,

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from argora_common.kube import ARGORA_DOMAIN
 from argora_common.netbox_schema import Device, Interface, IPAddress, Prefix
+from ipaddress_controller.chain import Chain, Key, Unresolved, key_of, spec
 
 FIELD_MANAGER: Final = "argora-ipaddress"
 # The original operator's annotations, which users' tooling reads.
@@ -33,79 +34,11 @@ _CREATED_ON: Final = re.compile(r"on interface (\d+)$")
 # Releases of a pass up to this many never trip the release breaker: machines come and go in small numbers.
 RELEASE_BREAKER_MINIMUM: Final = 5
 
-type Key = tuple[str, str]  # (namespace, name) of an IPAddress
-
-
-def key_of(obj: Mapping[str, Any]) -> Key:
-    return obj["metadata"]["namespace"], obj["metadata"]["name"]
-
 
 class State(StrEnum):
     SYNCED = "Synced"
     PENDING = "Pending"  # the chain to a NetBox device is not complete yet: retried
     CONFLICT = "Conflict"  # NetBox holds the address elsewhere: nothing written
-
-
-@dataclass(frozen=True)
-class Chain:
-    """The NetBox device an IPAddress belongs to, by id when argora-ironcore labelled the BMC."""
-
-    device_id: int | None
-    device_name: str
-
-
-@dataclass(frozen=True)
-class Unresolved:
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """The Kubernetes objects between an IPAddress and its BMC, by key (servers and BMCs by name)."""
-
-    claims: Mapping[Key, Mapping[str, Any]]
-    server_claims: Mapping[Key, Mapping[str, Any]]
-    servers: Mapping[str, Mapping[str, Any]]
-    bmcs: Mapping[str, Mapping[str, Any]]
-
-
-def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("spec") or {}
-
-
-def _ref_name(obj: Mapping[str, Any], ref: str) -> str:
-    return str((_spec(obj).get(ref) or {}).get("name") or "")
-
-
-def resolve(address: Mapping[str, Any], cluster: Cluster, device_id_label: str) -> Chain | Unresolved:
-    """IPAddress → IPAddressClaim → its owner ServerClaim → Server → BMC → the NetBox device."""
-    namespace = address["metadata"]["namespace"]
-    claim_name = _ref_name(address, "claimRef")
-    claim = cluster.claims.get((namespace, claim_name))
-    if claim is None:
-        return Unresolved("ClaimNotFound", f"IPAddressClaim {namespace}/{claim_name} does not exist")
-    owners = claim["metadata"].get("ownerReferences") or []
-    server_claim_name = next((o["name"] for o in owners if o.get("kind") == "ServerClaim"), None)
-    if server_claim_name is None:
-        return Unresolved("NoServerClaim", f"IPAddressClaim {namespace}/{claim_name} is owned by no ServerClaim")
-    server_claim = cluster.server_claims.get((namespace, server_claim_name))
-    if server_claim is None:
-        return Unresolved("ServerClaimNotFound", f"ServerClaim {namespace}/{server_claim_name} does not exist")
-    server_name = _ref_name(server_claim, "serverRef")
-    if not server_name:
-        return Unresolved(
-            "ServerClaimNotBound", f"ServerClaim {namespace}/{server_claim_name} is bound to no Server yet"
-        )
-    server = cluster.servers.get(server_name)
-    if server is None:
-        return Unresolved("ServerNotFound", f"Server {server_name} does not exist")
-    bmc_name = _ref_name(server, "bmcRef")
-    if not bmc_name:
-        return Unresolved("NoBMC", f"Server {server_name} has no bmcRef")
-    bmc = cluster.bmcs.get(bmc_name) or {}
-    label = ((bmc.get("metadata") or {}).get("labels") or {}).get(device_id_label, "")
-    return Chain(int(label) if label.isdigit() else None, bmc_name)
 
 
 def target_interface(interfaces: Sequence[Interface], pattern: re.Pattern[str]) -> Interface | None:
@@ -152,8 +85,8 @@ def is_deleting(address: Mapping[str, Any]) -> bool:
 
 def cidr(address: Mapping[str, Any]) -> str:
     """An IPAddress's address with its mask, as NetBox stores it."""
-    spec = _spec(address)
-    return str(ipaddress.ip_interface(f"{spec.get('address')}/{spec.get('prefix')}"))
+    wanted = spec(address)
+    return str(ipaddress.ip_interface(f"{wanted.get('address')}/{wanted.get('prefix')}"))
 
 
 @dataclass

@@ -30,23 +30,18 @@ from argora_common.passes import Body, Log, PassRunner
 from argora_common.peering import LEASE
 from argora_common.status import post_event
 from ipaddress_controller.apply import Applier, ApplyResult, annotate_exactly
+from ipaddress_controller.chain import Chain, Cluster, Key, Unresolved, key_of, resolve
 from ipaddress_controller.desired import (
     ANNOTATIONS,
     ORIGINAL_FINALIZER,
     SYNC_STATUS_ANNOTATION,
-    Chain,
-    Cluster,
-    Key,
     NetBoxFacts,
     Plan,
     State,
-    Unresolved,
     cidr,
     host,
     is_deleting,
-    key_of,
     plan,
-    resolve,
 )
 from ipaddress_controller.settings import IPAddressSettings
 

@@ -9,20 +9,16 @@ from typing import Any
 import pytest
 
 from argora_common.netbox_schema import Device, Interface, IPAddress, Prefix
+from ipaddress_controller.chain import Chain, Cluster, Unresolved, key_of, resolve
 from ipaddress_controller.desired import (
     DEVICE_ID_ANNOTATION,
     INTERFACE_ID_ANNOTATION,
     ORIGINAL_FINALIZER,
-    Chain,
-    Cluster,
     NetBoxFacts,
     State,
-    Unresolved,
     description,
-    key_of,
     original_interface,
     plan,
-    resolve,
     target_interface,
 )
 
