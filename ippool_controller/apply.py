@@ -17,7 +17,8 @@ from argora_common.crds import IPPoolImportSpec, PrefixProblem
 from argora_common.kinds import GLOBAL_POOL
 from argora_common.kube import Kube, Owner, WriteOutcome, is_ignored
 from argora_common.prune import OwnedObject, decide_prune
-from ippool_controller.desired import IP_ADDRESS, DesiredPool, Plan, resolve
+from ippool_controller.desired import IP_ADDRESS, DesiredPool, Plan
+from ippool_controller.placement import resolve
 
 
 @dataclass

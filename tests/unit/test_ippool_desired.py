@@ -13,15 +13,14 @@ from argora_common.netbox_schema import Prefix, Ref, Site
 from argora_common.prefixes import PrefixSelection, ScopedPrefix, prefix_filters
 from ippool_controller.desired import (
     MAX_LAST_N_EXCLUDED,
-    AddressHolders,
     DesiredPool,
     UnusablePrefixError,
     exclusions,
     gateway,
     plan,
     pool_name,
-    resolve,
 )
+from ippool_controller.placement import AddressHolders, resolve
 
 OWNER = Owner("infra", "pools", "argora-ippool")
 REGION = Ref(id=1, slug="qa-de-1")
