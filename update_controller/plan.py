@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from argora_common.crds import DeviceProblem, UpdateSpec
 from argora_common.inventory import SelectedDevice
-from argora_common.netbox_schema import Interface, IPAddress, Ref
+from argora_common.netbox_schema import Device, Interface, IPAddress, Ref
 
 
 class Action(StrEnum):
@@ -53,6 +53,48 @@ class Plan:
     problems: list[DeviceProblem] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Rules:
+    """What an Update asks for, as the planners use it."""
+
+    spec: UpdateSpec
+    platform: Ref | None  # resolved from spec.platform
+
+    @property
+    def vendor_names(self) -> set[str]:
+        return {name.lower() for name in self.spec.bmc_interface_names}
+
+
+@dataclass
+class DeviceFacts:
+    """One device with its interfaces and their addresses, and what is planned for it so far."""
+
+    device: Device
+    interfaces: Sequence[Interface]
+    addresses: Mapping[int, Sequence[IPAddress]]  # by interface id
+    plan: DevicePlan
+    problems: list[DeviceProblem]
+
+    def change(
+        self,
+        action: Action,
+        object_id: int,
+        before: str,
+        after: str,
+        *,
+        value: int | str | None = None,
+        interface_id: int | None = None,
+    ) -> None:
+        self.plan.changes.append(
+            Change(action, self.device.id, self.plan.device, object_id, before, after, value, interface_id)
+        )
+
+    def problem(self, reason: str, message: str) -> None:
+        self.problems.append(
+            DeviceProblem(device=self.plan.device, device_id=self.device.id, reason=reason, message=message)
+        )
+
+
 def plan_updates(
     devices: Sequence[SelectedDevice],
     interfaces: Mapping[int, Sequence[Interface]],
@@ -62,81 +104,83 @@ def plan_updates(
 ) -> Plan:
     """`interfaces` by device id, `addresses` by interface id; `platform` resolved from spec.platform."""
     result = Plan()
-    vendor_names = {name.lower() for name in spec.bmc_interface_names}
+    rules = Rules(spec, platform)
     for selected in devices:
         device = selected.device
-        name = device.name or f"#{device.id}"
-        device_plan = DevicePlan(device.id, name)
-
-        def problem(reason: str, message: str, device_id: int = device.id, device_name: str = name) -> None:
-            result.problems.append(
-                DeviceProblem(device=device_name, device_id=device_id, reason=reason, message=message)
-            )
-
-        own = interfaces.get(device.id, [])
-        vendor_named = [iface for iface in own if iface.name.lower() in vendor_names]
-        holders = [iface for iface in own if iface.name == spec.target_interface_name]
-        bmc: Interface | None = None
-        if vendor_named and holders:
-            problem(
-                "TargetNameTaken", f"{vendor_named[0].name} not renamed: {spec.target_interface_name} exists already"
-            )
-        elif len(vendor_named) > 1:
-            problem("SeveralBMCInterfaces", f"not renamed: {', '.join(sorted(i.name for i in vendor_named))}")
-        elif vendor_named:
-            bmc = vendor_named[0]
-            device_plan.changes.append(
-                Change(
-                    Action.RENAME,
-                    device.id,
-                    name,
-                    bmc.id,
-                    bmc.name,
-                    spec.target_interface_name,
-                    spec.target_interface_name,
-                )
-            )
-        elif holders:
-            bmc = holders[0]
-        if spec.set_oob_ip and bmc is not None:
-            ips = addresses.get(bmc.id, [])
-            current = device.oob_ip.address if device.oob_ip else ""
-            if len(ips) == 1:
-                if device.oob_ip is None or device.oob_ip.id != ips[0].id:
-                    device_plan.changes.append(
-                        Change(Action.OOB_IP, device.id, name, device.id, current or "-", ips[0].address, ips[0].id)
-                    )
-            else:
-                found = ", ".join(sorted(ip.address for ip in ips)) or "none"
-                problem(
-                    "OOBIPNotSet", f"{len(ips)} IPs on {bmc.name} ({found}); the OOB IP is left at {current or '-'}"
-                )
-        elif spec.set_oob_ip and not vendor_named and not holders:
-            problem("NoBMCInterface", f"no interface named {spec.target_interface_name} or a vendor BMC name")
-        if platform is not None and (device.platform is None or device.platform.id != platform.id):
-            before = device.platform.slug or "" if device.platform else "-"
-            device_plan.changes.append(
-                Change(Action.PLATFORM, device.id, name, device.id, before, platform.slug or "", platform.id)
-            )
-        protected = {iface.id for iface in (*vendor_named, *holders)}
-        for iface in own:
-            if iface.id in protected or not any(iface.name.startswith(p) for p in spec.remove_interface_prefixes):
-                continue
-            for ip in addresses.get(iface.id, []):
-                device_plan.changes.append(
-                    Change(
-                        Action.IP_DELETED,
-                        device.id,
-                        name,
-                        ip.id,
-                        f"{ip.address} on {iface.name}",
-                        "-",
-                        interface_id=iface.id,
-                    )
-                )
-            device_plan.changes.append(
-                Change(Action.INTERFACE_DELETED, device.id, name, iface.id, iface.name, "-", interface_id=iface.id)
-            )
-        if device_plan.changes:
-            result.devices.append(device_plan)
+        facts = DeviceFacts(
+            device,
+            interfaces.get(device.id, []),
+            addresses,
+            DevicePlan(device.id, device.name or f"#{device.id}"),
+            result.problems,
+        )
+        bmc = plan_bmc_rename(facts, rules)
+        plan_oob_ip(facts, rules, bmc)
+        plan_platform(facts, rules)
+        plan_leftover_removal(facts, rules)
+        if facts.plan.changes:
+            result.devices.append(facts.plan)
     return result
+
+
+def vendor_named(facts: DeviceFacts, rules: Rules) -> list[Interface]:
+    return [iface for iface in facts.interfaces if iface.name.lower() in rules.vendor_names]
+
+
+def target_holders(facts: DeviceFacts, rules: Rules) -> list[Interface]:
+    return [iface for iface in facts.interfaces if iface.name == rules.spec.target_interface_name]
+
+
+def plan_bmc_rename(facts: DeviceFacts, rules: Rules) -> Interface | None:
+    """The rename of the single vendor-named BMC interface when nothing holds the target name; returns the
+    BMC interface (renamed or already named so), or None when there is none or it is ambiguous."""
+    target = rules.spec.target_interface_name
+    vendor, holders = vendor_named(facts, rules), target_holders(facts, rules)
+    if vendor and holders:
+        facts.problem("TargetNameTaken", f"{vendor[0].name} not renamed: {target} exists already")
+        return None
+    if len(vendor) > 1:
+        facts.problem("SeveralBMCInterfaces", f"not renamed: {', '.join(sorted(i.name for i in vendor))}")
+        return None
+    if vendor:
+        facts.change(Action.RENAME, vendor[0].id, vendor[0].name, target, value=target)
+        return vendor[0]
+    return holders[0] if holders else None
+
+
+def plan_oob_ip(facts: DeviceFacts, rules: Rules, bmc: Interface | None) -> None:
+    """The OOB IP from exactly one IP on the BMC interface."""
+    if not rules.spec.set_oob_ip:
+        return
+    if bmc is None:
+        if not vendor_named(facts, rules) and not target_holders(facts, rules):
+            facts.problem(
+                "NoBMCInterface", f"no interface named {rules.spec.target_interface_name} or a vendor BMC name"
+            )
+        return
+    device = facts.device
+    ips = facts.addresses.get(bmc.id, [])
+    current = device.oob_ip.address if device.oob_ip else ""
+    if len(ips) != 1:
+        found = ", ".join(sorted(ip.address for ip in ips)) or "none"
+        facts.problem("OOBIPNotSet", f"{len(ips)} IPs on {bmc.name} ({found}); the OOB IP is left at {current or '-'}")
+    elif device.oob_ip is None or device.oob_ip.id != ips[0].id:
+        facts.change(Action.OOB_IP, device.id, current or "-", ips[0].address, value=ips[0].id)
+
+
+def plan_platform(facts: DeviceFacts, rules: Rules) -> None:
+    platform, device = rules.platform, facts.device
+    if platform is not None and (device.platform is None or device.platform.id != platform.id):
+        before = device.platform.slug or "" if device.platform else "-"
+        facts.change(Action.PLATFORM, device.id, before, platform.slug or "", value=platform.id)
+
+
+def plan_leftover_removal(facts: DeviceFacts, rules: Rules) -> None:
+    """Interfaces with a prefix to remove (VMK leftovers) and their IPs; never the BMC interface."""
+    protected = {iface.id for iface in (*vendor_named(facts, rules), *target_holders(facts, rules))}
+    for iface in facts.interfaces:
+        if iface.id in protected or not any(iface.name.startswith(p) for p in rules.spec.remove_interface_prefixes):
+            continue
+        for ip in facts.addresses.get(iface.id, []):
+            facts.change(Action.IP_DELETED, ip.id, f"{ip.address} on {iface.name}", "-", interface_id=iface.id)
+        facts.change(Action.INTERFACE_DELETED, iface.id, iface.name, "-", interface_id=iface.id)

@@ -101,3 +101,24 @@ def test_platform_and_protected_bmc_interface() -> None:
     )
     # The BMC interface matches the prefix "i" but is never planned for deletion.
     assert [c.action for d in result.devices for c in d.changes] == [Action.RENAME, Action.PLATFORM]
+
+
+def test_no_bmc_interface_is_reported_and_leftovers_still_go() -> None:
+    result = plan_updates([device(1)], {1: [iface(11, 1, "vmk1"), iface(12, 1, "eth0")]}, {}, SPEC, None)
+    assert [(p.reason, p.device) for p in result.problems] == [("NoBMCInterface", "node1")]
+    assert actions(result) == [("interface_deleted", 11, "vmk1", "-")]
+
+
+def test_the_bmc_interface_is_never_removed_even_with_a_leftover_prefix() -> None:
+    spec = UpdateSpec.model_validate({"clusters": [{"name": "c"}], "removeInterfacePrefixes": ["remote", "vmk"]})
+    result = plan_updates(
+        [device(1, oob_ip_id=100)],
+        {1: [iface(10, 1, "remoteboard"), iface(11, 1, "vmk0")]},
+        {10: [ip(100, 10, "10.0.0.1/24")]},
+        spec,
+        None,
+    )
+    assert result.problems == []
+    assert actions(result) == [("interface_deleted", 11, "vmk0", "-")]
+    (planned,) = result.devices
+    assert [change.interface_id for change in planned.deletions] == [11]
