@@ -61,10 +61,7 @@ bench: venv tools
 ## and the API server behind Toxiproxy and the HTTP fault layer; prints the table of what Argora survives
 ## and, when every scenario passed, writes it into docs/reports/faults.md.
 faults: venv tools
-<<<<<<< HEAD
 	ARGORA_FAULTS_REPORT=docs/reports/faults.md $(VENV)/bin/pytest -q -ra tests/faults -m "faults or not faults"
-=======
-	$(VENV)/bin/pytest -q -ra tests/faults -m "faults or not faults"
 
 ## Not part of `make test`: the five controller images argora-<name>:$(IMAGE_TAG), from the Dockerfile, with
 ## buildah (no daemon needed; --isolation chroot) or else docker. BASE=… builds from another base than the
@@ -87,4 +84,3 @@ images:
 		$$build --target "$$name" --build-arg CONTROLLER="$$name" --build-arg VERSION=$(IMAGE_VERSION) \
 			$(if $(BASE),--build-arg BASE=$(BASE)) $(IMAGE_BUILD_FLAGS) -t "argora-$$name:$(IMAGE_TAG)" . || exit 1; \
 	done
->>>>>>> images
