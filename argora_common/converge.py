@@ -25,6 +25,7 @@ from argora_common.kube import (
 from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.names import assign_names
 from argora_common.netbox_schema import Device
+from argora_common.prune import OwnedObject, PruneDecision, decide_prune
 
 
 @dataclass
@@ -148,6 +149,71 @@ def in_parallel[T](items: Iterable[T], work: Callable[[T], object], limit: int) 
             pass
     if failures:
         raise failures[0]
+
+
+@dataclass
+class DesiredObjects:
+    """What one NetBox device should become: the name of its objects and its credentials Secret; each
+    controller adds the object it registers the machine with."""
+
+    device_id: int
+    device_name: str
+    name: str
+    secret: dict[str, Any]
+
+
+class DeviceConverger[Result: ConvergeResult]:
+    """What converging the objects of many devices shares: the writes counted, the devices side by side,
+    and the labels by which the original operator's objects name their NetBox device (adoption)."""
+
+    def __init__(self, kube: Kube, owner: Owner, label_prefix: str, result: Result) -> None:
+        self.kube = kube
+        self.owner = owner
+        self.device_id_label = f"{label_prefix}/device-id"
+        self.identity_labels = (f"{label_prefix}/name", f"{label_prefix}/cluster")
+        self.result = result
+
+    def each_device[Desired: DesiredObjects](
+        self, devices: Sequence[Desired], converge: Callable[[Desired], None]
+    ) -> None:
+        """`converge` for each device, up to the writes in flight at once; the API server refusing one
+        device's object is that device's failure, the others go on."""
+
+        def one(desired: Desired) -> None:
+            with self.result.refusal_reported(desired.device_name, desired.device_id, desired.name):
+                converge(desired)
+
+        in_parallel(devices, one, self.kube.writes_in_flight)
+
+    def write(self, kind: Kind, body: Mapping[str, Any], live: Mapping[str, Any] | None) -> WriteOutcome:
+        return write_counted(self.kube, kind, body, live)
+
+    def prune_decision(
+        self,
+        owned_live: Iterable[tuple[Kind, Mapping[str, Mapping[str, Any]]]],
+        devices: Sequence[DesiredObjects],
+        selected_device_ids: set[int],
+        *,
+        enabled: bool,
+        disabled_reason: str,
+        cap: int | None,
+    ) -> PruneDecision:
+        """Which of our live objects (of each kind in `owned_live`) a prune may delete this pass."""
+        owned = [
+            OwnedObject.of(kind, obj, self.device_id_label)
+            for kind, objects in owned_live
+            for obj in objects.values()
+            if self.owner.owns(obj)
+        ]
+        return decide_prune(
+            owned,
+            desired_names={device.name for device in devices},
+            selected_device_ids=selected_device_ids,
+            named_device_ids={device.device_id for device in devices},
+            enabled=enabled,
+            disabled_reason=disabled_reason,
+            cap=cap,
+        )
 
 
 def write_counted(kube: Kube, kind: Kind, body: Mapping[str, Any], live: Mapping[str, Any] | None) -> WriteOutcome:

@@ -10,17 +10,17 @@ from typing import Any
 
 from argora_common.converge import (
     ConvergeResult,
+    DeviceConverger,
     adoptable,
     delete_counted,
     device_outcome,
     in_parallel,
     taken_by_another,
-    write_counted,
 )
 from argora_common.crds import ClusterImportSpec, DeviceProblem
 from argora_common.kinds import BMC, BMC_SECRET
-from argora_common.kube import Kind, Kube, Owner, WriteOutcome, is_ignored
-from argora_common.prune import OwnedObject, decide_prune, default_cap
+from argora_common.kube import Kube, Owner, WriteOutcome, is_ignored
+from argora_common.prune import default_cap
 from ironcore_controller.desired import DesiredDevice, Plan
 
 type ObjectKey = tuple[str, str]  # (kind, name)
@@ -49,17 +49,12 @@ def _with_access(bmc: Mapping[str, Any], access: Mapping[str, Any]) -> dict[str,
     return kept
 
 
-class Converger:
+class Converger(DeviceConverger[ApplyResult]):
     """One pass over one ClusterImport's objects."""
 
     def __init__(self, kube: Kube, owner: Owner, spec: ClusterImportSpec, label_prefix: str) -> None:
-        self.kube = kube
-        self.owner = owner
+        super().__init__(kube, owner, label_prefix, ApplyResult())
         self.spec = spec
-        self.device_id_label = f"{label_prefix}/device-id"
-        # The labels by which the original Argora operator's objects name their NetBox device.
-        self.identity_labels = (f"{label_prefix}/name", f"{label_prefix}/cluster")
-        self.result = ApplyResult()
         # BMCs Recreate may still delete this pass: as many as the prune cap allows (a bulk OOB-IP change in
         # NetBox must not delete every BMC at once). Set per pass from the owned objects.
         self._recreates_left = 0
@@ -72,18 +67,14 @@ class Converger:
         cap = self.spec.max_prune_per_pass
         self._recreates_left = default_cap(owned_count) if cap is None else cap
 
-        def converge_device(desired: DesiredDevice) -> None:
-            with self.result.refusal_reported(desired.device_name, desired.device_id, desired.name):
-                self._converge_device(
-                    desired, live[BMC.kind].get(desired.name), live[BMC_SECRET.kind].get(desired.name)
-                )
-
-        in_parallel(plan.devices, converge_device, self.kube.writes_in_flight)
+        self.each_device(
+            plan.devices,
+            lambda desired: self._converge_device(
+                desired, live[BMC.kind].get(desired.name), live[BMC_SECRET.kind].get(desired.name)
+            ),
+        )
         self._prune(plan, live)
         return self.result
-
-    def _write(self, kind: Kind, body: dict[str, Any], live: dict[str, Any] | None) -> WriteOutcome:
-        return write_counted(self.kube, kind, body, live)
 
     def _converge_device(
         self, desired: DesiredDevice, live_bmc: dict[str, Any] | None, live_secret: dict[str, Any] | None
@@ -100,11 +91,11 @@ class Converger:
         outcomes: list[WriteOutcome] = []
         if not is_ignored(live_secret):
             self.result.desired[(BMC_SECRET.kind, desired.name)] = desired.secret
-            outcomes.append(self._write(BMC_SECRET, desired.secret, live_secret))
+            outcomes.append(self.write(BMC_SECRET, desired.secret, live_secret))
         bmc, live_bmc = self._bmc_after_drift(desired, live_bmc)
         if bmc is not None:
             self.result.desired[(BMC.kind, desired.name)] = bmc
-            outcomes.append(self._write(BMC, bmc, live_bmc))
+            outcomes.append(self.write(BMC, bmc, live_bmc))
         self.result.count(desired.name, device_outcome(outcomes), adopted=any(adopt.values()))
 
     def _bmc_after_drift(
@@ -149,17 +140,10 @@ class Converger:
             return True
 
     def _prune(self, plan: Plan, live: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
-        owned = [
-            OwnedObject.of(kind, obj, self.device_id_label)
-            for kind in (BMC, BMC_SECRET)
-            for obj in live[kind.kind].values()
-            if self.owner.owns(obj)
-        ]
-        decision = decide_prune(
-            owned,
-            desired_names={device.name for device in plan.devices},
-            selected_device_ids=plan.selected_device_ids,
-            named_device_ids={device.device_id for device in plan.devices},
+        decision = self.prune_decision(
+            [(kind, live[kind.kind]) for kind in (BMC, BMC_SECRET)],
+            plan.devices,
+            plan.selected_device_ids,
             enabled=self.spec.prune and not plan.prune_blocked,
             disabled_reason=plan.prune_blocked or "pruning is off (spec.prune: false)",
             cap=self.spec.max_prune_per_pass,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from argora_common.bmc import BMCAccess, DeviceSkippedError, bmc_access, device_name_labels, topology_labels
+from argora_common.converge import DesiredObjects
 from argora_common.credentials import BMCCredentials, CredentialsProblem
 from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.kube import (
@@ -26,12 +27,8 @@ FIELD_MANAGER: Final = "argora-ironcore"
 
 
 @dataclass
-class DesiredDevice:
-    device_id: int
-    device_name: str
-    name: str
+class DesiredDevice(DesiredObjects):
     bmc: dict[str, Any]
-    secret: dict[str, Any]
 
 
 @dataclass
@@ -137,5 +134,7 @@ def plan(
         cluster = clusters.get(device.cluster.id) if device.cluster else None
         labels = {**device_labels(usable.selected, cluster, inventory, settings), **owner.labels()}
         bmc, secret = desired_objects(usable.name, usable.selected, access, labels, usable.credentials, settings)
-        result.devices.append(DesiredDevice(device.id, device.name or "", usable.name, bmc, secret))
+        result.devices.append(
+            DesiredDevice(device_id=device.id, device_name=device.name or "", name=usable.name, secret=secret, bmc=bmc)
+        )
     return screening.finish(result)

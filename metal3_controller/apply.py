@@ -8,17 +8,15 @@ from typing import Any
 
 from argora_common.converge import (
     ConvergeResult,
+    DeviceConverger,
     adoptable,
     delete_counted,
     device_outcome,
-    in_parallel,
     taken_by_another,
     unowned,
-    write_counted,
 )
 from argora_common.crds import DeviceProblem
-from argora_common.kube import SECRET, Kind, Kube, Owner, WriteOutcome, is_ignored
-from argora_common.prune import OwnedObject, decide_prune
+from argora_common.kube import SECRET, Kube, Owner, WriteOutcome, is_ignored
 from metal3_controller.desired import (
     BARE_METAL_HOST,
     DesiredHost,
@@ -42,17 +40,14 @@ def references(host: Mapping[str, Any] | None, secret_name: str) -> bool:
     return secret_name in ((spec.get("bmc") or {}).get("credentialsName"), (spec.get("networkData") or {}).get("name"))
 
 
-class Converger:
+class Converger(DeviceConverger[ConvergeResult]):
+    """One pass over one Cluster's hosts and Secrets."""
+
     def __init__(
         self, kube: Kube, owner: Owner, label_prefix: str, *, keep_certificate_verification: bool = True
     ) -> None:
-        self.kube = kube
-        self.owner = owner
-        self.device_id_label = f"{label_prefix}/device-id"
-        # The labels by which the original Argora operator's hosts name their NetBox device.
-        self.identity_labels = (f"{label_prefix}/name", f"{label_prefix}/cluster")
+        super().__init__(kube, owner, label_prefix, ConvergeResult())
         self.keep_certificate_verification = keep_certificate_verification
-        self.result = ConvergeResult()
         self.live_secrets: Mapping[str, dict[str, Any]] = {}
 
     def converge(self, plan: Plan, prune: PrunePolicy) -> ConvergeResult:
@@ -69,20 +64,16 @@ class Converger:
         }
         self.live_secrets = live[SECRET.kind]
 
-        def converge_host(desired: DesiredHost) -> None:
-            with self.result.refusal_reported(desired.device_name, desired.device_id, desired.name):
-                self._converge_host(
-                    desired,
-                    live[BARE_METAL_HOST.kind].get(desired.name),
-                    live[SECRET.kind].get(desired.secret["metadata"]["name"]),
-                )
-
-        in_parallel(plan.hosts, converge_host, self.kube.writes_in_flight)
+        self.each_device(
+            plan.hosts,
+            lambda desired: self._converge_host(
+                desired,
+                live[BARE_METAL_HOST.kind].get(desired.name),
+                live[SECRET.kind].get(desired.secret["metadata"]["name"]),
+            ),
+        )
         self._prune(plan, prune, live)
         return self.result
-
-    def _write(self, kind: Kind, body: Mapping[str, Any], live: Mapping[str, Any] | None) -> WriteOutcome:
-        return write_counted(self.kube, kind, body, live)
 
     def _converge_host(
         self, desired: DesiredHost, live_host: dict[str, Any] | None, live_secret: dict[str, Any] | None
@@ -104,12 +95,12 @@ class Converger:
         # Server-side apply of our fields only: Metal3's own label, owner reference and finalizer on
         # the Secret stay as they are.
         if not is_ignored(live_secret):
-            outcomes.append(self._write(SECRET, desired.secret, live_secret))
+            outcomes.append(self.write(SECRET, desired.secret, live_secret))
         if desired.network_secret is not None:
             live_network = self.live_secrets.get(desired.network_secret["metadata"]["name"])
             adopt["network"] = adopt_secret(live_network)
             if live_network is None or self.owner.owns(live_network) or adopt["network"]:
-                outcomes.append(self._write(SECRET, desired.network_secret, live_network))
+                outcomes.append(self.write(SECRET, desired.network_secret, live_network))
         host = desired.host
         if live_host is not None:
             drift = registration_drift(host, live_host)
@@ -126,21 +117,15 @@ class Converger:
                     )
                 )
             host = keep_registered(host, live_host, keep_certificate_verification=self.keep_certificate_verification)
-        outcomes.append(self._write(BARE_METAL_HOST, host, live_host))
+        outcomes.append(self.write(BARE_METAL_HOST, host, live_host))
         self.result.count(desired.name, device_outcome(outcomes), adopted=any(adopt.values()))
 
     def _prune(self, plan: Plan, prune: PrunePolicy, live: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
         # Hosts decide; a host's Secret goes with it (Metal3 releases its finalizer once the host is gone).
-        owned = [
-            OwnedObject.of(BARE_METAL_HOST, obj, self.device_id_label)
-            for obj in live[BARE_METAL_HOST.kind].values()
-            if self.owner.owns(obj)
-        ]
-        decision = decide_prune(
-            owned,
-            desired_names={host.name for host in plan.hosts},
-            selected_device_ids=plan.selected_device_ids,
-            named_device_ids={host.device_id for host in plan.hosts},
+        decision = self.prune_decision(
+            [(BARE_METAL_HOST, live[BARE_METAL_HOST.kind])],
+            plan.hosts,
+            plan.selected_device_ids,
             enabled=prune.enabled,
             disabled_reason='deprovisioning is destructive: set argora.cloud.sap/prune: "true" to delete hosts',
             cap=prune.cap,

@@ -10,6 +10,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from argora_common.bmc import device_name_labels, topology_labels
+from argora_common.converge import DesiredObjects
 from argora_common.crds import ClusterSelector
 from argora_common.credentials import BMCCredentials, CredentialsProblem
 from argora_common.inventory import AmbiguousMACError, BootInterfaces, Inventory, interface_mac
@@ -70,12 +71,8 @@ def is_paused(cluster: Mapping[str, Any]) -> bool:
 
 
 @dataclass
-class DesiredHost:
-    device_id: int
-    device_name: str
-    name: str
+class DesiredHost(DesiredObjects):
     host: dict[str, Any]
-    secret: dict[str, Any]
     network_secret: dict[str, Any] | None = None
 
 
@@ -182,7 +179,16 @@ def plan(
             }
             spec["networkData"] = {"name": network_secret_name(name), "namespace": namespace}
         host = {"metadata": {"name": name, "namespace": namespace, "labels": labels}, "spec": spec}
-        result.hosts.append(DesiredHost(device.id, device.name or "", name, host, secret, network_secret))
+        result.hosts.append(
+            DesiredHost(
+                device_id=device.id,
+                device_name=device.name or "",
+                name=name,
+                secret=secret,
+                host=host,
+                network_secret=network_secret,
+            )
+        )
     return screening.finish(result)
 
 
