@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from argora_common.bmc import DeviceNote
+
 type Key = tuple[str, str]  # (namespace, name) of an IPAddress
 
 
@@ -23,10 +25,8 @@ class Chain:
     device_name: str
 
 
-@dataclass(frozen=True)
-class Unresolved:
-    reason: str
-    message: str
+class Unresolved(DeviceNote):
+    """Why the chain from an IPAddress to its device is not complete (yet)."""
 
 
 @dataclass(frozen=True)
