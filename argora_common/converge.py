@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +23,7 @@ from argora_common.kube import (
 from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.names import assign_names
 from argora_common.netbox_schema import Device
+from argora_common.parallel import in_parallel
 from argora_common.prune import OwnedObject, PruneDecision, decide_prune
 
 
@@ -124,33 +123,6 @@ def taken_by_another(owner: Owner, kind: Kind, live: Mapping[str, Any] | None, *
     return f"{kind.kind} {live['metadata']['name']} exists and is not managed by {owner.manager} for {owner.name}"
 
 
-def in_parallel[T](items: Iterable[T], work: Callable[[T], object], limit: int) -> None:
-    """`work` on every item, at most `limit` at once (the devices of a pass are independent). The first
-    exception stops further items; those under way finish, then it is raised, as a loop would have."""
-    todo = list(items)
-    if limit <= 1 or len(todo) <= 1:
-        for item in todo:
-            work(item)
-        return
-    failures: list[BaseException] = []
-    stop = threading.Event()
-
-    def guarded(item: T) -> None:
-        if stop.is_set():
-            return
-        try:
-            work(item)
-        except BaseException as error:
-            stop.set()
-            failures.append(error)
-
-    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="argora-write") as pool:
-        for _ in pool.map(guarded, todo):
-            pass
-    if failures:
-        raise failures[0]
-
-
 @dataclass
 class DesiredObjects:
     """What one NetBox device should become: the name of its objects and its credentials Secret; each
@@ -183,7 +155,7 @@ class DeviceConverger[Result: ConvergeResult]:
             with self.result.refusal_reported(desired.device_name, desired.device_id, desired.name):
                 converge(desired)
 
-        in_parallel(devices, one, self.kube.writes_in_flight)
+        in_parallel(one, devices, self.kube.writes_in_flight, name="argora-write")
 
     def write(self, kind: Kind, body: Mapping[str, Any], live: Mapping[str, Any] | None) -> WriteOutcome:
         return write_counted(self.kube, kind, body, live)

@@ -14,12 +14,12 @@ from argora_common.converge import (
     adoptable,
     delete_counted,
     device_outcome,
-    in_parallel,
     taken_by_another,
 )
 from argora_common.crds import ClusterImportSpec, DeviceProblem
 from argora_common.kinds import BMC, BMC_SECRET
 from argora_common.kube import Kube, Owner, WriteOutcome, is_ignored
+from argora_common.parallel import in_parallel
 from argora_common.prune import default_cap
 from ironcore_controller.desired import DesiredDevice, Plan
 
@@ -152,9 +152,10 @@ class Converger(DeviceConverger[ApplyResult]):
             self.result.desired.pop((obj.kind.kind, obj.name), None)
             self.result.pruned.append(str(obj))
         in_parallel(
-            decision.delete,
             lambda obj: delete_counted(self.kube, obj.kind, obj.name, uid=obj.uid),
+            decision.delete,
             self.kube.writes_in_flight,
+            name="argora-write",
         )
         self.result.held_back = [str(obj) for obj in decision.held_back]
         self.result.held_back_reason = decision.reason

@@ -10,7 +10,7 @@ proves against a real NetBox that every one of them narrows the result.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 from urllib.parse import quote
 
@@ -19,6 +19,7 @@ from pynetbox.core.query import Request
 
 from argora_common.netbox.session import NetBoxConnection
 from argora_common.netbox_schema import Endpoint
+from argora_common.parallel import in_parallel
 
 # Room for the path, the other query parameters and `fields=` inside gunicorn's 4094-byte request line.
 ID_FILTER_BUDGET: Final = 2800
@@ -79,17 +80,9 @@ class NetBoxReads(NetBoxConnection):
         return [record for page in pages for record in page]
 
     def in_parallel[T, R](self, read: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """`read` of every item, in order, run side by side; the requests they send are bounded by
-        ARGORA_NETBOX_READS_IN_FLIGHT however many passes read at once. The first failure is raised once
-        the reads under way are done."""
-        if len(items) <= 1 or self.reads_in_flight <= 1:
-            return [read(item) for item in items]
-        with ThreadPoolExecutor(max_workers=self.reads_in_flight, thread_name_prefix="argora-netbox") as pool:
-            futures = [pool.submit(read, item) for item in items]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            for future in futures:
-                future.cancel()
-        return [future.result() for future in futures]
+        """`read` of every item, in order, side by side; the requests they send are bounded by
+        ARGORA_NETBOX_READS_IN_FLIGHT however many passes read at once."""
+        return in_parallel(read, items, self.reads_in_flight, name="argora-netbox")
 
     def both[A, B](self, first: Callable[[], A], second: Callable[[], B]) -> tuple[A, B]:
         """Two independent reads side by side (their requests bounded like `in_parallel`'s)."""

@@ -15,7 +15,6 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from argora_common.converge import in_parallel
 from argora_common.crds import ClusterSelector
 from argora_common.inventory import by_site_is_cheaper, cluster_id_chunks, read_selection
 from argora_common.kinds import BMC
@@ -23,6 +22,7 @@ from argora_common.kube import MANAGED_BY_LABEL, Kube
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import CLUSTERS, DEVICES, Cluster, Device, Endpoint, Site
 from argora_common.operator import PerObjectLinesAtDebug
+from argora_common.parallel import in_parallel
 from argora_common.watch import EventWorker, WatchGoneError, WatchIndex
 
 
@@ -40,7 +40,7 @@ def test_parallel_work_stays_within_its_bound_and_does_every_item() -> None:
             running -= 1
             done.append(item)
 
-    in_parallel(range(40), work, 4)
+    in_parallel(work, range(40), 4)
     assert sorted(done) == list(range(40))
     assert most <= 4
 
@@ -55,7 +55,7 @@ def test_the_first_failure_stops_further_work_and_is_raised() -> None:
         time.sleep(0.05)
 
     with pytest.raises(RuntimeError, match="unavailable"):
-        in_parallel(range(100), work, 2)
+        in_parallel(work, range(100), 2)
     assert len(started) < 10
 
 
