@@ -24,7 +24,7 @@ from argora_common.crds import DeviceProblem
 from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.netbox import NetBox, NetBoxError
 from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, Endpoint, Ref
-from update_controller.plan import Action, Change, DevicePlan, Plan
+from update_controller.plan import Action, Correction, DevicePlan, Plan
 
 DEVICE_FIELDS = {Action.OOB_IP: "oob_ip", Action.PLATFORM: "platform"}
 
@@ -64,9 +64,9 @@ RECHECK_IPS: Final = Endpoint(
 
 @dataclass
 class ApplyResult:
-    applied: list[Change] = field(default_factory=list)
+    applied: list[Correction] = field(default_factory=list)
     failed: list[DeviceProblem] = field(default_factory=list)
-    held_back: list[Change] = field(default_factory=list)
+    held_back: list[Correction] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class InterfaceDeletion:
 
     device: DevicePlan
     interface_id: int
-    changes: list[Change]
+    changes: list[Correction]
 
     @property
     def ip_ids(self) -> set[int]:
@@ -91,7 +91,7 @@ def interface_deletions(devices: Iterable[DevicePlan]) -> list[InterfaceDeletion
     """The planned deletes grouped by interface, in plan order."""
     groups: list[InterfaceDeletion] = []
     for device in devices:
-        by_interface: dict[int, list[Change]] = {}
+        by_interface: dict[int, list[Correction]] = {}
         for change in device.deletions:
             assert change.interface_id is not None
             by_interface.setdefault(change.interface_id, []).append(change)
@@ -140,7 +140,7 @@ class Applier:
                 self._record(change)
 
     def _set_device_fields(self, devices: Sequence[DevicePlan]) -> None:
-        writes: list[tuple[DevicePlan, list[Change]]] = []
+        writes: list[tuple[DevicePlan, list[Correction]]] = []
         for device in self._live(devices):
             changes = [c for c in device.changes if c.action in DEVICE_FIELDS]
             if changes:
@@ -256,7 +256,7 @@ class Applier:
         return passed
 
     def _update(
-        self, endpoint: Endpoint[Any], items: list[dict[str, Any]], changes: Mapping[int, Sequence[Change]]
+        self, endpoint: Endpoint[Any], items: list[dict[str, Any]], changes: Mapping[int, Sequence[Correction]]
     ) -> Mapping[int, str]:
         """PATCH `items`; `changes` by the id of the object each item writes."""
         if self.dry_run or not items:
@@ -264,7 +264,7 @@ class Applier:
         return self._written(changes, lambda: self.netbox.update_many(endpoint, items))
 
     def _remove(
-        self, endpoint: Endpoint[Any], changes: Mapping[int, Sequence[Change]], versions: Mapping[int, str]
+        self, endpoint: Endpoint[Any], changes: Mapping[int, Sequence[Correction]], versions: Mapping[int, str]
     ) -> Mapping[int, str]:
         """DELETE the objects `changes` name (by id), each only while NetBox has it in its `versions`."""
         if self.dry_run or not changes:
@@ -272,7 +272,7 @@ class Applier:
         return self._written(changes, lambda: self.netbox.delete_many(endpoint, sorted(changes), versions))
 
     def _written(
-        self, changes: Mapping[int, Sequence[Change]], write: Callable[[], Mapping[int, str]]
+        self, changes: Mapping[int, Sequence[Correction]], write: Callable[[], Mapping[int, str]]
     ) -> Mapping[int, str]:
         try:
             return write()
@@ -293,7 +293,7 @@ class Applier:
             DeviceProblem(device=device.device, device_id=device.device_id, reason="Rejected", message=message)
         )
 
-    def _record(self, change: Change) -> None:
+    def _record(self, change: Correction) -> None:
         self.result.applied.append(change)
         if not self.dry_run:
             kind = "delete" if change.action in {Action.IP_DELETED, Action.INTERFACE_DELETED} else "update"

@@ -25,7 +25,7 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True)
-class Change:
+class Correction:
     action: Action
     device_id: int
     device: str
@@ -40,10 +40,10 @@ class Change:
 class DevicePlan:
     device_id: int
     device: str
-    changes: list[Change] = field(default_factory=list)
+    changes: list[Correction] = field(default_factory=list)
 
     @property
-    def deletions(self) -> list[Change]:
+    def deletions(self) -> list[Correction]:
         return [c for c in self.changes if c.action in {Action.IP_DELETED, Action.INTERFACE_DELETED}]
 
 
@@ -86,7 +86,7 @@ class DeviceFacts:
         interface_id: int | None = None,
     ) -> None:
         self.plan.changes.append(
-            Change(action, self.device.id, self.plan.device, object_id, before, after, value, interface_id)
+            Correction(action, self.device.id, self.plan.device, object_id, before, after, value, interface_id)
         )
 
     def problem(self, reason: str, message: str) -> None:

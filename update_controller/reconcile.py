@@ -15,8 +15,7 @@ from typing import Final
 from argora_common import crds
 from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, Interest
 from argora_common.changes import Ref as NetBoxRef
-from argora_common.crds import MAX_PROBLEMS, UpdateCounts, UpdateSpec, UpdateStatus
-from argora_common.crds import Change as StatusChange
+from argora_common.crds import MAX_PROBLEMS, Change, UpdateCounts, UpdateSpec, UpdateStatus
 from argora_common.errors import BadInputError, Decision
 from argora_common.inventory import Selection, read_selection, selection_refs
 from argora_common.kube import Kube, argora_kind
@@ -36,7 +35,7 @@ from argora_common.status import (
     write_status,
 )
 from update_controller.apply import Applier, ApplyResult
-from update_controller.plan import Action, Change, Plan, plan_updates
+from update_controller.plan import Action, Correction, Plan, plan_updates
 
 UPDATE: Final = argora_kind(crds.UPDATE)
 INTEREST: Final = Interest(frozenset({CLUSTER, DEVICE, INTERFACE, IP_ADDRESS}), everyone=frozenset({CLUSTER}))
@@ -51,7 +50,7 @@ EVENT_REASONS: Final = {
 }
 
 
-def count(changes: list[Change]) -> UpdateCounts:
+def count(changes: list[Correction]) -> UpdateCounts:
     by_action = Counter(change.action for change in changes)
     return UpdateCounts(
         rename=by_action[Action.RENAME],
@@ -194,7 +193,7 @@ def update_status(body: Body, devices: int, the_plan: Plan, result: ApplyResult,
     applied = [] if spec.dry_run else result.applied
     shown = planned if spec.dry_run else result.applied
     changes = [
-        StatusChange(device=c.device, action=c.action.value, before=c.before, after=c.after, applied=not spec.dry_run)
+        Change(device=c.device, action=c.action.value, before=c.before, after=c.after, applied=not spec.dry_run)
         for c in shown[-MAX_PROBLEMS:]
     ]
     problems = sorted([*the_plan.problems, *result.failed], key=lambda p: (p.device, p.reason))

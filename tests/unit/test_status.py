@@ -24,7 +24,7 @@ from ironcore_controller.reconcile import CLUSTER_IMPORT, WORDS, Facts, ImportSt
 from ironcore_controller.settings import IroncoreSettings
 from tests.unit.memory_kube import MemoryKube
 from update_controller import apply as update_apply
-from update_controller.plan import Action, Change, DevicePlan
+from update_controller.plan import Action, Correction, DevicePlan
 from update_controller.plan import Plan as UpdatePlan
 from update_controller.reconcile import update_events, update_status
 
@@ -235,8 +235,8 @@ def test_a_pass_that_changed_nothing_posts_no_event() -> None:
 UPDATE_BODY = {"metadata": {"namespace": "metal", "name": "fix-bmcs", "generation": 2}}
 
 
-def change(action: Action, device_id: int, object_id: int) -> Change:
-    return Change(action, device_id, f"node{device_id}", object_id, before="b", after="a", interface_id=object_id)
+def change(action: Action, device_id: int, object_id: int) -> Correction:
+    return Correction(action, device_id, f"node{device_id}", object_id, before="b", after="a", interface_id=object_id)
 
 
 RENAME_1, RENAME_2 = change(Action.RENAME, 1, 11), change(Action.RENAME, 2, 12)

@@ -19,22 +19,24 @@ from update_controller.apply import (
     CheckedIP,
     interface_deletions,
 )
-from update_controller.plan import Action, Change, DevicePlan, Plan
+from update_controller.plan import Action, Correction, DevicePlan, Plan
 from update_controller.reconcile import Interrupted, Planned, interrupted_status
 
 
 def device(device_id: int, vmks: list[int]) -> DevicePlan:
     """A device with a rename and VMK interfaces carrying `vmks[i]` IPs each."""
     name = f"d{device_id}"
-    plan = DevicePlan(device_id, name, [Change(Action.RENAME, device_id, name, device_id * 100, "iDRAC", "rb", "rb")])
+    plan = DevicePlan(
+        device_id, name, [Correction(Action.RENAME, device_id, name, device_id * 100, "iDRAC", "rb", "rb")]
+    )
     for n, ips in enumerate(vmks):
         interface = device_id * 100 + n + 1
         for ip in range(ips):
             plan.changes.append(
-                Change(Action.IP_DELETED, device_id, name, interface * 10 + ip, "ip", "-", interface_id=interface)
+                Correction(Action.IP_DELETED, device_id, name, interface * 10 + ip, "ip", "-", interface_id=interface)
             )
         plan.changes.append(
-            Change(Action.INTERFACE_DELETED, device_id, name, interface, "vmk", "-", interface_id=interface)
+            Correction(Action.INTERFACE_DELETED, device_id, name, interface, "vmk", "-", interface_id=interface)
         )
     return plan
 
