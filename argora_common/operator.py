@@ -24,7 +24,7 @@ from urllib3.exceptions import HTTPError
 
 from argora_common.apiserver import load_api_client
 from argora_common.changes import ChangeFeed, Interest
-from argora_common.crds import GROUP
+from argora_common.identity import Identity
 from argora_common.kube import SYNC_ANNOTATION, Kind, Kube
 from argora_common.metrics import serve_metrics
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError, NetBoxUnavailableError
@@ -45,7 +45,7 @@ NAMESPACED_PEERING = Kind("kopf.dev", "v1", "KopfPeering", "kopfpeerings", names
 class Controller:
     """What distinguishes one operator from the others."""
 
-    name: str  # short name: ironcore, metal3, update, ippool, ipaddress
+    identity: Identity
     description: str
     # Registers the controller's handlers once its settings are known (the resync timer needs them).
     register: Callable[[kopf.OperatorRegistry, Any, NetBox], None]
@@ -54,17 +54,20 @@ class Controller:
     interest: Interest | None = None
 
     @property
+    def name(self) -> str:
+        return self.identity.name
+
+    @property
     def program(self) -> str:
-        return f"argora-{self.name}"
+        return self.identity.program
 
     @property
     def prefix(self) -> str:
-        """Annotation/finalizer domain of this controller, e.g. `ironcore.argora.cloud.sap`."""
-        return f"{self.name}.{GROUP}"
+        return self.identity.prefix
 
     @property
     def field_manager(self) -> str:
-        return self.program
+        return self.identity.field_manager
 
 
 def register_sync(registry: kopf.OperatorRegistry, resource: Kind, passes: PassRunner[Any, Any, Any]) -> None:

@@ -2,12 +2,13 @@
 
 from collections.abc import Sequence
 
+from argora_common.identity import ARGORA_IPADDRESS
 from argora_common.operator import Controller, run
 from ipaddress_controller.handlers import register
 from ipaddress_controller.settings import IPAddressSettings
 
 CONTROLLER = Controller(
-    name="ipaddress",
+    identity=ARGORA_IPADDRESS,
     description="Records in NetBox the IPAddresses Cluster API hands out of Argora's pools: address, "
     "interface and the device's primary IP.",
     register=register,

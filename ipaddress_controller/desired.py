@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
+from argora_common.identity import ARGORA_IPADDRESS
 from argora_common.kube import ARGORA_DOMAIN
 from argora_common.netbox_schema import Device, Interface, IPAddress, Prefix
 from ipaddress_controller.chain import Chain, Key, Unresolved, key_of, spec
 
-FIELD_MANAGER: Final = "argora-ipaddress"
+FIELD_MANAGER: Final = ARGORA_IPADDRESS.field_manager
 # The original operator's annotations, which users' tooling reads.
 DEVICE_ID_ANNOTATION: Final = "netbox.argora.cloud.sap/device-id"
 INTERFACE_ID_ANNOTATION: Final = "netbox.argora.cloud.sap/interface-id"

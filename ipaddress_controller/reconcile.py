@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from argora_common.backoff import Backoff
 from argora_common.errors import Decision
+from argora_common.identity import ARGORA_IPPOOL
 from argora_common.kinds import BMC, GLOBAL_POOL, SERVER, SERVER_CLAIM, ip_address, ip_address_claim
 from argora_common.kube import MANAGED_BY_LABEL, Kube
 from argora_common.metrics import IPADDRESS_RELEASES_HELD, IPADDRESS_STATES
@@ -51,7 +52,7 @@ PASS_BODY: Final = {"metadata": {"namespace": "", "name": "ipaddresses"}}
 DEBOUNCE_SECONDS: Final = 1.0
 # How often a standby looks whether it became the active replica.
 STANDBY_SECONDS: Final = 1.0
-IPPOOL_MANAGER: Final = "argora-ippool"
+IPPOOL_MANAGER: Final = ARGORA_IPPOOL.field_manager
 
 log = logging.getLogger("argora.ipaddress")
 

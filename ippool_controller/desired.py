@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import Any, Final
 
 from argora_common.crds import IPPoolImportSpec, IPPoolSelector, PrefixProblem
+from argora_common.identity import ARGORA_IPPOOL
 from argora_common.kinds import ip_address
 from argora_common.kube import Owner
 from argora_common.names import label_value
@@ -19,7 +20,7 @@ from argora_common.prefixes import PrefixSelection, ScopedPrefix
 
 # v1beta1: served by every Cluster API release since IPAddress exists (v1beta2 only since 1.11).
 IP_ADDRESS: Final = ip_address("v1beta1")
-FIELD_MANAGER: Final = "argora-ippool"
+FIELD_MANAGER: Final = ARGORA_IPPOOL.field_manager
 
 # The original operator's naming rule for compute transit networks: one pool per compute block, numbered
 # from 0 after the VLAN name's `computeN`.

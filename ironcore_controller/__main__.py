@@ -2,13 +2,14 @@
 
 from collections.abc import Sequence
 
+from argora_common.identity import ARGORA_IRONCORE
 from argora_common.operator import Controller, run
 from ironcore_controller.handlers import register
 from ironcore_controller.reconcile import INTEREST
 from ironcore_controller.settings import IroncoreSettings
 
 CONTROLLER = Controller(
-    name="ironcore",
+    identity=ARGORA_IRONCORE,
     description="Turns ClusterImports into metal-operator BMCs and BMCSecrets, one pair per NetBox device.",
     register=register,
     settings_class=IroncoreSettings,

@@ -13,6 +13,7 @@ from typing import Any, Final
 from argora_common.bmc import BMCAccess, DeviceSkippedError, bmc_access, device_name_labels, topology_labels
 from argora_common.converge import DesiredObjects
 from argora_common.credentials import BMCCredentials, CredentialsProblem
+from argora_common.identity import ARGORA_IRONCORE
 from argora_common.inventory import Inventory, SelectedDevice
 from argora_common.kube import (
     Owner,
@@ -23,7 +24,7 @@ from argora_common.netbox_schema import Cluster, Device
 from argora_common.screening import DevicePlan, Screening
 from ironcore_controller.settings import IroncoreSettings
 
-FIELD_MANAGER: Final = "argora-ironcore"
+FIELD_MANAGER: Final = ARGORA_IRONCORE.field_manager
 
 
 @dataclass

@@ -2,13 +2,14 @@
 
 from collections.abc import Sequence
 
+from argora_common.identity import ARGORA_METAL3
 from argora_common.operator import Controller, run
 from metal3_controller.handlers import register
 from metal3_controller.reconcile import INTEREST
 from metal3_controller.settings import Metal3Settings
 
 CONTROLLER = Controller(
-    name="metal3",
+    identity=ARGORA_METAL3,
     description="Reconciles Cluster API Cluster objects into Metal3 BareMetalHosts and their BMC credential Secrets.",
     register=register,
     settings_class=Metal3Settings,

@@ -13,6 +13,7 @@ from argora_common.bmc import device_name_labels, topology_labels
 from argora_common.converge import DesiredObjects
 from argora_common.crds import ClusterSelector
 from argora_common.credentials import BMCCredentials, CredentialsProblem
+from argora_common.identity import ARGORA_METAL3
 from argora_common.inventory import AmbiguousMACError, BootInterfaces, Inventory, interface_mac
 from argora_common.kube import ARGORA_DOMAIN, Kind, Owner, b64
 from argora_common.names import label_value
@@ -21,7 +22,7 @@ from argora_common.screening import DevicePlan, Screening
 from metal3_controller.network_data import network_data
 from metal3_controller.settings import Metal3Settings
 
-FIELD_MANAGER: Final = "argora-metal3"
+FIELD_MANAGER: Final = ARGORA_METAL3.field_manager
 BARE_METAL_HOST: Final = Kind("metal3.io", "v1alpha1", "BareMetalHost", "baremetalhosts", namespaced=True)
 CAPI_CLUSTER: Final = Kind("cluster.x-k8s.io", "v1beta2", "Cluster", "clusters", namespaced=True)
 

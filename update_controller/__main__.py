@@ -2,12 +2,13 @@
 
 from collections.abc import Sequence
 
+from argora_common.identity import ARGORA_UPDATE
 from argora_common.operator import Controller, run
 from update_controller.handlers import register
 from update_controller.reconcile import INTEREST
 
 CONTROLLER = Controller(
-    name="update",
+    identity=ARGORA_UPDATE,
     description="Corrects NetBox for Update resources: BMC interface names, OOB IPs, leftover VMK interfaces.",
     register=register,
     interest=INTEREST,

@@ -17,6 +17,7 @@ from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, Intere
 from argora_common.changes import Ref as NetBoxRef
 from argora_common.crds import MAX_PROBLEMS, Change, UpdateCounts, UpdateSpec, UpdateStatus
 from argora_common.errors import BadInputError, Decision
+from argora_common.identity import ARGORA_UPDATE
 from argora_common.inventory import Selection, read_selection, selection_refs
 from argora_common.kube import Kube, argora_kind
 from argora_common.netbox import NetBox, NetBoxError
@@ -39,7 +40,7 @@ from update_controller.plan import Action, Correction, Plan, plan_updates
 
 UPDATE: Final = argora_kind(crds.UPDATE)
 INTEREST: Final = Interest(frozenset({CLUSTER, DEVICE, INTERFACE, IP_ADDRESS}), everyone=frozenset({CLUSTER}))
-FIELD_MANAGER: Final = "argora-update"
+FIELD_MANAGER: Final = ARGORA_UPDATE.field_manager
 DEFAULT_STATUSES: Final = ("active", "staged")
 EVENT_REASONS: Final = {
     Action.RENAME: "InterfacesRenamed",
