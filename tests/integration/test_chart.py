@@ -58,7 +58,7 @@ def test_template_yields_exactly_the_enabled_controllers(enabled: set[str]) -> N
     for doc in docs:
         component = doc["metadata"].get("labels", {}).get("app.kubernetes.io/component")
         by_kind.setdefault(doc["kind"], set()).add(component)
-    for kind in ("Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "ClusterKopfPeering"):
+    for kind in ("Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service"):
         assert by_kind.get(kind, set()) == enabled, kind
 
 
@@ -279,7 +279,7 @@ def test_webhook_per_controller_override_port_and_secret() -> None:
 def test_chart_with_webhook_installs(api_client: client.ApiClient, namespace: str) -> None:
     """The API server takes the webhook's Deployments and Services as rendered (named target ports)."""
     docs = render("--set", "webhook.enabled=true", release=namespace, namespace=namespace)
-    create_from_manifests(api_client, [d for d in docs if d["kind"] != "ClusterKopfPeering"])
+    create_from_manifests(api_client, docs)
     core = client.CoreV1Api(api_client)
     for name in CHANGE_FOLLOWERS:
         service = core.read_namespaced_service(f"{namespace}-{name}-webhook", namespace)
@@ -325,7 +325,7 @@ def test_network_policy_admits_only_the_served_ports(api_client: client.ApiClien
 def installed(api_client: client.ApiClient, namespace: str) -> Iterator[str]:
     """The whole chart installed as a release named after the test's namespace."""
     docs = render(release=namespace, namespace=namespace)
-    create_from_manifests(api_client, [d for d in docs if d["kind"] != "ClusterKopfPeering"])
+    create_from_manifests(api_client, docs)
     yield namespace
 
 
@@ -365,6 +365,15 @@ EVENTS = grants("", "events", "create")
 # a create names no object RBAC could check.
 WEBHOOK_OWN = grants("discovery.k8s.io", "endpointslices", "create")
 WEBHOOK_OWN_NAMED = (("-webhook", grants("discovery.k8s.io", "endpointslices", "get patch")),)
+# The Lease electing the active replica (argora_common.peering): argora-<controller>, read and merge-patched
+# by name, created by the first replica (a create names no object RBAC could check).
+LEASE_OWN = grants("coordination.k8s.io", "leases", "create")
+
+
+def lease_own(name: str) -> tuple[tuple[str, frozenset[Access]], ...]:
+    return ((f"argora-{name}", grants("coordination.k8s.io", "leases", "get patch")),)
+
+
 # Their own resources: kopf lists and watches them and merge-patches finalizers, annotations (also the
 # sync annotation of a NetBox change) and status; never a GET, never a PUT.
 NEEDS = {
@@ -375,7 +384,7 @@ NEEDS = {
         | grants(ARGORA, "clusterimports/status", "patch")
         | EVENTS | grants("", "secrets", "get"),  # the Secret a ClusterImport names, next to it
         default_credentials=True,
-        own=WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED,
+        own=LEASE_OWN | WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED, own_exact=lease_own("ironcore"),
     ),
     "metal3": Needs(
         cluster=frozenset(),
@@ -386,13 +395,13 @@ NEEDS = {
         | grants("", "secrets", "get list watch create patch delete") | EVENTS,
         default_credentials=True,
         # The claims record (metal3_controller.claims): read, created when missing, applied.
-        own=WEBHOOK_OWN | grants("", "configmaps", "create"), own_named=WEBHOOK_OWN_NAMED,
-        own_exact=(("argora-metal3-claims", grants("", "configmaps", "get patch")),),
+        own=LEASE_OWN | WEBHOOK_OWN | grants("", "configmaps", "create"), own_named=WEBHOOK_OWN_NAMED,
+        own_exact=(*lease_own("metal3"), ("argora-metal3-claims", grants("", "configmaps", "get patch"))),
     ),
     "update": Needs(
         cluster=frozenset(),
         namespaced=grants(ARGORA, "updates", "list watch patch") | grants(ARGORA, "updates/status", "patch") | EVENTS,
-        own=WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED,
+        own=LEASE_OWN | WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED, own_exact=lease_own("update"),
     ),
     "ippool": Needs(
         # The pools (cluster-scoped) are listed, applied and deleted; addresses listed to see pools in use.
@@ -400,7 +409,7 @@ NEEDS = {
         | grants(IPAM, "ipaddresses", "list"),
         namespaced=grants(ARGORA, "ippoolimports", "list watch patch") | grants(ARGORA, "ippoolimports/status", "patch")
         | EVENTS,
-        own=WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED,
+        own=LEASE_OWN | WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED, own_exact=lease_own("ippool"),
     ),
     "ipaddress": Needs(
         # Its passes read every namespace whatever watchNamespaces says, and post Events on what they find.
@@ -408,18 +417,18 @@ NEEDS = {
         | grants(IPAM, "ipaddressclaims globalinclusterippools", "list")
         | grants(METAL, "serverclaims servers bmcs", "list") | EVENTS,
         namespaced=frozenset(),
+        own=LEASE_OWN, own_exact=lease_own("ipaddress"),
     ),
 }  # fmt: skip
 
 
 def kopf_needs(limited: bool) -> Needs:
-    """kopf's own: the CRD scan; limited to namespaces, the namespace scan and the KopfPeering in each
-    (argora_common.operator.ensure_peering GETs it, kopf watches and patches it), else the ClusterKopfPeering."""
+    """kopf's own: the CRD scan; limited to namespaces, the namespace scan. No peering: kopf runs
+    standalone, in the replica holding the Lease."""
     cluster = grants("apiextensions.k8s.io", "customresourcedefinitions", "list watch")
     if limited:
         cluster |= grants("", "namespaces", "list watch")
-    peering = grants("kopf.dev", "kopfpeerings" if limited else "clusterkopfpeerings", "get list watch patch")
-    return Needs(cluster, peering)
+    return Needs(cluster, frozenset())
 
 
 # What every authenticated account may do (system:basic-user), whatever the chart grants.
@@ -466,7 +475,7 @@ def releases(api_client: client.ApiClient) -> dict[str, Release]:
             watched = json.dumps(release.watched)
             args += [arg for name in CONTROLLERS for arg in ("--set-json", f"{name}.watchNamespaces={watched}")]
         docs = render(*args, release=release.namespace, namespace=release.namespace)
-        create_from_manifests(api_client, [d for d in docs if d["kind"] != "ClusterKopfPeering"])
+        create_from_manifests(api_client, docs)
         found[mode] = release
     return found
 
@@ -529,7 +538,12 @@ def test_rendered_rules_name_exactly_the_needs(mode: str) -> None:
     assert roles["creds"]["rules"] == [
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["bmc"], "verbs": ["get"]}
     ]
-    assert set(by_component(outside, "Role")) == {"metal3"}
+    beyond_own = {
+        name
+        for name, found in by_component(outside, "Role").items()
+        if any(role["metadata"]["namespace"] != "argora-system" for role in found)
+    }
+    assert beyond_own == {"metal3"}
 
 
 @pytest.mark.parametrize("mode", (CLUSTER_WIDE, WATCHED))
@@ -543,7 +557,7 @@ def test_each_service_account_may_do_exactly_what_its_controller_needs(
     watches."""
     release, limited = releases[mode], mode == WATCHED
     every = served_accesses(api_client)
-    assert {ARGORA, METAL, IPAM, "metal3.io", "cluster.x-k8s.io", "kopf.dev", "coordination.k8s.io"} <= {
+    assert {ARGORA, METAL, IPAM, "metal3.io", "cluster.x-k8s.io", "coordination.k8s.io"} <= {
         group for _, group, _ in every
     }
     needs, kopf = NEEDS[name], kopf_needs(limited)
