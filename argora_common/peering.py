@@ -201,18 +201,22 @@ class KubeLeaseStore:
         # changed since.
         body = {"metadata": {"resourceVersion": resource_version}, "spec": dict(spec)}
         try:
-            lease = self._api.patch_namespaced_lease(
-                self.name,
-                self.namespace,
-                body,
+            # The generated patch method would send a JSON patch for this body: the merge patch is named here.
+            lease = self._client.call_api(
+                f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases/{self.name}",
+                "PATCH",
+                header_params={"Accept": "application/json", "Content-Type": "application/merge-patch+json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                response_type="object",
+                _return_http_data_only=True,
                 _request_timeout=self.timeout,
-                _content_type="application/merge-patch+json",
             )
         except ApiException as error:
             if error.status == 409:
                 raise ConflictError from error
             raise
-        return self._record(lease)
+        return Record.of(lease or {})
 
 
 _FAILURES: Final = (ApiException, HTTPError, OSError, ConflictError)
@@ -291,7 +295,7 @@ class Lease:
             return
         try:
             store.patch({"holderIdentity": ""}, record.resource_version)
-        except _FAILURES as error:
+        except Exception as error:  # a stop must end quietly; the Lease then expires as after a crash
             log.warning("could not release the Lease (%s): a standby takes over once it expires", error)
             return
         log.info("%s released the Lease", candidate.identity)
@@ -337,7 +341,7 @@ class Lease:
             with self._lock:
                 candidate.observe(fresh, self._clock())
             return False
-        except _FAILURES as error:
+        except Exception as error:  # whatever it was, the loop tries again; the check exits when the term ends
             log.log(logging.WARNING if renewing else logging.DEBUG, "Lease not %s: %s",
                     "renewed" if renewing else "read or acquired", error)  # fmt: skip
             return False
