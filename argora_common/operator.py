@@ -344,8 +344,10 @@ def stand_by(controller: Controller, settings: Settings) -> bool:
         LEASE.stop()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    log.info("%s standing by until it holds the Lease %s/%s", controller.program, settings.own_namespace,
-             controller.program)  # fmt: skip
+    log.info(
+        "%s takes part in the election of its active replica: the Lease %s/%s",
+        controller.program, settings.own_namespace, controller.program,
+    )  # fmt: skip
     try:
         return LEASE.wait_until_active()
     finally:
