@@ -165,12 +165,14 @@ def test_defaults_poll_the_change_log_and_serve_no_webhook() -> None:
     assert {name: [s["metadata"]["name"] for s in found] for name, found in services.items()} == {
         name: [f"argora-{name}-metrics"] for name in CONTROLLERS
     }
-    # Without the webhook only argora-metal3 writes in the release's namespace (its claims record).
+    # Without the webhook every controller writes its Lease in the release's namespace, and argora-metal3
+    # its claims record besides.
     roles = {name: [role["metadata"]["name"] for role in found] for name, found in by_component(docs, "Role").items()}
-    assert roles == {"metal3": ["argora-metal3-own"]}
-    (claims,) = by_component(docs, "Role")["metal3"]
-    assert {name for rule in claims["rules"] for name in rule.get("resourceNames", ())} == {"argora-metal3-claims"}
-    assert set(by_component(docs, "RoleBinding")) == {"metal3"}
+    assert roles == {name: [f"argora-{name}-own"] for name in CONTROLLERS}
+    for name, (own,) in by_component(docs, "Role").items():
+        named = {object_name for rule in own["rules"] for object_name in rule.get("resourceNames", ())}
+        assert named == {f"argora-{name}", *(["argora-metal3-claims"] if name == "metal3" else [])}, name
+    assert set(by_component(docs, "RoleBinding")) == set(CONTROLLERS)
 
 
 def test_change_log_values_are_per_controller() -> None:
@@ -217,10 +219,12 @@ def test_webhook_renders_env_secret_port_and_service_but_not_for_ipaddress() -> 
         (webhook,) = [s for s in services[name] if s["metadata"]["name"] == f"rel-{name}-webhook"]
         assert webhook["metadata"]["namespace"] == "ops"
         assert webhook["spec"] == {"ports": [{"name": "webhook", "port": 8081, "targetPort": 8081}]}
-        # Which the Role in the release's namespace lets it write: that one slice, read and applied by name.
+        # Which the Role in the release's namespace lets it write: that one slice, read and applied by name
+        # (after its Lease).
         (role,), (binding,) = roles[name], bindings[name]
         assert (role["metadata"]["name"], role["metadata"]["namespace"]) == (f"rel-{name}-own", "ops")
-        assert role["rules"][:2] == [
+        assert {rule["resources"][0] for rule in role["rules"][:2]} == {"leases"}
+        assert role["rules"][2:4] == [
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["create"]},
             {
                 "apiGroups": ["discovery.k8s.io"],
@@ -230,7 +234,7 @@ def test_webhook_renders_env_secret_port_and_service_but_not_for_ipaddress() -> 
             },
         ]
         # argora-metal3's claims record besides.
-        assert {rule["resources"][0] for rule in role["rules"][2:]} == ({"configmaps"} if name == "metal3" else set())
+        assert {rule["resources"][0] for rule in role["rules"][4:]} == ({"configmaps"} if name == "metal3" else set())
         assert binding["metadata"]["namespace"] == "ops"
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",
@@ -243,7 +247,9 @@ def test_webhook_renders_env_secret_port_and_service_but_not_for_ipaddress() -> 
         assert [port["name"] for port in metrics["spec"]["ports"]] == ["metrics"]
     ipaddress = deployments["ipaddress"]
     assert webhook_parts(ipaddress) == {"env": {}, "pod_ip": [], "ports": [], "mounts": [], "volumes": []}
-    assert "ipaddress" not in roles and "ipaddress" not in bindings
+    # argora-ipaddress serves no webhook: its Role in the release's namespace names its Lease alone.
+    ((own,),) = [roles["ipaddress"]]
+    assert {rule["resources"][0] for rule in own["rules"]} == {"leases"}
     (container,) = ipaddress["spec"]["template"]["spec"]["containers"]
     assert not {item["name"] for item in container["env"]} & {
         "ARGORA_NETBOX_CHANGES_INTERVAL",
@@ -526,7 +532,8 @@ def test_rendered_rules_name_exactly_the_needs(mode: str) -> None:
         namespaced = kopf.namespaced | needs.namespaced
         if limited:
             assert rule_accesses(cluster_role) == kopf.cluster | needs.cluster, name
-            assert set(roles) == {"w1", "w2", "creds"}, name
+            # None where it has no namespaced needs (argora-ipaddress: kopf's peering is gone).
+            assert set(roles) == ({"w1", "w2", "creds"} if namespaced else set()), name
             assert all(rule_accesses(role) == namespaced for role in roles.values()), name
         else:
             assert rule_accesses(cluster_role) == kopf.cluster | needs.cluster | namespaced, name
