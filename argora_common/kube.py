@@ -17,6 +17,7 @@ from argora_common.apiserver import THROTTLE_ATTEMPTS, Throttle, load_api_client
 from argora_common.crds import GROUP, VERSION, CustomResource
 from argora_common.metrics import KUBE_THROTTLED, KUBE_WRITES
 from argora_common.names import is_object_name, name_label_value
+from argora_common.peering import LEASE
 
 ARGORA_DOMAIN: Final = GROUP
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
@@ -152,6 +153,7 @@ class Kube:
             try:
                 if method in _MUTATING:
                     with self._writes:
+                        LEASE.fence()  # a replica whose Lease ran out exits instead of writing
                         answer = self._send(method, path, query, body, content_type, timeout)
                     KUBE_WRITES.labels(controller=self.controller, method=method).inc()
                     return answer

@@ -36,8 +36,8 @@ KUBE_WRITES = Counter(
 )
 PEERING_ACTIVE = Gauge(
     "argora_peering_active",
-    "1 while this replica is the active one of its peering, 0 while it stands by (a standalone one is not "
-    "in a peering and reports nothing): the sum over a controller's replicas is 1",
+    "1 while this replica holds its controller's Lease and is the active one, 0 while it stands by (a "
+    "standalone one is in no election and reports nothing): the sum over a controller's replicas is 1",
     ["controller"],
 )
 KUBE_THROTTLED = Counter(

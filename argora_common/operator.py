@@ -1,7 +1,8 @@
 """Running one Argora controller as a kopf operator: CLI, settings, logging, metrics, health, peering.
 
 Each controller has its own kopf registry (its handlers only), finalizer, state-storage prefix and
-peering name, so the operators can watch the same cluster without stepping on each other.
+Lease (argora_common.peering), so the operators can watch the same cluster without stepping on each
+other. kopf runs standalone, and only in the replica holding the Lease.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import time
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,28 +18,24 @@ from typing import Any
 
 import kopf
 import yaml
-from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException
 from pydantic.fields import FieldInfo
-from urllib3.exceptions import HTTPError
 
 from argora_common.apiserver import load_api_client
 from argora_common.changes import ChangeFeed, Interest
+from argora_common.health import StandbyHealth
 from argora_common.identity import Identity
 from argora_common.kube import SYNC_ANNOTATION, Kind, Kube
 from argora_common.metrics import serve_metrics
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError, NetBoxUnavailableError
 from argora_common.passes import Key, PassRunner, key_of
-from argora_common.peering import LEASE, Standing, own_identity, seniority
+from argora_common.peering import LEASE, MAX_REQUEST_SECONDS, KubeLeaseStore, own_identity
 from argora_common.settings import ENV_PREFIX, Settings, exit_with, load_settings
 from argora_common.watch import EventWorker, Indexes
 from argora_common.webhook import PATH, WebhookServer, ensure_webhook
 from argora_common.webhook_endpoint import EndpointKeeper, endpoint_slice
 
 log = logging.getLogger("argora")
-
-CLUSTER_PEERING = Kind("kopf.dev", "v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False)
-NAMESPACED_PEERING = Kind("kopf.dev", "v1", "KopfPeering", "kopfpeerings", namespaced=True)
 
 
 @dataclass(frozen=True)
@@ -97,8 +94,8 @@ def register_sync(registry: kopf.OperatorRegistry, resource: Kind, passes: PassR
 
 
 def while_active[**P](handle: Callable[P, None]) -> Callable[P, None]:
-    """`handle`, done only while this replica is the active one: kopf's pause stops kopf's handlers,
-    not argora's background work, whose writes would come next to the active replica's."""
+    """`handle`, done only while this replica is the active one: a replica whose Lease runs out exits, but
+    background work started just before must not write meanwhile."""
 
     def call(*args: P.args, **kwargs: P.kwargs) -> None:
         if LEASE.active():
@@ -164,11 +161,13 @@ def follow_netbox_changes(
     if keeper is not None:
         LEASE.observe(keeper.became)
 
+    # At once, not at kopf's start: a standby runs no kopf, and answers NetBox 503 until it is active.
+    if WebhookServer.enabled(settings):
+        webhook.start()
+
     @kopf.on.startup(registry=registry)
     def start_following(**_: Any) -> None:
         feed.start()
-        if WebhookServer.enabled(settings):
-            webhook.start()
         if not feed.polling and not WebhookServer.enabled(settings):
             log.info("NetBox changes are not followed: they reach passes at the resync")
 
@@ -197,7 +196,7 @@ def webhook_endpoint(settings: Settings, field_manager: str) -> EndpointKeeper |
 
 def request_pass(kube: Kube, resource: Kind, passes: PassRunner[Any, Any, Any]) -> Callable[[Key], None]:
     """A NetBox change asks for a pass the way a user does, with the sync annotation: the replica that
-    holds the peering (kopf's active one) runs it like any other, and a standby never runs one itself.
+    holds the Lease (the only one running kopf) runs it like any other, and a standby never runs one itself.
     A standby does not even ask: the active replica follows the same changes."""
 
     @while_active
@@ -264,7 +263,7 @@ def _default_text(field: FieldInfo) -> str:
     return "" if default in (None, []) else f" (default {default})"
 
 
-def configure_kopf(settings: kopf.OperatorSettings, controller: Controller, peering_lifetime: int) -> None:
+def configure_kopf(settings: kopf.OperatorSettings, controller: Controller) -> None:
     settings.persistence.finalizer = f"{controller.prefix}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=controller.prefix)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -274,7 +273,6 @@ def configure_kopf(settings: kopf.OperatorSettings, controller: Controller, peer
     # A watch that silently stops delivering events is worse than a reconnect every few minutes.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    settings.peering.lifetime = peering_lifetime
 
 
 class PerObjectLinesAtDebug(logging.Filter):
@@ -327,38 +325,38 @@ def check_kube_config(controller: Controller) -> None:
         exit_with(controller.program, f"no usable Kubernetes configuration (not in a Pod; {source}): {reason}")
 
 
-def peering_targets(namespaces: Sequence[str]) -> list[tuple[Kind, str | None]]:
-    """The peering objects of an operator: one per namespace it is limited to, else the cluster's."""
-    targets: list[tuple[Kind, str | None]] = [(NAMESPACED_PEERING, ns) for ns in namespaces]
-    return targets or [(CLUSTER_PEERING, None)]
+def follow_lease(controller: Controller, settings: Settings) -> None:
+    """Take part in the election of the controller's active replica: the Lease `argora-<name>` in the
+    operator's own namespace (the chart's `-own` Role grants it by that name)."""
+    duration = settings.peering_lifetime_seconds
+    timeout = max(1.0, min(MAX_REQUEST_SECONDS, duration / 6))
+    try:
+        store = KubeLeaseStore(controller.program, settings.own_namespace, timeout)
+    except (ConfigException, yaml.YAMLError, OSError) as error:
+        exit_with(controller.program, f"no usable Kubernetes configuration: {error}")
+    LEASE.follow(store, own_identity(), duration, controller.name)
 
 
-def ensure_peering(controller: Controller, kube: Kube, namespaces: Sequence[str]) -> None:
-    """Create our peering object(s) when missing: kopf pauses every watch until they exist."""
-    for kind, namespace in peering_targets(namespaces):
-        metadata = {"name": controller.program, **({"namespace": namespace} if namespace else {})}
-        try:
-            if kube.get(kind, controller.program, namespace) is None:
-                kube.create(kind, {"metadata": metadata})
-        except ApiException as error:
-            if error.status == 404:
-                exit_with(
-                    controller.program,
-                    f"the {kind.kind} CRD is not installed (charts/argora/crds); "
-                    f"install it or set {ENV_PREFIX}STANDALONE=true for a single replica",
-                )
-            if error.status != 409:
-                exit_with(controller.program, f"cannot prepare {kind.kind} {controller.program}: HTTP {error.status}")
-        except HTTPError as error:
-            exit_with(controller.program, f"Kubernetes API unreachable: {error}")
+def stand_by(controller: Controller, settings: Settings) -> bool:
+    """Until this replica holds the Lease: /healthz answers (a standby stays Ready), nothing of kopf's runs.
+    False when the process was told to stop meanwhile."""
+    health = StandbyHealth(settings.health_port).start()
 
+    def stop(signum: int, _frame: object) -> None:
+        log.info("standby stopping (signal %d)", signum)
+        LEASE.stop()
 
-def follow_peering(controller: Controller, settings: Settings, started: float) -> None:
-    """Prepare the peering object(s) and follow this replica's standing in them (`LEASE`)."""
-    kube = Kube(load_api_client(), controller.field_manager)
-    ensure_peering(controller, kube, settings.namespaces)
-    standing = Standing(own_identity(), seniority(started), settings.peering_lifetime_seconds)
-    LEASE.follow(kube, peering_targets(settings.namespaces), controller.program, standing, controller.name)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    log.info(
+        "%s takes part in the election of its active replica: the Lease %s/%s",
+        controller.program, settings.own_namespace, controller.program,
+    )  # fmt: skip
+    try:
+        return LEASE.wait_until_active()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        health.stop()  # kopf's liveness endpoint takes the port
 
 
 def run(controller: Controller, argv: Sequence[str] | None = None) -> None:
@@ -371,17 +369,19 @@ def run(controller: Controller, argv: Sequence[str] | None = None) -> None:
     configure_logging(settings.log_level)
     netbox = NetBox(settings)
     check_netbox(controller, netbox)
-    started = time.time()
     if not settings.standalone:
-        follow_peering(controller, settings, started)
+        follow_lease(controller, settings)
     serve_metrics(settings.metrics_port)
     registry = kopf.OperatorRegistry()
+    # Registered before standing by: what it starts at once (the webhook server, answering 503) serves
+    # a standby too.
     controller.register(registry, settings, netbox)
-    lifetime = settings.peering_lifetime_seconds
+    if not settings.standalone and not stand_by(controller, settings):
+        return
 
     @kopf.on.startup(registry=registry)
     def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure_kopf(settings, controller, lifetime)
+        configure_kopf(settings, controller)
 
     # kopf's built-in login handlers live in its global registry, which we do not use.
     @kopf.on.login(registry=registry)
@@ -389,15 +389,15 @@ def run(controller: Controller, argv: Sequence[str] | None = None) -> None:
         info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
         return info
 
-    kopf.run(
-        registry=registry,
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
-        peering_name=None if settings.standalone else controller.program,
-        standalone=settings.standalone,
-        # The longest-running replica leads (see argora_common.peering); kopf takes its identity from
-        # POD_ID, which own_identity() set.
-        priority=seniority(started),
-        memo=kopf.Memo(settings=settings, netbox=netbox, controller=controller),
-    )
+    try:
+        kopf.run(
+            registry=registry,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+            # No kopf peering: the Lease chose this replica (argora_common.peering), and only it runs kopf.
+            standalone=True,
+            memo=kopf.Memo(settings=settings, netbox=netbox, controller=controller),
+        )
+    finally:
+        LEASE.release()  # kopf stopped: nothing of ours writes any more

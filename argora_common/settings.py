@@ -100,13 +100,15 @@ class Settings(BaseSettings):
         description="The operator's own namespace (the chart sets its release's): state only the operator "
         "writes lives there",
     )
-    standalone: bool = Field(default=False, description="Skip kopf peering (only for a single replica)")
+    standalone: bool = Field(
+        default=False, description="No election: this replica is always active (only for a single replica)"
+    )
     peering_lifetime_seconds: int = Field(
         default=60,
         ge=10,
         le=3600,
-        description="How long a replica's peering keep-alive counts: a standby takes over at most this long "
-        "after the active replica is cut off or dies without stopping",
+        description="The term of the active replica's Lease (renewed every third of it): a standby takes over "
+        "about this long after the active replica is cut off or dies without stopping",
     )
     netbox_changes_interval: float = Field(
         default=10.0, ge=0, le=3600, description="Seconds between looks at NetBox's change log; 0 turns them off"

@@ -69,8 +69,8 @@ def upstream_crd_files() -> list[Path]:
 
 
 def crd_files() -> list[Path]:
-    """Every CRD the controllers need: the pinned upstream ones and Argora's own from the chart (with
-    kopf's peering CRDs), as `make demo`, `make bench` and the tests' API server install them."""
+    """Every CRD the controllers need: the pinned upstream ones and Argora's own from the chart, as
+    `make demo`, `make bench` and the tests' API server install them."""
     return [*upstream_crd_files(), *sorted((REPO_ROOT / "charts" / "argora" / "crds").glob("*.yaml"))]
 
 

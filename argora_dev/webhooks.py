@@ -93,7 +93,7 @@ def start_following(
     }
     operator = OperatorProcess(name, workdir, operator_environment(kube, netbox, token, **webhook, **extra)).start()
     operator.webhook_url = f"http://127.0.0.1:{port}/netbox/webhook"
-    # A replica answers NetBox 503 until its peering makes it the active one: a change sent before would
+    # A replica answers NetBox 503 until it holds its Lease and is the active one: a change sent before would
     # be lost (NetBox does not send it again).
     wait_until(
         lambda: operator.metric("argora_peering_active", controller=name) == 1, 60, f"argora-{name} active",

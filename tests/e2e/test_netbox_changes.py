@@ -50,7 +50,7 @@ def start_ironcore(kube: KubeCluster, netbox: NetBoxServer, workdir: Any, **extr
     return OperatorProcess("ironcore", workdir, env).start()
 
 
-# One argora-ironcore per test: two at once would share the peering and the ClusterImports, and one's
+# One argora-ironcore per test: two at once would share the Lease and the ClusterImports, and one's
 # NetBox changes would ask for the other's passes.
 @pytest.fixture(params=CHANGE_PATHS)
 def following(

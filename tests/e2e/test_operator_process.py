@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from argora_common.webhook import PATH, signature
 from argora_dev.kube import KubeCluster
-from argora_dev.kubeobjects import wait_for
+from argora_dev.kubeobjects import Objects, wait_for
 from argora_dev.netbox import NetBoxServer
 from argora_dev.operator import OperatorProcess, run_console_script
 from argora_dev.process import free_port, http_ok, wait_until
@@ -131,8 +132,7 @@ def test_ipaddress_waits_for_an_api_server_that_is_not_there_yet(
 ) -> None:
     """argora-ipaddress asks the API server which IPAddress version it serves before kopf runs: while
     nothing answers it asks again, and it starts once the API server is there. Standalone, as in
-    docker-compose.yml: with peering, every controller stops at once with one line when the API server
-    does not answer (ensure_peering), and is restarted by its Deployment."""
+    docker-compose.yml."""
     port = free_port()
     config = yaml.safe_load(kube.kubeconfig.read_text())
     for cluster in config["clusters"]:
@@ -194,22 +194,102 @@ def test_unreachable_netbox_at_start_is_only_a_warning(start_operator: Callable[
     assert "NetBox is not reachable yet, reconciles will retry" in operator.log()
 
 
-def is_active(operator: OperatorProcess) -> bool:
-    """Whether kopf's last word on peering in this replica's log was to resume (not to stand by)."""
-    resumed = operator.log().rfind("Resuming operations after the pause")
-    return resumed > operator.log().rfind("Pausing operations in favour of")
+def standing(operator: OperatorProcess) -> float | None:
+    """`argora_peering_active` now (1 active, 0 standing by); None once the process no longer answers."""
+    try:
+        return operator.metric("argora_peering_active")
+    except OSError:
+        return None
 
 
-def test_two_replicas_one_active_the_other_stands_by(
-    start_operator: Callable[..., OperatorProcess], namespace: str
+def lease_holder(api_client: client.ApiClient, namespace: str, name: str) -> str | None:
+    """The Lease's holderIdentity; None while there is no Lease or nobody holds it."""
+    try:
+        lease = client.CoordinationV1Api(api_client).read_namespaced_lease(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return lease.spec.holder_identity or None
+
+
+def passes_run(operator: OperatorProcess) -> float:
+    return operator.metric("argora_reconcile_duration_seconds_count")
+
+
+def replicas_of_update(start_operator: Callable[..., OperatorProcess], namespace: str) -> dict[str, OperatorProcess]:
+    """Two argora-update replicas named as pods are (POD_ID), their Lease in the test's namespace."""
+    return {
+        pod: start_operator(
+            "update", {"ARGORA_NAMESPACES": namespace, "ARGORA_OWN_NAMESPACE": namespace, "POD_ID": pod}
+        )
+        for pod in ("argora-update-a", "argora-update-b")
+    }
+
+
+def test_two_replicas_one_holds_the_lease_and_runs_passes_the_other_stands_by_until_it_stops(
+    start_operator: Callable[..., OperatorProcess], namespace: str, api_client: client.ApiClient
 ) -> None:
-    replicas = [start_operator("update", {"ARGORA_NAMESPACES": namespace}) for _ in range(2)]
-    # Every replica starts paused; the one with the higher peering priority ends up active.
-    time.sleep(5)
-    (leader,) = wait_for(lambda: [op for op in replicas if is_active(op)], 60, "exactly one replica active")
-    (standby,) = [op for op in replicas if op is not leader]
+    replicas = replicas_of_update(start_operator, namespace)
+    holder = wait_for(lambda: lease_holder(api_client, namespace, "argora-update"), 60, "a replica holding the Lease")
+    leader = replicas[holder]
+    (standby_pod,) = [pod for pod in replicas if pod != holder]
+    standby = replicas[standby_pod]
+    wait_for(lambda: standing(leader) == 1, 30, "the holder reporting itself active")
+    assert standing(standby) == 0
+
+    # A pass asked for now runs in the holder alone (an Update of a cluster NetBox does not have ends
+    # in a status all the same).
+    objects = Objects(api_client)
+    objects.create_import(namespace, "probe", {"clusters": [{"name": f"{namespace}-absent"}]}, kind="Update")
+    wait_for(
+        lambda: ((objects.get_import(namespace, "probe", "Update") or {}).get("status") or {}).get("state"),
+        120,
+        "the Update's pass",
+    )
+    assert passes_run(leader) >= 1
+    assert passes_run(standby) == 0 and standby.metric("argora_kube_writes_total") == 0
+    assert standing(standby) == 0 and lease_holder(api_client, namespace, "argora-update") == holder
+
+    # A graceful stop releases the Lease: the standby need not wait out its term.
     leader.stop()
-    wait_for(lambda: is_active(standby), 120, "the standby taking over")
+    wait_for(lambda: lease_holder(api_client, namespace, "argora-update") == standby_pod, 30, "the standby taking over")
+    wait_for(lambda: standing(standby) == 1, 30, "the new holder reporting itself active")
+    assert "released the Lease" in leader.log()
+    assert "Traceback" not in leader.log() + standby.log()
+
+
+def test_a_holder_frozen_past_its_term_is_replaced_and_exits_when_it_runs_again(
+    start_operator: Callable[..., OperatorProcess], namespace: str, api_client: client.ApiClient
+) -> None:
+    """A holder that cannot renew (here frozen with SIGSTOP, as a stalled node or a cut would leave it):
+    the standby takes the Lease once it saw it unchanged for its term; the old holder, continued, exits
+    instead of writing next to the new one."""
+    replicas = {
+        pod: start_operator(
+            "update",
+            {
+                "ARGORA_NAMESPACES": namespace,
+                "ARGORA_OWN_NAMESPACE": namespace,
+                "POD_ID": pod,
+                "ARGORA_PEERING_LIFETIME_SECONDS": "10",
+            },
+        )
+        for pod in ("argora-update-a", "argora-update-b")
+    }
+    holder = wait_for(lambda: lease_holder(api_client, namespace, "argora-update"), 60, "a replica holding the Lease")
+    (other,) = [pod for pod in replicas if pod != holder]
+    frozen = replicas[holder]
+    os.kill(frozen.process.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: lease_holder(api_client, namespace, "argora-update") == other, 120, "the standby taking over")
+        wait_for(lambda: standing(replicas[other]) == 1, 30, "the new holder reporting itself active")
+    finally:
+        os.kill(frozen.process.pid, signal.SIGCONT)
+    wait_for(lambda: frozen.process.poll() is not None, 30, "the frozen holder exiting")
+    assert frozen.process.poll() == 1
+    assert "exiting, to be restarted as a new replica that stands by" in frozen.log()
+    assert lease_holder(api_client, namespace, "argora-update") == other
 
 
 HOOK_SECRET = "argora-tests-webhook-secret"

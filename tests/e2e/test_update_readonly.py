@@ -1,6 +1,6 @@
 """argora-update with a NetBox token that may only read: a clear error, and NetBox stays as it was.
 
-A module of its own: two argora-update processes sharing a peering name would both stand by.
+A module of its own: two argora-update processes share one Lease, and one of them would stand by.
 """
 
 from __future__ import annotations

@@ -93,11 +93,10 @@ def decoded(value: str) -> str:
 
 
 def peering_pause(log: str) -> float:
-    """Seconds from the process's first log line until kopf's peering let it work: a new process starts
-    paused, and stays so while the killed one, until its lease runs out, looks alive with a higher
-    priority."""
+    """Seconds from the process's first log line until it acquired its Lease: a new process stands by
+    while the killed one's Lease, unchanged, has not yet run out by its clock."""
     lines = log.splitlines()
-    resumed = next((line for line in lines if "Resuming operations after the pause" in line), None)
+    resumed = next((line for line in lines if "acquired the Lease" in line), None)
     if not lines or resumed is None:
         return 0.0
     stamp = "%Y-%m-%d %H:%M:%S,%f"
@@ -107,7 +106,7 @@ def peering_pause(log: str) -> float:
 def taken_over_note(successor: Subject, before: int, killed_writes: float) -> str:
     pause = peering_pause(successor.operator.log())
     return (
-        f"killed after {killed_writes:.0f} writes ({before} objects there); the new one paused {pause:.0f} s (peering)"
+        f"killed after {killed_writes:.0f} writes ({before} objects there); the new one stood by {pause:.0f} s (Lease)"
     )
 
 

@@ -2,8 +2,8 @@
 
 Each replica reaches the API server through a Toxiproxy proxy of its own; a cut of the active one's proxy
 is a network partition of that replica alone, its connections refused or hanging. The standby must take
-over within the peering lifetime (`ARGORA_PEERING_LIFETIME_SECONDS`, 60 by default, as docs/operations.md
-documents) and repair what changed meanwhile; the cut replica must write nothing, and no two replicas
+over the Lease about its duration after the cut (`ARGORA_PEERING_LIFETIME_SECONDS`, 60 by default, as
+docs/operations.md documents) and repair what changed meanwhile; the cut replica must write nothing, and no two replicas
 may write at the same time, also not when the cut heals. Both replicas write as field manager
 argora-ironcore: each one's own `argora_kube_writes_total`, sampled twice a second, tells them apart.
 """
@@ -183,7 +183,7 @@ def test_the_standby_takes_over_from_a_cut_replica_and_never_writes_next_to_it(
             "ARGORA_WEBHOOK_PORT": str(free_port()),
         }
 
-    # A starts first: the longest-running replica leads. B, started once A synced, stands by.
+    # A starts first and takes the Lease. B, started once A synced, stands by.
     replica_a = start_controller("ironcore", env(config_a))
     write_log.add("A", replica_a)
     objects.synced_import(namespace, cluster_import, timeout=900)
@@ -214,7 +214,7 @@ def test_the_standby_takes_over_from_a_cut_replica_and_never_writes_next_to_it(
 
     wait_for(repaired, 300, "the edited BMCs put back by B")
     converge = time.monotonic() - cut_at
-    # A exited before B took over (its keep-alive could not be renewed, B was there).
+    # A exited before B took over (it could not renew its Lease).
     wait_for(lambda: replica_a.process.poll() is not None, 5, "A exited")
     assert "exiting, to be restarted as a new replica that stands by" in replica_a.log()
     writes_during_cut = int(write_log.writes("A", since=cut_at))

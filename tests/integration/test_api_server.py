@@ -37,7 +37,6 @@ def test_api_server_reports_its_version(api_client: client.ApiClient) -> None:
         ("cluster.x-k8s.io/v1beta2", {"Cluster"}),
         ("ipam.cluster.x-k8s.io/v1beta2", {"IPAddress", "IPAddressClaim"}),
         ("ipam.cluster.x-k8s.io/v1alpha2", {"GlobalInClusterIPPool"}),
-        ("kopf.dev/v1", {"ClusterKopfPeering", "KopfPeering"}),
     ],
 )
 def test_crds_are_served(api_client: client.ApiClient, group_version: str, kinds: set[str]) -> None:

@@ -58,7 +58,7 @@ def test_template_yields_exactly_the_enabled_controllers(enabled: set[str]) -> N
     for doc in docs:
         component = doc["metadata"].get("labels", {}).get("app.kubernetes.io/component")
         by_kind.setdefault(doc["kind"], set()).add(component)
-    for kind in ("Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "ClusterKopfPeering"):
+    for kind in ("Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service"):
         assert by_kind.get(kind, set()) == enabled, kind
 
 
@@ -165,12 +165,14 @@ def test_defaults_poll_the_change_log_and_serve_no_webhook() -> None:
     assert {name: [s["metadata"]["name"] for s in found] for name, found in services.items()} == {
         name: [f"argora-{name}-metrics"] for name in CONTROLLERS
     }
-    # Without the webhook only argora-metal3 writes in the release's namespace (its claims record).
+    # Without the webhook every controller writes its Lease in the release's namespace, and argora-metal3
+    # its claims record besides.
     roles = {name: [role["metadata"]["name"] for role in found] for name, found in by_component(docs, "Role").items()}
-    assert roles == {"metal3": ["argora-metal3-own"]}
-    (claims,) = by_component(docs, "Role")["metal3"]
-    assert {name for rule in claims["rules"] for name in rule.get("resourceNames", ())} == {"argora-metal3-claims"}
-    assert set(by_component(docs, "RoleBinding")) == {"metal3"}
+    assert roles == {name: [f"argora-{name}-own"] for name in CONTROLLERS}
+    for name, (own,) in by_component(docs, "Role").items():
+        named = {object_name for rule in own["rules"] for object_name in rule.get("resourceNames", ())}
+        assert named == {f"argora-{name}", *(["argora-metal3-claims"] if name == "metal3" else [])}, name
+    assert set(by_component(docs, "RoleBinding")) == set(CONTROLLERS)
 
 
 def test_change_log_values_are_per_controller() -> None:
@@ -217,10 +219,12 @@ def test_webhook_renders_env_secret_port_and_service_but_not_for_ipaddress() -> 
         (webhook,) = [s for s in services[name] if s["metadata"]["name"] == f"rel-{name}-webhook"]
         assert webhook["metadata"]["namespace"] == "ops"
         assert webhook["spec"] == {"ports": [{"name": "webhook", "port": 8081, "targetPort": 8081}]}
-        # Which the Role in the release's namespace lets it write: that one slice, read and applied by name.
+        # Which the Role in the release's namespace lets it write: that one slice, read and applied by name
+        # (after its Lease).
         (role,), (binding,) = roles[name], bindings[name]
         assert (role["metadata"]["name"], role["metadata"]["namespace"]) == (f"rel-{name}-own", "ops")
-        assert role["rules"][:2] == [
+        assert {rule["resources"][0] for rule in role["rules"][:2]} == {"leases"}
+        assert role["rules"][2:4] == [
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["create"]},
             {
                 "apiGroups": ["discovery.k8s.io"],
@@ -230,7 +234,7 @@ def test_webhook_renders_env_secret_port_and_service_but_not_for_ipaddress() -> 
             },
         ]
         # argora-metal3's claims record besides.
-        assert {rule["resources"][0] for rule in role["rules"][2:]} == ({"configmaps"} if name == "metal3" else set())
+        assert {rule["resources"][0] for rule in role["rules"][4:]} == ({"configmaps"} if name == "metal3" else set())
         assert binding["metadata"]["namespace"] == "ops"
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",
@@ -243,7 +247,9 @@ def test_webhook_renders_env_secret_port_and_service_but_not_for_ipaddress() -> 
         assert [port["name"] for port in metrics["spec"]["ports"]] == ["metrics"]
     ipaddress = deployments["ipaddress"]
     assert webhook_parts(ipaddress) == {"env": {}, "pod_ip": [], "ports": [], "mounts": [], "volumes": []}
-    assert "ipaddress" not in roles and "ipaddress" not in bindings
+    # argora-ipaddress serves no webhook: its Role in the release's namespace names its Lease alone.
+    ((own,),) = [roles["ipaddress"]]
+    assert {rule["resources"][0] for rule in own["rules"]} == {"leases"}
     (container,) = ipaddress["spec"]["template"]["spec"]["containers"]
     assert not {item["name"] for item in container["env"]} & {
         "ARGORA_NETBOX_CHANGES_INTERVAL",
@@ -279,7 +285,7 @@ def test_webhook_per_controller_override_port_and_secret() -> None:
 def test_chart_with_webhook_installs(api_client: client.ApiClient, namespace: str) -> None:
     """The API server takes the webhook's Deployments and Services as rendered (named target ports)."""
     docs = render("--set", "webhook.enabled=true", release=namespace, namespace=namespace)
-    create_from_manifests(api_client, [d for d in docs if d["kind"] != "ClusterKopfPeering"])
+    create_from_manifests(api_client, docs)
     core = client.CoreV1Api(api_client)
     for name in CHANGE_FOLLOWERS:
         service = core.read_namespaced_service(f"{namespace}-{name}-webhook", namespace)
@@ -325,7 +331,7 @@ def test_network_policy_admits_only_the_served_ports(api_client: client.ApiClien
 def installed(api_client: client.ApiClient, namespace: str) -> Iterator[str]:
     """The whole chart installed as a release named after the test's namespace."""
     docs = render(release=namespace, namespace=namespace)
-    create_from_manifests(api_client, [d for d in docs if d["kind"] != "ClusterKopfPeering"])
+    create_from_manifests(api_client, docs)
     yield namespace
 
 
@@ -365,6 +371,15 @@ EVENTS = grants("", "events", "create")
 # a create names no object RBAC could check.
 WEBHOOK_OWN = grants("discovery.k8s.io", "endpointslices", "create")
 WEBHOOK_OWN_NAMED = (("-webhook", grants("discovery.k8s.io", "endpointslices", "get patch")),)
+# The Lease electing the active replica (argora_common.peering): argora-<controller>, read and merge-patched
+# by name, created by the first replica (a create names no object RBAC could check).
+LEASE_OWN = grants("coordination.k8s.io", "leases", "create")
+
+
+def lease_own(name: str) -> tuple[tuple[str, frozenset[Access]], ...]:
+    return ((f"argora-{name}", grants("coordination.k8s.io", "leases", "get patch")),)
+
+
 # Their own resources: kopf lists and watches them and merge-patches finalizers, annotations (also the
 # sync annotation of a NetBox change) and status; never a GET, never a PUT.
 NEEDS = {
@@ -375,7 +390,7 @@ NEEDS = {
         | grants(ARGORA, "clusterimports/status", "patch")
         | EVENTS | grants("", "secrets", "get"),  # the Secret a ClusterImport names, next to it
         default_credentials=True,
-        own=WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED,
+        own=LEASE_OWN | WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED, own_exact=lease_own("ironcore"),
     ),
     "metal3": Needs(
         cluster=frozenset(),
@@ -386,13 +401,13 @@ NEEDS = {
         | grants("", "secrets", "get list watch create patch delete") | EVENTS,
         default_credentials=True,
         # The claims record (metal3_controller.claims): read, created when missing, applied.
-        own=WEBHOOK_OWN | grants("", "configmaps", "create"), own_named=WEBHOOK_OWN_NAMED,
-        own_exact=(("argora-metal3-claims", grants("", "configmaps", "get patch")),),
+        own=LEASE_OWN | WEBHOOK_OWN | grants("", "configmaps", "create"), own_named=WEBHOOK_OWN_NAMED,
+        own_exact=(*lease_own("metal3"), ("argora-metal3-claims", grants("", "configmaps", "get patch"))),
     ),
     "update": Needs(
         cluster=frozenset(),
         namespaced=grants(ARGORA, "updates", "list watch patch") | grants(ARGORA, "updates/status", "patch") | EVENTS,
-        own=WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED,
+        own=LEASE_OWN | WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED, own_exact=lease_own("update"),
     ),
     "ippool": Needs(
         # The pools (cluster-scoped) are listed, applied and deleted; addresses listed to see pools in use.
@@ -400,7 +415,7 @@ NEEDS = {
         | grants(IPAM, "ipaddresses", "list"),
         namespaced=grants(ARGORA, "ippoolimports", "list watch patch") | grants(ARGORA, "ippoolimports/status", "patch")
         | EVENTS,
-        own=WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED,
+        own=LEASE_OWN | WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED, own_exact=lease_own("ippool"),
     ),
     "ipaddress": Needs(
         # Its passes read every namespace whatever watchNamespaces says, and post Events on what they find.
@@ -408,18 +423,18 @@ NEEDS = {
         | grants(IPAM, "ipaddressclaims globalinclusterippools", "list")
         | grants(METAL, "serverclaims servers bmcs", "list") | EVENTS,
         namespaced=frozenset(),
+        own=LEASE_OWN, own_exact=lease_own("ipaddress"),
     ),
 }  # fmt: skip
 
 
 def kopf_needs(limited: bool) -> Needs:
-    """kopf's own: the CRD scan; limited to namespaces, the namespace scan and the KopfPeering in each
-    (argora_common.operator.ensure_peering GETs it, kopf watches and patches it), else the ClusterKopfPeering."""
+    """kopf's own: the CRD scan; limited to namespaces, the namespace scan. No peering: kopf runs
+    standalone, in the replica holding the Lease."""
     cluster = grants("apiextensions.k8s.io", "customresourcedefinitions", "list watch")
     if limited:
         cluster |= grants("", "namespaces", "list watch")
-    peering = grants("kopf.dev", "kopfpeerings" if limited else "clusterkopfpeerings", "get list watch patch")
-    return Needs(cluster, peering)
+    return Needs(cluster, frozenset())
 
 
 # What every authenticated account may do (system:basic-user), whatever the chart grants.
@@ -466,7 +481,7 @@ def releases(api_client: client.ApiClient) -> dict[str, Release]:
             watched = json.dumps(release.watched)
             args += [arg for name in CONTROLLERS for arg in ("--set-json", f"{name}.watchNamespaces={watched}")]
         docs = render(*args, release=release.namespace, namespace=release.namespace)
-        create_from_manifests(api_client, [d for d in docs if d["kind"] != "ClusterKopfPeering"])
+        create_from_manifests(api_client, docs)
         found[mode] = release
     return found
 
@@ -517,7 +532,8 @@ def test_rendered_rules_name_exactly_the_needs(mode: str) -> None:
         namespaced = kopf.namespaced | needs.namespaced
         if limited:
             assert rule_accesses(cluster_role) == kopf.cluster | needs.cluster, name
-            assert set(roles) == {"w1", "w2", "creds"}, name
+            # None where it has no namespaced needs (argora-ipaddress: kopf's peering is gone).
+            assert set(roles) == ({"w1", "w2", "creds"} if namespaced else set()), name
             assert all(rule_accesses(role) == namespaced for role in roles.values()), name
         else:
             assert rule_accesses(cluster_role) == kopf.cluster | needs.cluster | namespaced, name
@@ -529,7 +545,12 @@ def test_rendered_rules_name_exactly_the_needs(mode: str) -> None:
     assert roles["creds"]["rules"] == [
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["bmc"], "verbs": ["get"]}
     ]
-    assert set(by_component(outside, "Role")) == {"metal3"}
+    beyond_own = {
+        name
+        for name, found in by_component(outside, "Role").items()
+        if any(role["metadata"]["namespace"] != "argora-system" for role in found)
+    }
+    assert beyond_own == {"metal3"}
 
 
 @pytest.mark.parametrize("mode", (CLUSTER_WIDE, WATCHED))
@@ -543,7 +564,7 @@ def test_each_service_account_may_do_exactly_what_its_controller_needs(
     watches."""
     release, limited = releases[mode], mode == WATCHED
     every = served_accesses(api_client)
-    assert {ARGORA, METAL, IPAM, "metal3.io", "cluster.x-k8s.io", "kopf.dev", "coordination.k8s.io"} <= {
+    assert {ARGORA, METAL, IPAM, "metal3.io", "cluster.x-k8s.io", "coordination.k8s.io"} <= {
         group for _, group, _ in every
     }
     needs, kopf = NEEDS[name], kopf_needs(limited)

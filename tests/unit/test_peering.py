@@ -1,9 +1,11 @@
-"""A replica's standing in kopf's peering: who leads, when it stands by, when it must exit."""
+"""A replica's standing in its controller's Lease: when it acquires, renews, stands by and must exit.
+
+The decisions are judged by the replica's own (here injected) monotonic clock, never by the times
+written in the Lease."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -14,142 +16,210 @@ from kubernetes import client
 from argora_common import operator, peering
 from argora_common.kube import Kind, Kube
 from argora_common.passes import PassRunner
-from argora_common.peering import Lease, Peer, Standing, Verdict, peers_of, seniority
+from argora_common.peering import STOP_MARGIN_SECONDS, Candidate, ConflictError, Lease, Record, micro_time
 
-NOW = 1_800_000_000.0
-LIFETIME = 60.0
-
-
-def entry(seen: float, priority: int, lifetime: float = LIFETIME) -> dict[str, Any]:
-    """A keep-alive as kopf writes it."""
-    return {"priority": priority, "lifetime": lifetime, "lastseen": datetime.fromtimestamp(seen, UTC).isoformat()}
+DURATION = 60.0
+TEST_KIND = Kind("example.com", "v1", "Thing", "things", namespaced=True)
 
 
-def standing(priority: int = 100) -> Standing:
-    return Standing("me", priority, LIFETIME)
+def held_by(holder: str, renewed: str = "2030-01-01T00:00:00.000000Z", version: str = "1") -> Record:
+    return Record(holder, DURATION, renewed, renewed, 0, version)
 
 
-def test_an_earlier_start_has_the_higher_priority_and_every_microsecond_counts() -> None:
-    assert seniority(NOW) > seniority(NOW + 0.000001) > seniority(NOW + 3600)
-    assert 0 < seniority(time.time()) < 2**53
+def test_an_absent_or_released_lease_is_taken_at_once() -> None:
+    me = Candidate("me", DURATION)
+    me.observe(None, 0.0)
+    assert me.may_acquire(0.0)
+    me.observe(held_by(""), 1.0)
+    assert me.may_acquire(1.0)
 
 
-def test_kopfs_entries_are_read_and_unreadable_ones_left_out() -> None:
-    status = {"a": entry(NOW, 5), "b": {"priority": 1}, "c": "not an entry", "d": {"lastseen": "yesterday"}}
-    assert peers_of(status) == [Peer("a", 5, NOW + LIFETIME)]
+def test_a_lease_naming_this_replica_is_taken_at_once() -> None:
+    """The same pod's restarted container: its previous process is gone."""
+    me = Candidate("me", DURATION)
+    me.observe(held_by("me"), 5.0)
+    assert me.may_acquire(5.0)
 
 
-def test_a_starting_replica_stands_by_until_it_reads_that_it_leads() -> None:
-    mine = standing()
-    assert mine.verdict(NOW) == (Verdict.STANDBY, "")
-    mine.observe([peers_of({"me": entry(NOW, 100), "old": entry(NOW - 2 * LIFETIME, 999)})], NOW + 1)
-    assert mine.verdict(NOW + 1)[0] is Verdict.ACTIVE
+def test_another_holder_counts_until_unchanged_for_its_duration_by_our_clock() -> None:
+    me = Candidate("me", DURATION)
+    # The renewTime written says nothing here (another node's clock): only when we saw it change counts.
+    me.observe(held_by("other", renewed="2000-01-01T00:00:00.000000Z"), 100.0)
+    assert not me.may_acquire(100.0 + DURATION - 1)
+    me.observe(held_by("other", renewed="2000-01-01T00:00:00.000000Z", version="2"), 130.0)  # no change
+    assert me.may_acquire(100.0 + DURATION)
 
 
-def test_a_live_peer_of_higher_priority_leads() -> None:
-    mine = standing(priority=100)
-    mine.observe([peers_of({"me": entry(NOW, 100), "other": entry(NOW, 200)})], NOW + 1)
-    assert mine.verdict(NOW + 1)[0] is Verdict.STANDBY
+def test_a_renewal_seen_restarts_the_count() -> None:
+    me = Candidate("me", DURATION)
+    me.observe(held_by("other", renewed="2030-01-01T00:00:00.000000Z"), 100.0)
+    me.observe(held_by("other", renewed="2030-01-01T00:00:20.000000Z"), 120.0)
+    assert not me.may_acquire(100.0 + DURATION)
+    assert me.may_acquire(120.0 + DURATION)
 
 
-def test_in_namespaced_peerings_a_replica_leads_only_where_it_leads_in_all() -> None:
-    mine = standing(priority=100)
-    mine.observe([peers_of({"me": entry(NOW, 100)}), peers_of({"me": entry(NOW, 100), "x": entry(NOW, 300)})], NOW)
-    assert mine.verdict(NOW)[0] is Verdict.STANDBY
+def test_acquiring_from_another_holder_counts_a_transition() -> None:
+    me = Candidate("me", DURATION)
+    me.observe(Record("other", DURATION, "t", "t", 3, "7"), 0.0)
+    spec = me.spec(datetime(2030, 1, 1, tzinfo=UTC))
+    assert spec == {
+        "holderIdentity": "me",
+        "leaseDurationSeconds": 60,
+        "acquireTime": "2030-01-01T00:00:00.000000Z",
+        "renewTime": "2030-01-01T00:00:00.000000Z",
+        "leaseTransitions": 4,
+    }
+    me.observe(Record("", DURATION, "t", "t", 4, "8"), 1.0)  # released: no other holder to count
+    assert me.spec(datetime(2030, 1, 1, tzinfo=UTC))["leaseTransitions"] == 4
 
 
-def test_a_cut_replica_exits_before_its_keep_alive_expires_when_others_can_take_over() -> None:
-    mine = standing(priority=200)
-    mine.observe([peers_of({"me": entry(NOW, 200), "standby": entry(NOW, 100)})], NOW + 1)
-    # No read gets through from here on: the decision is made on the last one.
-    assert mine.verdict(NOW + LIFETIME - 2)[0] is Verdict.ACTIVE
-    verdict, reason = mine.verdict(NOW + LIFETIME - peering.STOP_MARGIN_SECONDS)
-    assert verdict is Verdict.EXIT
-    assert "other replicas take over" in reason
+def test_the_holder_renews_a_third_into_its_term_and_writes_only_the_renew_time() -> None:
+    me = Candidate("me", DURATION)
+    me.wrote(held_by("me"), 10.0)
+    assert not me.renewal_due(10.0 + DURATION / 3 - 1)
+    assert me.renewal_due(10.0 + DURATION / 3)
+    assert me.spec(datetime(2030, 1, 1, 0, 0, 20, tzinfo=UTC)) == {
+        "renewTime": "2030-01-01T00:00:20.000000Z",
+        "leaseDurationSeconds": 60,
+    }
 
 
-def test_a_renewed_keep_alive_keeps_it_active() -> None:
-    mine = standing(priority=200)
-    mine.observe([peers_of({"me": entry(NOW, 200), "standby": entry(NOW, 100)})], NOW + 1)
-    mine.observe([peers_of({"me": entry(NOW + 50, 200), "standby": entry(NOW + 45, 100)})], NOW + 51)
-    assert mine.verdict(NOW + LIFETIME + 10)[0] is Verdict.ACTIVE
+def test_a_holder_that_cannot_renew_stops_writing_before_others_may_take_over() -> None:
+    """Others count a full duration from when they saw the write, which is after it was sent."""
+    me = Candidate("me", DURATION)
+    me.wrote(held_by("me"), 10.0)
+    end = 10.0 + DURATION
+    assert me.holds(end - STOP_MARGIN_SECONDS - 0.01) and not me.lost(end - STOP_MARGIN_SECONDS - 0.01)
+    assert not me.holds(end - STOP_MARGIN_SECONDS) and me.lost(end - STOP_MARGIN_SECONDS)
+    assert not me.may_acquire(end + 100)  # the process exits; it does not try again
 
 
-def test_a_replica_alone_stands_by_while_cut_and_leads_again_once_renewed() -> None:
-    mine = standing(priority=200)
-    mine.observe([peers_of({"me": entry(NOW, 200)})], NOW + 1)
-    assert mine.verdict(NOW + LIFETIME + 30)[0] is Verdict.STANDBY
-    mine.observe([peers_of({"me": entry(NOW + LIFETIME + 31, 200)})], NOW + LIFETIME + 32)
-    assert mine.verdict(NOW + LIFETIME + 32)[0] is Verdict.ACTIVE
+def test_a_holder_that_reads_another_name_has_lost_the_lease() -> None:
+    me = Candidate("me", DURATION)
+    me.wrote(held_by("me"), 10.0)
+    me.observe(held_by("other", version="9"), 11.0)
+    assert me.lost(11.0) and not me.holds(11.0)
 
 
-def test_a_replica_alone_exits_when_kopf_stopped_renewing_although_the_api_server_answers() -> None:
-    mine = standing(priority=200)
-    mine.observe([peers_of({"me": entry(NOW, 200)})], NOW + 1)
-    mine.observe([peers_of({"me": entry(NOW, 200)})], NOW + 2 * LIFETIME)
-    verdict, reason = mine.verdict(NOW + 2 * LIFETIME)
-    assert verdict is Verdict.EXIT
-    assert "no longer renews" in reason
+def test_a_released_lease_is_neither_held_nor_lost() -> None:
+    me = Candidate("me", DURATION)
+    me.wrote(held_by("me"), 10.0)
+    me.released = True
+    assert not me.holds(11.0) and not me.lost(11.0 + DURATION)
 
 
-def test_the_entry_of_an_earlier_process_of_the_same_pod_is_not_ours() -> None:
-    """A container restarted in its pod keeps the pod's name as kopf identity, with a new priority."""
-    mine = standing(priority=300)
-    mine.observe([peers_of({"me": entry(NOW - LIFETIME, 200), "other": entry(NOW, 100)})], NOW + 1)
-    assert mine.deadline is None
-    assert mine.verdict(NOW + LIFETIME)[0] is Verdict.STANDBY  # no keep-alive of its own yet
+def test_micro_time_is_utc_with_microseconds() -> None:
+    assert micro_time(datetime(2030, 1, 2, 3, 4, 5, 6, tzinfo=UTC)) == "2030-01-02T03:04:05.000006Z"
 
 
-def test_a_replica_whose_startup_takes_longer_than_a_lifetime_stands_by() -> None:
-    """kopf writes the first keep-alive after the startup handlers, which may retry for minutes."""
-    mine = standing(priority=100)
-    mine.observe([peers_of({"other": entry(NOW + 5 * LIFETIME, 200)})], NOW + 5 * LIFETIME)
-    assert mine.verdict(NOW + 5 * LIFETIME)[0] is Verdict.STANDBY
+def test_a_lease_is_read_from_the_api_servers_words() -> None:
+    lease = {
+        "metadata": {"resourceVersion": "42"},
+        "spec": {"holderIdentity": "pod-a", "leaseDurationSeconds": 60, "renewTime": "r", "leaseTransitions": 2},
+    }
+    assert Record.of(lease) == Record("pod-a", 60.0, "r", "", 2)
+    assert Record.of(lease).resource_version == "42"
+    assert Record.of({"metadata": {}}).holder == ""
 
 
-class CutKube(Kube):
-    """An API server that stops answering when told."""
+class MemoryStore:
+    """The Lease on an API server that checks resourceVersions and can be cut off."""
 
-    def __init__(self, status: dict[str, Any]) -> None:
-        super().__init__(cast(client.ApiClient, None), "argora-test")
-        self.status = status
+    def __init__(self) -> None:
+        self.spec: dict[str, Any] | None = None
+        self.version = 0
         self.cut = threading.Event()
+        self.lock = threading.Lock()
 
-    def get(
-        self, kind: Kind, name: str, namespace: str | None = None, *, timeout: float | None = None
-    ) -> dict[str, Any] | None:
+    def _record(self) -> Record:
+        assert self.spec is not None
+        return Record.of({"metadata": {"resourceVersion": str(self.version)}, "spec": self.spec})
+
+    def read(self) -> Record | None:
         if self.cut.is_set():
             raise OSError("connection refused")
-        return {"status": self.status}
+        with self.lock:
+            return None if self.spec is None else self._record()
+
+    def create(self, spec: Mapping[str, Any]) -> Record:
+        if self.cut.is_set():
+            raise OSError("connection refused")
+        with self.lock:
+            if self.spec is not None:
+                raise ConflictError
+            self.spec, self.version = dict(spec), self.version + 1
+            return self._record()
+
+    def patch(self, spec: Mapping[str, Any], resource_version: str) -> Record:
+        if self.cut.is_set():
+            raise OSError("connection refused")
+        with self.lock:
+            if self.spec is None or resource_version != str(self.version):
+                raise ConflictError
+            self.spec, self.version = {**self.spec, **spec}, self.version + 1
+            return self._record()
 
 
-def test_the_lease_exits_the_process_when_cut_off_with_a_standby_around() -> None:
-    now = time.time()
-    # Its keep-alive, seen 12 s ago with a lifetime of 16 s, expires in 4 s.
-    kube = CutKube({"me": entry(now - 12, 200, lifetime=16), "standby": entry(now, 100)})
-    exited = threading.Event()
-    lease = Lease()
-    lease.follow(
-        kube,
-        [(operator.CLUSTER_PEERING, None)],
-        "argora-test",
-        Standing("me", 200, 16),
-        "test",
-        exit=lambda code: exited.set(),
-    )
+def test_two_leases_on_one_store_one_holds_the_other_takes_over_on_release() -> None:
+    store = MemoryStore()
+    first, second = Lease(), Lease()
+    first.follow(store, "first", 10, "test")
     try:
-        assert not exited.wait(1.5) and lease.active()
-        kube.cut.set()
-        assert exited.wait(5)
-        assert time.time() < now + 4  # before the standby takes over
-        assert not lease.active()
+        assert first.wait_until_active() and first.active()
+        second.follow(store, "second", 10, "test")
+        assert not second._acquired.wait(3) and not second.active()
+        first.release()
+        assert not first.active()
+        assert second._acquired.wait(10) and second.active()
+        assert store.spec is not None and store.spec["holderIdentity"] == "second"
+        assert store.spec["leaseTransitions"] == 0  # released, not taken over
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_holder_cut_off_exits_before_its_term_ends() -> None:
+    store = MemoryStore()
+    exited = threading.Event()
+    clock = FakeClock()
+    lease = Lease()
+    lease.follow(store, "me", 10, "test", clock=clock, exit=lambda code: exited.set())
+    try:
+        assert lease.wait_until_active()
+        store.cut.set()
+        clock.now += 10 - STOP_MARGIN_SECONDS - 0.1
+        assert not exited.wait(1) and lease.active()
+        clock.now += 0.1
+        assert exited.wait(5) and not lease.active()
     finally:
         lease.stop()
 
 
+def test_a_frozen_holder_exits_at_its_next_write() -> None:
+    store = MemoryStore()
+    exits: list[int] = []
+    clock = FakeClock()
+    lease = Lease()
+    lease.follow(store, "me", 10, "test", clock=clock, exit=exits.append)
+    assert lease.wait_until_active()
+    lease.stop()  # no thread looks any more: only the write's own check is left
+    lease.fence()
+    assert exits == []
+    clock.now += 10
+    lease.fence()
+    assert exits == [1]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_observers_hear_when_the_replica_becomes_active_and_when_it_stops_being_so() -> None:
-    now = time.time()
-    kube = CutKube({"me": entry(now, 200)})
+    store = MemoryStore()
     heard: list[bool] = []
     changed = threading.Event()
     lease = Lease()
@@ -159,13 +229,12 @@ def test_observers_hear_when_the_replica_becomes_active_and_when_it_stops_being_
         changed.set()
 
     lease.observe(observer)
-    lease.follow(kube, [(operator.CLUSTER_PEERING, None)], "argora-test", Standing("me", 200, LIFETIME), "test")
+    lease.follow(store, "me", 10, "test", exit=lambda code: None)
     try:
-        assert changed.wait(30) and heard == [True]
+        assert changed.wait(10) and heard == [True]
         changed.clear()
-        # An older replica's keep-alive (a higher priority) comes back: this one stands by.
-        kube.status["older"] = entry(time.time(), 300)
-        assert changed.wait(30) and heard == [True, False]
+        lease.release()
+        assert not lease.active()
     finally:
         lease.stop()
 
@@ -184,7 +253,7 @@ class AnnotatingKube(Kube):
 
 def test_a_standby_asks_for_no_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     kube = AnnotatingKube()
-    trigger = operator.request_pass(kube, operator.CLUSTER_PEERING, cast(PassRunner[Any, Any, Any], None))
+    trigger = operator.request_pass(kube, TEST_KIND, cast(PassRunner[Any, Any, Any], None))
     monkeypatch.setattr(peering.LEASE, "active", lambda: False)
     trigger(("", "ci"))
     assert kube.annotated == []
@@ -204,5 +273,5 @@ def test_background_work_is_done_only_while_active(monkeypatch: pytest.MonkeyPat
     assert done == ["active"]
 
 
-def test_without_peering_a_replica_is_active() -> None:
+def test_without_a_lease_a_replica_is_active() -> None:
     assert Lease().active()

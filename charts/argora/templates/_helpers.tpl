@@ -38,7 +38,7 @@ watchNamespaces says (cluster-scoped kinds, and what it reads or writes in every
 "namespaced" rules: also in the ClusterRole when it watches the whole cluster, else granted by a Role in
 each watched namespace alone, so that a controller limited to namespaces reads no Secret elsewhere. Only
 the verbs the code uses: kopf and argora_common/kube.py read with list + watch (GET only for the BMCs,
-credentials Secrets and the peering), write with merge or server-side-apply PATCH, create Events and
+credentials Secrets and the Lease), write with merge or server-side-apply PATCH, create Events and
 delete with DELETE; nothing sends PUT (update) or deletecollection. */}}
 
 {{/* kopf's own needs wherever it runs: the CRD scan (list + watch, to see resources appear) and, limited
@@ -54,16 +54,21 @@ to namespaces, the namespace scan that follows the watched ones. */}}
 {{- end }}
 {{- end -}}
 
-{{/* kopf's peering: the ClusterKopfPeering when watching the cluster, a KopfPeering in each watched
-namespace otherwise (argora_common.operator.ensure_peering GETs it; kopf lists, watches and patches it). */}}
-{{- define "argora.rules.kopf.namespaced" -}}
-- apiGroups: [kopf.dev]
-  resources: [{{ if .c.watchNamespaces }}kopfpeerings{{ else }}clusterkopfpeerings{{ end }}]
-  verbs: [get, list, watch, patch]
-{{- end -}}
-
 {{/* "own" rules: what a controller needs in the release's namespace alone (ARGORA_OWN_NAMESPACE), granted
 by a Role <fullname>-own there, rendered only when they are not empty. */}}
+
+{{/* The Lease electing the controller's active replica (argora_common.peering): argora-<controller>, read
+and merge-patched by name (the patch carries the resourceVersion read); created by the first replica, and
+create cannot be limited to a name. Every controller has one, standalone or not. */}}
+{{- define "argora.rules.lease.own" -}}
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [argora-{{ .name }}]
+  verbs: [get, patch]
+{{- end -}}
 
 {{/* The webhook Service's EndpointSlice (argora_common.webhook_endpoint): read and server-side applied
 by name; applying creates it when missing, and create cannot be limited to a name. */}}
@@ -80,12 +85,14 @@ by name; applying creates it when missing, and create cannot be limited to a nam
 {{- end -}}
 
 {{- define "argora.rules.ironcore.own" -}}
+{{- include "argora.rules.lease.own" . }}
 {{- include "argora.rules.webhook.own" . }}
 {{- end -}}
 
 {{/* Who holds which NetBox cluster (metal3_controller.claims): one ConfigMap of a fixed name, read and
 applied by name; created when missing, and create cannot be limited to a name. */}}
 {{- define "argora.rules.metal3.own" -}}
+{{- include "argora.rules.lease.own" . }}
 {{- include "argora.rules.webhook.own" . }}
 - apiGroups: [""]
   resources: [configmaps]
@@ -97,14 +104,17 @@ applied by name; created when missing, and create cannot be limited to a name. *
 {{- end -}}
 
 {{- define "argora.rules.update.own" -}}
+{{- include "argora.rules.lease.own" . }}
 {{- include "argora.rules.webhook.own" . }}
 {{- end -}}
 
 {{- define "argora.rules.ippool.own" -}}
+{{- include "argora.rules.lease.own" . }}
 {{- include "argora.rules.webhook.own" . }}
 {{- end -}}
 
 {{- define "argora.rules.ipaddress.own" -}}
+{{- include "argora.rules.lease.own" . }}
 {{- end -}}
 
 {{- define "argora.rules.ironcore.cluster" -}}
