@@ -24,7 +24,7 @@ from argora_common.crds import DeviceProblem
 from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.netbox import NetBox, NetBoxError
 from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, Endpoint, Ref
-from update_controller.plan import Action, Correction, DevicePlan, Plan
+from update_controller.desired import Action, Correction, DevicePlan, Plan
 
 DEVICE_FIELDS = {Action.OOB_IP: "oob_ip", Action.PLATFORM: "platform"}
 

@@ -36,7 +36,7 @@ from argora_common.status import (
     write_status,
 )
 from update_controller.apply import Applier, ApplyResult
-from update_controller.plan import Action, Correction, Plan, plan_updates
+from update_controller.desired import Action, Correction, Plan, plan_updates
 
 UPDATE: Final = argora_kind(crds.UPDATE)
 INTEREST: Final = Interest(frozenset({CLUSTER, DEVICE, INTERFACE, IP_ADDRESS}), everyone=frozenset({CLUSTER}))

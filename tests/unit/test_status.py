@@ -24,8 +24,8 @@ from ironcore_controller.reconcile import CLUSTER_IMPORT, WORDS, Facts, ImportSt
 from ironcore_controller.settings import IroncoreSettings
 from tests.unit.memory_kube import MemoryKube
 from update_controller import apply as update_apply
-from update_controller.plan import Action, Correction, DevicePlan
-from update_controller.plan import Plan as UpdatePlan
+from update_controller.desired import Action, Correction, DevicePlan
+from update_controller.desired import Plan as UpdatePlan
 from update_controller.reconcile import update_events, update_status
 
 KEPT = "existing objects are left as they are"

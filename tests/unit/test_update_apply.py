@@ -19,7 +19,7 @@ from update_controller.apply import (
     CheckedIP,
     interface_deletions,
 )
-from update_controller.plan import Action, Correction, DevicePlan, Plan
+from update_controller.desired import Action, Correction, DevicePlan, Plan
 from update_controller.reconcile import Interrupted, Planned, interrupted_status
 
 

@@ -3,7 +3,7 @@ from typing import Any
 from argora_common.crds import UpdateSpec
 from argora_common.inventory import SelectedDevice
 from argora_common.netbox_schema import Device, Interface, IPAddress, Ref
-from update_controller.plan import Action, plan_updates
+from update_controller.desired import Action, plan_updates
 
 SPEC = UpdateSpec.model_validate({"clusters": [{"name": "c"}]})
 
