@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from argora_dev.kube import KubeCluster
@@ -21,10 +23,26 @@ BIN_DIR = Path(sys.executable).parent
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 
+def own_namespace(kube: KubeCluster) -> str:
+    """A namespace of its own for a controller, as each release of the chart has: its election Lease and
+    argora-metal3's claims record live there. Shared by every test, a Lease a stopped controller could not
+    release (SIGKILLed on a busy machine) would keep the next test's controller standing by for a lease term."""
+    name = f"argora-own-{secrets.token_hex(4)}"
+    api = kube.api_client()
+    try:
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    finally:
+        api.close()
+    return name
+
+
 def operator_environment(kube: KubeCluster, netbox: NetBoxServer, token: str, **extra: str) -> dict[str, str]:
     """What a controller gets in production, pointed at the test servers; passes are requested by the
     tests (sync annotation), so the resync timer is pushed out of their way, and NetBox's change log is
-    not followed (the other tests' NetBox writes would start passes): the tests of that turn it on."""
+    not followed (the other tests' NetBox writes would start passes): the tests of that turn it on. The
+    replicas started with one environment share its own namespace (and elect one of them)."""
+    if "ARGORA_OWN_NAMESPACE" not in extra:
+        extra = {**extra, "ARGORA_OWN_NAMESPACE": own_namespace(kube)}
     return {
         "KUBECONFIG": str(kube.kubeconfig),
         "ARGORA_NETBOX_URL": netbox.url,
