@@ -1,8 +1,8 @@
 """Growing retry delays after failed passes, per resource, shared by the controllers.
 
 The n-th failure in a row waits `base * 2**(n-1)` seconds, at most `max`; a success forgets the
-resource. Whoever ran the failed pass (a change handler, a timer, a resync thread) counts against the
-same entry, so an outage is retried less and less often however the passes are started.
+resource. Whatever asked for the failed pass (a change of the resource, NetBox's change log, the resync)
+counts against the same entry, so an outage is retried less and less often however the passes are started.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Both sources give the same `Change`s. The last pass over each resource left in the `ChangeIndex` the
 NetBox objects it read; a change maps to the resources that hold the changed object or an object its
 snapshots name (a device's cluster, an interface's device, an address's interface), and the
-`ChangeFeed` runs one pass for each of them once a short window has passed, however many changes came
-in it. Changes this process wrote itself (known by NetBox's request id) start nothing, so a controller
+`ChangeFeed` queues one pass for each of them a short window later (the controller's work queue keeps one
+entry per resource, however many changes came in it). Its looks at the change log are work of the same
+queue. Changes this process wrote itself (known by NetBox's request id) start nothing, so a controller
 that writes to NetBox never answers its own writes.
 
 The change log is read with the slim fields first, overlapping the last look, so that a change whose
@@ -22,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
@@ -31,6 +33,7 @@ from argora_common.metrics import CHANGE_LOG_READ, NETBOX_CHANGES, NETBOX_CHANGE
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError
 from argora_common.netbox_schema import OBJECT_CHANGE_SNAPSHOTS, OBJECT_CHANGES, ObjectChange
 from argora_common.settings import ENV_PREFIX, Settings
+from argora_common.workqueue import WorkQueue
 
 log = logging.getLogger("argora.changes")
 
@@ -60,8 +63,15 @@ WEBHOOK_ACTIONS: Final = {"created": "create", "updated": "update", "deleted": "
 # Entries are re-read this far back on every look: a bulk write's transaction may commit its change
 # records well after their timestamps, and a look in between must not have passed them by.
 OVERLAP: Final = timedelta(minutes=5)
-# How long a request for a pass that failed waits before it is made again.
-TRIGGER_RETRY_SECONDS: Final = 30.0
+# Changes held back behind our own writes are looked at again this soon: a write is answered within a request.
+HELD_RECHECK_SECONDS: Final = 0.1
+
+
+class FeedTask(Enum):
+    """The change feed's own work in the controller's queue."""
+
+    LOOK = "look at NetBox's change log"
+    RELEASE_HELD = "submit the changes held back behind our own writes"
 
 
 @dataclass(frozen=True)
@@ -163,15 +173,16 @@ class ChangeIndex[K: Hashable]:
 
 
 class ChangeFeed[K: Hashable]:
-    """Maps NetBox changes to the resources they concern and asks for their passes, coalesced
-    (`trigger(key)`); the pass itself, its retries and its report are the controller's as always."""
+    """Maps NetBox changes to the resources they concern and asks for their passes a short window later
+    (`trigger(key, delay)`); the pass itself, its retries and its report are the controller's as always."""
 
     def __init__(
         self,
         netbox: NetBox,
         interest: Interest,
         settings: Settings,
-        trigger: Callable[[K], None],
+        trigger: Callable[[K, float], None],
+        queue: WorkQueue,
         describe: Callable[[K], str] = str,
         *,
         controller: str,
@@ -181,40 +192,40 @@ class ChangeFeed[K: Hashable]:
         self.interest = interest
         self.index: ChangeIndex[K] = ChangeIndex()
         self._trigger = trigger
+        self._queue = queue
         self._describe = describe
         self._interval = settings.netbox_changes_interval
         self._resync = settings.resync_interval_seconds
         self._window = settings.change_coalesce_seconds
-        self._pending: dict[K, float] = {}  # key -> monotonic time its pass is due
         self._held: list[tuple[int, str, Change]] = []  # (write ticket, source, change) held back
         self._changed: dict[K, float] = {}  # key -> monotonic time of its last relevant change
-        self._wake = threading.Condition()
-        self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._cursor: datetime | None = None  # NetBox's time of the last look (or its newest entry)
         self._based = False  # where the change log stood at start is known
         self._seen: dict[int, datetime] = {}  # ids of entries inside the overlap, already handled
         self._log_readable = False  # the last look at the change log succeeded
         self._complaint: str | None = None  # what the last failed look said, to say it once
+        queue.route(FeedTask, self.work)
 
     @property
     def polling(self) -> bool:
         return self._interval > 0
 
     def start(self) -> None:
-        threading.Thread(target=self._dispatch_loop, name="argora-changes-dispatch", daemon=True).start()
         if self.polling:
-            threading.Thread(target=self._poll_loop, name="argora-changes-poll", daemon=True).start()
+            self._queue.add(FeedTask.LOOK)
 
-    def stop(self) -> None:
-        self._stop.set()
-        with self._wake:
-            self._wake.notify_all()
+    def work(self, task: FeedTask) -> float | None:
+        """The queue's handler: returns when the task is due again."""
+        if task is FeedTask.LOOK:
+            return self.look()
+        return self._release_held()
 
     # ---- mapping ---------------------------------------------------------------------------------
 
     def submit(self, changes: Iterable[Change], source: str) -> set[K]:
-        """Schedule a pass for every resource the changes concern; returns those resources. A change
-        that may be one of our writes still waiting for its answer is held back until that answer is in."""
+        """Queue a pass for every resource the changes concern; returns those resources. A change that
+        may be one of our writes still waiting for its answer is held back until that answer is in."""
         keys: set[K] = set()
         relevant = ignored = 0
         in_flight = self.netbox.own_writes.last_begun()
@@ -223,8 +234,9 @@ class ChangeFeed[K: Hashable]:
                 ignored += 1
                 continue
             if in_flight:
-                with self._wake:
+                with self._lock:
                     self._held.append((in_flight, source, change))
+                self._queue.add(FeedTask.RELEASE_HELD, HELD_RECHECK_SECONDS)
                 continue
             relevant += 1
             keys |= self.index.holders(change.refs())
@@ -233,74 +245,44 @@ class ChangeFeed[K: Hashable]:
         NETBOX_CHANGES.labels(source=source, relevance="relevant").inc(relevant)
         NETBOX_CHANGES.labels(source=source, relevance="ignored").inc(ignored)
         if keys:
-            self._schedule(keys, self._window, changed=True)
+            log.info("NetBox changed: asking for a pass of %s", ", ".join(sorted(map(self._describe, keys))))
+            self._ask(keys)
         log.debug("%s: %d relevant and %d other changes -> %d resources", source, relevant, ignored, len(keys))
         return keys
 
-    def _release_held(self) -> None:
-        """Submit again the held-back changes whose writes have all been answered."""
-        with self._wake:
+    def _release_held(self) -> float | None:
+        """Submit again the held-back changes whose writes have all been answered; look again soon while
+        some still wait."""
+        with self._lock:
             ready = [held for held in self._held if self.netbox.own_writes.settled(held[0])]
             self._held = [held for held in self._held if not self.netbox.own_writes.settled(held[0])]
+            waiting = bool(self._held)
         for _, source, change in ready:
             self.submit([change], source)
+        return HELD_RECHECK_SECONDS if waiting else None
 
     def quiet_since(self, key: K, since: float) -> bool:
         """Whether the change log is being followed and says nothing about `key` changed after `since`
         (a monotonic time): then a resync may reuse what the last pass read."""
-        return self.polling and self._log_readable and self._changed.get(key, -math.inf) < since
+        with self._lock:
+            changed = self._changed.get(key, -math.inf)
+        return self.polling and self._log_readable and changed < since
 
     def forget(self, key: K) -> None:
         self.index.forget(key)
-        with self._wake:
-            self._pending.pop(key, None)
+        with self._lock:
             self._changed.pop(key, None)
 
-    def _schedule(self, keys: Iterable[K], delay: float, *, changed: bool = False) -> None:
+    def _ask(self, keys: Iterable[K]) -> None:
+        """A pass of each key once the coalescing window has passed; its NetBox reads are not reused."""
         now = time.monotonic()
-        with self._wake:
+        with self._lock:
             for key in keys:
-                if changed:
-                    self._changed[key] = now
-                self._pending[key] = min(self._pending.get(key, math.inf), now + delay)
-            self._wake.notify_all()
-
-    def _dispatch_loop(self) -> None:
-        while not self._stop.is_set():
-            if self._held:
-                self._release_held()
-            with self._wake:
-                now = time.monotonic()
-                due = sorted((key for key, at in self._pending.items() if at <= now), key=self._describe)
-                if not due:
-                    next_due = min(self._pending.values(), default=now + 1.0)
-                    # Held-back changes are looked at again soon: their writes are answered within a request.
-                    longest = 0.1 if self._held else 1.0
-                    self._wake.wait(timeout=max(0.01, min(next_due - now, longest)))
-                    continue
-                for key in due:
-                    del self._pending[key]
-            log.info("NetBox changed: asking for a pass of %s", ", ".join(self._describe(key) for key in due))
-            for key in due:
-                self._run(key)
-
-    def _run(self, key: K) -> None:
-        try:
-            self._trigger(key)
-        except Exception as error:
-            # Asking for the pass failed (the API server did not answer): ask again later.
-            log.warning(
-                "could not ask for the pass of %s (%s); asking again in %.0fs",
-                self._describe(key), brief(error), TRIGGER_RETRY_SECONDS,
-            )  # fmt: skip
-            self._schedule([key], TRIGGER_RETRY_SECONDS)
+                self._changed[key] = now
+        for key in keys:
+            self._trigger(key, self._window)
 
     # ---- the change log ----------------------------------------------------------------------------
-
-    def _poll_loop(self) -> None:
-        delay = 0.0
-        while not self._stop.wait(delay):
-            delay = self.look()
 
     def look(self) -> float:
         """One look at the change log; returns the seconds until the next."""
@@ -337,7 +319,7 @@ class ChangeFeed[K: Hashable]:
         # changed in between is unknown, so each resource read so far is read again.
         missed = self.index.keys()
         if missed:
-            self._schedule(missed, self._window, changed=True)
+            self._ask(missed)
 
     def _read_news(self) -> None:
         self._read(submit=True)

@@ -13,7 +13,6 @@ import os
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -22,20 +21,24 @@ from kubernetes.config import ConfigException
 from pydantic.fields import FieldInfo
 
 from argora_common.apiserver import load_api_client
-from argora_common.changes import ChangeFeed, Interest
+from argora_common.changes import ChangeFeed, FeedTask, Interest
 from argora_common.health import StandbyHealth
 from argora_common.identity import Identity
 from argora_common.kube import SYNC_ANNOTATION, Kind, Kube
 from argora_common.metrics import serve_metrics
 from argora_common.netbox import NetBox, NetBoxError, NetBoxRejectedError, NetBoxUnavailableError
-from argora_common.passes import Key, PassRunner, key_of
+from argora_common.passes import Body, Key, Log, PassRunner, QueuedPasses, key_of
 from argora_common.peering import LEASE, MAX_REQUEST_SECONDS, KubeLeaseStore, own_identity
 from argora_common.settings import ENV_PREFIX, Settings, exit_with, load_settings
-from argora_common.watch import EventWorker, Indexes
+from argora_common.watch import Indexes, QueuedEvents
 from argora_common.webhook import PATH, WebhookServer, ensure_webhook
 from argora_common.webhook_endpoint import EndpointKeeper, endpoint_slice
+from argora_common.workqueue import WorkQueue
 
 log = logging.getLogger("argora")
+
+# How long a stopping operator waits for the passes under way.
+STOP_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -67,41 +70,65 @@ class Controller:
         return self.identity.field_manager
 
 
-def register_sync(registry: kopf.OperatorRegistry, resource: Kind, passes: PassRunner[Any, Any, Any]) -> None:
-    """The passes over one of our own resources: on create, spec change, operator start, sync request,
-    and every resync interval (skipped while a pass over the same object is under way, or while the
-    retry of its failed pass is not due). kopf retries a failed pass after the delay the skeleton
-    raised, whichever handler ran it."""
-    spec = (resource.group, resource.version, resource.plural)
+def work_queue(registry: kopf.OperatorRegistry, settings: Settings, controller: str) -> WorkQueue:
+    """The controller's one work queue (argora_common.workqueue): its workers run while kopf runs, which
+    is only in the active replica; the change log's looks have a worker of their own."""
+    queue = WorkQueue(
+        f"argora-{controller}", settings.workers, active=LEASE.active, express=lambda key: isinstance(key, FeedTask)
+    )
 
-    @kopf.on.resume(*spec, registry=registry)
-    @kopf.on.create(*spec, registry=registry)
-    @kopf.on.update(*spec, field="spec", registry=registry)
-    @kopf.on.update(*spec, field=("metadata", "annotations", SYNC_ANNOTATION), registry=registry)
-    def on_change(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        passes.run_for_kopf(body, logger)
+    @kopf.on.startup(registry=registry)
+    def start_queue(**_: Any) -> None:
+        queue.start()
 
-    interval = passes.resync_seconds
+    @kopf.on.cleanup(registry=registry)
+    def stop_queue(**_: Any) -> None:
+        queue.stop(timeout=STOP_SECONDS)
 
-    @kopf.timer(*spec, interval=interval, initial_delay=interval, registry=registry)
-    def on_resync(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        passes.resync_for_kopf(body, logger)
-
-    # A raw watch event puts no finalizer on the resource; filtered here, kopf logs no other events.
-    @kopf.on.event(*spec, when=_deleted, registry=registry)
-    def on_deleted(body: kopf.Body, **_: Any) -> None:
-        passes.forget(key_of(body))
+    return queue
 
 
-def while_active[**P](handle: Callable[P, None]) -> Callable[P, None]:
-    """`handle`, done only while this replica is the active one: a replica whose Lease runs out exits, but
-    background work started just before must not write meanwhile."""
+def own_inputs(body: Body) -> object:
+    """What starts a pass over one of our own resources when it changes: its spec (by generation) and
+    the sync annotation; our status writes do not."""
+    return body["metadata"].get("generation"), (body["metadata"].get("annotations") or {}).get(SYNC_ANNOTATION)
 
-    def call(*args: P.args, **kwargs: P.kwargs) -> None:
-        if LEASE.active():
-            handle(*args, **kwargs)
 
-    return call
+def register_sync(registry: kopf.OperatorRegistry, resource: Kind, passes: QueuedPasses[Any, Any, Any]) -> None:
+    """The watch events of one of our own resources feed its passes: on create, spec change, operator
+    start and sync request; every pass queues the next (resync or retry). A raw watch puts no finalizer
+    and no state of kopf's on the resource."""
+
+    @kopf.on.event(resource.group, resource.version, resource.plural, registry=registry)
+    def on_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        passes.observe(type, dict(body))
+
+
+def sync_own_resource(
+    registry: kopf.OperatorRegistry,
+    settings: Settings,
+    netbox: NetBox,
+    resource: Kind,
+    runner: PassRunner[Any, Any, Any],
+    interest: Interest,
+    *,
+    delete: Callable[[Body, Log], None] | None = None,
+) -> QueuedPasses[Any, Any, Any]:
+    """The runtime of a controller of one of our own resources: the work queue, the passes it runs, the
+    resource's watch events and NetBox's changes feeding it, and the delete path (`delete`, with kopf's
+    finalizer on the resource: it is ours) when there is something to clean up."""
+    queue = work_queue(registry, settings, runner.controller)
+    passes = QueuedPasses(runner, queue, own_inputs, log)
+    register_sync(registry, resource, passes)
+    follow_netbox_changes(registry, settings, netbox, interest, passes, f"argora-{runner.controller}")
+    if delete is not None:
+
+        @kopf.on.delete(resource.group, resource.version, resource.plural, registry=registry)
+        def on_delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+            passes.forget(key_of(body))
+            delete(body, logger)
+
+    return passes
 
 
 def index_written_objects(
@@ -109,22 +136,19 @@ def index_written_objects(
     kube: Kube,
     kinds: Sequence[Kind],
     namespaces: Sequence[str] = (),
-    on_event: Callable[[Kind, str, dict[str, Any]], None] | None = None,
+    events: QueuedEvents | None = None,
 ) -> None:
     """Watch indexes (argora_common.watch) of the kinds the controller writes, from start to cleanup:
-    its passes then know the live objects without listing them. `on_event` (event type, object without
-    status) is called for each change the watches see after their first listing, in a thread of its own,
-    while this replica is the active one: every replica keeps its indexes, ready to take over."""
-    worker = EventWorker(while_active(on_event)) if on_event is not None else None
+    its passes then know the live objects without listing them. `events` gets each change the watches
+    see after their first listing, through the work queue: every replica keeps its indexes, ready to take
+    over, and only the active one's queue runs."""
     indexes = [
-        Indexes(kube, kind, kube.field_manager, namespaces, worker.listener(kind) if worker is not None else None)
+        Indexes(kube, kind, kube.field_manager, namespaces, events.listener(kind) if events is not None else None)
         for kind in kinds
     ]
 
     @kopf.on.startup(registry=registry)
     def start_indexes(**_: Any) -> None:
-        if worker is not None:
-            worker.start()
         for index in indexes:
             index.start()
 
@@ -132,8 +156,6 @@ def index_written_objects(
     def stop_indexes(**_: Any) -> None:
         for index in indexes:
             index.stop()
-        if worker is not None:
-            worker.stop()
 
 
 def follow_netbox_changes(
@@ -141,17 +163,17 @@ def follow_netbox_changes(
     settings: Settings,
     netbox: NetBox,
     interest: Interest,
-    passes: PassRunner[Any, Any, Any],
-    trigger: Callable[[Key], None],
+    passes: QueuedPasses[Any, Any, Any],
     field_manager: str,
 ) -> ChangeFeed[Key]:
     """Passes for the resources NetBox's changes concern: from the change log every
     `ARGORA_NETBOX_CHANGES_INTERVAL` seconds and, when a webhook secret is set, from NetBox's webhooks
     (with the chart, the active replica points the webhook's Service at itself as `field_manager`)."""
     feed: ChangeFeed[Key] = ChangeFeed(
-        netbox, interest, settings, trigger, describe="/".join, controller=passes.controller
-    )
-    passes.changes = feed
+        netbox, interest, settings, passes.request, passes.queue, describe="/".join,
+        controller=passes.runner.controller,
+    )  # fmt: skip
+    passes.runner.changes = feed
     keeper = webhook_endpoint(settings, field_manager) if WebhookServer.enabled(settings) else None
     webhook = WebhookServer(
         settings,
@@ -173,7 +195,6 @@ def follow_netbox_changes(
 
     @kopf.on.cleanup(registry=registry)
     def stop_following(**_: Any) -> None:
-        feed.stop()
         webhook.stop()
 
     return feed
@@ -192,26 +213,6 @@ def webhook_endpoint(settings: Settings, field_manager: str) -> EndpointKeeper |
         exit_with(field_manager, f"POD_IP: not an IP address: {ip!r}")
     # A connection of its own: the webhook's accepting thread must not wait behind the passes' writes.
     return EndpointKeeper(Kube.connect(field_manager), desired, LEASE.active)
-
-
-def request_pass(kube: Kube, resource: Kind, passes: PassRunner[Any, Any, Any]) -> Callable[[Key], None]:
-    """A NetBox change asks for a pass the way a user does, with the sync annotation: the replica that
-    holds the Lease (the only one running kopf) runs it like any other, and a standby never runs one itself.
-    A standby does not even ask: the active replica follows the same changes."""
-
-    @while_active
-    def trigger(key: Key) -> None:
-        namespace, name = key
-        # Unique to the microsecond: the same value twice would be no change, and no pass.
-        requested = f"netbox-change-{datetime.now(UTC).isoformat(timespec='microseconds')}"
-        if not kube.annotate(resource, name, namespace, {SYNC_ANNOTATION: requested}):
-            passes.forget(key)
-
-    return trigger
-
-
-def _deleted(type: str | None, **_: Any) -> bool:
-    return type == "DELETED"
 
 
 def _parser(controller: Controller) -> argparse.ArgumentParser:

@@ -5,9 +5,9 @@ at a time, the metrics timer, the error map (`argora_common.errors`), the growin
 failure report and one log line per pass. When the controller follows NetBox's changes
 (`argora_common.changes`), the skeleton also records which NetBox objects each pass read, and a resync
 may reuse the last reads while the change log says none of them changed. The first exception stops the
-pass, so nothing is written after a failed read. `run` returns what happened (the metal3 resync thread
-schedules with it); `run_for_kopf` turns a failure into kopf's retry (`TemporaryError`) or into a stop
-until the resource changes or the next resync (`PermanentError`).
+pass, so nothing is written after a failed read. `run` returns what happened; `QueuedPasses` runs the
+passes from the controller's work queue (argora_common.workqueue) and puts each resource back in it for
+its next pass: at the resync interval, or after the retry delay of a failed one.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from argora_common.changes import ChangeFeed, Ref
 from argora_common.errors import Decision, brief, classify
 from argora_common.metrics import RECONCILE_SECONDS
 from argora_common.settings import Settings
+from argora_common.workqueue import WorkQueue
 
 type Log = logging.Logger | logging.LoggerAdapter[Any]
 type Key = tuple[str, str]  # (namespace, name) of the resource a pass is about
@@ -66,17 +67,15 @@ class KeyedLocks[K: Hashable]:
         self._locks: dict[K, tuple[threading.Lock, int]] = {}
 
     @contextmanager
-    def hold(self, key: K, *, wait: bool = True) -> Iterator[bool]:
-        """Yields True while holding the key's lock; False at once when `wait` is off and it is taken."""
+    def hold(self, key: K) -> Iterator[None]:
         with self._guard:
             lock, users = self._locks.get(key, (threading.Lock(), 0))
             self._locks[key] = (lock, users + 1)
-        acquired = lock.acquire(blocking=wait)
+        lock.acquire()
         try:
-            yield acquired
+            yield
         finally:
-            if acquired:
-                lock.release()
+            lock.release()
             with self._guard:
                 lock, users = self._locks[key]
                 if users == 1:
@@ -169,28 +168,29 @@ class PassRunner[Facts, Planned, Result]:
             reuse_seconds=settings.netbox_full_read_interval_seconds,
         )
 
-    def run(self, body: Body, logger: Log, *, wait: bool = True, resync: bool = False) -> PassOutcome | None:
-        """One pass; None when another pass over the same resource is under way and `wait` is off. A
-        resync reuses the last NetBox reads when nothing they hold changed since (`reusable`)."""
+    def run(self, body: Body, logger: Log, *, resync: bool = False) -> PassOutcome:
+        """One pass, after any other pass or delete under way over the same resource. A resync reuses the
+        last NetBox reads when nothing they hold changed since (`reusable`)."""
         key = key_of(body)
-        with self.locks.hold(key, wait=wait) as held:
-            if not held:
-                logger.debug("a pass over %s %s/%s is under way; this one is skipped", self.kind, *key)
-                return None
-            with RECONCILE_SECONDS.labels(controller=self.controller, kind=self.kind).time():
-                reused = self.reusable(key, body) if resync else None
-                try:
-                    facts = self._read(key, body, reused)
-                    planned = self.steps.plan(body, facts)
-                    result = self.steps.converge(body, planned)
-                    summary = self.steps.report(body, facts, planned, result)
-                except Exception as error:
-                    self._last_reads.pop(key, None)
-                    return self._failed(key, body, error, logger)
+        with self.locks.hold(key), RECONCILE_SECONDS.labels(controller=self.controller, kind=self.kind).time():
+            reused = self.reusable(key, body) if resync else None
+            try:
+                facts = self._read(key, body, reused)
+                planned = self.steps.plan(body, facts)
+                result = self.steps.converge(body, planned)
+                summary = self.steps.report(body, facts, planned, result)
+            except Exception as error:
+                self._last_reads.pop(key, None)
+                return self._failed(key, body, error, logger)
         self.backoff.reset(key)
         reuse_note = " (NetBox unchanged since the last read, not read again)" if reused else ""
         logger.info("%s %s/%s synced%s: %s", self.kind, *key, reuse_note, summary)
         return PassOutcome()
+
+    def next_in(self, outcome: PassOutcome) -> float:
+        """Seconds until the resource's next pass: the resync interval after a completed one, else the
+        delay the failure set."""
+        return self.resync_seconds if outcome.ok else outcome.delay
 
     def reusable(self, key: Key, body: Body) -> LastRead[Facts] | None:
         """The last read of the resource, when a resync may plan from it instead of reading NetBox: the
@@ -248,23 +248,6 @@ class PassRunner[Facts, Planned, Result]:
         )  # fmt: skip
         return PassOutcome(decision, delay)
 
-    def run_for_kopf(self, body: Body, logger: Log, *, wait: bool = True, resync: bool = False) -> None:
-        """A pass from a kopf handler: a failure becomes kopf's retry after the delay, or a stop."""
-        outcome = self.run(body, logger, wait=wait, resync=resync)
-        if outcome is None or outcome.decision is None:
-            return
-        if outcome.decision.retry:
-            raise kopf.TemporaryError(outcome.decision.message, delay=outcome.delay)
-        raise kopf.PermanentError(outcome.decision.message)
-
-    def resync_for_kopf(self, body: Body, logger: Log) -> None:
-        """The periodic pass, unless one is under way or the retry of a failed one is not due: during an
-        outage the retry comes when due, a resync in between would read NetBox early."""
-        if not self.backoff.due(key_of(body)):
-            logger.debug("the retry of a failed pass is not due yet; this resync is skipped")
-            return
-        self.run_for_kopf(body, logger, wait=False, resync=True)
-
     def delete(self, body: Body, logger: Log, remove: Callable[[], str]) -> None:
         """The delete path: `remove` cleans up after the resource and says what it did. A failure is
         retried by kopf like a failed pass; afterwards the resource is forgotten."""
@@ -282,3 +265,86 @@ class PassRunner[Facts, Planned, Result]:
                 raise kopf.PermanentError(decision.message) from error
         self.backoff.reset(key)
         logger.info("%s %s/%s deleted: %s", self.kind, *key, done)
+
+
+def deleted_or_deleting(event_type: str | None, body: Body) -> bool:
+    return event_type == "DELETED" or bool(body["metadata"].get("deletionTimestamp"))
+
+
+class QueuedPasses[Facts, Planned, Result]:
+    """The passes over one kind of resource, run from the controller's work queue. The watch's events
+    bring the bodies (a pass plans from the latest); one whose inputs changed (`fingerprint`) is queued at
+    once, reading NetBox afresh, and every pass queues the next."""
+
+    def __init__(
+        self,
+        runner: PassRunner[Facts, Planned, Result],
+        queue: WorkQueue,
+        fingerprint: Callable[[Body], object],
+        logger: Log,
+        *,
+        gone: Callable[[str | None, Body], bool] = deleted_or_deleting,
+    ) -> None:
+        self.runner = runner
+        self.queue = queue
+        self.fingerprint = fingerprint
+        self.logger = logger
+        self.gone = gone  # whether a watch event says the resource is no longer ours to pass over
+        self._bodies: dict[Key, Body] = {}
+        self._fingerprints: dict[Key, object] = {}
+        self._fresh: set[Key] = set()  # asked for by a change: the pass may not reuse the last reads
+        self._lock = threading.Lock()
+        queue.route(tuple, self.run)
+
+    def observe(self, event_type: str | None, body: Body) -> Body | None:
+        """Every watch event of the kind; returns the last body of a resource that is gone."""
+        key = key_of(body)
+        if self.gone(event_type, body):
+            return self.forget(key)
+        fingerprint = self.fingerprint(body)
+        with self._lock:
+            self._bodies[key] = body
+            changed = self._fingerprints.get(key) != fingerprint
+            self._fingerprints[key] = fingerprint
+        if changed:
+            self.request(key)
+        return None
+
+    def request(self, key: Key, delay: float = 0.0) -> None:
+        """A pass of `key` within `delay` seconds that reads NetBox afresh; nothing when it is not known."""
+        with self._lock:
+            if key not in self._bodies:
+                return
+            self._fresh.add(key)
+        self.queue.add(key, delay)
+
+    def known(self) -> list[Key]:
+        with self._lock:
+            return list(self._bodies)
+
+    def body(self, key: Key) -> Body | None:
+        with self._lock:
+            return self._bodies.get(key)
+
+    def forget(self, key: Key) -> Body | None:
+        """The resource is gone: no pass waits for it; returns its last body."""
+        with self._lock:
+            body = self._bodies.pop(key, None)
+            self._fingerprints.pop(key, None)
+            self._fresh.discard(key)
+        self.queue.forget(key)
+        self.runner.forget(key)
+        return body
+
+    def run(self, key: Key) -> float | None:
+        """The queue's handler: one pass, and when the next is due."""
+        with self._lock:
+            body = self._bodies.get(key)
+            fresh = key in self._fresh
+            self._fresh.discard(key)
+        if body is None:
+            return None
+        return self.run_pass(body, resync=not fresh)
+
+    def run_pass(self, body: Body, *, resync: bool) -> float:
+        return self.runner.next_in(self.runner.run(body, self.logger, resync=resync))

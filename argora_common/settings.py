@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         le=256,
         description="Most Kubernetes writes sent at once; the API server's 429s (priority and fairness) slow them",
     )
+    workers: int = Field(
+        default=8, ge=1, le=64, description="Passes run at once (the work queue's workers), each over another resource"
+    )
     resync_interval_seconds: float = Field(default=300.0, ge=10, description="Full reconcile period")
     retry_base_seconds: float = Field(
         default=30.0, ge=1, le=86400, description="Delay before retrying a failed pass; doubles with each failure"

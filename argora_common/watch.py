@@ -9,7 +9,7 @@ trusted (at start, after a restart, during an API-server outage) a pass lists, a
 
 kopf's watch cannot serve here: its per-object handlers say neither when the first listing is complete
 nor when a re-listing after 410 left out objects deleted meanwhile. The other way round, the index's
-events serve what a kopf watch of the same objects would (`EventWorker`: repairs of edited objects),
+events serve what a kopf watch of the same objects would (`QueuedEvents`: repairs of edited objects),
 so each object is watched once, and kopf keeps no per-object worker or body for 20,000 of them.
 
 Our own writes go into the index from their answers at once (`record`, `deleted`), so a pass right
@@ -23,6 +23,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from kubernetes.client.exceptions import ApiException
@@ -30,6 +31,7 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from argora_common.kube import MANAGED_BY_LABEL, Kind, Kube
 from argora_common.metrics import INDEX_FALLBACKS
+from argora_common.workqueue import WorkQueue
 
 log = logging.getLogger("argora.watch")
 
@@ -236,46 +238,47 @@ class WatchIndex:
         return str(version) if version else None
 
 
-class EventWorker:
-    """Hands watch events to `handle` in a thread of its own, so that the watch never waits for a handler
-    (a repair waits for a pass under way). Only the latest event of each object waits: however many
-    events come, the queue holds at most one per object."""
+@dataclass(frozen=True)
+class WatchedObject:
+    """A work-queue key: an object of one of the indexed kinds whose watch events wait to be handled."""
 
-    def __init__(self, handle: Callable[[Kind, str, dict[str, Any]], None]) -> None:
+    kind: str
+    namespace: str | None
+    name: str
+
+
+class QueuedEvents:
+    """Hands watch events to `handle` from the controller's work queue, so that the watch never waits for
+    a handler (a repair waits for a pass under way). Only the latest event of each object waits: however
+    many events come, the queue holds at most one per object."""
+
+    def __init__(self, queue: WorkQueue, handle: Callable[[Kind, str, dict[str, Any]], None]) -> None:
+        self.queue = queue
         self.handle = handle
-        self._pending: dict[tuple[str, ObjectKey], tuple[Kind, str, dict[str, Any]]] = {}
-        self._wake = threading.Condition()
-        self._stopped = False
+        self._latest: dict[WatchedObject, tuple[Kind, str, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        queue.route(WatchedObject, self.run)
 
     def listener(self, kind: Kind) -> Listener:
         def submit(event_type: str, obj: dict[str, Any]) -> None:
-            with self._wake:
-                self._pending[(kind.kind, _key(obj))] = (kind, event_type, obj)
-                self._wake.notify()
+            key = WatchedObject(kind.kind, *_key(obj))
+            with self._lock:
+                self._latest[key] = (kind, event_type, obj)
+            self.queue.add(key)
 
         return submit
 
-    def start(self) -> None:
-        threading.Thread(target=self._run, name="watch-events", daemon=True).start()
-
-    def stop(self) -> None:
-        with self._wake:
-            self._stopped = True
-            self._wake.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                self._wake.wait_for(lambda: self._pending or self._stopped)
-                if self._stopped:
-                    return
-                key = next(iter(self._pending))
-                kind, event_type, obj = self._pending.pop(key)
-            try:
-                self.handle(kind, event_type, obj)
-            except Exception as error:
-                # The next event of the object, or the next pass, tries again.
-                log.warning("%s %s: %s event not handled: %s", kind.kind, obj["metadata"]["name"], event_type, error)
+    def run(self, key: WatchedObject) -> None:
+        with self._lock:
+            latest = self._latest.pop(key, None)
+        if latest is None:
+            return
+        kind, event_type, obj = latest
+        try:
+            self.handle(kind, event_type, obj)
+        except Exception as error:
+            # The next event of the object, or the next pass, tries again.
+            log.warning("%s %s: %s event not handled: %s", kind.kind, key.name, event_type, error)
 
 
 class Indexes:

@@ -7,8 +7,8 @@ A request without the header is refused before its body is read. At most WORKERS
 served at once (others are answered 503 at once), each within a deadline for the whole request, and
 bodies are read only up to a limit, so a huge, trickling or flooding client costs little.
 
-Only the active replica takes changes: a standby answers 503 (it would ask for no pass, see
-argora_common.operator.request_pass), a failure NetBox logs, where it used to answer 202 and drop them.
+Only the active replica takes changes: a standby answers 503 (its work queue runs nothing, see
+argora_common.workqueue), a failure NetBox logs, where it used to answer 202 and drop them.
 The chart's Service sends NetBox's calls to the active replica alone (argora_common.webhook_endpoint).
 """
 

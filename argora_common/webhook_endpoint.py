@@ -1,7 +1,7 @@
 """The webhook Service's one endpoint: the active replica.
 
 A Service selecting every replica would spread NetBox's calls over them, and a standby can do nothing
-with a change (it asks for no pass, see argora_common.operator.request_pass). So the chart's webhook
+with a change (its work queue runs nothing, see argora_common.workqueue). So the chart's webhook
 Service has no selector, and the active replica writes the Service's EndpointSlice naming itself alone:
 when it becomes active, and every ENDPOINT_SECONDS while it is, again if it differs (edited, deleted).
 A replica that takes over overwrites the previous one's address; nothing is ever deleted: until the

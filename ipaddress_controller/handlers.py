@@ -9,7 +9,6 @@ Released addresses are found by the pass itself, over the NetBox addresses it cr
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
@@ -21,8 +20,9 @@ from argora_common.apiserver import is_transient
 from argora_common.kinds import IPAM_GROUP, ip_address
 from argora_common.kube import Kube
 from argora_common.netbox import NetBox
+from argora_common.operator import work_queue
 from ipaddress_controller.desired import FIELD_MANAGER
-from ipaddress_controller.reconcile import WriteBack
+from ipaddress_controller.reconcile import Reconciler
 from ipaddress_controller.settings import IPAddressSettings
 
 log = logging.getLogger("argora")
@@ -53,19 +53,13 @@ def served_version(kube: Kube) -> str:
 def register(registry: kopf.OperatorRegistry, settings: IPAddressSettings, netbox: NetBox) -> None:
     kube = Kube.connect(FIELD_MANAGER, settings.kube_writes_in_flight)
     version = served_version(kube)
-    write_back = WriteBack(settings, netbox, kube, version)
-    stop = threading.Event()
+    reconciler = Reconciler(settings, netbox, kube, version, work_queue(registry, settings, kube.controller))
     kind = ip_address(version)
 
     @kopf.on.event(kind.group, kind.version, kind.plural, registry=registry)
     def address_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        write_back.on_event(type, body)
+        reconciler.on_event(type, body)
 
     @kopf.on.startup(registry=registry)
-    def start_passes(**_: Any) -> None:
-        threading.Thread(target=write_back.loop, args=(stop,), name="argora-ipaddress-passes", daemon=True).start()
-
-    @kopf.on.cleanup(registry=registry)
-    def stop_passes(**_: Any) -> None:
-        stop.set()
-        write_back.changed.set()
+    def first_pass(**_: Any) -> None:
+        reconciler.start()

@@ -13,7 +13,6 @@ import ipaddress
 import logging
 import re
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,9 +26,9 @@ from argora_common.kube import MANAGED_BY_LABEL, Kube
 from argora_common.metrics import IPADDRESS_RELEASES_HELD, IPADDRESS_STATES
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, PREFIXES, TAGS, Device, IPAddress
-from argora_common.passes import Body, Log, PassRunner
-from argora_common.peering import LEASE
+from argora_common.passes import Body, PassRunner
 from argora_common.status import post_event
+from argora_common.workqueue import WorkQueue
 from ipaddress_controller.apply import Applier, ApplyResult, annotate_exactly
 from ipaddress_controller.chain import Chain, Cluster, Key, Unresolved, key_of, resolve
 from ipaddress_controller.desired import (
@@ -46,12 +45,11 @@ from ipaddress_controller.desired import (
 )
 from ipaddress_controller.settings import IPAddressSettings
 
-# The pass is about all IPAddresses at once; the skeleton keys it by this name.
-PASS_BODY: Final = {"metadata": {"namespace": "", "name": "ipaddresses"}}
+# The pass is about all IPAddresses at once; the skeleton and the work queue key it by this name.
+PASS_KEY: Final = ("", "ipaddresses")
+PASS_BODY: Final = {"metadata": {"namespace": PASS_KEY[0], "name": PASS_KEY[1]}}
 # Events of several IPAddresses in a row (a machine deployment scaling up) end in one pass.
 DEBOUNCE_SECONDS: Final = 1.0
-# How often a standby looks whether it became the active replica.
-STANDBY_SECONDS: Final = 1.0
 IPPOOL_MANAGER: Final = ARGORA_IPPOOL.field_manager
 
 log = logging.getLogger("argora.ipaddress")
@@ -212,10 +210,11 @@ class WriteBackSteps:
                 post_event(self.kube, address, "Warning", decision.reason, decision.message)
 
 
-class WriteBack:
-    """When passes run: after changes of IPAddresses, on resync, and when a pending address is due."""
+class Reconciler:
+    """When the write-back pass runs (from the work queue): soon after changes of IPAddresses, at the
+    resync, and when a pending address is due."""
 
-    def __init__(self, settings: IPAddressSettings, netbox: NetBox, kube: Kube, ip_version: str) -> None:
+    def __init__(self, settings: IPAddressSettings, netbox: NetBox, kube: Kube, ip_version: str, queue: WorkQueue):
         self.settings = settings
         self.steps = WriteBackSteps(settings, netbox, kube, ip_version)
         self.passes = PassRunner.from_settings(
@@ -223,9 +222,14 @@ class WriteBack:
         )
         # Per IPAddress waiting for its chain: the delay grows with each pass that still finds it pending.
         self.pending: Backoff[Key] = Backoff.from_settings(settings)
-        self.changed = threading.Event()
         self.fingerprints: dict[Key, str] = {}
         self.lock = threading.Lock()
+        self.queue = queue
+        queue.route(tuple, self.run)
+
+    def start(self) -> None:
+        """The first pass, at once: it finds whatever changed while no replica ran."""
+        self.queue.add(PASS_KEY)
 
     def on_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A pass soon when an IPAddress appears, goes, starts going (the original operator's finalizer
@@ -243,13 +247,13 @@ class WriteBack:
             else:
                 self.fingerprints[key] = fingerprint
         if event_type == "DELETED" or before != fingerprint:
-            self.changed.set()
+            self.queue.add(PASS_KEY, DEBOUNCE_SECONDS)
 
-    def run_once(self, logger: Log) -> float:
-        """One pass; returns the seconds until the next one is due."""
-        outcome = self.passes.run(PASS_BODY, logger)
-        if outcome is None or not outcome.ok:
-            return outcome.delay if outcome is not None else DEBOUNCE_SECONDS
+    def run(self, _key: Key) -> float:
+        """The queue's handler: one pass; returns the seconds until the next one is due."""
+        outcome = self.passes.run(PASS_BODY, log)
+        if not outcome.ok:
+            return outcome.delay
         waiting = {item.key for item in self.steps.last_plan.pending}
         delays = [self.pending.failed(key) for key in waiting]
         with self.lock:
@@ -257,26 +261,3 @@ class WriteBack:
                 if key not in waiting:
                     self.pending.reset(key)
         return min([self.settings.resync_interval_seconds, *delays])
-
-    def loop(self, stop: threading.Event) -> None:
-        due = time.monotonic()
-        while not stop.is_set():
-            self.changed.wait(timeout=max(0.0, due - time.monotonic()))
-            if stop.is_set():
-                return
-            if not LEASE.active():
-                # kopf's pause stops its handlers, not this thread: a standby's passes would write to
-                # NetBox next to the active replica's. Changes meanwhile: the first pass reads everything.
-                self.changed.clear()
-                due = time.monotonic() + STANDBY_SECONDS
-                continue
-            if self.changed.is_set():
-                time.sleep(DEBOUNCE_SECONDS)
-                self.changed.clear()
-            try:
-                delay = self.run_once(log)
-                # From the end of the pass: a pass longer than the interval is not followed by another at once.
-                due = time.monotonic() + delay
-            except Exception:
-                log.exception("write-back pass failed")
-                due = time.monotonic() + self.settings.retry_base_seconds

@@ -3,15 +3,14 @@ converge, report on the Cluster), and the scheduling of those passes.
 
 The Cluster belongs to Cluster API: we never write its spec or status, only our one annotation
 (`argora.cloud.sap/sync-status`) by server-side apply, and we put no finalizer on it. Results are
-visible there and as Events on the Cluster. Passes run from raw watch events and from our own resync
-thread, so whatever one Cluster's pass raises is contained by the skeleton and rescheduled here.
+visible there and as Events on the Cluster. Passes run from the controller's work queue, fed by raw watch
+events, NetBox's changes and each pass's own resync or retry.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -28,8 +27,9 @@ from argora_common.inventory import BootInterfaces, Inventory, read_boot_interfa
 from argora_common.kube import SYNC_ANNOTATION, Kube, Owner
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import PREFIXES, Prefix
-from argora_common.passes import Body, Log, PassRunner, Tracking, key_of
+from argora_common.passes import Body, PassRunner, QueuedPasses, Tracking, key_of
 from argora_common.status import EventWords, convergence_events, now, post_event, post_events, short_list
+from argora_common.workqueue import WorkQueue
 from metal3_controller.apply import Converger, PrunePolicy
 from metal3_controller.claims import Asker, Claim, Claims, ClaimStore, Holder, asker, record, released
 from metal3_controller.desired import (
@@ -51,7 +51,7 @@ from metal3_controller.desired import (
 )
 from metal3_controller.settings import Metal3Settings
 
-type ClusterKey = tuple[str, str]
+log = logging.getLogger("argora.metal3")
 
 DEVICE_STATUSES: Final = ("active",)
 INTEREST: Final = Interest(
@@ -281,25 +281,28 @@ def sync_summary(netbox_cluster: str, devices: int, the_plan: Plan, result: Conv
     return summary
 
 
-@dataclass
-class Tracked:
-    """What we remember of a Cluster between passes."""
+def opted_out(event_type: str | None, cluster: Body) -> bool:
+    """Deleted, or no longer asking for NetBox hosts: its passes end (its hosts stay)."""
+    return event_type == "DELETED" or netbox_selector(cluster) is None
 
-    body: dict[str, Any]
-    fingerprint: str = ""
-    due: float = 0.0
+
+class ClusterPasses(QueuedPasses[Facts, Plan, ConvergeResult]):
+    """The Clusters' passes from the work queue; a paused Cluster is left alone until its next resync."""
+
+    def run_pass(self, body: Body, *, resync: bool) -> float:
+        if is_paused(body):
+            self.logger.debug("Cluster %s/%s is paused: left alone", *key_of(body))
+            return self.runner.resync_seconds
+        return super().run_pass(body, resync=resync)
 
 
 class Reconciler:
-    """Which Clusters get a pass, and when: on a change of their inputs and when their resync or retry
-    is due (the resync thread calls `resync_due`)."""
+    """Which Clusters get a pass: those that ask for NetBox hosts, when one of their inputs changes, and
+    at their resync or retry (the work queue)."""
 
-    def __init__(self, settings: Metal3Settings, netbox: NetBox, kube: Kube) -> None:
-        self.settings = settings
-        self.clusters: dict[ClusterKey, Tracked] = {}
-        self.clusters_lock = threading.Lock()
+    def __init__(self, settings: Metal3Settings, netbox: NetBox, kube: Kube, queue: WorkQueue) -> None:
         self.steps = steps = ClusterSteps(settings, netbox, kube)
-        self.passes = PassRunner.from_settings(
+        runner = PassRunner.from_settings(
             steps,
             controller=kube.controller,
             kind="Cluster",
@@ -307,64 +310,26 @@ class Reconciler:
             kept="existing hosts are left as they are",
             tracking=Tracking(touched=Facts.refs, refresh=steps.refresh),
         )
+        self.passes = ClusterPasses(runner, queue, fingerprint, log, gone=opted_out)
 
-    def on_event(self, event_type: str | None, body: Mapping[str, Any], logger: Log) -> None:
-        """Every watch event of a Cluster: track opted-in ones, sync when an input changed."""
-        key = key_of(body)
-        if event_type == "DELETED" or netbox_selector(body) is None:
-            with self.clusters_lock:
-                gone = self.clusters.pop(key, None)
-                self.passes.forget(key)
-            if gone is not None:
-                self._hand_on(gone.body, logger)
-            return
-        with self.clusters_lock:
-            tracked = self.clusters.setdefault(key, Tracked(dict(body)))
-            tracked.body = dict(body)
-            changed = tracked.fingerprint != fingerprint(body)
-        if changed:
-            self.sync(key, logger)
+    def on_event(self, event_type: str | None, body: Body) -> None:
+        """Every watch event of a Cluster."""
+        gone = self.passes.observe(event_type, body)
+        if gone is not None:
+            self._hand_on(gone)
 
-    def _hand_on(self, gone: Body, logger: Log) -> None:
-        """A Cluster that asked for the NetBox cluster the gone one had gets a pass at the next resync
-        round, after the record no longer names the gone one."""
+    def _hand_on(self, gone: Body) -> None:
+        """A Cluster that asked for the NetBox cluster the gone one had gets a pass, now that the record
+        no longer names the gone one."""
         try:
             self.steps.release(gone)
         except (ApiException, HTTPError) as error:
             # Only tidiness is lost: a holder that no longer exists is passed over when another asks.
-            logger.warning("claims of Cluster %s/%s not released: %s", *key_of(gone), brief(error))
+            log.warning("claims of Cluster %s/%s not released: %s", *key_of(gone), brief(error))
         wanted = asked_netbox_cluster(gone)
-        with self.clusters_lock:
-            for tracked in self.clusters.values():
-                if wanted is not None and asked_netbox_cluster(tracked.body) == wanted:
-                    tracked.due = 0.0
-
-    def resync_due(self, logger: Log) -> None:
-        """A pass for every tracked Cluster whose resync (or retry) is due."""
-        with self.clusters_lock:
-            due = [key for key, tracked in self.clusters.items() if tracked.due <= time.monotonic()]
-        for key in due:
-            self.sync(key, logger, wait=False, resync=True)
-
-    def sync(self, key: ClusterKey, logger: Log, *, wait: bool = True, resync: bool = False) -> None:
-        with self.clusters_lock:
-            tracked = self.clusters.get(key)
-        if tracked is None:
+        if wanted is None:
             return
-        body = tracked.body
-        tracked.fingerprint = fingerprint(body)
-        if is_paused(body):
-            logger.debug("Cluster %s/%s is paused: left alone", *key)
-            self._schedule(key, tracked, self.settings.resync_interval_seconds)
-            return
-        outcome = self.passes.run(body, logger, wait=wait, resync=resync)
-        if outcome is not None:
-            self._schedule(key, tracked, self.settings.resync_interval_seconds if outcome.ok else outcome.delay)
-
-    def _schedule(self, key: ClusterKey, tracked: Tracked, delay: float) -> None:
-        with self.clusters_lock:
-            if self.clusters.get(key) is not tracked:
-                # Deleted or opted out during the pass: nothing to schedule, nothing to remember.
-                self.passes.forget(key)
-                return
-            tracked.due = time.monotonic() + delay
+        for key in self.passes.known():
+            body = self.passes.body(key)
+            if body is not None and asked_netbox_cluster(body) == wanted:
+                self.passes.request(key)

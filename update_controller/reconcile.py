@@ -169,16 +169,21 @@ class UpdateSteps:
         )
 
 
-def runner(settings: Settings, netbox: NetBox, kube: Kube) -> PassRunner[Facts, Planned, ApplyResult]:
-    # No reuse of reads: a pass writes to NetBox, so what it read is out of date once it has run.
-    return PassRunner.from_settings(
-        UpdateSteps(netbox, kube),
-        controller=kube.controller,
-        kind=UPDATE.kind,
-        settings=settings,
-        kept="no further writes to NetBox in this pass",
-        tracking=Tracking(touched=touched),
-    )
+class Reconciler:
+    """What the handlers of one argora-update process call."""
+
+    def __init__(self, settings: Settings, netbox: NetBox, kube: Kube) -> None:
+        self.kube = kube
+        self.steps = UpdateSteps(netbox, kube)
+        # No reuse of reads: a pass writes to NetBox, so what it read is out of date once it has run.
+        self.passes = PassRunner.from_settings(
+            self.steps,
+            controller=kube.controller,
+            kind=UPDATE.kind,
+            settings=settings,
+            kept="no further writes to NetBox in this pass",
+            tracking=Tracking(touched=touched),
+        )
 
 
 def touched(facts: Facts) -> set[NetBoxRef]:

@@ -32,7 +32,7 @@ RESYNC_SECONDS = 10
 RETRY_BASE_SECONDS = 2
 RETRY_MAX_SECONDS = 30
 WINDOW_SECONDS = 40
-# The resync thread's tick: a failing Cluster retried on every tick would get this many attempts.
+# A failing Cluster retried every 2 s, without a growing delay, would get this many attempts.
 TICKS_IN_WINDOW = WINDOW_SECONDS // 2
 FAILING, HEALTHY = "a-refused", ("b-healthy", "c-healthy")
 

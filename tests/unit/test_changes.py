@@ -8,6 +8,7 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
@@ -36,6 +37,7 @@ from argora_common.netbox_schema import ObjectChange
 from argora_common.passes import Key, PassRunner, Tracking
 from argora_common.settings import Settings
 from argora_common.webhook import MAX_BODY_BYTES, PATH, WebhookServer
+from argora_common.workqueue import WorkQueue
 from tests.unit.test_passes import BODY, KEPT, KEY, LOG, RESYNC, Steps
 
 SECRET = "hook-secret-for-tests"
@@ -112,18 +114,24 @@ class Triggered:
 
 
 @pytest.fixture
-def feed() -> tuple[ChangeFeed[str], Triggered]:
+def feed() -> Iterator[tuple[ChangeFeed[str], Triggered]]:
+    """A feed whose passes (keys of type str) are recorded by the work queue's handler."""
     triggered = Triggered()
+    queue = WorkQueue("test", 1)
+    queue.route(str, triggered)
     the_feed: ChangeFeed[str] = ChangeFeed(
         NetBox(settings()),
         INTEREST,
         settings(netbox_changes_interval=0, change_coalesce_seconds=0.2),
-        triggered,
+        queue.add,
+        queue,
         controller="test",
     )
     the_feed.index.record("a", {(CLUSTER, 10), (DEVICE, 1), (INTERFACE, 100)})
     the_feed.index.record("b", {(CLUSTER, 20), (DEVICE, 2)})
-    return the_feed, triggered
+    queue.start()
+    yield the_feed, triggered
+    queue.stop(5)
 
 
 def change(object_type: str, object_id: int, after: dict[str, Any] | None = None, request_id: str = "") -> Change:
@@ -158,34 +166,26 @@ def test_a_change_seen_before_our_write_is_answered_waits_for_the_answer(
     ticket = own.begin()
     # NetBox committed our write and the change log shows it before the answer reached us.
     assert the_feed.submit([change(DEVICE, 1, request_id="ours-late")], "changelog") == set()
-    the_feed.start()
-    try:
-        own.end(ticket, "ours-late")
-        time.sleep(0.5)
-        assert triggered.keys == []
-        # Someone else's change held back the same way goes on once our writes are answered.
-        ticket = own.begin()
-        the_feed.submit([change(DEVICE, 2, request_id="theirs")], "webhook")
-        time.sleep(0.3)
-        assert triggered.keys == []
-        own.end(ticket, "ours-too")
-        assert triggered.ran.wait(5)
-        assert triggered.keys == ["b"]
-    finally:
-        the_feed.stop()
+    own.end(ticket, "ours-late")
+    time.sleep(0.5)
+    assert triggered.keys == []
+    # Someone else's change held back the same way goes on once our writes are answered.
+    ticket = own.begin()
+    the_feed.submit([change(DEVICE, 2, request_id="theirs")], "webhook")
+    time.sleep(0.3)
+    assert triggered.keys == []
+    own.end(ticket, "ours-too")
+    assert triggered.ran.wait(5)
+    assert triggered.keys == ["b"]
 
 
 def test_a_burst_of_changes_runs_one_pass_per_resource(feed: tuple[ChangeFeed[str], Triggered]) -> None:
     the_feed, triggered = feed
-    the_feed.start()
-    try:
-        for device_id in (1, 2, 1, 2, 1):
-            the_feed.submit([change(DEVICE, device_id)], "webhook")
-        assert triggered.ran.wait(5)
-        time.sleep(0.5)
-        assert sorted(triggered.keys) == ["a", "b"]
-    finally:
-        the_feed.stop()
+    for device_id in (1, 2, 1, 2, 1):
+        the_feed.submit([change(DEVICE, device_id)], "webhook")
+    assert triggered.ran.wait(5)
+    time.sleep(0.5)
+    assert sorted(triggered.keys) == ["a", "b"]
 
 
 def test_a_resync_may_reuse_reads_only_while_the_change_log_says_nothing_changed(
@@ -198,8 +198,9 @@ def test_a_resync_may_reuse_reads_only_while_the_change_log_says_nothing_changed
         tracking=Tracking(touched=lambda facts: {(DEVICE, 1)}, refresh=lambda body, facts: facts), reuse_seconds=3600,
     )  # fmt: skip
     feed_for_runner: ChangeFeed[Key] = ChangeFeed(
-        the_feed.netbox, INTEREST, settings(netbox_changes_interval=10), lambda key: None, controller="test"
-    )
+        the_feed.netbox, INTEREST, settings(netbox_changes_interval=10), lambda key, delay: None,
+        WorkQueue("test", 1), controller="test",
+    )  # fmt: skip
     runner.changes = feed_for_runner
     body = {"metadata": {**BODY["metadata"], "generation": 1}}
 
@@ -232,10 +233,12 @@ def failures(reason: str) -> float:
 def test_a_look_that_fails_in_any_way_stops_the_reuse_of_reads_and_the_looks_go_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    queue = WorkQueue("test", 1)
     the_feed: ChangeFeed[str] = ChangeFeed(
-        NetBox(settings()), INTEREST, settings(netbox_changes_interval=0.01), lambda key: None, controller="test"
-    )
-    # What each read of the change log meets: the poll thread's are the last three.
+        NetBox(settings()), INTEREST, settings(netbox_changes_interval=0.01), lambda key, delay: None, queue,
+        controller="test",
+    )  # fmt: skip
+    # What each read of the change log meets: the queued looks' are the last three.
     outcomes = iter(["html", "ok", "invalid", "html", "held"])
     third_look, release = threading.Event(), threading.Event()
 
@@ -256,14 +259,15 @@ def test_a_look_that_fails_in_any_way_stops_the_reuse_of_reads_and_the_looks_go_
     assert not the_feed._log_readable and failures("unexpected") == before + 1
     the_feed.look()
     assert the_feed._log_readable
-    # The poll thread's looks fail with a ValidationError, then a ValueError, and it looks again.
+    # The queued looks fail with a ValidationError, then a ValueError, and the feed looks again.
     the_feed.start()
+    queue.start()
     try:
         assert third_look.wait(10)
         assert not the_feed._log_readable and failures("unexpected") == before + 3
     finally:
-        the_feed.stop()
         release.set()
+        queue.stop(5)
 
 
 # ---- the webhook -----------------------------------------------------------------------------------

@@ -103,22 +103,19 @@ def test_a_netbox_outage_stops_the_pass_before_anything_is_written_and_retries_l
     steps.fail["read"] = NetBoxUnavailableError("GET /api/dcim/devices/: timed out")
     delays = []
     for _ in range(7):
-        with pytest.raises(kopf.TemporaryError) as retry:
-            runner.run_for_kopf(BODY, LOG)
-        delays.append(retry.value.delay)
+        outcome = runner.run(BODY, LOG)
+        assert outcome.decision is not None and outcome.decision.retry
+        delays.append(runner.next_in(outcome))
     assert delays == [30, 60, 120, 240, 480, 600, 600]
     # Never past the read: no plan, no converge, no report of success.
     assert steps.calls == ["read", "report_failure"] * 7
     decision = steps.reported[0]
     assert (decision.reason, decision.message) == ("NetBoxUnavailable", f"GET /api/dcim/devices/: timed out; {KEPT}")
-    assert str(retry.value) == decision.message
 
 
 def test_an_unavailable_api_server_is_retried_without_a_report(runner: PassRunner[str, str, str], steps: Steps) -> None:
     steps.fail["converge"] = api_error(503, "etcd leader changed")
-    with pytest.raises(kopf.TemporaryError) as retry:
-        runner.run_for_kopf(BODY, LOG)
-    assert retry.value.delay == 30
+    assert runner.next_in(runner.run(BODY, LOG)) == 30
     assert steps.calls == ["read", "plan", "converge"]
     assert steps.reported == []
 
@@ -133,22 +130,24 @@ def test_a_bug_stops_until_the_resync_and_is_not_counted_as_a_failure_in_a_row(
     assert (outcome.decision.reason, outcome.delay) == ("InternalError", RESYNC)
     assert [d.reason for d in steps.reported] == ["InternalError"]
     assert runner.backoff.failures(KEY) == 0
-    with pytest.raises(kopf.PermanentError, match="KeyError: 'spec'"):
-        runner.run_for_kopf(BODY, LOG)
+    again = runner.run(BODY, LOG)
+    assert again.decision is not None and not again.decision.retry and "KeyError: 'spec'" in again.decision.message
+    assert runner.next_in(again) == RESYNC
     assert any(record.exc_info for record in caplog.records)  # a bug gets its traceback
     # The next transient failure starts again at the base delay.
     steps.fail = {"read": NetBoxUnavailableError("down")}
-    with pytest.raises(kopf.TemporaryError) as retry:
-        runner.run_for_kopf(BODY, LOG)
-    assert retry.value.delay == 30
+    assert runner.next_in(runner.run(BODY, LOG)) == 30
 
 
 def test_bad_input_that_retrying_cannot_fix_stops_until_the_resource_changes(
     runner: PassRunner[str, str, str], steps: Steps
 ) -> None:
     steps.fail["read"] = BadInputError("NoNetBoxCluster", "0 NetBox clusters with name 'x'", retry=False)
-    with pytest.raises(kopf.PermanentError, match="0 NetBox clusters"):
-        runner.run_for_kopf(BODY, LOG)
+    outcome = runner.run(BODY, LOG)
+    assert outcome.decision is not None and not outcome.decision.retry
+    assert "0 NetBox clusters" in outcome.decision.message
+    # The next pass comes with a change of the resource, or at the resync.
+    assert runner.next_in(outcome) == RESYNC
     assert [d.reason for d in steps.reported] == ["NoNetBoxCluster"]
 
 
@@ -160,41 +159,38 @@ def test_a_report_of_a_failure_that_fails_itself_does_not_escape(
     outcome = runner.run(BODY, LOG)
     assert outcome is not None and not outcome.ok and outcome.delay == 30
     assert "could not report it: HTTP 403" in caplog.text
-    with pytest.raises(kopf.TemporaryError):  # the pass's own failure, not the report's
-        runner.run_for_kopf(BODY, LOG)
     assert len(runner.locks) == 0
 
 
-def test_a_pass_that_must_not_wait_is_skipped_while_another_one_runs(
+def test_a_second_pass_over_the_same_resource_waits_for_the_first_and_another_resource_does_not(
     runner: PassRunner[str, str, str], steps: Steps
 ) -> None:
     steps.hold_read = True
-    outcomes: list[PassOutcome | None] = []
+    outcomes: list[PassOutcome] = []
     first = threading.Thread(target=lambda: outcomes.append(runner.run(BODY, LOG)))
+    second = threading.Thread(target=lambda: outcomes.append(runner.run(BODY, LOG)))
     first.start()
     try:
         assert steps.reading.wait(10)
-        assert runner.run(BODY, LOG, wait=False) is None
-        runner.run_for_kopf(BODY, LOG, wait=False)  # skipped, neither raised nor run
-        # Another resource does not wait for this one.
         steps.hold_read = False
-        assert runner.run({"metadata": {"namespace": "ns", "name": "other"}}, LOG, wait=False) == PassOutcome()
+        assert runner.run({"metadata": {"namespace": "ns", "name": "other"}}, LOG) == PassOutcome()
+        second.start()
+        assert steps.calls.count("read") == 2  # the first and the other resource's; the second waits
     finally:
         steps.release.set()
         first.join(10)
-    assert outcomes == [PassOutcome()]
-    assert steps.calls.count("read") == 2
+        second.join(10)
+    assert outcomes == [PassOutcome(), PassOutcome()]
+    assert steps.calls.count("read") == 3
     assert len(runner.locks) == 0
 
 
 def test_keyed_locks_forget_a_key_once_nobody_holds_or_waits_for_it() -> None:
     locks: KeyedLocks[str] = KeyedLocks()
-    with locks.hold("a") as held:
-        assert held and len(locks) == 1
-        with locks.hold("a", wait=False) as again:
-            assert not again and len(locks) == 1
-        with locks.hold("b") as other:
-            assert other and len(locks) == 2
+    with locks.hold("a"):
+        assert len(locks) == 1
+        with locks.hold("b"):
+            assert len(locks) == 2
     assert len(locks) == 0
 
 
@@ -213,32 +209,11 @@ def test_keyed_locks_let_a_waiter_in_after_the_holder() -> None:
     thread.start()
     assert holding.wait(10)
     waiting.set()
-    with locks.hold("a") as held:
+    with locks.hold("a"):
         order.append("waiter")
-        assert held
     thread.join(10)
     assert order == ["holder", "waiter"]
     assert len(locks) == 0
-
-
-def test_a_resync_waits_until_the_retry_of_a_failed_pass_is_due(
-    runner: PassRunner[str, str, str], steps: Steps, clock: Clock
-) -> None:
-    steps.fail["read"] = NetBoxUnavailableError("down")
-    with pytest.raises(kopf.TemporaryError):
-        runner.run_for_kopf(BODY, LOG)
-    steps.fail.clear()
-    steps.calls.clear()
-    clock.now += 29
-    runner.resync_for_kopf(BODY, LOG)
-    assert steps.calls == []
-    clock.now += 1
-    runner.resync_for_kopf(BODY, LOG)
-    assert steps.calls == ["read", "plan", "converge", "report"]
-    assert runner.backoff.failures(KEY) == 0
-    # With no failure on record a resync runs at once.
-    runner.resync_for_kopf(BODY, LOG)
-    assert steps.calls.count("read") == 2
 
 
 def test_a_finished_deletion_forgets_the_resource(runner: PassRunner[str, str, str]) -> None:

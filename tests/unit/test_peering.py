@@ -8,18 +8,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-import pytest
-from kubernetes import client
-
-from argora_common import operator, peering
-from argora_common.kube import Kind, Kube
-from argora_common.passes import PassRunner
 from argora_common.peering import STOP_MARGIN_SECONDS, Candidate, ConflictError, Lease, Record, micro_time
 
 DURATION = 60.0
-TEST_KIND = Kind("example.com", "v1", "Thing", "things", namespaced=True)
 
 
 def held_by(holder: str, renewed: str = "2030-01-01T00:00:00.000000Z", version: str = "1") -> Record:
@@ -237,40 +230,6 @@ def test_observers_hear_when_the_replica_becomes_active_and_when_it_stops_being_
         assert not lease.active()
     finally:
         lease.stop()
-
-
-class AnnotatingKube(Kube):
-    def __init__(self) -> None:
-        super().__init__(cast(client.ApiClient, None), "argora-test")
-        self.annotated: list[str] = []
-
-    def annotate(
-        self, kind: Kind, name: str, namespace: str | None, annotations: Mapping[str, str | None], uid: str = ""
-    ) -> bool:
-        self.annotated.append(name)
-        return True
-
-
-def test_a_standby_asks_for_no_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    kube = AnnotatingKube()
-    trigger = operator.request_pass(kube, TEST_KIND, cast(PassRunner[Any, Any, Any], None))
-    monkeypatch.setattr(peering.LEASE, "active", lambda: False)
-    trigger(("", "ci"))
-    assert kube.annotated == []
-    monkeypatch.setattr(peering.LEASE, "active", lambda: True)
-    trigger(("", "ci"))
-    assert kube.annotated == ["ci"]
-
-
-def test_background_work_is_done_only_while_active(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the watch indexes' events (repairs) and NetBox's changes (requested passes) start."""
-    done: list[str] = []
-    work = operator.while_active(done.append)
-    monkeypatch.setattr(peering.LEASE, "active", lambda: False)
-    work("standing by")
-    monkeypatch.setattr(peering.LEASE, "active", lambda: True)
-    work("active")
-    assert done == ["active"]
 
 
 def test_without_a_lease_a_replica_is_active() -> None:

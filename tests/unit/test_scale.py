@@ -23,7 +23,8 @@ from argora_common.netbox import NetBox
 from argora_common.netbox_schema import CLUSTERS, DEVICES, Cluster, Device, Endpoint, Site
 from argora_common.operator import PerObjectLinesAtDebug
 from argora_common.parallel import in_parallel
-from argora_common.watch import EventWorker, WatchGoneError, WatchIndex
+from argora_common.watch import QueuedEvents, WatchGoneError, WatchIndex
+from argora_common.workqueue import WorkQueue
 
 
 def test_parallel_work_stays_within_its_bound_and_does_every_item() -> None:
@@ -157,10 +158,11 @@ def test_watch_events_reach_the_worker_latest_first_and_a_failing_handler_does_n
             raise RuntimeError("API server unavailable")
         handled.append((event_type, obj["metadata"]["name"], obj["spec"]))
 
-    worker = EventWorker(handle)
-    index = WatchIndex(cast(Kube, None), BMC, "argora-test", listener=worker.listener(BMC))
+    queue = WorkQueue("test", 1)
+    events = QueuedEvents(queue, handle)
+    index = WatchIndex(cast(Kube, None), BMC, "argora-test", listener=events.listener(BMC))
     index._trusted = True
-    worker.start()
+    queue.start()
     index._apply({"type": "ADDED", "object": bmc("busy", 1)})  # the handler holds it until released
     time.sleep(0.1)
     index._apply({"type": "MODIFIED", "object": bmc("c", 2, fail=True)})
@@ -172,7 +174,7 @@ def test_watch_events_reach_the_worker_latest_first_and_a_failing_handler_does_n
     deadline = time.monotonic() + 5
     while len(handled) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    worker.stop()
+    queue.stop(5)
     # b's three events are one (its latest), a's MODIFIED gave way to its DELETED, c's failure stopped
     # nothing. Objects come without status and managedFields, as the index keeps them.
     assert handled == [("ADDED", "busy", {}), ("MODIFIED", "b", {"protocol": "v5"}), ("DELETED", "a", {})]
