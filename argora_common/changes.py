@@ -37,7 +37,7 @@ from argora_common.workqueue import WorkQueue
 
 log = logging.getLogger("argora.changes")
 
-type Ref = tuple[str, int]  # a NetBox object: its type as the change log names it, and its id
+type NetBoxId = tuple[str, int]  # a NetBox object: its type as the change log names it, and its id
 
 CLUSTER: Final = "virtualization.cluster"
 DEVICE: Final = "dcim.device"
@@ -84,7 +84,7 @@ class Change:
     request_id: str | None
     snapshots: tuple[Mapping[str, Any], ...] = ()
 
-    def refs(self) -> set[Ref]:
+    def refs(self) -> set[NetBoxId]:
         """The object and the objects its snapshots name."""
         refs = {(self.object_type, self.object_id)}
         for key, related_type in RELATED.get(self.object_type, ()):
@@ -136,11 +136,11 @@ class ChangeIndex[K: Hashable]:
     """Per resource, the NetBox objects its last pass read; and the way back, object -> resources."""
 
     def __init__(self) -> None:
-        self._refs: dict[K, frozenset[Ref]] = {}
-        self._holders: dict[Ref, set[K]] = defaultdict(set)
+        self._refs: dict[K, frozenset[NetBoxId]] = {}
+        self._holders: dict[NetBoxId, set[K]] = defaultdict(set)
         self._lock = threading.Lock()
 
-    def record(self, key: K, refs: Iterable[Ref]) -> None:
+    def record(self, key: K, refs: Iterable[NetBoxId]) -> None:
         new = frozenset(refs)
         with self._lock:
             self._drop(key)
@@ -159,7 +159,7 @@ class ChangeIndex[K: Hashable]:
             if not holders:
                 del self._holders[ref]
 
-    def holders(self, refs: Iterable[Ref]) -> set[K]:
+    def holders(self, refs: Iterable[NetBoxId]) -> set[K]:
         with self._lock:
             return {key for ref in refs for key in self._holders.get(ref, ())}
 

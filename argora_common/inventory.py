@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, SITE, Ref
+from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, SITE, NetBoxId
 from argora_common.crds import DEFAULT_BMC_INTERFACE_NAMES, ClusterSelector
 from argora_common.netbox import FilterValue, NetBox, NetBoxRejectedError, id_chunks
 from argora_common.netbox_schema import (
@@ -78,7 +78,7 @@ class Inventory:
     def cluster_count(self) -> int:
         return len({cluster.id for clusters in self.clusters_by_selector for cluster in clusters})
 
-    def refs(self) -> set[Ref]:
+    def refs(self) -> set[NetBoxId]:
         """The NetBox objects this read depends on: a change to any of them may change its result."""
         refs = selection_refs(self.clusters_by_selector, self.devices)
         refs |= {(SITE, site_id) for site_id in self.sites}
@@ -90,7 +90,9 @@ class Inventory:
         return refs
 
 
-def selection_refs(clusters_by_selector: Sequence[Sequence[Cluster]], devices: Sequence[SelectedDevice]) -> set[Ref]:
+def selection_refs(
+    clusters_by_selector: Sequence[Sequence[Cluster]], devices: Sequence[SelectedDevice]
+) -> set[NetBoxId]:
     """The clusters selected and their devices: a device that joins or leaves names its cluster."""
     refs = {(CLUSTER, cluster.id) for clusters in clusters_by_selector for cluster in clusters}
     return refs | {(DEVICE, selected.device.id) for selected in devices}
@@ -301,7 +303,7 @@ class BootInterfaces:
     primary_address: dict[int, IPAddress] = field(default_factory=dict)  # by device id
     lag_members: dict[int, list[Interface]] = field(default_factory=dict)  # by LAG interface id
 
-    def refs(self) -> set[Ref]:
+    def refs(self) -> set[NetBoxId]:
         refs = {(INTERFACE, interface.id) for interface in self.primary.values()}
         refs |= {(IP_ADDRESS, address.id) for address in self.primary_address.values()}
         return refs | {(INTERFACE, member.id) for members in self.lag_members.values() for member in members}

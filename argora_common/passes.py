@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import kopf
 
 from argora_common.backoff import Backoff
-from argora_common.changes import ChangeFeed, Ref
+from argora_common.changes import ChangeFeed, NetBoxId
 from argora_common.errors import Decision, brief, classify
 from argora_common.metrics import RECONCILE_SECONDS
 from argora_common.settings import Settings
@@ -109,7 +109,7 @@ class LastRead[Facts]:
 class Tracking[Facts]:
     """How the passes of a controller that follows NetBox's changes describe their reads."""
 
-    touched: Callable[[Facts], Iterable[Ref]]  # the NetBox objects a read returned or depends on
+    touched: Callable[[Facts], Iterable[NetBoxId]]  # the NetBox objects a read returned or depends on
     # Re-reads what is not NetBox's (credentials) on top of the last NetBox reads; None: never reuse.
     refresh: Callable[[Body, Facts], Facts] | None = None
 

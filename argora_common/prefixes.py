@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from argora_common.changes import PREFIX, SITE, Ref
+from argora_common.changes import PREFIX, SITE, NetBoxId
 from argora_common.crds import IPPoolSelector
 from argora_common.netbox import FilterValue, NetBox, NetBoxRejectedError
 from argora_common.netbox_schema import LOCATIONS, PREFIXES, SITES, VRFS, Location, Prefix, Site
@@ -38,7 +38,7 @@ class PrefixSelection:
     def prefix_ids(self) -> set[int]:
         return {scoped.prefix.id for prefixes in self.by_selector for scoped in prefixes}
 
-    def refs(self) -> set[Ref]:
+    def refs(self) -> set[NetBoxId]:
         """The prefixes selected and their scopes' sites (a site's region names a pool)."""
         refs = {(PREFIX, prefix_id) for prefix_id in self.prefix_ids}
         return refs | {(SITE, s.site.id) for prefixes in self.by_selector for s in prefixes if s.site is not None}

@@ -18,7 +18,7 @@ from typing import Any, Final
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, MAC_ADDRESS, PREFIX, SITE, Interest, Ref
+from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, MAC_ADDRESS, PREFIX, SITE, Interest, NetBoxId
 from argora_common.converge import ConvergeResult
 from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials, CredentialsProblem, credentials_for
@@ -105,7 +105,7 @@ class Facts:
     prefixes: list[Prefix]
     credentials: BMCCredentials | CredentialsProblem
 
-    def refs(self) -> set[Ref]:
+    def refs(self) -> set[NetBoxId]:
         return self.inventory.refs() | self.boot.refs() | {(PREFIX, prefix.id) for prefix in self.prefixes}
 
 

@@ -13,8 +13,7 @@ from functools import partial
 from typing import Final
 
 from argora_common import crds
-from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, Interest
-from argora_common.changes import Ref as NetBoxRef
+from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, Interest, NetBoxId
 from argora_common.crds import MAX_PROBLEMS, Change, UpdateCounts, UpdateSpec, UpdateStatus
 from argora_common.errors import BadInputError, Decision
 from argora_common.identity import ARGORA_UPDATE
@@ -186,7 +185,7 @@ class Reconciler:
         )
 
 
-def touched(facts: Facts) -> set[NetBoxRef]:
+def touched(facts: Facts) -> set[NetBoxId]:
     refs = selection_refs(facts.selection.clusters_by_selector, facts.selection.devices)
     refs |= {(INTERFACE, interface.id) for interfaces in facts.interfaces.values() for interface in interfaces}
     return refs | {(IP_ADDRESS, address.id) for addresses in facts.addresses.values() for address in addresses}
