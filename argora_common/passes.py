@@ -25,7 +25,9 @@ import kopf
 from argora_common.backoff import Backoff
 from argora_common.changes import ChangeFeed, NetBoxId
 from argora_common.errors import Decision, brief, classify
+from argora_common.kube import Kube
 from argora_common.metrics import RECONCILE_SECONDS
+from argora_common.netbox import NetBox
 from argora_common.settings import Settings
 from argora_common.workqueue import WorkQueue
 
@@ -36,6 +38,9 @@ type Body = Mapping[str, Any]
 
 class PassSteps[Facts, Planned, Result](Protocol):
     """What a controller supplies: each step gets the resource's body and what the one before made."""
+
+    kind: str  # of the resource a pass is about, for log lines and metrics
+    kept: str  # what a failed pass leaves as it is, for the failure message
 
     def read(self, body: Body) -> Facts:
         """Everything the pass needs from NetBox and Kubernetes; writes nothing."""
@@ -56,6 +61,15 @@ class PassSteps[Facts, Planned, Result](Protocol):
     def report_failure(self, body: Body, decision: Decision) -> None:
         """Status (or annotation) and a Warning Event of a failed pass."""
         ...
+
+
+class ControllerSteps[S: Settings]:
+    """What the steps of a controller hold: its settings, NetBox and the API server."""
+
+    def __init__(self, settings: S, netbox: NetBox, kube: Kube) -> None:
+        self.settings = settings
+        self.netbox = netbox
+        self.kube = kube
 
 
 class KeyedLocks[K: Hashable]:
@@ -126,19 +140,17 @@ class PassRunner[Facts, Planned, Result]:
         steps: PassSteps[Facts, Planned, Result],
         *,
         controller: str,
-        kind: str,
         backoff: Backoff[Key],
         resync_seconds: float,
-        kept: str,
         tracking: Tracking[Facts] | None = None,
         reuse_seconds: float = 0.0,
     ) -> None:
         self.steps = steps
         self.controller = controller
-        self.kind = kind
+        self.kind = steps.kind
         self.backoff = backoff
         self.resync_seconds = resync_seconds
-        self.kept = kept  # what a failed pass leaves as it is, for the failure message
+        self.kept = steps.kept
         self.locks: KeyedLocks[Key] = KeyedLocks()
         self.tracking = tracking
         self.reuse_seconds = reuse_seconds  # the longest a resync may go on reusing one read
@@ -149,21 +161,16 @@ class PassRunner[Facts, Planned, Result]:
     def from_settings(
         cls,
         steps: PassSteps[Facts, Planned, Result],
-        *,
-        controller: str,
-        kind: str,
         settings: Settings,
-        kept: str,
+        controller: str,
         tracking: Tracking[Facts] | None = None,
     ) -> PassRunner[Facts, Planned, Result]:
         """The retry delays, the resync interval and the reuse of reads as the operator is configured."""
         return cls(
             steps,
             controller=controller,
-            kind=kind,
             backoff=Backoff.from_settings(settings),
             resync_seconds=settings.resync_interval_seconds,
-            kept=kept,
             tracking=tracking,
             reuse_seconds=settings.netbox_full_read_interval_seconds,
         )

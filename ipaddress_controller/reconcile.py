@@ -26,7 +26,7 @@ from argora_common.kube import MANAGED_BY_LABEL, Kube
 from argora_common.metrics import IPADDRESS_RELEASES_HELD, IPADDRESS_STATES
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, PREFIXES, TAGS, Device, IPAddress
-from argora_common.passes import Body, PassRunner
+from argora_common.passes import Body, ControllerSteps, PassRunner
 from argora_common.status import post_event
 from argora_common.workqueue import WorkQueue
 from ipaddress_controller.apply import Applier, ApplyResult, annotate_exactly
@@ -77,13 +77,14 @@ def handed_over_to_us(address: Mapping[str, Any]) -> bool:
     return is_deleting(address) and ORIGINAL_FINALIZER in (address["metadata"].get("finalizers") or [])
 
 
-class WriteBackSteps:
+class WriteBackSteps(ControllerSteps[IPAddressSettings]):
     """read -> plan -> apply -> report of one write-back pass."""
 
+    kind = "IPAddress"
+    kept = "NetBox is left as it is"
+
     def __init__(self, settings: IPAddressSettings, netbox: NetBox, kube: Kube, ip_version: str) -> None:
-        self.settings = settings
-        self.netbox = netbox
-        self.kube = kube
+        super().__init__(settings, netbox, kube)
         self.ip_address = ip_address(ip_version)
         self.ip_address_claim = ip_address_claim(ip_version)
         self.pattern = re.compile(settings.lag_interface_pattern)
@@ -217,9 +218,7 @@ class Reconciler:
     def __init__(self, settings: IPAddressSettings, netbox: NetBox, kube: Kube, ip_version: str, queue: WorkQueue):
         self.settings = settings
         self.steps = WriteBackSteps(settings, netbox, kube, ip_version)
-        self.passes = PassRunner.from_settings(
-            self.steps, controller=kube.controller, kind="IPAddress", settings=settings, kept="NetBox is left as it is"
-        )
+        self.passes = PassRunner.from_settings(self.steps, settings, kube.controller)
         # Per IPAddress waiting for its chain: the delay grows with each pass that still finds it pending.
         self.pending: Backoff[Key] = Backoff.from_settings(settings)
         self.fingerprints: dict[Key, str] = {}

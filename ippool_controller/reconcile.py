@@ -14,7 +14,7 @@ from argora_common.errors import Decision
 from argora_common.kinds import GLOBAL_POOL
 from argora_common.kube import Kube, Owner, argora_kind
 from argora_common.netbox import NetBox
-from argora_common.passes import Body, Log, PassRunner, Tracking
+from argora_common.passes import Body, ControllerSteps, Log, PassRunner, Tracking
 from argora_common.prefixes import PrefixSelection, read_prefixes
 from argora_common.status import (
     Event,
@@ -54,13 +54,11 @@ def unmatched_message(index: int, selection: PrefixSelection) -> str:
     return f"spec.ippools[{index}] matched no NetBox prefix" + (f": {error}" if error else "")
 
 
-class IPPoolSteps:
+class IPPoolSteps(ControllerSteps[IPPoolSettings]):
     """read -> plan -> converge -> report of one IPPoolImport."""
 
-    def __init__(self, settings: IPPoolSettings, netbox: NetBox, kube: Kube) -> None:
-        self.settings = settings
-        self.netbox = netbox
-        self.kube = kube
+    kind = IPPOOL_IMPORT.kind
+    kept = "existing pools are left as they are"
 
     def read(self, body: Body) -> Facts:
         spec = spec_of(body)
@@ -162,15 +160,9 @@ class Reconciler:
     def __init__(self, settings: IPPoolSettings, netbox: NetBox, kube: Kube) -> None:
         self.kube = kube
         self.steps = IPPoolSteps(settings, netbox, kube)
-        self.passes = PassRunner.from_settings(
-            self.steps,
-            controller=kube.controller,
-            kind=IPPOOL_IMPORT.kind,
-            settings=settings,
-            kept="existing pools are left as they are",
-            # Everything a pass reads is NetBox's: a resync reuses it as it is.
-            tracking=Tracking(touched=lambda facts: facts.selection.refs(), refresh=lambda _body, facts: facts),
-        )
+        # Everything a pass reads is NetBox's: a resync reuses it as it is.
+        tracking = Tracking[Facts](touched=lambda facts: facts.selection.refs(), refresh=lambda _body, facts: facts)
+        self.passes = PassRunner.from_settings(self.steps, settings, kube.controller, tracking)
 
     def delete(self, body: Body, logger: Log) -> None:
         owner = owner_of(body)

@@ -19,7 +19,7 @@ from argora_common.kinds import BMC, BMC_SECRET
 from argora_common.kube import Kind, Kube, Owner, argora_kind, is_ignored, is_subset
 from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.netbox import NetBox
-from argora_common.passes import Body, Log, PassRunner, Tracking
+from argora_common.passes import Body, ControllerSteps, Log, PassRunner, Tracking
 from argora_common.status import (
     Event,
     EventWords,
@@ -62,13 +62,14 @@ class Facts:
     ]  # per spec.clusters entry: the credentials, or why there are none
 
 
-class ImportSteps:
+class ImportSteps(ControllerSteps[IroncoreSettings]):
     """read -> plan -> converge -> report of one ClusterImport."""
 
+    kind = CLUSTER_IMPORT.kind
+    kept = "existing objects are left as they are"
+
     def __init__(self, settings: IroncoreSettings, netbox: NetBox, kube: Kube) -> None:
-        self.settings = settings
-        self.netbox = netbox
-        self.kube = kube
+        super().__init__(settings, netbox, kube)
         # What each of our objects should look like after the last pass, and whose it is (a long name is
         # only a hash in the labels): edits are repaired from it, under the owner's lock.
         self.desired: dict[ObjectKey, tuple[Owner, dict[str, Any]]] = {}
@@ -186,14 +187,8 @@ class Reconciler:
     def __init__(self, settings: IroncoreSettings, netbox: NetBox, kube: Kube) -> None:
         self.kube = kube
         self.steps = ImportSteps(settings, netbox, kube)
-        self.passes = PassRunner.from_settings(
-            self.steps,
-            controller=kube.controller,
-            kind=CLUSTER_IMPORT.kind,
-            settings=settings,
-            kept="existing objects are left as they are",
-            tracking=Tracking(touched=lambda facts: facts.inventory.refs(), refresh=self.steps.refresh),
-        )
+        tracking = Tracking(touched=lambda facts: facts.inventory.refs(), refresh=self.steps.refresh)
+        self.passes = PassRunner.from_settings(self.steps, settings, kube.controller, tracking)
 
     def repair(self, kind: Kind, event_type: str | None, body: Mapping[str, Any], logger: Log) -> None:
         """Put back an object of ours that someone edited or deleted, as the last pass wanted it."""

@@ -27,7 +27,7 @@ from argora_common.inventory import BootInterfaces, Inventory, read_boot_interfa
 from argora_common.kube import SYNC_ANNOTATION, Kube, Owner
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import PREFIXES, Prefix
-from argora_common.passes import Body, PassRunner, QueuedPasses, Tracking, key_of
+from argora_common.passes import Body, ControllerSteps, PassRunner, QueuedPasses, Tracking, key_of
 from argora_common.status import EventWords, convergence_events, now, post_event, post_events, short_list
 from argora_common.workqueue import WorkQueue
 from metal3_controller.apply import Converger, PrunePolicy
@@ -109,13 +109,14 @@ class Facts:
         return self.inventory.refs() | self.boot.refs() | {(PREFIX, prefix.id) for prefix in self.prefixes}
 
 
-class ClusterSteps:
+class ClusterSteps(ControllerSteps[Metal3Settings]):
     """read -> plan -> converge -> report of one Cluster."""
 
+    kind = CAPI_CLUSTER.kind
+    kept = "existing hosts are left as they are"
+
     def __init__(self, settings: Metal3Settings, netbox: NetBox, kube: Kube) -> None:
-        self.settings = settings
-        self.netbox = netbox
-        self.kube = kube
+        super().__init__(settings, netbox, kube)
         self.claims = ClaimStore(kube, settings.own_namespace)
 
     def read(self, body: Body) -> Facts:
@@ -302,14 +303,7 @@ class Reconciler:
 
     def __init__(self, settings: Metal3Settings, netbox: NetBox, kube: Kube, queue: WorkQueue) -> None:
         self.steps = steps = ClusterSteps(settings, netbox, kube)
-        runner = PassRunner.from_settings(
-            steps,
-            controller=kube.controller,
-            kind="Cluster",
-            settings=settings,
-            kept="existing hosts are left as they are",
-            tracking=Tracking(touched=Facts.refs, refresh=steps.refresh),
-        )
+        runner = PassRunner.from_settings(steps, settings, kube.controller, Tracking(Facts.refs, steps.refresh))
         self.passes = ClusterPasses(runner, queue, fingerprint, log, gone=opted_out)
 
     def on_event(self, event_type: str | None, body: Body) -> None:

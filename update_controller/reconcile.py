@@ -88,6 +88,9 @@ class Interrupted:
 class UpdateSteps:
     """read -> plan -> apply to NetBox -> report of one Update."""
 
+    kind = UPDATE.kind
+    kept = "no further writes to NetBox in this pass"
+
     def __init__(self, netbox: NetBox, kube: Kube) -> None:
         self.netbox = netbox
         self.kube = kube
@@ -175,14 +178,7 @@ class Reconciler:
         self.kube = kube
         self.steps = UpdateSteps(netbox, kube)
         # No reuse of reads: a pass writes to NetBox, so what it read is out of date once it has run.
-        self.passes = PassRunner.from_settings(
-            self.steps,
-            controller=kube.controller,
-            kind=UPDATE.kind,
-            settings=settings,
-            kept="no further writes to NetBox in this pass",
-            tracking=Tracking(touched=touched),
-        )
+        self.passes = PassRunner.from_settings(self.steps, settings, kube.controller, Tracking(touched=touched))
 
 
 def touched(facts: Facts) -> set[NetBoxId]:

@@ -38,7 +38,7 @@ from argora_common.passes import Key, PassRunner, Tracking
 from argora_common.settings import Settings
 from argora_common.webhook import MAX_BODY_BYTES, PATH, WebhookServer
 from argora_common.workqueue import WorkQueue
-from tests.unit.test_passes import BODY, KEPT, KEY, LOG, RESYNC, Steps
+from tests.unit.test_passes import BODY, KEY, LOG, RESYNC, Steps
 
 SECRET = "hook-secret-for-tests"
 INTEREST = Interest(frozenset({CLUSTER, DEVICE, INTERFACE, MAC_ADDRESS, IP_ADDRESS}), everyone=frozenset({CLUSTER}))
@@ -194,7 +194,7 @@ def test_a_resync_may_reuse_reads_only_while_the_change_log_says_nothing_changed
     the_feed, _ = feed
     steps = Steps()
     runner: PassRunner[str, str, str] = PassRunner(
-        steps, controller="test", kind="Thing", backoff=Backoff(30, 600), resync_seconds=RESYNC, kept=KEPT,
+        steps, controller="test", backoff=Backoff(30, 600), resync_seconds=RESYNC,
         tracking=Tracking(touched=lambda facts: {(DEVICE, 1)}, refresh=lambda body, facts: facts), reuse_seconds=3600,
     )  # fmt: skip
     feed_for_runner: ChangeFeed[Key] = ChangeFeed(

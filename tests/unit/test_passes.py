@@ -30,6 +30,9 @@ class Clock:
 class Steps:
     """Records which steps ran; a step raises what `fail` holds for it. `read` can be held open."""
 
+    kind = "Thing"
+    kept = KEPT
+
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.fail: dict[str, Exception] = {}
@@ -83,7 +86,7 @@ def steps() -> Steps:
 @pytest.fixture
 def runner(steps: Steps, clock: Clock) -> PassRunner[str, str, str]:
     backoff: Backoff[Key] = Backoff(30, 600, clock)
-    return PassRunner(steps, controller="test", kind="Thing", backoff=backoff, resync_seconds=RESYNC, kept=KEPT)
+    return PassRunner(steps, controller="test", backoff=backoff, resync_seconds=RESYNC)
 
 
 def test_a_completed_pass_runs_every_step_reports_and_forgets_earlier_failures(

@@ -321,9 +321,7 @@ def test_what_a_user_sees_on_the_cluster_import_across_an_outage() -> None:
     kube.add(CLUSTER_IMPORT, body())
     steps = OfflineImportSteps(kube, facts(device(1), device(2)))
     backoff: Backoff[Key] = Backoff(30, 600)
-    runner = PassRunner(
-        steps, controller="ironcore", kind="ClusterImport", backoff=backoff, resync_seconds=300, kept=KEPT
-    )
+    runner = PassRunner(steps, controller="ironcore", backoff=backoff, resync_seconds=300)
     log = logging.getLogger("tests.status")
 
     def current() -> dict[str, Any]:
