@@ -61,7 +61,9 @@ class ConvergeResult:
                 f"the API server refused {name}: HTTP {error.status} {api_message(error)}",
             )
 
-    def count(self, name: str, outcome: WriteOutcome, *, adopted: bool = False) -> None:
+    def count(self, name: str, outcomes: Iterable[WriteOutcome], *, adopted: bool = False) -> None:
+        """Counts a device once, by the outcomes of writing its objects."""
+        outcome = _device_outcome(outcomes)
         if adopted:
             self.adopted.append(name)
         elif outcome is WriteOutcome.UNCHANGED:
@@ -157,8 +159,26 @@ class DeviceConverger[Result: ConvergeResult]:
 
         in_parallel(one, devices, self.kube.writes_in_flight, name="argora-write")
 
+    def adoptable(self, live: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+        return adoptable(live, desired, self.identity_labels)
+
+    def name_taken(
+        self, desired: DesiredObjects, objects: Iterable[tuple[Kind, Mapping[str, Any] | None, bool]]
+    ) -> bool:
+        """Whether an object of another owner holds one of the device's names: (kind, live object, whether
+        it is adopted) for each of them. The device then fails, and none of its objects is written."""
+        for kind, live, adopt in objects:
+            taken = taken_by_another(self.owner, kind, live, adopt=adopt)
+            if taken:
+                self.result.fail(desired.device_name, desired.device_id, "NameTaken", taken)
+                return True
+        return False
+
     def write(self, kind: Kind, body: Mapping[str, Any], live: Mapping[str, Any] | None) -> WriteOutcome:
         return write_counted(self.kube, kind, body, live)
+
+    def delete(self, kind: Kind, name: str, namespace: str | None = None, *, uid: str) -> bool:
+        return delete_counted(self.kube, kind, name, namespace, uid=uid)
 
     def prune_decision(
         self,
@@ -203,7 +223,7 @@ def delete_counted(kube: Kube, kind: Kind, name: str, namespace: str | None = No
     return deleted
 
 
-def device_outcome(outcomes: Iterable[WriteOutcome]) -> WriteOutcome:
+def _device_outcome(outcomes: Iterable[WriteOutcome]) -> WriteOutcome:
     """A device is created when all its writes created objects, updated when any changed one."""
     changed = [outcome for outcome in outcomes if outcome is not WriteOutcome.UNCHANGED]
     if not changed:

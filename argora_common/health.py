@@ -6,9 +6,10 @@ until the old holder stops.
 
 from __future__ import annotations
 
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from argora_common.serving import ServerThread
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -30,16 +31,11 @@ class StandbyHealth:
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self._server: ThreadingHTTPServer | None = None
+        self._serving = ServerThread("argora-standby-health")
 
     def start(self) -> StandbyHealth:
-        self._server = ThreadingHTTPServer(("0.0.0.0", self.port), _Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="argora-standby-health", daemon=True).start()
+        self._serving.start(ThreadingHTTPServer(("0.0.0.0", self.port), _Handler))
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._serving.stop()

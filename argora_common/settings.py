@@ -27,6 +27,10 @@ ENV_PREFIX = "ARGORA_"
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
+# What every port setting accepts, here once rather than repeated as bounds in each Field. A field's own
+# Field must not narrow it with ge/le: of two bounds of a kind pydantic enforces only one.
+Port = Annotated[int, Field(ge=1, le=65535)]
+
 
 class SecretReference(BaseModel):
     """A Kubernetes Secret by namespace and name, written `namespace/name` in the environment."""
@@ -82,8 +86,8 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(
         default=600.0, ge=1, le=86400, description="Longest delay between retries of a failing pass"
     )
-    metrics_port: int = Field(default=9090, ge=1, le=65535, description="Prometheus /metrics port")
-    health_port: int = Field(default=8080, ge=1, le=65535, description="Liveness /healthz port")
+    metrics_port: Port = Field(default=9090, description="Prometheus /metrics port")
+    health_port: Port = Field(default=8080, description="Liveness /healthz port")
     label_prefix: str = Field(
         default="kubernetes.metal.cloud.sap", description="Prefix of the NetBox-derived labels on objects"
     )
@@ -125,7 +129,7 @@ class Settings(BaseSettings):
     change_coalesce_seconds: float = Field(
         default=0.5, ge=0, le=60, description="Changes arriving within this window start one pass per resource"
     )
-    webhook_port: int = Field(default=8081, ge=1, le=65535, description="Port of POST /netbox/webhook")
+    webhook_port: Port = Field(default=8081, description="Port of POST /netbox/webhook")
     webhook_secret: SecretStr | None = Field(
         default=None, description="HMAC secret of NetBox's webhook; the webhook is served only when one is set"
     )

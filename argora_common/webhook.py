@@ -35,6 +35,7 @@ from argora_common.metrics import WEBHOOK_REQUESTS
 from argora_common.netbox import NetBox, RotatingSecret
 from argora_common.netbox_schema import EVENT_RULES, WEBHOOKS, Endpoint
 from argora_common.peering import LEASE
+from argora_common.serving import ServerThread
 from argora_common.settings import Settings
 
 log = logging.getLogger("argora.webhook")
@@ -92,8 +93,6 @@ class _PooledServer(ThreadingHTTPServer):
     connection, unbounded, let a client opening connections faster than they time out exhaust the
     process."""
 
-    daemon_threads = True
-
     def __init__(
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], upkeep: Callable[[], None]
     ) -> None:
@@ -144,7 +143,7 @@ class WebhookServer:
         self._accept = accept
         self._active = active or LEASE.active
         self._upkeep = upkeep
-        self._server: _PooledServer | None = None
+        self._serving = ServerThread("argora-webhook")
 
     def secret(self) -> str:
         return self._secret.get()
@@ -154,15 +153,11 @@ class WebhookServer:
         return settings.webhook_secret is not None or settings.webhook_secret_file is not None
 
     def start(self) -> None:
-        server = _PooledServer(("0.0.0.0", self.port), self._handler_class(), self._upkeep)
-        self._server = server
-        threading.Thread(target=server.serve_forever, name="argora-webhook", daemon=True).start()
+        self._serving.start(_PooledServer(("0.0.0.0", self.port), self._handler_class(), self._upkeep))
         log.info("serving NetBox webhooks on :%d%s", self.port, PATH)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._serving.stop()
 
     def handle(self, path: str, headers: Callable[[str], str | None], read: Callable[[int], bytes]) -> HTTPStatus:
         """What one POST is answered with; `read(n)` reads n bytes of the body."""

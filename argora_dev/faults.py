@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
+from argora_common.serving import ServerThread
 from argora_dev.process import free_port
 
 # Hop-by-hop headers, and what the forwarding itself changes (length, encoding), are not passed on. The Host
@@ -75,7 +76,7 @@ class FaultyNetBox:
         self._random = random.Random(seed)  # the same picks on every run
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._server: ThreadingHTTPServer | None = None
+        self._serving = ServerThread("faulty-netbox")
         self.url = ""
 
     def start(self) -> FaultyNetBox:
@@ -102,17 +103,12 @@ class FaultyNetBox:
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _any  # noqa: N815
 
         port = free_port()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="faulty-netbox", daemon=True).start()
+        self._serving.start(ThreadingHTTPServer(("127.0.0.1", port), Handler))
         self.url = f"http://127.0.0.1:{port}"
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._serving.stop()
 
     def set_fault(self, fault: HttpFault | None) -> None:
         """From now on answer as `fault` says; None: pass everything through again."""

@@ -9,23 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from argora_dev import REPO_ROOT
-
-# The build runs as a ManagedProcess through the same helper as the API server's, so a timeout,
-# Ctrl-C or `stop_all()` also ends the `go build` it spawned.
-from argora_dev.kube import _run_script
-from argora_dev.process import cache_dir
+from argora_dev.kube import go_tool
 
 HELM_VERSION = "v3.19.0"  # keep in step with hack/helm/go.mod and hack/helm/build.sh
 
 
 def helm_binary() -> Path:
     """The path of the `helm` binary, building it first when it is missing."""
-    binary = cache_dir() / f"helm-{HELM_VERSION}" / "helm"
-    if binary.is_file():
-        return binary
-    folder = Path(_run_script(REPO_ROOT / "hack" / "helm" / "build.sh", "helm-build"))
-    binary = folder / "helm"
-    if not binary.is_file():
-        raise RuntimeError(f"hack/helm/build.sh did not leave a helm binary in {folder}")
-    return binary
+    return go_tool("helm", HELM_VERSION, "helm")

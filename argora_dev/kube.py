@@ -53,6 +53,19 @@ def testbin_dir() -> Path:
     return Path(_run_script(REPO_ROOT / "hack" / "testbin" / "build.sh", "testbin-build"))
 
 
+def go_tool(tool: str, version: str, binary: str) -> Path:
+    """The path of `binary`, built from the Go module pinned in hack/<tool> by its build.sh into the
+    cache folder <tool>-<version>, building it first when it is missing."""
+    path = cache_dir() / f"{tool}-{version}" / binary
+    if path.is_file():
+        return path
+    folder = Path(_run_script(REPO_ROOT / "hack" / tool / "build.sh", f"{tool}-build"))
+    path = folder / binary
+    if not path.is_file():
+        raise RuntimeError(f"hack/{tool}/build.sh did not leave {binary} in {folder}")
+    return path
+
+
 def upstream_crd_files() -> list[Path]:
     """The pinned upstream CRD YAML files (ironcore BMC/BMCSecret/Server/ServerClaim, CAPI Cluster,
     IPAddress and IPAddressClaim, the CAPI in-cluster IPAM provider's GlobalInClusterIPPool, Metal3

@@ -14,9 +14,8 @@ from typing import Any, Literal
 
 import requests
 
-from argora_dev import REPO_ROOT
-from argora_dev.kube import _run_script
-from argora_dev.process import ManagedProcess, cache_dir, free_port, http_ok, wait_until
+from argora_dev.kube import go_tool
+from argora_dev.process import ManagedProcess, free_port, http_ok, wait_until
 
 TOXIPROXY_VERSION = "v2.5.0"  # keep in step with hack/toxiproxy/go.mod and hack/toxiproxy/build.sh
 
@@ -25,14 +24,7 @@ type Stream = Literal["upstream", "downstream"]
 
 def toxiproxy_binary() -> Path:
     """The path of `toxiproxy-server`, building it first when it is missing."""
-    binary = cache_dir() / f"toxiproxy-{TOXIPROXY_VERSION}" / "toxiproxy-server"
-    if binary.is_file():
-        return binary
-    folder = Path(_run_script(REPO_ROOT / "hack" / "toxiproxy" / "build.sh", "toxiproxy-build"))
-    binary = folder / "toxiproxy-server"
-    if not binary.is_file():
-        raise RuntimeError(f"hack/toxiproxy/build.sh did not leave toxiproxy-server in {folder}")
-    return binary
+    return go_tool("toxiproxy", TOXIPROXY_VERSION, "toxiproxy-server")
 
 
 class Proxy:

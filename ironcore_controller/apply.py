@@ -8,14 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from argora_common.converge import (
-    ConvergeResult,
-    DeviceConverger,
-    adoptable,
-    delete_counted,
-    device_outcome,
-    taken_by_another,
-)
+from argora_common.converge import ConvergeResult, DeviceConverger
 from argora_common.crds import ClusterImportSpec, DeviceProblem
 from argora_common.kinds import BMC, BMC_SECRET
 from argora_common.kube import Kube, Owner, WriteOutcome, is_ignored
@@ -79,15 +72,10 @@ class Converger(DeviceConverger[ApplyResult]):
     def _converge_device(
         self, desired: DesiredDevice, live_bmc: dict[str, Any] | None, live_secret: dict[str, Any] | None
     ) -> None:
-        adopt = {
-            kind.kind: adoptable(live, body, self.identity_labels)
-            for kind, live, body in ((BMC, live_bmc, desired.bmc), (BMC_SECRET, live_secret, desired.secret))
-        }
-        for kind, live in ((BMC, live_bmc), (BMC_SECRET, live_secret)):
-            taken = taken_by_another(self.owner, kind, live, adopt=adopt[kind.kind])
-            if taken:
-                self.result.fail(desired.device_name, desired.device_id, "NameTaken", taken)
-                return
+        objects = ((BMC, live_bmc, desired.bmc), (BMC_SECRET, live_secret, desired.secret))
+        adopt = {kind.kind: self.adoptable(live, body) for kind, live, body in objects}
+        if self.name_taken(desired, [(kind, live, adopt[kind.kind]) for kind, live, _ in objects]):
+            return
         outcomes: list[WriteOutcome] = []
         if not is_ignored(live_secret):
             self.result.desired[(BMC_SECRET.kind, desired.name)] = desired.secret
@@ -96,7 +84,7 @@ class Converger(DeviceConverger[ApplyResult]):
         if bmc is not None:
             self.result.desired[(BMC.kind, desired.name)] = bmc
             outcomes.append(self.write(BMC, bmc, live_bmc))
-        self.result.count(desired.name, device_outcome(outcomes), adopted=any(adopt.values()))
+        self.result.count(desired.name, outcomes, adopted=any(adopt.values()))
 
     def _bmc_after_drift(
         self, desired: DesiredDevice, live: dict[str, Any] | None
@@ -119,7 +107,7 @@ class Converger(DeviceConverger[ApplyResult]):
             message += "; recreating waits for a later pass (at most the prune cap of BMCs are recreated per pass)"
         elif recreate:
             if not live["metadata"].get("deletionTimestamp"):
-                delete_counted(self.kube, BMC, desired.name, uid=live["metadata"]["uid"])
+                self.delete(BMC, desired.name, uid=live["metadata"]["uid"])
             if self.kube.get(BMC, desired.name) is None:
                 return desired.bmc, None
             message += "; recreating, waiting for the old BMC to go away"
@@ -152,7 +140,7 @@ class Converger(DeviceConverger[ApplyResult]):
             self.result.desired.pop((obj.kind.kind, obj.name), None)
             self.result.pruned.append(str(obj))
         in_parallel(
-            lambda obj: delete_counted(self.kube, obj.kind, obj.name, uid=obj.uid),
+            lambda obj: self.delete(obj.kind, obj.name, uid=obj.uid),
             decision.delete,
             self.kube.writes_in_flight,
             name="argora-write",

@@ -6,14 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from argora_common.settings import Settings
+from argora_common.settings import Port, Settings
 
 
 class BMCProtocol(BaseModel):
     """metal-operator's `spec.protocol` of a BMC."""
 
     name: str = "Redfish"
-    port: int = Field(default=443, ge=1, le=65535)
+    port: Port = 443
     # Left out unless set, as the original operator wrote BMCs: metal-operator then uses its default.
     scheme: Literal["http", "https"] | None = None
 

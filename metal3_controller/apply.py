@@ -6,15 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from argora_common.converge import (
-    ConvergeResult,
-    DeviceConverger,
-    adoptable,
-    delete_counted,
-    device_outcome,
-    taken_by_another,
-    unowned,
-)
+from argora_common.converge import ConvergeResult, DeviceConverger, unowned
 from argora_common.crds import DeviceProblem
 from argora_common.kube import SECRET, Kube, Owner, WriteOutcome, is_ignored
 from metal3_controller.desired import (
@@ -78,7 +70,7 @@ class Converger(DeviceConverger[ConvergeResult]):
     def _converge_host(
         self, desired: DesiredHost, live_host: dict[str, Any] | None, live_secret: dict[str, Any] | None
     ) -> None:
-        adopt_host = adoptable(live_host, desired.host, self.identity_labels)
+        adopt_host = self.adoptable(live_host, desired.host)
         host_is_ours = live_host is not None and (adopt_host or self.owner.owns(live_host))
 
         def adopt_secret(secret: Mapping[str, Any] | None) -> bool:
@@ -86,11 +78,8 @@ class Converger(DeviceConverger[ConvergeResult]):
             return host_is_ours and unowned(secret) and references(live_host, (secret or {})["metadata"]["name"])
 
         adopt = {"host": adopt_host, "secret": adopt_secret(live_secret)}
-        for kind, live, adopting in ((BARE_METAL_HOST, live_host, adopt_host), (SECRET, live_secret, adopt["secret"])):
-            taken = taken_by_another(self.owner, kind, live, adopt=adopting)
-            if taken:
-                self.result.fail(desired.device_name, desired.device_id, "NameTaken", taken)
-                return
+        if self.name_taken(desired, [(BARE_METAL_HOST, live_host, adopt_host), (SECRET, live_secret, adopt["secret"])]):
+            return
         outcomes: list[WriteOutcome] = []
         # Server-side apply of our fields only: Metal3's own label, owner reference and finalizer on
         # the Secret stay as they are.
@@ -118,7 +107,7 @@ class Converger(DeviceConverger[ConvergeResult]):
                 )
             host = keep_registered(host, live_host, keep_certificate_verification=self.keep_certificate_verification)
         outcomes.append(self.write(BARE_METAL_HOST, host, live_host))
-        self.result.count(desired.name, device_outcome(outcomes), adopted=any(adopt.values()))
+        self.result.count(desired.name, outcomes, adopted=any(adopt.values()))
 
     def _prune(self, plan: Plan, prune: PrunePolicy, live: Mapping[str, Mapping[str, dict[str, Any]]]) -> None:
         # Hosts decide; a host's Secret goes with it (Metal3 releases its finalizer once the host is gone).
@@ -131,11 +120,11 @@ class Converger(DeviceConverger[ConvergeResult]):
             cap=prune.cap,
         )
         for obj in decision.delete:
-            delete_counted(self.kube, BARE_METAL_HOST, obj.name, self.owner.namespace, uid=obj.uid)
+            self.delete(BARE_METAL_HOST, obj.name, self.owner.namespace, uid=obj.uid)
             for name in (secret_name(obj.name), network_secret_name(obj.name)):
                 secret = live[SECRET.kind].get(name)
                 if secret is not None and self.owner.owns(secret):
-                    delete_counted(self.kube, SECRET, name, self.owner.namespace, uid=secret["metadata"]["uid"])
+                    self.delete(SECRET, name, self.owner.namespace, uid=secret["metadata"]["uid"])
             self.result.pruned.append(obj.name)
         self.result.held_back = [obj.name for obj in decision.held_back]
         self.result.held_back_reason = decision.reason
