@@ -20,7 +20,7 @@ from argora_common.apiserver import is_transient
 from argora_common.kinds import IPAM_GROUP, ip_address
 from argora_common.kube import Kube
 from argora_common.netbox import NetBox
-from argora_common.operator import work_queue
+from argora_common.runtime import work_queue
 from ipaddress_controller.desired import FIELD_MANAGER
 from ipaddress_controller.reconcile import Reconciler
 from ipaddress_controller.settings import IPAddressSettings

@@ -6,7 +6,7 @@ import kopf
 
 from argora_common.kube import Kube
 from argora_common.netbox import NetBox
-from argora_common.operator import sync_own_resource
+from argora_common.runtime import sync_own_resource
 from ippool_controller.desired import FIELD_MANAGER
 from ippool_controller.reconcile import INTEREST, IPPOOL_IMPORT, Reconciler
 from ippool_controller.settings import IPPoolSettings

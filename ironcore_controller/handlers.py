@@ -9,7 +9,7 @@ import kopf
 from argora_common.kinds import BMC, BMC_SECRET
 from argora_common.kube import Kube
 from argora_common.netbox import NetBox
-from argora_common.operator import index_written_objects, sync_own_resource
+from argora_common.runtime import index_written_objects, sync_own_resource
 from argora_common.watch import QueuedEvents
 from ironcore_controller.desired import FIELD_MANAGER
 from ironcore_controller.reconcile import CLUSTER_IMPORT, INTEREST, Reconciler

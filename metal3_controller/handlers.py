@@ -13,7 +13,7 @@ import kopf
 
 from argora_common.kube import SECRET, Kube
 from argora_common.netbox import NetBox
-from argora_common.operator import follow_netbox_changes, index_written_objects, work_queue
+from argora_common.runtime import follow_netbox_changes, index_written_objects, work_queue
 from metal3_controller.desired import BARE_METAL_HOST, CAPI_CLUSTER, FIELD_MANAGER
 from metal3_controller.reconcile import Reconciler, interest
 from metal3_controller.settings import Metal3Settings

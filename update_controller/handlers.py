@@ -6,7 +6,7 @@ import kopf
 
 from argora_common.kube import Kube
 from argora_common.netbox import NetBox
-from argora_common.operator import sync_own_resource
+from argora_common.runtime import sync_own_resource
 from argora_common.settings import Settings
 from update_controller.reconcile import FIELD_MANAGER, INTEREST, UPDATE, Reconciler
 
