@@ -264,7 +264,7 @@ def test_update_corrects_netbox_as_its_service_account(
     prefix: str, tmp_path: Path, limited: bool,
 ) -> None:  # fmt: skip
     """Its ClusterRole (the whole cluster) or the Role in the watched namespace lets argora-update write its
-    Update's status, Events and kopf's annotations, and ask for a pass itself when NetBox's change log
+    Update's status and Events, and runs a pass itself when NetBox's change log
     touches what it corrected."""
     objects = Objects(api_client)
     # The chart mounts argora-netbox-write for argora-update: it writes to NetBox.
@@ -292,8 +292,8 @@ def test_update_corrects_netbox_as_its_service_account(
         (device,) = seeder.get("dcim/devices", id=server.device["id"])
         assert device["oob_ip"]["address"] == server.ip["address"]
         assert {reason for _, reason, _ in objects.events(namespace, "fix")} >= {"InterfacesRenamed", "OOBIPsSet"}
-        # Someone renames the interface back: the change log asks for a pass (the controller annotates
-        # its Update), which renames it again.
+        # Someone renames the interface back: the change log queues a pass of the Update, which renames it
+        # again.
         seeder.update("dcim/interfaces", server.interface["id"], name="iDRAC")
         wait_for(lambda: interface_names(seeder, server.device) == ["remoteboard"], 120, "renamed again")
         assert_nothing_forbidden(tmp_path / "operator.log")

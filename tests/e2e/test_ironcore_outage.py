@@ -2,7 +2,7 @@
 by itself.
 
 A module of its own: the shared argora-ironcore of test_ironcore.py watches every namespace; it would
-run passes over this ClusterImport too, and share kopf's progress annotations on it.
+run passes over this ClusterImport too, and the attempts counted here would be two operators'.
 """
 
 from __future__ import annotations

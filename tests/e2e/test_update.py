@@ -208,5 +208,5 @@ def test_netbox_down_writes_nothing_and_recovers(
 
         wait_for(unavailable, 60, "Ready=False NetBoxUnavailable")
         assert ((objects.get_import(namespace, "fix", "Update") or {}).get("status") or {}).get("state") == "Error"
-    # kopf retries the pass on its own once NetBox answers again.
+    # The work queue retries the pass on its own once NetBox answers again.
     wait_for(lambda: interface_names(seeder, server.device) == ["remoteboard"], 120, "recovered")

@@ -195,7 +195,7 @@ class Subject:
         return failure(self.status())
 
     def failed_with(self, reason: str) -> dict[str, Any]:
-        """The status the first failed pass wrote: kopf's retries that follow write theirs."""
+        """The status the first failed pass wrote: the retries that follow write theirs."""
 
         def failed() -> dict[str, Any] | None:
             status = self.status()
@@ -368,7 +368,7 @@ def test_deletes_failing_after_the_recheck_lose_nothing_and_the_next_pass_finish
     writes = faulty_netbox.count(fault_started, healed, methods=WRITES, faulted=False)
     faulted = faulty_netbox.count(fault_started, healed, faulted=True)
 
-    # kopf retries the failed pass by itself.
+    # The work queue retries the failed pass by itself.
     seconds = converged(subject.finished, PASS_TIMEOUT, "the pass after the fault")
     after = record(
         subject, SCENARIO_8, seconds, writes,
