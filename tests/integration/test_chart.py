@@ -380,8 +380,8 @@ def lease_own(name: str) -> tuple[tuple[str, frozenset[Access]], ...]:
     return ((f"argora-{name}", grants("coordination.k8s.io", "leases", "get patch")),)
 
 
-# Their own resources: kopf lists and watches them and merge-patches finalizers, annotations (also the
-# sync annotation of a NetBox change) and status; never a GET, never a PUT.
+# Their own resources: kopf lists and watches them and, where a delete handler cleans up after them,
+# merge-patches its finalizer; the passes patch their status; never a GET, never a PUT.
 NEEDS = {
     "ironcore": Needs(
         # Watch indexes, server-side apply (which creates), the repair's GET, deletion when NetBox drops a BMC.
@@ -406,7 +406,7 @@ NEEDS = {
     ),
     "update": Needs(
         cluster=frozenset(),
-        namespaced=grants(ARGORA, "updates", "list watch patch") | grants(ARGORA, "updates/status", "patch") | EVENTS,
+        namespaced=grants(ARGORA, "updates", "list watch") | grants(ARGORA, "updates/status", "patch") | EVENTS,
         own=LEASE_OWN | WEBHOOK_OWN, own_named=WEBHOOK_OWN_NAMED, own_exact=lease_own("update"),
     ),
     "ippool": Needs(

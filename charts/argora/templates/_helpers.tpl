@@ -164,9 +164,10 @@ applied by name; created when missing, and create cannot be limited to a name. *
 {{- end -}}
 
 {{- define "argora.rules.update.namespaced" -}}
+# Only watched: argora-update cleans up nothing when an Update goes, so kopf puts no finalizer on it.
 - apiGroups: [argora.cloud.sap]
   resources: [updates]
-  verbs: [list, watch, patch]
+  verbs: [list, watch]
 - apiGroups: [argora.cloud.sap]
   resources: [updates/status]
   verbs: [patch]
