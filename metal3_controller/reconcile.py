@@ -18,7 +18,18 @@ from typing import Any, Final
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, MAC_ADDRESS, PREFIX, SITE, Interest, NetBoxId
+from argora_common.changes import (
+    CLUSTER,
+    DEVICE,
+    INTERFACE,
+    IP_ADDRESS,
+    MAC_ADDRESS,
+    PREFIX,
+    SITE,
+    ChangeSet,
+    Interest,
+    NetBoxId,
+)
 from argora_common.converge import ConvergeResult
 from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials, CredentialsProblem, credentials_for
@@ -290,11 +301,11 @@ def opted_out(event_type: str | None, cluster: Body) -> bool:
 class ClusterPasses(QueuedPasses[Facts, Plan, ConvergeResult]):
     """The Clusters' passes from the work queue; a paused Cluster is left alone until its next resync."""
 
-    def run_pass(self, body: Body, *, resync: bool) -> float:
+    def run_pass(self, body: Body, *, resync: bool, changes: ChangeSet | None) -> float:
         if is_paused(body):
             self.logger.debug("Cluster %s/%s is paused: left alone", *key_of(body))
             return self.runner.resync_seconds
-        return super().run_pass(body, resync=resync)
+        return super().run_pass(body, resync=resync, changes=changes)
 
 
 class Reconciler:
