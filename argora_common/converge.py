@@ -136,6 +136,27 @@ class DesiredObjects:
     secret: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class LastPlan:
+    """A completed pass's devices as planned, by id, and those the next pass must look at again whatever
+    their plan says (their write failed, or their live object drifted)."""
+
+    devices: Mapping[int, DesiredObjects]
+    again: frozenset[int]
+
+    @classmethod
+    def of(cls, devices: Sequence[DesiredObjects], result: ConvergeResult) -> LastPlan:
+        problems = (*result.failed, *result.drifted)
+        return cls({d.device_id: d for d in devices}, frozenset(p.device_id for p in problems if p.device_id))
+
+    def scope(self, devices: Sequence[DesiredObjects]) -> set[int]:
+        """The devices a pass on a delta read converges: those planned otherwise than last time (new,
+        changed or gone) and those to look at again; every other device's objects are as last planned."""
+        now = {desired.device_id: desired for desired in devices}
+        changed = {device_id for device_id, desired in now.items() if self.devices.get(device_id) != desired}
+        return changed | (set(self.devices) - set(now)) | set(self.again)
+
+
 class DeviceConverger[Result: ConvergeResult]:
     """What converging the objects of many devices shares: the writes counted, the devices side by side,
     and the labels by which the original operator's objects name their NetBox device (adoption)."""

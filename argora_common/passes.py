@@ -102,6 +102,26 @@ class KeyedLocks[K: Hashable]:
             return len(self._locks)
 
 
+class StepTimes:
+    """How long each step of a pass took: where the time of a pass goes (NetBox's answers are the read,
+    the API server's the converge and report), in its log line."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[step] = time.monotonic() - began
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{step} {seconds:.2f}" for step, seconds in self.seconds.items())
+        return f"{sum(self.seconds.values()):.2f} s ({parts})"
+
+
 @dataclass(frozen=True)
 class PassOutcome:
     decision: Decision | None = None  # None: the pass completed
@@ -185,16 +205,21 @@ class PassRunner[Facts, Planned, Result]:
         what they name, on top of the last reads, where the controller can (`Tracking.patch`)."""
         key = key_of(body)
         with self.locks.hold(key), RECONCILE_SECONDS.labels(controller=self.controller, kind=self.kind).time():
+            steps = StepTimes()
             try:
-                facts, how = self._read(key, body, resync=resync, changes=changes)
-                planned = self.steps.plan(body, facts)
-                result = self.steps.converge(body, planned)
-                summary = self.steps.report(body, facts, planned, result)
+                with steps.timed("read"):
+                    facts, how = self._read(key, body, resync=resync, changes=changes)
+                with steps.timed("plan"):
+                    planned = self.steps.plan(body, facts)
+                with steps.timed("converge"):
+                    result = self.steps.converge(body, planned)
+                with steps.timed("report"):
+                    summary = self.steps.report(body, facts, planned, result)
             except Exception as error:
                 self._last_reads.pop(key, None)
                 return self._failed(key, body, error, logger)
         self.backoff.reset(key)
-        logger.info("%s %s/%s synced%s: %s", self.kind, *key, how, summary)
+        logger.info("%s %s/%s synced%s in %s: %s", self.kind, *key, how, steps, summary)
         return PassOutcome()
 
     def next_in(self, outcome: PassOutcome) -> float:
