@@ -285,18 +285,12 @@ class ChangeFeed[K: Hashable]:
             self.submit([change], source)
         return HELD_RECHECK_SECONDS if waiting else None
 
-    @property
-    def followed(self) -> bool:
-        """Whether the change log is followed and its last look succeeded: then whatever changed in NetBox
-        reaches the resources it concerns (a delta pass may build on the last reads)."""
-        return self.polling and self._log_readable
-
     def quiet_since(self, key: K, since: float) -> bool:
         """Whether the change log is being followed and says nothing about `key` changed after `since`
         (a monotonic time): then a resync may reuse what the last pass read."""
         with self._lock:
             changed = self._changed.get(key, -math.inf)
-        return self.followed and changed < since
+        return self.polling and self._log_readable and changed < since
 
     def forget(self, key: K) -> None:
         self.index.forget(key)

@@ -1,4 +1,5 @@
-"""A delta read of an inventory: what NetBox's changes name, read again on top of the last full read.
+"""A delta read of an inventory (and of the devices' boot ports): what NetBox's changes name, read again on
+top of the last full read.
 
 The devices a change may concern (the device itself, its BMC ports and their MACs, its OOB IP and the
 addresses on its ports) are read again as a full read reads them, in a few requests whatever the size
@@ -12,10 +13,11 @@ and the caller reads NetBox whole.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, SITE, ChangeSet
 from argora_common.crds import ClusterSelector
-from argora_common.inventory import Inventory, SelectedDevice, read_bmc_interfaces
+from argora_common.inventory import BootInterfaces, Inventory, SelectedDevice, read_bmc_interfaces
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import DEVICES, SITES, Cluster, Device
 
@@ -108,18 +110,27 @@ def merged(last: Inventory, fresh: Inventory, device_ids: Collection[int]) -> In
     )
 
 
+@dataclass(frozen=True)
+class InventoryDelta:
+    inventory: Inventory  # as a full read would give it now
+    device_ids: frozenset[int]  # the devices read again, selected or not (any more)
+
+
 def patch_inventory(
     netbox: NetBox,
     last: Inventory,
     selectors: Sequence[ClusterSelector],
     default_statuses: Sequence[str],
     changes: ChangeSet,
-) -> Inventory | None:
-    """The inventory a full read would give now, from `last` and a read of what `changes` name; None when a
-    full read is needed (see the module's docstring)."""
-    device_ids = affected_devices(last, changes)
-    if device_ids is None or 2 * len(device_ids) > len(last.devices) + 100:
+    also: Collection[int] = (),
+) -> InventoryDelta | None:
+    """The inventory a full read would give now, from `last` and a read of what `changes` name and of the
+    devices `also` (whose other facts the caller knows they change); None when a full read is needed (see
+    the module's docstring)."""
+    affected = affected_devices(last, changes)
+    if affected is None or 2 * len(affected | set(also)) > len(last.devices) + 100:
         return None
+    device_ids = frozenset(affected | set(also))
     changed_sites = changes.ids(SITE) & set(last.sites)
     devices, sites = netbox.both(
         lambda: netbox.list_by_ids(DEVICES, "id", device_ids),
@@ -132,4 +143,33 @@ def patch_inventory(
     fresh = Inventory(last.clusters_by_selector, selected, known_sites, last.selector_errors)
     if selected:
         read_bmc_interfaces(netbox, fresh, set(), by_ids=True)
-    return merged(last, fresh, device_ids)
+    return InventoryDelta(merged(last, fresh, device_ids), device_ids)
+
+
+def boot_devices(boot: BootInterfaces, changes: ChangeSet) -> set[int]:
+    """The devices whose boot port (or a member of it, a LAG) or primary address `changes` name."""
+    by_interface: dict[int, int] = {}
+    for device_id, interface in boot.primary.items():
+        by_interface[interface.id] = device_id
+        for member in boot.lag_members.get(interface.id, ()):
+            by_interface[member.id] = device_id
+    by_address = {address.id: device_id for device_id, address in boot.primary_address.items()}
+    return {by_interface[i] for i in changes.ids(INTERFACE) if i in by_interface} | {
+        by_address[a] for a in changes.ids(IP_ADDRESS) if a in by_address
+    }
+
+
+def merged_boot(last: BootInterfaces, fresh: BootInterfaces, device_ids: Collection[int]) -> BootInterfaces:
+    """`last` with the boot ports of `device_ids` replaced by what `fresh` read of them (pure)."""
+    old_lags = {last.primary[device_id].id for device_id in device_ids if device_id in last.primary}
+    return BootInterfaces(
+        primary={**{d: port for d, port in last.primary.items() if d not in device_ids}, **fresh.primary},
+        primary_address={
+            **{d: address for d, address in last.primary_address.items() if d not in device_ids},
+            **fresh.primary_address,
+        },
+        lag_members={
+            **{lag: members for lag, members in last.lag_members.items() if lag not in old_lags},
+            **fresh.lag_members,
+        },
+    )

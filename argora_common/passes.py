@@ -229,12 +229,15 @@ class PassRunner[Facts, Planned, Result]:
 
     def usable_read(self, key: Key, body: Body) -> LastRead[Facts] | None:
         """The last read of the resource, when a pass may build on it instead of reading NetBox whole: the
-        controller can refresh it, the resource's spec is the same, the last full read is younger than the
-        reuse limit, and the change log is followed (so what changed since is known)."""
+        controller can refresh it, the resource's spec is the same, and the last full read is younger than
+        the reuse limit. A pass for changes patches it with what they name: a change NetBox never told us
+        of (a webhook lost) is missing from it as from the last read, until a full read; a resync reuses it
+        as it is only while the change log is followed and says nothing changed (`quiet_since`), and
+        otherwise reads NetBox whole, so no lost change outlives a resync."""
         last = self._last_reads.get(key)
         if last is None or self.changes is None or self.tracking is None or self.tracking.refresh is None:
             return None
-        if last.generation != body["metadata"].get("generation") or not self.changes.followed:
+        if last.generation != body["metadata"].get("generation"):
             return None
         return last if time.monotonic() - last.full_at <= self.reuse_seconds else None
 

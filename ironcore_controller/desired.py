@@ -39,9 +39,6 @@ class Plan(DevicePlan):
     # Why nothing may be pruned: a selector NetBox refused (a renamed region or tag slug) says nothing about
     # its devices, whose BMCs would otherwise look gone from NetBox.
     prune_blocked: str = ""
-    # Built on a delta read (NetBox's changes read again on top of the last read): the devices whose
-    # objects are planned as last time need no convergence.
-    delta: bool = False
 
 
 def ipv4_access(device: Device, inventory: Inventory) -> BMCAccess:

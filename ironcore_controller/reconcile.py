@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from argora_common import crds
 from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, MAC_ADDRESS, SITE, ChangeSet, Interest
-from argora_common.converge import LastPlan
+from argora_common.converge import LastPlans
 from argora_common.crds import MAX_PROBLEMS, ClusterImportCounts, ClusterImportSpec, ClusterImportStatus
 from argora_common.credentials import BMCCredentials, CredentialsProblem, credentials_for
 from argora_common.errors import Decision
@@ -77,9 +77,7 @@ class ImportSteps(ControllerSteps[IroncoreSettings]):
         # only a hash in the labels): edits are repaired from it, under the owner's lock.
         self.desired: dict[ObjectKey, tuple[Owner, dict[str, Any]]] = {}
         self.desired_lock = threading.Lock()
-        # Per ClusterImport, the last completed pass's devices as planned and those it must look at again
-        # (failed, drifted): a delta pass converges only the devices whose plan changed, and those.
-        self.last_plans: dict[Key, LastPlan] = {}
+        self.last_plans: LastPlans[Key] = LastPlans()
 
     def read(self, body: Body) -> Facts:
         spec = ClusterImportSpec.model_validate(body.get("spec") or {})
@@ -88,8 +86,8 @@ class ImportSteps(ControllerSteps[IroncoreSettings]):
 
     def patch(self, body: Body, facts: Facts, changes: ChangeSet) -> Facts | None:
         """The last read with what `changes` name read again; None: read NetBox whole."""
-        inventory = patch_inventory(self.netbox, facts.inventory, facts.spec.clusters, DEFAULT_STATUSES, changes)
-        return None if inventory is None else Facts(facts.spec, inventory, facts.credentials, delta=True)
+        delta = patch_inventory(self.netbox, facts.inventory, facts.spec.clusters, DEFAULT_STATUSES, changes)
+        return None if delta is None else Facts(facts.spec, delta.inventory, facts.credentials, delta=True)
 
     def refresh(self, body: Body, facts: Facts) -> Facts:
         """The last NetBox reads with the credentials read again (a rotated Secret is picked up)."""
@@ -111,13 +109,12 @@ class ImportSteps(ControllerSteps[IroncoreSettings]):
     def converge(self, body: Body, planned: Plan) -> ApplyResult:
         spec = ClusterImportSpec.model_validate(body.get("spec") or {})
         owner, key = owner_of(body), key_of(body)
-        last = self.last_plans.pop(key, None)
-        scope = last.scope(planned.devices) if planned.delta and last is not None else None
+        scope = self.last_plans.scope(key, planned.devices, delta=planned.delta)
         carried = self._carried(owner, scope) if scope is not None else {}
         converger = Converger(self.kube, owner, spec, self.settings.label_prefix)
         result = converger.converge(planned, scope, carried)
         self.remember(owner, result.desired)
-        self.last_plans[key] = LastPlan.of(planned.devices, result)
+        self.last_plans.record(key, planned.devices, result)
         return result
 
     def _carried(self, owner: Owner, scope: Collection[int]) -> dict[ObjectKey, dict[str, Any]]:
@@ -145,8 +142,7 @@ class ImportSteps(ControllerSteps[IroncoreSettings]):
         )
 
     def report_failure(self, body: Body, decision: Decision) -> None:
-        # A failed pass may have written part of its plan: the next one compares with nothing.
-        self.last_plans.pop(key_of(body), None)
+        self.last_plans.forget(key_of(body))
         report_failure(self.kube, CLUSTER_IMPORT, body, ClusterImportStatus, decision)
 
 
@@ -249,7 +245,7 @@ class Reconciler:
 
         def remove() -> str:
             self.steps.remember(owner, {})
-            self.steps.last_plans.pop(key_of(body), None)
+            self.steps.last_plans.forget(key_of(body))
             if spec.deletion_policy == "Orphan":
                 return "deletionPolicy Orphan: BMCs and BMCSecrets are left in place"
             deleted = [

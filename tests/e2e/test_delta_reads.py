@@ -1,6 +1,6 @@
 """A delta read gives what a full read gives: random changes to a real NetBox, read back through its change
-log the way argora-ironcore's change feed reads them, then the inventory patched with what they name
-against the inventory read whole. Both are planned, and the objects planned must be the same.
+log the way argora-ironcore's (and argora-metal3's) change feed reads them, then the inventory patched with
+what they name against the inventory read whole. Both are planned, and the objects planned must be the same.
 
 The inventory is seeded as production NetBox looks: MAC objects assigned but not primary (and several per
 port), vendor-named BMC ports, devices without an OOB IP, a second cluster whose devices move in and out.
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kubernetes import client
 from pydantic import SecretStr
 
 from argora_common.changes import ChangeFeed, ChangeSet
@@ -21,15 +22,20 @@ from argora_common.crds import ClusterSelector
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import Inventory, read_inventory
 from argora_common.inventory_delta import patch_inventory
-from argora_common.kube import Owner
+from argora_common.kube import Kube, Owner
 from argora_common.netbox import NetBox
 from argora_common.settings import Settings
 from argora_common.workqueue import WorkQueue
+from argora_dev.kubeobjects import Clusters, ensure_secret
 from argora_dev.netbox import NetBoxServer
 from argora_dev.seed import MacShape, NetBoxSeeder, Server, Topology, add_macs, add_servers, fresh_ipv4, fresh_mac
 from ironcore_controller.desired import Plan, plan
 from ironcore_controller.reconcile import DEFAULT_STATUSES, INTEREST
 from ironcore_controller.settings import IroncoreSettings
+from metal3_controller.desired import NETBOX_CLUSTER_ANNOTATION
+from metal3_controller.reconcile import INTEREST as INTEREST_METAL3
+from metal3_controller.reconcile import ClusterSteps
+from metal3_controller.settings import Metal3Settings
 
 pytestmark = pytest.mark.integration
 
@@ -183,10 +189,108 @@ def test_a_delta_read_plans_what_a_full_read_plans_after_random_changes(
         for named in asked:
             assert named is not None
             changes |= named
-        patched = patch_inventory(client, last, selectors, DEFAULT_STATUSES, changes) if asked else last
+        delta = patch_inventory(client, last, selectors, DEFAULT_STATUSES, changes) if asked else None
+        patched = delta.inventory if delta is not None else (last if not asked else None)
         context = f"seed {seed}, round {round_number}: {done}"
         if patched is not None:
             deltas += 1
             assert planned(patched, settings) == planned(full, settings), context
         last = patched if patched is not None else full
     assert deltas >= ROUNDS // 2, "most rounds must be delta reads, or this tests little"
+
+
+def boot_port(seeder: NetBoxSeeder, server: Server, rng: random.Random) -> dict[str, Any]:
+    """A boot port with a MAC and the device's primary IP on it; every third a LAG of two members."""
+    device = server.device["id"]
+    lag = rng.random() < 0.33
+    port = seeder.create_one(
+        "dcim/interfaces", device=device, name="bond0" if lag else "eth0", type="lag" if lag else "10gbase-x-sfpp"
+    )
+    members = [
+        seeder.create_one("dcim/interfaces", device=device, name=f"eth{i}", type="10gbase-x-sfpp", lag=port["id"])
+        for i in range(2 if lag else 0)
+    ]
+    add_macs(seeder, members or [port], rng.choice(["primary", "assigned"]))
+    address = seeder.create_one(
+        "ipam/ip-addresses", address=fresh_ipv4(), assigned_object_type="dcim.interface", assigned_object_id=port["id"]
+    )
+    seeder.update("dcim/devices", device, primary_ip4=address["id"])
+    return port
+
+
+def test_a_delta_read_of_a_cluster_plans_the_hosts_a_full_read_plans(
+    netbox: NetBoxServer, seeder: NetBoxSeeder, api_client: client.ApiClient, namespace: str, prefix: str
+) -> None:
+    """The same for argora-metal3's Clusters: the devices' boot ports (LAGs with members), their primary
+    IPs and MACs, and the prefixes of their sites (networkData) edited at random."""
+    rng = random.Random(7)
+    topology = Topology(seeder, prefix)
+    cluster, elsewhere = topology.cluster("a"), topology.cluster("b")
+    servers = add_servers(topology, cluster, [f"{prefix}-h{i}" for i in range(6)])
+    ports = {server.device["id"]: boot_port(seeder, server, rng) for server in servers}
+    network = seeder.create_one(
+        "ipam/prefixes", prefix="10.77.0.0/24", scope_type="dcim.site", scope_id=topology.site["id"]
+    )
+    ensure_secret(api_client, namespace, "bmc", {"username": "u", "password": "p"})
+    settings = Metal3Settings(
+        netbox_url=netbox.url, netbox_token=SecretStr(netbox.readonly_v2_token), own_namespace=namespace,
+        default_bmc_credentials=f"{namespace}/bmc", network_data=True,
+    )  # fmt: skip
+    client_ = NetBox(settings)
+    steps = ClusterSteps(settings, client_, Kube(api_client, "argora-metal3"))
+    Clusters(api_client).create(namespace, "capi", annotations={NETBOX_CLUSTER_ANNOTATION: cluster["name"]})
+    body = Clusters(api_client).get(namespace, "capi")
+    feed: ChangeFeed[tuple[str, str]] = ChangeFeed(
+        client_, INTEREST_METAL3, settings, lambda key, delay, changes: asked.append(changes), WorkQueue("t", 1),
+        controller="test",
+    )  # fmt: skip
+    asked: list[ChangeSet | None] = []
+
+    def mac_of_boot_port() -> None:
+        port = ports[rng.choice(servers).device["id"]]
+        seeder.create_one(
+            "dcim/mac-addresses", mac_address=fresh_mac(), assigned_object_type="dcim.interface",
+            assigned_object_id=port["id"],
+        )  # fmt: skip
+
+    def primary_ip() -> None:
+        server = rng.choice(servers)
+        address = seeder.create_one(
+            "ipam/ip-addresses", address=fresh_ipv4(), assigned_object_type="dcim.interface",
+            assigned_object_id=ports[server.device["id"]]["id"],
+        )  # fmt: skip
+        seeder.update("dcim/devices", server.device["id"], primary_ip4=address["id"])
+
+    def gateway() -> None:
+        seeder.update("ipam/prefixes", network["id"], prefix=f"10.77.{rng.randrange(1, 250)}.0/24")
+
+    def leave() -> None:
+        seeder.update("dcim/devices", rng.choice(servers).device["id"], cluster=rng.choice([cluster, elsewhere])["id"])
+
+    def status() -> None:
+        seeder.update("dcim/devices", rng.choice(servers).device["id"], status=rng.choice(["active", "offline"]))
+
+    last = steps.read(body)
+    feed.look()
+    deltas = 0
+    for round_number in range(ROUNDS):
+        feed.index.record(KEY, last.refs())
+        done = rng.sample([mac_of_boot_port, primary_ip, gateway, leave, status], rng.randint(1, 3))
+        for edit in done:
+            edit()
+        asked.clear()
+        feed.look()
+        full = steps.read(body)
+        changes = ChangeSet()
+        for named in asked:
+            assert named is not None
+            changes |= named
+        patched = steps.patch(body, last, changes) if asked else last
+        context = f"round {round_number}: {[edit.__name__ for edit in done]}"
+        if patched is not None:
+            deltas += 1
+            delta_plan, full_plan = steps.plan(body, patched), steps.plan(body, full)
+            assert sorted(map(repr, delta_plan.hosts)) == sorted(map(repr, full_plan.hosts)), context
+            assert sorted(map(repr, delta_plan.problems)) == sorted(map(repr, full_plan.problems)), context
+        last = patched if patched is not None else full
+    assert deltas >= ROUNDS // 2
