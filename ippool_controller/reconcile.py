@@ -32,8 +32,9 @@ from ippool_controller.desired import FIELD_MANAGER, Plan, plan
 from ippool_controller.settings import IPPoolSettings
 
 IPPOOL_IMPORT: Final = argora_kind(crds.IPPOOL_IMPORT)
-# Any prefix may come to match a selector (a new one, a role or status changed).
-INTEREST: Final = Interest(frozenset({PREFIX, SITE}), everyone=frozenset({PREFIX}))
+# Any prefix may come to match a selector (a new one, a role or status changed), and so may the prefixes
+# of a site moved into a selector's region, though none of them was selected before.
+INTEREST: Final = Interest(frozenset({PREFIX, SITE}), everyone=frozenset({PREFIX, SITE}))
 
 
 def owner_of(body: Body) -> Owner:
