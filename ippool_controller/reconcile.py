@@ -67,7 +67,11 @@ class IPPoolSteps(ControllerSteps[IPPoolSettings]):
         return Facts(spec, read_prefixes(self.netbox, spec.ippools))
 
     def patch(self, body: Body, facts: Facts, changes: ChangeSet) -> Facts | None:
-        """The last read with the prefixes `changes` name read again; None: read NetBox whole."""
+        """The last read with the prefixes `changes` name read again; None: read NetBox whole.
+
+        The pass then plans and converges every pool, as a full one: for 500 pools that took 40-50 ms of
+        plan and 100-130 ms of converge (two lists, no write) against a real API server on a loaded 2-core
+        machine, and which prefix gets which pool name or address range depends on all of them."""
         selection = patch_selection(self.netbox, facts.selection, facts.spec.ippools, changes)
         return None if selection is None else Facts(facts.spec, selection)
 
