@@ -75,6 +75,25 @@ class FeedTask(Enum):
 
 
 @dataclass(frozen=True)
+class ChangeSet:
+    """What changed in NetBox since a resource's last pass, as far as its delta pass needs to know: the
+    objects created, updated or deleted, and those and the objects their snapshots name."""
+
+    changed: frozenset[NetBoxId] = frozenset()
+    named: frozenset[NetBoxId] = frozenset()
+
+    def __or__(self, other: ChangeSet) -> ChangeSet:
+        return ChangeSet(self.changed | other.changed, self.named | other.named)
+
+    def __len__(self) -> int:
+        return len(self.changed)
+
+    def ids(self, object_type: str) -> set[int]:
+        """The ids of the named objects of one type."""
+        return {object_id for named_type, object_id in self.named if named_type == object_type}
+
+
+@dataclass(frozen=True)
 class Change:
     """One NetBox object created, updated or deleted, with its snapshots before and after."""
 
@@ -174,14 +193,15 @@ class ChangeIndex[K: Hashable]:
 
 class ChangeFeed[K: Hashable]:
     """Maps NetBox changes to the resources they concern and asks for their passes a short window later
-    (`trigger(key, delay)`); the pass itself, its retries and its report are the controller's as always."""
+    (`trigger(key, delay, changes)`: what changed for that resource, None when it is unknown); the pass
+    itself, its retries and its report are the controller's as always."""
 
     def __init__(
         self,
         netbox: NetBox,
         interest: Interest,
         settings: Settings,
-        trigger: Callable[[K, float], None],
+        trigger: Callable[[K, float, ChangeSet | None], None],
         queue: WorkQueue,
         describe: Callable[[K], str] = str,
         *,
@@ -226,7 +246,7 @@ class ChangeFeed[K: Hashable]:
     def submit(self, changes: Iterable[Change], source: str) -> set[K]:
         """Queue a pass for every resource the changes concern; returns those resources. A change that
         may be one of our writes still waiting for its answer is held back until that answer is in."""
-        keys: set[K] = set()
+        keys: dict[K, ChangeSet] = {}
         relevant = ignored = 0
         in_flight = self.netbox.own_writes.last_begun()
         for change in changes:
@@ -239,16 +259,20 @@ class ChangeFeed[K: Hashable]:
                 self._queue.add(FeedTask.RELEASE_HELD, HELD_RECHECK_SECONDS)
                 continue
             relevant += 1
-            keys |= self.index.holders(change.refs())
+            named = change.refs()
+            holders = self.index.holders(named)
             if change.object_type in self.interest.everyone:
-                keys |= self.index.keys()
+                holders |= self.index.keys()
+            this = ChangeSet(frozenset({(change.object_type, change.object_id)}), frozenset(named))
+            for key in holders:
+                keys[key] = keys[key] | this if key in keys else this
         NETBOX_CHANGES.labels(source=source, relevance="relevant").inc(relevant)
         NETBOX_CHANGES.labels(source=source, relevance="ignored").inc(ignored)
         if keys:
             log.info("NetBox changed: asking for a pass of %s", ", ".join(sorted(map(self._describe, keys))))
             self._ask(keys)
         log.debug("%s: %d relevant and %d other changes -> %d resources", source, relevant, ignored, len(keys))
-        return keys
+        return set(keys)
 
     def _release_held(self) -> float | None:
         """Submit again the held-back changes whose writes have all been answered; look again soon while
@@ -273,14 +297,15 @@ class ChangeFeed[K: Hashable]:
         with self._lock:
             self._changed.pop(key, None)
 
-    def _ask(self, keys: Iterable[K]) -> None:
-        """A pass of each key once the coalescing window has passed; its NetBox reads are not reused."""
+    def _ask(self, keys: Mapping[K, ChangeSet | None]) -> None:
+        """A pass of each key once the coalescing window has passed: one that re-reads what changed, or
+        everything when that is not known."""
         now = time.monotonic()
         with self._lock:
             for key in keys:
                 self._changed[key] = now
-        for key in keys:
-            self._trigger(key, self._window)
+        for key, changes in keys.items():
+            self._trigger(key, self._window, changes)
 
     # ---- the change log ----------------------------------------------------------------------------
 
@@ -319,7 +344,7 @@ class ChangeFeed[K: Hashable]:
         # changed in between is unknown, so each resource read so far is read again.
         missed = self.index.keys()
         if missed:
-            self._ask(missed)
+            self._ask(dict.fromkeys(missed))
 
     def _read_news(self) -> None:
         self._read(submit=True)

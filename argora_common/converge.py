@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,6 +135,51 @@ class DesiredObjects:
     device_name: str
     name: str
     secret: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LastPlan:
+    """A completed pass's devices as planned, by id, and those the next pass must look at again whatever
+    their plan says (their write failed, or their live object drifted)."""
+
+    devices: Mapping[int, DesiredObjects]
+    again: frozenset[int]
+
+    @classmethod
+    def of(cls, devices: Sequence[DesiredObjects], result: ConvergeResult) -> LastPlan:
+        problems = (*result.failed, *result.drifted)
+        return cls({d.device_id: d for d in devices}, frozenset(p.device_id for p in problems if p.device_id))
+
+    def scope(self, devices: Sequence[DesiredObjects]) -> set[int]:
+        """The devices a pass on a delta read converges: those planned otherwise than last time (new,
+        changed or gone) and those to look at again; every other device's objects are as last planned."""
+        now = {desired.device_id: desired for desired in devices}
+        changed = {device_id for device_id, desired in now.items() if self.devices.get(device_id) != desired}
+        return changed | (set(self.devices) - set(now)) | set(self.again)
+
+
+class LastPlans[K: Hashable]:
+    """Per resource, its last completed pass's plan: a pass on a delta read converges only what the plan
+    changed (`LastPlan.scope`). A failed pass may have written part of its plan, so its resource's entry
+    goes (`forget`) and the next pass converges everything."""
+
+    def __init__(self) -> None:
+        self._plans: dict[K, LastPlan] = {}
+        self._lock = threading.Lock()
+
+    def scope(self, key: K, devices: Sequence[DesiredObjects], *, delta: bool) -> set[int] | None:
+        """The devices to converge; None: every device (not a delta read, or nothing to compare with)."""
+        with self._lock:
+            last = self._plans.pop(key, None)
+        return last.scope(devices) if delta and last is not None else None
+
+    def record(self, key: K, devices: Sequence[DesiredObjects], result: ConvergeResult) -> None:
+        with self._lock:
+            self._plans[key] = LastPlan.of(devices, result)
+
+    def forget(self, key: K) -> None:
+        with self._lock:
+            self._plans.pop(key, None)
 
 
 class DeviceConverger[Result: ConvergeResult]:

@@ -229,7 +229,7 @@ def read_inventory(netbox: NetBox, selectors: Sequence[ClusterSelector], default
     sites = {site.id: site for site in netbox.list_by_ids(SITES, "id", site_ids)} if site_ids else {}
     inventory = Inventory(selection.clusters_by_selector, selection.devices, sites, selection.selector_errors)
     if selection.devices:
-        _read_bmc_interfaces(netbox, inventory, site_ids)
+        read_bmc_interfaces(netbox, inventory, site_ids)
     return inventory
 
 
@@ -244,13 +244,16 @@ def by_site_is_cheaper(netbox: NetBox, devices: int, sites: Sequence[Site]) -> b
     return site_pages <= -(-chunks // netbox.reads_in_flight)
 
 
-def _read_bmc_interfaces(netbox: NetBox, inventory: Inventory, site_ids: set[int]) -> None:
+def read_bmc_interfaces(netbox: NetBox, inventory: Inventory, site_ids: set[int], *, by_ids: bool = False) -> None:
+    """The BMC ports of the inventory's devices, their OOB IPs' ports and the addresses on ports of devices
+    without an OOB IP; by the devices' ids when `by_ids` (a few devices of large sites), else by
+    whichever way is cheaper."""
     wanted = {selected.device.id for selected in inventory.devices}
     names: dict[str, FilterValue] = {"name__ie": list(BMC_INTERFACE_NAMES)}
     sites = [inventory.sites[site_id] for site_id in site_ids if site_id in inventory.sites]
 
     def bmc_named() -> list[Interface]:
-        if by_site_is_cheaper(netbox, len(wanted), sites):
+        if not by_ids and by_site_is_cheaper(netbox, len(wanted), sites):
             return netbox.list_by_ids(INTERFACES, "site_id", site_ids, **names)
         return netbox.list_by_ids(INTERFACES, "device_id", wanted, **names)
 

@@ -138,6 +138,12 @@ class Location(_Record):
     site: Ref
 
 
+class Region(_Record):
+    id: int
+    slug: str
+    parent: Ref | None = None
+
+
 class VRF(_Record):
     id: int
     name: str
@@ -263,6 +269,7 @@ PREFIXES: Final = Endpoint(
 LOCATIONS: Final = Endpoint("dcim", "locations", Location, ("id", "slug", "site"), frozenset({"id"}))
 VRFS: Final = Endpoint("ipam", "vrfs", VRF, ("id", "name"), frozenset({"name"}))
 TAGS: Final = Endpoint("extras", "tags", Ref, ("id", "name", "slug"), frozenset({"slug"}))
+REGIONS: Final = Endpoint("dcim", "regions", Region, ("id", "slug", "parent"), frozenset())
 
 
 class ObjectChange(_Record):

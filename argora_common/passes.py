@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import kopf
 
 from argora_common.backoff import Backoff
-from argora_common.changes import ChangeFeed, NetBoxId
+from argora_common.changes import ChangeFeed, ChangeSet, NetBoxId
 from argora_common.errors import Decision, brief, classify
 from argora_common.kube import Kube
 from argora_common.metrics import RECONCILE_SECONDS
@@ -102,6 +102,26 @@ class KeyedLocks[K: Hashable]:
             return len(self._locks)
 
 
+class StepTimes:
+    """How long each step of a pass took: where the time of a pass goes (NetBox's answers are the read,
+    the API server's the converge and report), in its log line."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[step] = time.monotonic() - began
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{step} {seconds:.2f}" for step, seconds in self.seconds.items())
+        return f"{sum(self.seconds.values()):.2f} s ({parts})"
+
+
 @dataclass(frozen=True)
 class PassOutcome:
     decision: Decision | None = None  # None: the pass completed
@@ -116,7 +136,8 @@ class PassOutcome:
 class LastRead[Facts]:
     facts: Facts
     generation: object
-    at: float  # monotonic time the read began
+    at: float  # monotonic time the read began (a delta pass's, when one built on it)
+    full_at: float  # monotonic time the last full read began: reads are reused only so long after it
 
 
 @dataclass(frozen=True)
@@ -126,6 +147,9 @@ class Tracking[Facts]:
     touched: Callable[[Facts], Iterable[NetBoxId]]  # the NetBox objects a read returned or depends on
     # Re-reads what is not NetBox's (credentials) on top of the last NetBox reads; None: never reuse.
     refresh: Callable[[Body, Facts], Facts] | None = None
+    # The last NetBox reads with what NetBox's changes name read again (a delta pass); None from it or
+    # here: read NetBox whole (a change it cannot place, or so many that a full read is cheaper).
+    patch: Callable[[Body, Facts, ChangeSet], Facts | None] | None = None
 
 
 def key_of(body: Body) -> Key:
@@ -175,23 +199,27 @@ class PassRunner[Facts, Planned, Result]:
             reuse_seconds=settings.netbox_full_read_interval_seconds,
         )
 
-    def run(self, body: Body, logger: Log, *, resync: bool = False) -> PassOutcome:
+    def run(self, body: Body, logger: Log, *, resync: bool = False, changes: ChangeSet | None = None) -> PassOutcome:
         """One pass, after any other pass or delete under way over the same resource. A resync reuses the
-        last NetBox reads when nothing they hold changed since (`reusable`)."""
+        last NetBox reads when nothing they hold changed since; a pass for NetBox's `changes` re-reads only
+        what they name, on top of the last reads, where the controller can (`Tracking.patch`)."""
         key = key_of(body)
         with self.locks.hold(key), RECONCILE_SECONDS.labels(controller=self.controller, kind=self.kind).time():
-            reused = self.reusable(key, body) if resync else None
+            steps = StepTimes()
             try:
-                facts = self._read(key, body, reused)
-                planned = self.steps.plan(body, facts)
-                result = self.steps.converge(body, planned)
-                summary = self.steps.report(body, facts, planned, result)
+                with steps.timed("read"):
+                    facts, how = self._read(key, body, resync=resync, changes=changes)
+                with steps.timed("plan"):
+                    planned = self.steps.plan(body, facts)
+                with steps.timed("converge"):
+                    result = self.steps.converge(body, planned)
+                with steps.timed("report"):
+                    summary = self.steps.report(body, facts, planned, result)
             except Exception as error:
                 self._last_reads.pop(key, None)
                 return self._failed(key, body, error, logger)
         self.backoff.reset(key)
-        reuse_note = " (NetBox unchanged since the last read, not read again)" if reused else ""
-        logger.info("%s %s/%s synced%s: %s", self.kind, *key, reuse_note, summary)
+        logger.info("%s %s/%s synced%s in %s: %s", self.kind, *key, how, steps, summary)
         return PassOutcome()
 
     def next_in(self, outcome: PassOutcome) -> float:
@@ -199,32 +227,49 @@ class PassRunner[Facts, Planned, Result]:
         delay the failure set."""
         return self.resync_seconds if outcome.ok else outcome.delay
 
-    def reusable(self, key: Key, body: Body) -> LastRead[Facts] | None:
-        """The last read of the resource, when a resync may plan from it instead of reading NetBox: the
-        controller can refresh it, the resource's spec is the same, the read is younger than the reuse
-        limit, and the change log is followed and says nothing the read holds changed since it began."""
+    def usable_read(self, key: Key, body: Body) -> LastRead[Facts] | None:
+        """The last read of the resource, when a pass may build on it instead of reading NetBox whole: the
+        controller can refresh it, the resource's spec is the same, and the last full read is younger than
+        the reuse limit. A pass for changes patches it with what they name: a change NetBox never told us
+        of (a webhook lost) is missing from it as from the last read, until a full read; a resync reuses it
+        as it is only while the change log is followed and says nothing changed (`quiet_since`), and
+        otherwise reads NetBox whole, so no lost change outlives a resync."""
         last = self._last_reads.get(key)
         if last is None or self.changes is None or self.tracking is None or self.tracking.refresh is None:
             return None
         if last.generation != body["metadata"].get("generation"):
             return None
-        if time.monotonic() - last.at > self.reuse_seconds or not self.changes.quiet_since(key, last.at):
-            return None
-        return last
+        return last if time.monotonic() - last.full_at <= self.reuse_seconds else None
 
-    def _read(self, key: Key, body: Body, reused: LastRead[Facts] | None) -> Facts:
-        if reused is not None and self.tracking is not None and self.tracking.refresh is not None:
-            return self.tracking.refresh(body, reused.facts)
+    def _read(self, key: Key, body: Body, *, resync: bool, changes: ChangeSet | None) -> tuple[Facts, str]:
+        """The facts of the pass, and how they were come by (for its log line)."""
+        last = self.usable_read(key, body) if resync or changes is not None else None
+        if last is not None and self.tracking is not None and self.tracking.refresh is not None:
+            assert self.changes is not None
+            if resync and self.changes.quiet_since(key, last.at):
+                return self.tracking.refresh(
+                    body, last.facts
+                ), " (NetBox unchanged since the last read, not read again)"
+            if changes is not None and self.tracking.patch is not None:
+                began = time.monotonic()
+                patched = self.tracking.patch(body, last.facts, changes)
+                if patched is not None:
+                    self._remember(key, body, patched, began, last.full_at)
+                    return self.tracking.refresh(body, patched), f" (delta: {len(changes)} NetBox changes re-read)"
         # The read it replaces goes first: at 10,000 devices one read is about 80 MB, and two at once
         # would be the operator's peak.
         self._last_reads.pop(key, None)
         began = time.monotonic()
         facts = self.steps.read(body)
-        if self.changes is not None and self.tracking is not None:
-            self.changes.index.record(key, self.tracking.touched(facts))
-            if self.tracking.refresh is not None and self.reuse_seconds > 0:
-                self._last_reads[key] = LastRead(facts, body["metadata"].get("generation"), began)
-        return facts
+        self._remember(key, body, facts, began, began)
+        return facts, ""
+
+    def _remember(self, key: Key, body: Body, facts: Facts, began: float, full_at: float) -> None:
+        if self.changes is None or self.tracking is None:
+            return
+        self.changes.index.record(key, self.tracking.touched(facts))
+        if self.tracking.refresh is not None and self.reuse_seconds > 0:
+            self._last_reads[key] = LastRead(facts, body["metadata"].get("generation"), began, full_at)
 
     def forget(self, key: Key) -> None:
         """The resource is gone: nothing of it is kept."""
@@ -299,7 +344,8 @@ class QueuedPasses[Facts, Planned, Result]:
         self.gone = gone  # whether a watch event says the resource is no longer ours to pass over
         self._bodies: dict[Key, Body] = {}
         self._fingerprints: dict[Key, object] = {}
-        self._fresh: set[Key] = set()  # asked for by a change: the pass may not reuse the last reads
+        self._fresh: set[Key] = set()  # asked for by a change of the resource: the pass reads NetBox whole
+        self._changes: dict[Key, ChangeSet] = {}  # what NetBox's changes named since the last pass
         self._lock = threading.Lock()
         queue.route(tuple, self.run)
 
@@ -317,12 +363,17 @@ class QueuedPasses[Facts, Planned, Result]:
             self.request(key)
         return None
 
-    def request(self, key: Key, delay: float = 0.0) -> None:
-        """A pass of `key` within `delay` seconds that reads NetBox afresh; nothing when it is not known."""
+    def request(self, key: Key, delay: float = 0.0, changes: ChangeSet | None = None) -> None:
+        """A pass of `key` within `delay` seconds that reads NetBox afresh, or only what `changes` name on
+        top of its last reads; nothing when the resource is not known."""
         with self._lock:
             if key not in self._bodies:
                 return
-            self._fresh.add(key)
+            if changes is None:
+                self._fresh.add(key)
+                self._changes.pop(key, None)
+            elif key not in self._fresh:
+                self._changes[key] = self._changes[key] | changes if key in self._changes else changes
         self.queue.add(key, delay)
 
     def known(self) -> list[Key]:
@@ -339,6 +390,7 @@ class QueuedPasses[Facts, Planned, Result]:
             body = self._bodies.pop(key, None)
             self._fingerprints.pop(key, None)
             self._fresh.discard(key)
+            self._changes.pop(key, None)
         self.queue.forget(key)
         self.runner.forget(key)
         return body
@@ -349,9 +401,10 @@ class QueuedPasses[Facts, Planned, Result]:
             body = self._bodies.get(key)
             fresh = key in self._fresh
             self._fresh.discard(key)
+            changes = self._changes.pop(key, None)
         if body is None:
             return None
-        return self.run_pass(body, resync=not fresh)
+        return self.run_pass(body, resync=not fresh and changes is None, changes=changes)
 
-    def run_pass(self, body: Body, *, resync: bool) -> float:
-        return self.runner.next_in(self.runner.run(body, self.logger, resync=resync))
+    def run_pass(self, body: Body, *, resync: bool, changes: ChangeSet | None) -> float:
+        return self.runner.next_in(self.runner.run(body, self.logger, resync=resync, changes=changes))

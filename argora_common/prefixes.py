@@ -8,7 +8,7 @@ not the number of prefixes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from argora_common.changes import PREFIX, SITE, NetBoxId
@@ -89,16 +89,25 @@ def read_prefixes(netbox: NetBox, selectors: Sequence[IPPoolSelector]) -> Prefix
         except LookupError as error:
             prefixes, selection.selector_errors[index] = [], str(error)
         raw.append(prefixes)
-    scoped = [prefix for prefixes in raw for prefix in prefixes]
-    location_ids = {p.scope_id for p in scoped if p.scope_type == LOCATION_SCOPE and p.scope_id is not None}
+    sites = scope_sites(netbox, [prefix for prefixes in raw for prefix in prefixes], {})
+    selection.by_selector = [[ScopedPrefix(prefix, sites[prefix.id]) for prefix in prefixes] for prefixes in raw]
+    return selection
+
+
+def scope_sites(netbox: NetBox, prefixes: Sequence[Prefix], known: Mapping[int, Site]) -> dict[int, Site | None]:
+    """By prefix id, the site each prefix's scope lies in (see ScopedPrefix), reading the locations and
+    the sites not `known` in id chunks."""
+    location_ids = {p.scope_id for p in prefixes if p.scope_type == LOCATION_SCOPE and p.scope_id is not None}
     locations: dict[int, Location] = (
         {location.id: location for location in netbox.list_by_ids(LOCATIONS, "id", location_ids)}
         if location_ids
         else {}
     )
-    site_ids = {p.scope_id for p in scoped if p.scope_type == SITE_SCOPE and p.scope_id is not None}
+    site_ids = {p.scope_id for p in prefixes if p.scope_type == SITE_SCOPE and p.scope_id is not None}
     site_ids |= {location.site.id for location in locations.values()}
+    site_ids -= set(known)
     sites: dict[int, Site] = {site.id: site for site in netbox.list_by_ids(SITES, "id", site_ids)} if site_ids else {}
+    sites = {**known, **sites}
 
     def site_of(prefix: Prefix) -> Site | None:
         if prefix.scope_id is None:
@@ -108,5 +117,4 @@ def read_prefixes(netbox: NetBox, selectors: Sequence[IPPoolSelector]) -> Prefix
         location = locations.get(prefix.scope_id) if prefix.scope_type == LOCATION_SCOPE else None
         return sites.get(location.site.id) if location is not None else None
 
-    selection.by_selector = [[ScopedPrefix(prefix, site_of(prefix)) for prefix in prefixes] for prefixes in raw]
-    return selection
+    return {prefix.id: site_of(prefix) for prefix in prefixes}

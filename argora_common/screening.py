@@ -26,6 +26,9 @@ class DevicePlan:
     notes: list[DeviceProblem] = field(default_factory=list)
     # Every device NetBox selected, usable or not: objects of a skipped device are kept, never pruned.
     selected_device_ids: set[int] = field(default_factory=set)
+    # Built on a delta read (NetBox's changes read again on top of the last read): the devices whose
+    # objects are planned as last time need no convergence.
+    delta: bool = False
 
 
 @dataclass(frozen=True)

@@ -98,11 +98,14 @@ class BenchRow:
 @dataclass(frozen=True)
 class ChangeFigures:
     """argora-ironcore following NetBox's changes by one path: seconds from a NetBox write until the API
-    server shows its effect, per change, and NetBox requests while nothing changed."""
+    server shows its effect, per change, and NetBox requests while nothing changed. Where measured, per
+    change: the NetBox requests its pass sent, and where the pass's time went (its log line's step times)."""
 
     seconds: Mapping[str, float]
     idle_requests: int
     idle_seconds: float
+    requests: Mapping[str, int] = field(default_factory=dict)
+    steps: Mapping[str, str] = field(default_factory=dict)
 
 
 CPU_PARTS = ("Argora", "API server", "NetBox")
@@ -158,7 +161,7 @@ def changes_markdown(paths: Mapping[str, ChangeFigures], labels: Mapping[str, st
         "|---|" + "---|" * len(columns),
     ]
     for change in changes:
-        cells = [_seconds(paths[p].seconds[change]) if change in paths[p].seconds else "" for p in columns]
+        cells = [_change_cell(paths[p], change) for p in columns]
         lines.append(f"| {change} | " + " | ".join(cells) + " |")
     idle = {f"{paths[p].idle_seconds:.0f}" for p in columns}
     lines.append(
@@ -166,4 +169,23 @@ def changes_markdown(paths: Mapping[str, ChangeFigures], labels: Mapping[str, st
         + " | ".join(str(paths[p].idle_requests) for p in columns)
         + " |"
     )
+    steps = [
+        f"- {labels.get(path, path)}, {change}: {text}"
+        for path in columns
+        for change, text in paths[path].steps.items()
+    ]
+    if steps:
+        lines += [
+            "",
+            "Where each change's pass spent its time (read: NetBox's answers; converge and report: the API server):",
+            "",
+        ]
+        lines += steps
     return "\n".join(lines) + "\n"
+
+
+def _change_cell(figures: ChangeFigures, change: str) -> str:
+    if change not in figures.seconds:
+        return ""
+    requests = figures.requests.get(change)
+    return _seconds(figures.seconds[change]) + (f", {requests} NetBox requests" if requests is not None else "")

@@ -3,7 +3,8 @@
 Cases (all when none is named):
 - ironcore, metal3: one NetBox cluster of 1,000 devices.
 - changes: the time a NetBox change takes to reach a BMC of that import through the change log and
-  through NetBox's webhooks, and NetBox requests while nothing changes.
+  through NetBox's webhooks, the NetBox requests its pass sends and where the pass's time goes, and NetBox
+  requests while nothing changes; changes-scale: the same on one ClusterImport of the 10,000 scale devices.
 - ippool: 50 and 500 NetBox prefixes; ipaddress: 50 and 500 IPAddresses written back to NetBox (its
   NetBox reads grow with the id chunks, its writes are one per address and one per primary IP).
 - scale: 10,000 devices in 20 NetBox clusters: argora-ironcore with one ClusterImport of them all and with
@@ -559,12 +560,31 @@ IDLE_SECONDS = 60.0
 CHANGES_INTERVAL = 10  # the default ARGORA_NETBOX_CHANGES_INTERVAL
 
 
-def timed(what: str, change: Callable[[], object], seen: Callable[[], object]) -> tuple[str, float]:
-    """Seconds from the end of a NetBox write until Kubernetes shows it."""
+@dataclass(frozen=True)
+class Timed:
+    """One NetBox change: seconds from the end of its write until Kubernetes showed it, the NetBox requests
+    the operator sent meanwhile, and the step times of the last pass it logged."""
+
+    what: str
+    seconds: float
+    requests: int
+    steps: str
+
+
+# The step times of a pass's log line: "… synced (delta: 1 NetBox changes re-read) in 0.31 s (read 0.12, …):"
+PASS_TIMES = re.compile(r" synced(?P<how> \([^)]*\))? in (?P<times>[\d.]+ s \([^)]*\))")
+
+
+def timed(operator: OperatorProcess, what: str, change: Callable[[], object], seen: Callable[[], object]) -> Timed:
+    before, log_length = counts(operator), len(operator.log())
     change()
     started = time.monotonic()
     wait_for(seen, timeout=120, what=what)
-    return what, time.monotonic() - started
+    seconds = time.monotonic() - started
+    used = counts(operator) - before
+    passes = [match for match in PASS_TIMES.finditer(operator.log()[log_length:])]
+    steps = f"{passes[-1]['times']}{passes[-1]['how'] or ' (full read)'}" if passes else ""
+    return Timed(what, seconds, round(used.reads + used.writes), steps)
 
 
 # The changes timed, as the report's rows name them.
@@ -573,10 +593,32 @@ OFFLINE_CHANGE = "a device set `offline` → its BMC and BMCSecret deleted"
 NEW_DEVICE_CHANGE = "a new device (its last write, the OOB IP) → its BMC"
 
 
-def bench_changes(kube: KubeCluster, netbox: NetBoxServer, objects: Objects) -> None:
-    """The time a NetBox change takes to reach the BMCs of the 1,000-device import, through the change
-    log (looked at every CHANGES_INTERVAL s) and through NetBox's webhooks, and NetBox requests while
-    nothing changes."""
+@dataclass(frozen=True)
+class ChangedImport:
+    """The ClusterImport whose devices the changes case edits, and how its devices are named."""
+
+    size: str  # for the report's columns
+    namespace: str
+    name: str
+    topology: str  # the Topology prefix of its devices
+    cluster: str  # the NetBox cluster new devices join
+    device: Callable[[int], str]  # the name of its index-th device
+
+
+BENCH_IMPORT = ChangedImport(f"{DEVICES:,}", "bench", "bench", "bench", CLUSTER_NAME, lambda i: f"bench-node{i:04d}")
+SCALE_IMPORT = ChangedImport(
+    f"{SCALE_CLUSTERS * SCALE_DEVICES:,}",
+    "scale",
+    "scale-changes",
+    "scale",
+    "scale-c00",
+    lambda i: f"scale-c00-n{i:04d}",
+)
+
+
+def bench_changes(kube: KubeCluster, netbox: NetBoxServer, objects: Objects, changed: ChangedImport) -> None:
+    """The time a NetBox change takes to reach the BMCs of the import, through the change log (looked at
+    every CHANGES_INTERVAL s) and through NetBox's webhooks, and NetBox requests while nothing changes."""
     seeder = NetBoxSeeder(netbox.url, netbox.api_headers(netbox.v2_token))
     skip_taken_addresses(seeder)
     for number, path in enumerate(CHANGE_PATHS, start=1):
@@ -584,50 +626,70 @@ def bench_changes(kube: KubeCluster, netbox: NetBoxServer, objects: Objects) -> 
             "ironcore", path, kube, netbox, netbox.readonly_v2_token, WORKDIR, interval=str(CHANGES_INTERVAL),
             ARGORA_LOG_LEVEL="INFO", ARGORA_DEFAULT_BMC_CREDENTIALS="bench/bmc",
         )  # fmt: skip
-        measure_changes(path, number, operator, seeder, objects)
+        measure_changes(path, number, operator, seeder, objects, changed)
         stop_following(operator, netbox)
 
 
-def measure_changes(path: str, number: int, operator: OperatorProcess, seeder: NetBoxSeeder, objects: Objects) -> None:
-    objects.resync("bench", "bench")
+def measure_changes(
+    path: str, number: int, operator: OperatorProcess, seeder: NetBoxSeeder, objects: Objects, changed: ChangedImport
+) -> None:
+    objects.resync(changed.namespace, changed.name)
     time.sleep(2 * CHANGES_INTERVAL)  # the start's passes and looks are over
     before = counts(operator)
     time.sleep(IDLE_SECONDS)
     idle = counts(operator) - before
-    first, second = (
-        seeder.get("dcim/devices", name=f"bench-node{index:04d}")[0] for index in (10 * number, 10 * number + 1)
-    )
+    first, second = (seeder.get("dcim/devices", name=changed.device(10 * number + i))[0] for i in (0, 1))
     hostname = f"{first['name']}-{number}.changed.example.com"
     timings = [
         timed(
+            operator,
             DNS_NAME_CHANGE,
             lambda: seeder.update("ipam/ip-addresses", first["oob_ip"]["id"], dns_name=hostname),
             lambda: (objects.get_metal("bmcs", first["name"]) or {}).get("spec", {}).get("hostname") == hostname,
         ),
         timed(
+            operator,
             OFFLINE_CHANGE,
             lambda: seeder.update("dcim/devices", second["id"], status="offline"),
             lambda: objects.get_metal("bmcs", second["name"]) is None,
         ),
     ]
     # A new server is five NetBox writes (device, interface, address, MAC, OOB IP): timed from the last.
-    new_name = f"bench-new{number}"
-    (cluster,) = seeder.get("virtualization/clusters", name=CLUSTER_NAME)
+    new_name = f"{changed.topology}-new{number}"
+    (cluster,) = seeder.get("virtualization/clusters", name=changed.cluster)
     timings.append(
         timed(
+            operator,
             NEW_DEVICE_CHANGE,
-            lambda: add_servers(Topology.existing(seeder, "bench"), cluster, [new_name]),
+            lambda: add_servers(Topology.existing(seeder, changed.topology), cluster, [new_name]),
             lambda: objects.get_metal("bmcs", new_name),
         )
     )
-    print(f"argora-ironcore, NetBox changes by {path}:", flush=True)
-    print(f"  {'; '.join(f'{what} {seconds:.1f} s' for what, seconds in timings)}")
-    CHANGES[path] = ChangeFigures(dict(timings), round(idle.reads + idle.writes), IDLE_SECONDS)
+    print(f"argora-ironcore, {changed.size} devices, NetBox changes by {path}:", flush=True)
+    for timing in timings:
+        print(f"  {timing.what}: {timing.seconds:.1f} s, {timing.requests} NetBox requests; pass {timing.steps}")
+    CHANGES[f"{path}@{changed.size}"] = ChangeFigures(
+        {timing.what: timing.seconds for timing in timings},
+        round(idle.reads + idle.writes),
+        IDLE_SECONDS,
+        {timing.what: timing.requests for timing in timings},
+        {timing.what: timing.steps for timing in timings},
+    )
     print(
         f"  idle {IDLE_SECONDS:.0f} s: {idle.reads + idle.writes:.0f} NetBox requests, {idle.written:.0f} objects"
         f" written; peak RSS {peak_rss_mb(operator.process.pid):.0f} MB",
         flush=True,
     )
+
+
+def bench_changes_at_scale(kube: KubeCluster, netbox: NetBoxServer, objects: Objects) -> None:
+    """The changes case on one ClusterImport of all 10,000 scale devices."""
+    ironcore = OperatorProcess("ironcore", WORKDIR, operator_env(kube, netbox)).start()
+    clusters = [{"name": name} for name in scale_cluster_names()]
+    objects.create_import(SCALE_IMPORT.namespace, SCALE_IMPORT.name, {"clusters": clusters})
+    objects.synced_import(SCALE_IMPORT.namespace, SCALE_IMPORT.name, timeout=1800)
+    ironcore.stop()
+    bench_changes(kube, netbox, objects, SCALE_IMPORT)
 
 
 SCALE_NAMESPACE = "scale"
@@ -815,7 +877,7 @@ def bench_scale_update(netbox: NetBoxServer, objects: Objects, env: dict[str, st
 BIG_CLUSTER = 2000
 
 
-CASES = ("ironcore", "changes", "metal3", "ippool", "ipaddress", "scale", "metal3-big", "update")
+CASES = ("ironcore", "changes", "metal3", "ippool", "ipaddress", "scale", "metal3-big", "update", "changes-scale")
 
 
 def main() -> None:
@@ -831,7 +893,8 @@ def main() -> None:
         kube = KubeCluster(WORKDIR / "kube")
         kube.start()
         kube.install_crds(crd_files())
-        netbox = netbox_at_scale() if {"scale", "metal3-big", "update"} & set(cases) else netbox_with_inventory()
+        at_scale = {"scale", "metal3-big", "update", "changes-scale"} & set(cases)
+        netbox = netbox_at_scale() if at_scale else netbox_with_inventory()
         objects = Objects(kube.api_client())
         clusters = Clusters(kube.api_client())
         for namespace in ("bench", SCALE_NAMESPACE):
@@ -841,7 +904,9 @@ def main() -> None:
         if {"ironcore", "changes", "ipaddress"} & set(cases):
             bench_ironcore(netbox, objects, env)
         if "changes" in cases:
-            bench_changes(kube, netbox, objects)
+            bench_changes(kube, netbox, objects, BENCH_IMPORT)
+        if "changes-scale" in cases:
+            bench_changes_at_scale(kube, netbox, objects)
         if "metal3" in cases:
             bench_metal3(netbox, clusters, env)
         if {"ippool", "ipaddress"} & set(cases):
@@ -870,7 +935,11 @@ def write_report(page: Path, cases: Sequence[str]) -> None:
     if PASS_ROWS:
         write_section(page, "bench-passes", header + "\n\n" + bench_markdown(PASS_ROWS))
     if CHANGES:
-        labels = {"changelog": f"change log (every {CHANGES_INTERVAL} s)", "webhook": "webhook"}
+        labels = {
+            f"{path}@{size}": f"{what}, {size} devices"
+            for path, what in (("changelog", f"change log (every {CHANGES_INTERVAL} s)"), ("webhook", "webhook"))
+            for size in (BENCH_IMPORT.size, SCALE_IMPORT.size)
+        }
         write_section(page, "bench-changes", header + "\n\n" + changes_markdown(CHANGES, labels))
     print(f"wrote {page.relative_to(REPO_ROOT) if page.is_relative_to(REPO_ROOT) else page}", flush=True)
 

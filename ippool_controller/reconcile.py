@@ -8,7 +8,7 @@ from functools import partial
 from typing import Final
 
 from argora_common import crds
-from argora_common.changes import PREFIX, SITE, Interest
+from argora_common.changes import PREFIX, SITE, ChangeSet, Interest
 from argora_common.crds import MAX_PROBLEMS, IPPoolImportCounts, IPPoolImportSpec, IPPoolImportStatus
 from argora_common.errors import Decision
 from argora_common.kinds import GLOBAL_POOL
@@ -27,12 +27,14 @@ from argora_common.status import (
     short_list,
 )
 from ippool_controller.apply import PoolConverger, PoolResult, allocations
+from ippool_controller.delta import patch_selection
 from ippool_controller.desired import FIELD_MANAGER, Plan, plan
 from ippool_controller.settings import IPPoolSettings
 
 IPPOOL_IMPORT: Final = argora_kind(crds.IPPOOL_IMPORT)
-# Any prefix may come to match a selector (a new one, a role or status changed).
-INTEREST: Final = Interest(frozenset({PREFIX, SITE}), everyone=frozenset({PREFIX}))
+# Any prefix may come to match a selector (a new one, a role or status changed), and so may the prefixes
+# of a site moved into a selector's region, though none of them was selected before.
+INTEREST: Final = Interest(frozenset({PREFIX, SITE}), everyone=frozenset({PREFIX, SITE}))
 
 
 def owner_of(body: Body) -> Owner:
@@ -63,6 +65,15 @@ class IPPoolSteps(ControllerSteps[IPPoolSettings]):
     def read(self, body: Body) -> Facts:
         spec = spec_of(body)
         return Facts(spec, read_prefixes(self.netbox, spec.ippools))
+
+    def patch(self, body: Body, facts: Facts, changes: ChangeSet) -> Facts | None:
+        """The last read with the prefixes `changes` name read again; None: read NetBox whole.
+
+        The pass then plans and converges every pool, as a full one: for 500 pools that took 40-50 ms of
+        plan and 100-130 ms of converge (two lists, no write) against a real API server on a loaded 2-core
+        machine, and which prefix gets which pool name or address range depends on all of them."""
+        selection = patch_selection(self.netbox, facts.selection, facts.spec.ippools, changes)
+        return None if selection is None else Facts(facts.spec, selection)
 
     def plan(self, body: Body, facts: Facts) -> Plan:
         return plan(
@@ -161,7 +172,9 @@ class Reconciler:
         self.kube = kube
         self.steps = IPPoolSteps(settings, netbox, kube)
         # Everything a pass reads is NetBox's: a resync reuses it as it is.
-        tracking = Tracking[Facts](touched=lambda facts: facts.selection.refs(), refresh=lambda _body, facts: facts)
+        tracking = Tracking[Facts](
+            touched=lambda facts: facts.selection.refs(), refresh=lambda _body, facts: facts, patch=self.steps.patch
+        )
         self.passes = PassRunner.from_settings(self.steps, settings, kube.controller, tracking)
 
     def delete(self, body: Body, logger: Log) -> None:

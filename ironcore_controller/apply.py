@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,15 +53,25 @@ class Converger(DeviceConverger[ApplyResult]):
         self._recreates_left = 0
         self._recreates_lock = threading.Lock()
 
-    def converge(self, plan: Plan) -> ApplyResult:
-        wanted = {device.name for device in plan.devices}
+    def converge(
+        self,
+        plan: Plan,
+        scope: Collection[int] | None = None,
+        carried: Mapping[ObjectKey, dict[str, Any]] | None = None,
+    ) -> ApplyResult:
+        """Every device of the plan, or only those in `scope` (a pass on a delta read: the others' objects
+        are as `carried` says, written before); the prune looks at every object either way."""
+        devices = plan.devices if scope is None else [device for device in plan.devices if device.device_id in scope]
+        self.result.desired.update(carried or {})
+        self.result.unchanged += len(plan.devices) - len(devices)
+        wanted = {device.name for device in devices}
         live = {kind.kind: self.kube.live(kind, wanted) for kind in (BMC, BMC_SECRET)}
         owned_count = sum(1 for objects in live.values() for obj in objects.values() if self.owner.owns(obj))
         cap = self.spec.max_prune_per_pass
         self._recreates_left = default_cap(owned_count) if cap is None else cap
 
         self.each_device(
-            plan.devices,
+            devices,
             lambda desired: self._converge_device(
                 desired, live[BMC.kind].get(desired.name), live[BMC_SECRET.kind].get(desired.name)
             ),

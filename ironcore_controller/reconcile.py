@@ -4,22 +4,24 @@ the delete path, and the repair of edited or deleted objects."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
 from argora_common import crds
-from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, MAC_ADDRESS, SITE, Interest
+from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, MAC_ADDRESS, SITE, ChangeSet, Interest
+from argora_common.converge import LastPlans
 from argora_common.crds import MAX_PROBLEMS, ClusterImportCounts, ClusterImportSpec, ClusterImportStatus
 from argora_common.credentials import BMCCredentials, CredentialsProblem, credentials_for
 from argora_common.errors import Decision
 from argora_common.inventory import Inventory, read_inventory
+from argora_common.inventory_delta import patch_inventory
 from argora_common.kinds import BMC, BMC_SECRET
 from argora_common.kube import Kind, Kube, Owner, argora_kind, is_ignored, is_subset
 from argora_common.metrics import OBJECTS_WRITTEN
 from argora_common.netbox import NetBox
-from argora_common.passes import Body, ControllerSteps, Log, PassRunner, Tracking
+from argora_common.passes import Body, ControllerSteps, Key, Log, PassRunner, Tracking, key_of
 from argora_common.status import (
     Event,
     EventWords,
@@ -60,6 +62,7 @@ class Facts:
     credentials: list[
         BMCCredentials | CredentialsProblem
     ]  # per spec.clusters entry: the credentials, or why there are none
+    delta: bool = False  # the inventory is the last one with what NetBox's changes named read again
 
 
 class ImportSteps(ControllerSteps[IroncoreSettings]):
@@ -74,15 +77,21 @@ class ImportSteps(ControllerSteps[IroncoreSettings]):
         # only a hash in the labels): edits are repaired from it, under the owner's lock.
         self.desired: dict[ObjectKey, tuple[Owner, dict[str, Any]]] = {}
         self.desired_lock = threading.Lock()
+        self.last_plans: LastPlans[Key] = LastPlans()
 
     def read(self, body: Body) -> Facts:
         spec = ClusterImportSpec.model_validate(body.get("spec") or {})
         inventory = read_inventory(self.netbox, spec.clusters, DEFAULT_STATUSES)
         return Facts(spec, inventory, self._credentials(body, spec))
 
+    def patch(self, body: Body, facts: Facts, changes: ChangeSet) -> Facts | None:
+        """The last read with what `changes` name read again; None: read NetBox whole."""
+        delta = patch_inventory(self.netbox, facts.inventory, facts.spec.clusters, DEFAULT_STATUSES, changes)
+        return None if delta is None else Facts(facts.spec, delta.inventory, facts.credentials, delta=True)
+
     def refresh(self, body: Body, facts: Facts) -> Facts:
         """The last NetBox reads with the credentials read again (a rotated Secret is picked up)."""
-        return Facts(facts.spec, facts.inventory, self._credentials(body, facts.spec))
+        return Facts(facts.spec, facts.inventory, self._credentials(body, facts.spec), facts.delta)
 
     def _credentials(self, body: Body, spec: ClusterImportSpec) -> list[BMCCredentials | CredentialsProblem]:
         namespace = body["metadata"]["namespace"]
@@ -93,13 +102,31 @@ class ImportSteps(ControllerSteps[IroncoreSettings]):
         )  # fmt: skip
 
     def plan(self, body: Body, facts: Facts) -> Plan:
-        return plan(facts.inventory, facts.credentials, owner_of(body), self.settings)
+        planned = plan(facts.inventory, facts.credentials, owner_of(body), self.settings)
+        planned.delta = facts.delta
+        return planned
 
     def converge(self, body: Body, planned: Plan) -> ApplyResult:
         spec = ClusterImportSpec.model_validate(body.get("spec") or {})
-        result = Converger(self.kube, owner_of(body), spec, self.settings.label_prefix).converge(planned)
-        self.remember(owner_of(body), result.desired)
+        owner, key = owner_of(body), key_of(body)
+        scope = self.last_plans.scope(key, planned.devices, delta=planned.delta)
+        carried = self._carried(owner, scope) if scope is not None else {}
+        converger = Converger(self.kube, owner, spec, self.settings.label_prefix)
+        result = converger.converge(planned, scope, carried)
+        self.remember(owner, result.desired)
+        self.last_plans.record(key, planned.devices, result)
         return result
+
+    def _carried(self, owner: Owner, scope: Collection[int]) -> dict[ObjectKey, dict[str, Any]]:
+        """What the owner's objects of the devices a delta pass leaves alone should look like: as before."""
+        label = f"{self.settings.label_prefix}/device-id"
+        converged = {str(device_id) for device_id in scope}
+        with self.desired_lock:
+            return {
+                key: manifest
+                for key, (held_by, manifest) in self.desired.items()
+                if held_by == owner and manifest["metadata"]["labels"].get(label) not in converged
+            }
 
     def remember(self, owner: Owner, desired: Mapping[ObjectKey, dict[str, Any]]) -> None:
         with self.desired_lock:
@@ -115,6 +142,7 @@ class ImportSteps(ControllerSteps[IroncoreSettings]):
         )
 
     def report_failure(self, body: Body, decision: Decision) -> None:
+        self.last_plans.forget(key_of(body))
         report_failure(self.kube, CLUSTER_IMPORT, body, ClusterImportStatus, decision)
 
 
@@ -187,7 +215,9 @@ class Reconciler:
     def __init__(self, settings: IroncoreSettings, netbox: NetBox, kube: Kube) -> None:
         self.kube = kube
         self.steps = ImportSteps(settings, netbox, kube)
-        tracking = Tracking(touched=lambda facts: facts.inventory.refs(), refresh=self.steps.refresh)
+        tracking = Tracking(
+            touched=lambda facts: facts.inventory.refs(), refresh=self.steps.refresh, patch=self.steps.patch
+        )
         self.passes = PassRunner.from_settings(self.steps, settings, kube.controller, tracking)
 
     def repair(self, kind: Kind, event_type: str | None, body: Mapping[str, Any], logger: Log) -> None:
@@ -215,6 +245,7 @@ class Reconciler:
 
         def remove() -> str:
             self.steps.remember(owner, {})
+            self.steps.last_plans.forget(key_of(body))
             if spec.deletion_policy == "Orphan":
                 return "deletionPolicy Orphan: BMCs and BMCSecrets are left in place"
             deleted = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,22 +42,26 @@ class Converger(DeviceConverger[ConvergeResult]):
         self.keep_certificate_verification = keep_certificate_verification
         self.live_secrets: Mapping[str, dict[str, Any]] = {}
 
-    def converge(self, plan: Plan, prune: PrunePolicy) -> ConvergeResult:
+    def converge(self, plan: Plan, prune: PrunePolicy, scope: Collection[int] | None = None) -> ConvergeResult:
+        """Every host of the plan, or only those of the devices in `scope` (a pass on a delta read: the
+        others are as written before); the prune looks at every host either way."""
         namespace = self.owner.namespace
+        hosts = plan.hosts if scope is None else [host for host in plan.hosts if host.device_id in scope]
+        self.result.unchanged += len(plan.hosts) - len(hosts)
         secrets = {
             secret["metadata"]["name"]
-            for desired in plan.hosts
+            for desired in hosts
             for secret in (desired.secret, desired.network_secret)
             if secret is not None
         }
         live = {
-            BARE_METAL_HOST.kind: self.kube.live(BARE_METAL_HOST, {host.name for host in plan.hosts}, namespace),
+            BARE_METAL_HOST.kind: self.kube.live(BARE_METAL_HOST, {host.name for host in hosts}, namespace),
             SECRET.kind: self.kube.live(SECRET, secrets, namespace),
         }
         self.live_secrets = live[SECRET.kind]
 
         self.each_device(
-            plan.hosts,
+            hosts,
             lambda desired: self._converge_host(
                 desired,
                 live[BARE_METAL_HOST.kind].get(desired.name),

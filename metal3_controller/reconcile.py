@@ -11,23 +11,35 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, MAC_ADDRESS, PREFIX, SITE, Interest, NetBoxId
-from argora_common.converge import ConvergeResult
+from argora_common.changes import (
+    CLUSTER,
+    DEVICE,
+    INTERFACE,
+    IP_ADDRESS,
+    MAC_ADDRESS,
+    PREFIX,
+    SITE,
+    ChangeSet,
+    Interest,
+    NetBoxId,
+)
+from argora_common.converge import ConvergeResult, LastPlans
 from argora_common.crds import DeviceProblem
 from argora_common.credentials import BMCCredentials, CredentialsProblem, credentials_for
 from argora_common.errors import BadInputError, Decision, brief
 from argora_common.inventory import BootInterfaces, Inventory, read_boot_interfaces, read_inventory
+from argora_common.inventory_delta import boot_devices, merged_boot, patch_inventory
 from argora_common.kube import SYNC_ANNOTATION, Kube, Owner
 from argora_common.netbox import NetBox
-from argora_common.netbox_schema import PREFIXES, Prefix
-from argora_common.passes import Body, ControllerSteps, PassRunner, QueuedPasses, Tracking, key_of
+from argora_common.netbox_schema import PREFIXES, Device, Prefix
+from argora_common.passes import Body, ControllerSteps, Key, PassRunner, QueuedPasses, Tracking, key_of
 from argora_common.status import EventWords, convergence_events, now, post_event, post_events, short_list
 from argora_common.workqueue import WorkQueue
 from metal3_controller.apply import Converger, PrunePolicy
@@ -104,6 +116,7 @@ class Facts:
     boot: BootInterfaces
     prefixes: list[Prefix]
     credentials: BMCCredentials | CredentialsProblem
+    delta: bool = False  # the last read with what NetBox's changes named read again
 
     def refs(self) -> set[NetBoxId]:
         return self.inventory.refs() | self.boot.refs() | {(PREFIX, prefix.id) for prefix in self.prefixes}
@@ -118,6 +131,7 @@ class ClusterSteps(ControllerSteps[Metal3Settings]):
     def __init__(self, settings: Metal3Settings, netbox: NetBox, kube: Kube) -> None:
         super().__init__(settings, netbox, kube)
         self.claims = ClaimStore(kube, settings.own_namespace)
+        self.last_plans: LastPlans[Key] = LastPlans()
 
     def read(self, body: Body) -> Facts:
         selector, wanted = netbox_selector(body), asked_netbox_cluster(body)
@@ -142,12 +156,32 @@ class ClusterSteps(ControllerSteps[Metal3Settings]):
             )
         devices = [selected.device for selected in inventory.devices]
         boot = read_boot_interfaces(self.netbox, devices)
-        prefixes = (
-            self.netbox.list_by_ids(PREFIXES, "site_id", {device.site.id for device in devices})
-            if self.settings.network_data
-            else []
-        )
-        return Facts(matched[0].name, inventory, boot, prefixes, self._credentials(body))
+        return Facts(matched[0].name, inventory, boot, self._prefixes(devices), self._credentials(body))
+
+    def _prefixes(self, devices: Sequence[Device]) -> list[Prefix]:
+        """The prefixes of the devices' sites, for networkData."""
+        if not self.settings.network_data:
+            return []
+        return self.netbox.list_by_ids(PREFIXES, "site_id", {device.site.id for device in devices})
+
+    def patch(self, body: Body, facts: Facts, changes: ChangeSet) -> Facts | None:
+        """The last read with what `changes` name read again (devices, their BMC and boot ports, and the
+        sites' prefixes when a prefix changed or the sites did); None: read NetBox whole."""
+        selector = netbox_selector(body)
+        if selector is None:
+            return None
+        also = boot_devices(facts.boot, changes)
+        delta = patch_inventory(self.netbox, facts.inventory, [selector], DEVICE_STATUSES, changes, also)
+        if delta is None:
+            return None
+        devices = [selected.device for selected in delta.inventory.devices]
+        again = [device for device in devices if device.id in delta.device_ids]
+        boot = merged_boot(facts.boot, read_boot_interfaces(self.netbox, again), delta.device_ids)
+        sites_before = {selected.device.site.id for selected in facts.inventory.devices}
+        prefixes = facts.prefixes
+        if changes.ids(PREFIX) or {device.site.id for device in devices} != sites_before:
+            prefixes = self._prefixes(devices)
+        return Facts(facts.netbox_cluster, delta.inventory, boot, prefixes, facts.credentials, delta=True)
 
     def _claim(self, body: Body, netbox_cluster: str) -> None:
         """Raises unless this Cluster holds `netbox_cluster` in the claims record (see claims.py)."""
@@ -199,7 +233,9 @@ class ClusterSteps(ControllerSteps[Metal3Settings]):
 
     def refresh(self, body: Body, facts: Facts) -> Facts:
         """The last NetBox reads with the credentials read again (a rotated Secret is picked up)."""
-        return Facts(facts.netbox_cluster, facts.inventory, facts.boot, facts.prefixes, self._credentials(body))
+        return Facts(
+            facts.netbox_cluster, facts.inventory, facts.boot, facts.prefixes, self._credentials(body), facts.delta
+        )
 
     def _credentials(self, body: Body) -> BMCCredentials | CredentialsProblem:
         named = (body["metadata"].get("annotations") or {}).get(CREDENTIALS_ANNOTATION)
@@ -213,16 +249,21 @@ class ClusterSteps(ControllerSteps[Metal3Settings]):
         return credentials
 
     def plan(self, body: Body, facts: Facts) -> Plan:
-        return plan(body, facts.inventory, facts.boot, facts.credentials, self.settings, facts.prefixes)
+        planned = plan(body, facts.inventory, facts.boot, facts.credentials, self.settings, facts.prefixes)
+        planned.delta = facts.delta
+        return planned
 
     def converge(self, body: Body, planned: Plan) -> ConvergeResult:
-        namespace, name = key_of(body)
-        return Converger(
+        key = key_of(body)
+        scope = self.last_plans.scope(key, planned.hosts, delta=planned.delta)
+        result = Converger(
             self.kube,
-            Owner(namespace, name, FIELD_MANAGER),
+            Owner(*key, FIELD_MANAGER),
             self.settings.label_prefix,
             keep_certificate_verification=self.settings.disable_certificate_verification is None,
-        ).converge(planned, prune_policy(body["metadata"].get("annotations") or {}))
+        ).converge(planned, prune_policy(body["metadata"].get("annotations") or {}), scope)
+        self.last_plans.record(key, planned.hosts, result)
+        return result
 
     def report(self, body: Body, facts: Facts, planned: Plan, result: ConvergeResult) -> str:
         summary = sync_summary(facts.netbox_cluster, len(facts.inventory.devices), planned, result)
@@ -233,6 +274,7 @@ class ClusterSteps(ControllerSteps[Metal3Settings]):
     def report_failure(self, body: Body, decision: Decision) -> None:
         """The annotation and a Warning Event, each tried on its own: an admission policy that refuses
         the annotation must not also silence the Event."""
+        self.last_plans.forget(key_of(body))
         failed: dict[str, Any] = {"error": decision.reason, "message": decision.message}
         previous = imported_netbox_cluster(body)
         if previous is not None:
@@ -290,11 +332,11 @@ def opted_out(event_type: str | None, cluster: Body) -> bool:
 class ClusterPasses(QueuedPasses[Facts, Plan, ConvergeResult]):
     """The Clusters' passes from the work queue; a paused Cluster is left alone until its next resync."""
 
-    def run_pass(self, body: Body, *, resync: bool) -> float:
+    def run_pass(self, body: Body, *, resync: bool, changes: ChangeSet | None) -> float:
         if is_paused(body):
             self.logger.debug("Cluster %s/%s is paused: left alone", *key_of(body))
             return self.runner.resync_seconds
-        return super().run_pass(body, resync=resync)
+        return super().run_pass(body, resync=resync, changes=changes)
 
 
 class Reconciler:
@@ -303,7 +345,9 @@ class Reconciler:
 
     def __init__(self, settings: Metal3Settings, netbox: NetBox, kube: Kube, queue: WorkQueue) -> None:
         self.steps = steps = ClusterSteps(settings, netbox, kube)
-        runner = PassRunner.from_settings(steps, settings, kube.controller, Tracking(Facts.refs, steps.refresh))
+        runner = PassRunner.from_settings(
+            steps, settings, kube.controller, Tracking(Facts.refs, steps.refresh, steps.patch)
+        )
         self.passes = ClusterPasses(runner, queue, fingerprint, log, gone=opted_out)
 
     def on_event(self, event_type: str | None, body: Body) -> None:

@@ -29,12 +29,13 @@ from argora_common.changes import (
     Change,
     ChangeFeed,
     ChangeIndex,
+    ChangeSet,
     Interest,
     WebhookPayload,
 )
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import ObjectChange
-from argora_common.passes import Key, PassRunner, Tracking
+from argora_common.passes import Body, Key, PassRunner, Tracking
 from argora_common.settings import Settings
 from argora_common.webhook import MAX_BODY_BYTES, PATH, WebhookServer
 from argora_common.workqueue import WorkQueue
@@ -123,7 +124,7 @@ def feed() -> Iterator[tuple[ChangeFeed[str], Triggered]]:
         NetBox(settings()),
         INTEREST,
         settings(netbox_changes_interval=0, change_coalesce_seconds=0.2),
-        queue.add,
+        lambda key, delay, changes: queue.add(key, delay),
         queue,
         controller="test",
     )
@@ -198,15 +199,15 @@ def test_a_resync_may_reuse_reads_only_while_the_change_log_says_nothing_changed
         tracking=Tracking(touched=lambda facts: {(DEVICE, 1)}, refresh=lambda body, facts: facts), reuse_seconds=3600,
     )  # fmt: skip
     feed_for_runner: ChangeFeed[Key] = ChangeFeed(
-        the_feed.netbox, INTEREST, settings(netbox_changes_interval=10), lambda key, delay: None,
+        the_feed.netbox, INTEREST, settings(netbox_changes_interval=10), lambda key, delay, changes: None,
         WorkQueue("test", 1), controller="test",
     )  # fmt: skip
     runner.changes = feed_for_runner
     body = {"metadata": {**BODY["metadata"], "generation": 1}}
 
-    def reads_after(**run: bool) -> int:
+    def reads_after(*, resync: bool = False) -> int:
         steps.calls.clear()
-        runner.run(body, LOG, **run)
+        runner.run(body, LOG, resync=resync)
         return steps.calls.count("read")
 
     assert reads_after() == 1
@@ -225,6 +226,58 @@ def test_a_resync_may_reuse_reads_only_while_the_change_log_says_nothing_changed
     assert feed_for_runner.index.keys() == set()
 
 
+def test_a_change_names_what_changed_for_each_resource_it_concerns() -> None:
+    asked: dict[str, ChangeSet | None] = {}
+    the_feed: ChangeFeed[str] = ChangeFeed(
+        NetBox(settings()), INTEREST, settings(), lambda key, delay, changes: asked.update({key: changes}),
+        WorkQueue("test", 1), controller="test",
+    )  # fmt: skip
+    the_feed.index.record("a", {(DEVICE, 1), (INTERFACE, 100)})
+    the_feed.index.record("b", {(DEVICE, 2)})
+    the_feed.submit([change(MAC_ADDRESS, 5, {"assigned_object_id": 100}), change(DEVICE, 2)], "webhook")
+    assert asked == {
+        "a": ChangeSet(frozenset({(MAC_ADDRESS, 5)}), frozenset({(MAC_ADDRESS, 5), (INTERFACE, 100)})),
+        "b": ChangeSet(frozenset({(DEVICE, 2)}), frozenset({(DEVICE, 2)})),
+    }
+    # Several changes of one resource in one submission are one set.
+    the_feed.submit([change(DEVICE, 1), change(INTERFACE, 100, {"device": 1})], "changelog")
+    named = asked["a"]
+    assert named is not None and named.changed == {(DEVICE, 1), (INTERFACE, 100)} and named.ids(DEVICE) == {1}
+
+
+def test_a_delta_pass_builds_on_the_last_read_of_the_same_spec() -> None:
+    steps = Steps()
+    patched: list[ChangeSet] = []
+
+    def patch(body: Body, facts: str, changes: ChangeSet) -> str | None:
+        patched.append(changes)
+        return None if (CLUSTER, 10) in changes.changed else f"{facts}+delta"
+
+    runner: PassRunner[str, str, str] = PassRunner(
+        steps, controller="test", backoff=Backoff(30, 600), resync_seconds=RESYNC, reuse_seconds=3600,
+        tracking=Tracking(touched=lambda facts: {(DEVICE, 1)}, refresh=lambda body, facts: facts, patch=patch),
+    )  # fmt: skip
+    feed: ChangeFeed[Key] = ChangeFeed(
+        NetBox(settings()), INTEREST, settings(netbox_changes_interval=10), lambda key, delay, changes: None,
+        WorkQueue("test", 1), controller="test",
+    )  # fmt: skip
+    runner.changes = feed
+    body = {"metadata": {**BODY["metadata"], "generation": 1}}
+    device_changed = ChangeSet(frozenset({(DEVICE, 1)}), frozenset({(DEVICE, 1)}))
+
+    def reads_after(changes: ChangeSet) -> int:
+        steps.calls.clear()
+        assert runner.run(body, LOG, changes=changes).ok
+        return steps.calls.count("read")
+
+    assert reads_after(device_changed) == 1 and patched == []  # nothing read before: a full read
+    assert reads_after(device_changed) == 0 and patched == [device_changed]
+    # What the patch cannot place is read whole.
+    assert reads_after(ChangeSet(frozenset({(CLUSTER, 10)}), frozenset({(CLUSTER, 10)}))) == 1
+    body["metadata"]["generation"] = 2  # another spec: read whole
+    assert reads_after(device_changed) == 1
+
+
 def failures(reason: str) -> float:
     sample = REGISTRY.get_sample_value("argora_netbox_changes_failures_total", {"controller": "test", "reason": reason})
     return sample or 0.0
@@ -235,7 +288,7 @@ def test_a_look_that_fails_in_any_way_stops_the_reuse_of_reads_and_the_looks_go_
 ) -> None:
     queue = WorkQueue("test", 1)
     the_feed: ChangeFeed[str] = ChangeFeed(
-        NetBox(settings()), INTEREST, settings(netbox_changes_interval=0.01), lambda key, delay: None, queue,
+        NetBox(settings()), INTEREST, settings(netbox_changes_interval=0.01), lambda key, delay, changes: None, queue,
         controller="test",
     )  # fmt: skip
     # What each read of the change log meets: the queued looks' are the last three.

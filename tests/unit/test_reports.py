@@ -64,6 +64,13 @@ def test_changes_table_one_column_per_path() -> None:
     ]
 
 
+def test_changes_table_with_requests_and_step_times() -> None:
+    figures = ChangeFigures({"device offline": 0.84}, 0, 60.0, {"device offline": 4}, {"device offline": "0.3 s"})
+    lines = changes_markdown({"webhook": figures}, {}).splitlines()
+    assert lines[2] == "| device offline | 0.8 s, 4 NetBox requests |"
+    assert lines[-1] == "- webhook, device offline: 0.3 s"
+
+
 def test_fault_table_rows_sorted_and_unconverged_shown_as_dash() -> None:
     table = FaultTable()
     table.add(FaultRow("9. secrets", "all five", 520, 520, 0, 0, None, 0, "clean"))
