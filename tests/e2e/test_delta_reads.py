@@ -17,15 +17,13 @@ import pytest
 from kubernetes import client
 from pydantic import SecretStr
 
-from argora_common.changes import ChangeFeed, ChangeSet
 from argora_common.crds import ClusterSelector
 from argora_common.credentials import BMCCredentials
 from argora_common.inventory import Inventory, read_inventory
 from argora_common.inventory_delta import patch_inventory
 from argora_common.kube import Kube, Owner
 from argora_common.netbox import NetBox
-from argora_common.settings import Settings
-from argora_common.workqueue import WorkQueue
+from argora_dev.changefeed import FeedRecorder
 from argora_dev.kubeobjects import Clusters, ensure_secret
 from argora_dev.netbox import NetBoxServer
 from argora_dev.seed import MacShape, NetBoxSeeder, Server, Topology, add_macs, add_servers, fresh_ipv4, fresh_mac
@@ -40,7 +38,6 @@ from metal3_controller.settings import Metal3Settings
 pytestmark = pytest.mark.integration
 
 ROUNDS = 8
-KEY = ("delta", "import")
 OWNER = Owner("delta", "import", "argora-ironcore")
 CREDENTIALS = BMCCredentials(username="u", password=SecretStr("p"))
 
@@ -169,29 +166,16 @@ def test_a_delta_read_plans_what_a_full_read_plans_after_random_changes(
         ClusterSelector.model_validate({"name": clusters[0]["name"]}),
         ClusterSelector.model_validate({"name": clusters[1]["name"], "statuses": ["active", "staged"]}),
     ]
-    asked: list[ChangeSet | None] = []
-    feed: ChangeFeed[tuple[str, str]] = ChangeFeed(
-        client, INTEREST, Settings(netbox_url=netbox.url, netbox_token=SecretStr(netbox.readonly_v2_token)),
-        lambda key, delay, changes: asked.append(changes), WorkQueue("test", 1), controller="test",
-    )  # fmt: skip
+    recorder = FeedRecorder(client, INTEREST, settings)
     last = read_inventory(client, selectors, DEFAULT_STATUSES)
-    feed.look()  # where the change log stands
     deltas = 0
     for round_number in range(ROUNDS):
-        feed.index.record(KEY, last.refs())
-        done = [edit.__name__ for edit in rng.sample(edits.all(), rng.randint(1, 4))]
-        for name in done:
-            getattr(edits, name)()
-        asked.clear()
-        feed.look()
+        done = rng.sample(edits.all(), rng.randint(1, 4))
+        changes = recorder.changes_after(done, last.refs())
         full = read_inventory(client, selectors, DEFAULT_STATUSES)
-        changes = ChangeSet()
-        for named in asked:
-            assert named is not None
-            changes |= named
-        delta = patch_inventory(client, last, selectors, DEFAULT_STATUSES, changes) if asked else None
-        patched = delta.inventory if delta is not None else (last if not asked else None)
-        context = f"seed {seed}, round {round_number}: {done}"
+        delta = patch_inventory(client, last, selectors, DEFAULT_STATUSES, changes) if changes is not None else None
+        patched = delta.inventory if delta is not None else (last if changes is None else None)
+        context = f"seed {seed}, round {round_number}: {[edit.__name__ for edit in done]}"
         if patched is not None:
             deltas += 1
             assert planned(patched, settings) == planned(full, settings), context
@@ -240,11 +224,6 @@ def test_a_delta_read_of_a_cluster_plans_the_hosts_a_full_read_plans(
     steps = ClusterSteps(settings, client_, Kube(api_client, "argora-metal3"))
     Clusters(api_client).create(namespace, "capi", annotations={NETBOX_CLUSTER_ANNOTATION: cluster["name"]})
     body = Clusters(api_client).get(namespace, "capi")
-    feed: ChangeFeed[tuple[str, str]] = ChangeFeed(
-        client_, INTEREST_METAL3, settings, lambda key, delay, changes: asked.append(changes), WorkQueue("t", 1),
-        controller="test",
-    )  # fmt: skip
-    asked: list[ChangeSet | None] = []
 
     def mac_of_boot_port() -> None:
         port = ports[rng.choice(servers).device["id"]]
@@ -270,22 +249,14 @@ def test_a_delta_read_of_a_cluster_plans_the_hosts_a_full_read_plans(
     def status() -> None:
         seeder.update("dcim/devices", rng.choice(servers).device["id"], status=rng.choice(["active", "offline"]))
 
+    recorder = FeedRecorder(client_, INTEREST_METAL3, settings)
     last = steps.read(body)
-    feed.look()
     deltas = 0
     for round_number in range(ROUNDS):
-        feed.index.record(KEY, last.refs())
         done = rng.sample([mac_of_boot_port, primary_ip, gateway, leave, status], rng.randint(1, 3))
-        for edit in done:
-            edit()
-        asked.clear()
-        feed.look()
+        changes = recorder.changes_after(done, last.refs())
         full = steps.read(body)
-        changes = ChangeSet()
-        for named in asked:
-            assert named is not None
-            changes |= named
-        patched = steps.patch(body, last, changes) if asked else last
+        patched = steps.patch(body, last, changes) if changes is not None else last
         context = f"round {round_number}: {[edit.__name__ for edit in done]}"
         if patched is not None:
             deltas += 1

@@ -19,13 +19,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from argora_common.changes import ChangeFeed, ChangeSet
 from argora_common.crds import IPPoolImportSpec
 from argora_common.kube import Owner
 from argora_common.netbox import NetBox
 from argora_common.prefixes import PrefixSelection, read_prefixes
 from argora_common.settings import Settings
-from argora_common.workqueue import WorkQueue
+from argora_dev.changefeed import FeedRecorder
 from argora_dev.netbox import NetBoxServer
 from argora_dev.seed import GATEWAY_FIELD, NetBoxSeeder, ensure_gateway_field, fresh_network
 from ippool_controller.delta import patch_selection
@@ -35,7 +34,6 @@ from ippool_controller.reconcile import INTEREST
 pytestmark = pytest.mark.integration
 
 ROUNDS = 10
-KEY = ("delta", "pools")
 OWNER = Owner("delta", "pools", "argora-ippool")
 LABELS = "kubernetes.metal.cloud.sap"
 STATUSES = ["active", "reserved", "deprecated", "container"]
@@ -174,13 +172,8 @@ def test_a_delta_read_plans_the_pools_a_full_read_plans_after_random_prefix_chan
     spec = spec_of(edits)
     settings = Settings(netbox_url=netbox.url, netbox_token=SecretStr(netbox.readonly_v2_token))
     client = NetBox(settings)
-    asked: list[ChangeSet | None] = []
-    feed: ChangeFeed[tuple[str, str]] = ChangeFeed(
-        client, INTEREST, settings, lambda key, delay, changes: asked.append(changes), WorkQueue("test", 1),
-        controller="test",
-    )  # fmt: skip
+    recorder = FeedRecorder(client, INTEREST, settings)
     last = read_prefixes(client, spec.ippools)
-    feed.look()  # where the change log stands
     deltas = 0
     requests: list[int] = []
     select = client.select
@@ -190,24 +183,16 @@ def test_a_delta_read_plans_the_pools_a_full_read_plans_after_random_prefix_chan
         return select(*args, **kwargs)
 
     for round_number in range(ROUNDS):
-        feed.index.record(KEY, last.refs())
-        done = [edit.__name__ for edit in rng.sample(edits.all(), rng.randint(1, 3))]
-        for name in done:
-            getattr(edits, name)()
-        asked.clear()
-        feed.look()
+        done = rng.sample(edits.all(), rng.randint(1, 3))
+        changes = recorder.changes_after(done, last.refs())
         full = read_prefixes(client, spec.ippools)
-        changes = ChangeSet()
-        for named in asked:
-            assert named is not None
-            changes |= named
         requests.append(0)
         client.select = counted  # type: ignore[method-assign]
         try:
-            patched = patch_selection(client, last, spec.ippools, changes) if asked else last
+            patched = patch_selection(client, last, spec.ippools, changes) if changes is not None else last
         finally:
             del client.select
-        context = f"seed {seed}, round {round_number}: {done}"
+        context = f"seed {seed}, round {round_number}: {[edit.__name__ for edit in done]}"
         if patched is not None:
             deltas += 1
             assert planned(patched, spec) == planned(full, spec), context
