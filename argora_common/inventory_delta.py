@@ -49,6 +49,13 @@ def affected_devices(inventory: Inventory, changes: ChangeSet) -> set[int] | Non
     return devices
 
 
+def cheaper_to_read_whole(concerned: int, devices: int) -> bool:
+    """Whether reading again `concerned` devices of a last read of `devices` costs more than reading NetBox
+    whole: when more than half of them are concerned, past the first 50 (a small inventory's delta read is a
+    few requests whatever share of it is concerned)."""
+    return 2 * concerned > devices + 100
+
+
 def selects(
     device: Device, clusters: Collection[Cluster], selector: ClusterSelector, default_statuses: Sequence[str]
 ) -> bool:
@@ -118,7 +125,7 @@ def patch_inventory(
     """The inventory a full read would give now, from `last` and a read of what `changes` name; None when a
     full read is needed (see the module's docstring)."""
     device_ids = affected_devices(last, changes)
-    if device_ids is None or 2 * len(device_ids) > len(last.devices) + 100:
+    if device_ids is None or cheaper_to_read_whole(len(device_ids), len(last.devices)):
         return None
     changed_sites = changes.ids(SITE) & set(last.sites)
     devices, sites = netbox.both(
