@@ -3,24 +3,32 @@ apply them (or only report them), report.
 
 Nothing is written before every read succeeded, so a failed read never leads to a delete. When NetBox
 fails in the middle of the writes, the failure's report (status and Events) says what it took before.
+
+A pass for NetBox's changes (a delta pass) reads again only the devices they concern, with their
+interfaces and IPs, on top of the last read, and plans every device as a full pass would. The change
+feed leaves out the process's own writes, so the devices any pass wrote to (or NetBox refused a write
+of) since a read began are read again by the next delta pass too; a resync always reads NetBox whole.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Final
 
 from argora_common import crds
-from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, Interest, NetBoxId
+from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, PLATFORM, ChangeSet, Interest, NetBoxId
 from argora_common.crds import MAX_PROBLEMS, Change, UpdateCounts, UpdateSpec, UpdateStatus
 from argora_common.errors import BadInputError, Decision
 from argora_common.identity import ARGORA_UPDATE
-from argora_common.inventory import Selection, read_selection, selection_refs
+from argora_common.inventory import SelectedDevice, Selection, read_selection, selection_refs
+from argora_common.inventory_delta import cheaper_to_read_whole, select_devices
 from argora_common.kube import Kube, argora_kind
 from argora_common.netbox import NetBox, NetBoxError
-from argora_common.netbox_schema import INTERFACES, IP_ADDRESSES, PLATFORMS, Interface, IPAddress, Ref
+from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, PLATFORMS, Interface, IPAddress, Ref
 from argora_common.passes import Body, Key, PassRunner, Tracking, key_of
 from argora_common.settings import Settings
 from argora_common.status import (
@@ -38,7 +46,7 @@ from update_controller.apply import Applier, ApplyResult
 from update_controller.desired import Action, Correction, Plan, plan_updates
 
 UPDATE: Final = argora_kind(crds.UPDATE)
-INTEREST: Final = Interest(frozenset({CLUSTER, DEVICE, INTERFACE, IP_ADDRESS}), everyone=frozenset({CLUSTER}))
+INTEREST: Final = Interest(frozenset({CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, PLATFORM}), everyone=frozenset({CLUSTER}))
 FIELD_MANAGER: Final = ARGORA_UPDATE.field_manager
 DEFAULT_STATUSES: Final = ("active", "staged")
 EVENT_REASONS: Final = {
@@ -68,6 +76,7 @@ class Facts:
     interfaces: dict[int, list[Interface]]  # by device id
     addresses: dict[int, list[IPAddress]]  # by interface id
     platform: Ref | None
+    writes_seen: int  # the count of OwnWrites when the read began: later writes are not in it
 
 
 @dataclass
@@ -85,6 +94,33 @@ class Interrupted:
     result: ApplyResult
 
 
+class OwnWrites:
+    """The devices the passes of this process wrote to (or NetBox refused a write of), each with the count
+    of writing passes at its last: a read begun before is stale for it, and the change feed does not say so
+    (it leaves out our own writes). One per process, as an Update's corrections may be devices another
+    Update reads too; at most one entry per device."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._last: dict[int, int] = {}  # device id -> count at its last write
+
+    def count(self) -> int:
+        with self._lock:
+            return self._count
+
+    def wrote(self, device_ids: Iterable[int]) -> None:
+        with self._lock:
+            self._count += 1
+            for device_id in device_ids:
+                self._last[device_id] = self._count
+
+    def since(self, count: int) -> set[int]:
+        """The devices written to after `count`."""
+        with self._lock:
+            return {device_id for device_id, at in self._last.items() if at > count}
+
+
 class UpdateSteps:
     """read -> plan -> apply to NetBox -> report of one Update."""
 
@@ -97,17 +133,28 @@ class UpdateSteps:
         # Set by `converge` when NetBox fails in the middle of the writes, taken by `report_failure`; the
         # pass skeleton runs both under the resource's lock.
         self._interrupted: dict[Key, Interrupted] = {}
+        self.own_writes = OwnWrites()
 
     def read(self, body: Body) -> Facts:
         spec = UpdateSpec.model_validate(body.get("spec") or {})
+        seen = self.own_writes.count()
         selection = read_selection(self.netbox, spec.clusters, DEFAULT_STATUSES)
         device_ids = {selected.device.id for selected in selection.devices}
-        # By the devices' ids: NetBox answers exactly their interfaces and IPs, about 280 devices per
-        # request, however many other devices share their sites or interface names.
+        interfaces = self._interfaces(device_ids)
+        addresses = self._addresses(spec, interfaces)
+        return Facts(spec, selection, interfaces, addresses, self._platform(spec), seen)
+
+    def _interfaces(self, device_ids: Collection[int]) -> dict[int, list[Interface]]:
+        """The devices' interfaces by device id. By the devices' ids: NetBox answers exactly their
+        interfaces, about 280 devices per request, however many other devices share their sites or names."""
         interfaces: dict[int, list[Interface]] = defaultdict(list)
         for interface in self.netbox.list_by_ids(INTERFACES, "device_id", device_ids):
             if interface.device.id in device_ids:
                 interfaces[interface.device.id].append(interface)
+        return interfaces
+
+    def _addresses(self, spec: UpdateSpec, interfaces: dict[int, list[Interface]]) -> dict[int, list[IPAddress]]:
+        """The IPs on the interfaces the corrections look at (BMC-named or to remove), by interface id."""
         vendor_names = {name.lower() for name in spec.bmc_interface_names}
         relevant = {
             iface.id
@@ -123,14 +170,42 @@ class UpdateSteps:
             for address in self.netbox.list_by_ids(IP_ADDRESSES, "device_id", owners):
                 if address.assigned_object_type == "dcim.interface" and address.assigned_object_id in relevant:
                     addresses[address.assigned_object_id].append(address)
-        platform = None
-        if spec.platform is not None:
-            found = self.netbox.select(PLATFORMS, slug=spec.platform)
-            if not found:
-                message = f"spec.platform: NetBox has no platform with slug {spec.platform!r}"
-                raise BadInputError("PlatformNotFound", message)
-            platform = found[0]
-        return Facts(spec, selection, interfaces, addresses, platform)
+        return addresses
+
+    def _platform(self, spec: UpdateSpec) -> Ref | None:
+        if spec.platform is None:
+            return None
+        found = self.netbox.select(PLATFORMS, slug=spec.platform)
+        if not found:
+            message = f"spec.platform: NetBox has no platform with slug {spec.platform!r}"
+            raise BadInputError("PlatformNotFound", message)
+        return found[0]
+
+    def patch(self, body: Body, facts: Facts, changes: ChangeSet) -> Facts | None:
+        """The last read with the devices `changes` concern read again, and those our passes wrote to since
+        it began; None: read NetBox whole (a cluster or platform changed, or more than half of the devices
+        are concerned)."""
+        concerned = concerned_devices(facts, changes)
+        if concerned is None:
+            return None
+        seen = self.own_writes.count()
+        # Only ours: no write of a correction changes which devices are selected.
+        concerned |= self.own_writes.since(facts.writes_seen) & {s.device.id for s in facts.selection.devices}
+        if cheaper_to_read_whole(len(concerned), len(facts.selection.devices)):
+            return None
+        # Their interfaces side by side with the devices: which of them are still selected is not known yet.
+        devices, interfaces = self.netbox.both(
+            lambda: self.netbox.list_by_ids(DEVICES, "id", concerned), lambda: self._interfaces(concerned)
+        )
+        selected = select_devices(devices, facts.selection.clusters_by_selector, facts.spec.clusters, DEFAULT_STATUSES)
+        ids = {s.device.id for s in selected}
+        interfaces = {device_id: ifaces for device_id, ifaces in interfaces.items() if device_id in ids}
+        return merged(facts, selected, interfaces, self._addresses(facts.spec, interfaces), concerned, seen)
+
+    def refresh(self, body: Body, facts: Facts) -> Facts:
+        """Nothing of an Update's facts comes from outside NetBox (its spec is the body's, of the same
+        generation): the last reads as they are."""
+        return facts
 
     def plan(self, body: Body, facts: Facts) -> Planned:
         the_plan = plan_updates(facts.selection.devices, facts.interfaces, facts.addresses, facts.spec, facts.platform)
@@ -139,10 +214,18 @@ class UpdateSteps:
     def converge(self, body: Body, planned: Planned) -> ApplyResult:
         applier = Applier(self.netbox, planned.spec.max_deletes_per_pass, planned.spec.dry_run)
         try:
-            return applier.apply(planned.plan)
+            result = applier.apply(planned.plan)
         except NetBoxError:
             self._interrupted[key_of(body)] = Interrupted(planned, applier.result)
+            # Whether NetBox made the write under way is unknown: any device of the plan may have changed.
+            self.own_writes.wrote(device.device_id for device in planned.plan.devices)
             raise
+        if not planned.spec.dry_run:
+            # A refused write may have been refused for what NetBox holds now (a re-check or version that
+            # no longer matches): the last reads are not what NetBox holds for those devices either.
+            failed = (problem.device_id for problem in result.failed if problem.device_id is not None)
+            self.own_writes.wrote({*(c.device_id for c in result.applied), *failed})
+        return result
 
     def report(self, body: Body, facts: Facts, planned: Planned, result: ApplyResult) -> str:
         status = update_status(body, len(facts.selection.devices), planned.plan, result, planned.spec)
@@ -177,14 +260,69 @@ class Reconciler:
     def __init__(self, settings: Settings, netbox: NetBox, kube: Kube) -> None:
         self.kube = kube
         self.steps = UpdateSteps(netbox, kube)
-        # No reuse of reads: a pass writes to NetBox, so what it read is out of date once it has run.
-        self.passes = PassRunner.from_settings(self.steps, settings, kube.controller, Tracking(touched=touched))
+        # No reuse of reads by a resync: a pass writes to NetBox, so what it read is out of date once it has
+        # run. A delta pass builds on it all the same, reading again what the last pass wrote to.
+        tracking = Tracking(touched=touched, refresh=self.steps.refresh, patch=self.steps.patch, resync_reuse=False)
+        self.passes = PassRunner.from_settings(self.steps, settings, kube.controller, tracking)
 
 
 def touched(facts: Facts) -> set[NetBoxId]:
-    refs = selection_refs(facts.selection.clusters_by_selector, facts.selection.devices)
+    devices = facts.selection.devices
+    refs = selection_refs(facts.selection.clusters_by_selector, devices)
     refs |= {(INTERFACE, interface.id) for interfaces in facts.interfaces.values() for interface in interfaces}
-    return refs | {(IP_ADDRESS, address.id) for addresses in facts.addresses.values() for address in addresses}
+    refs |= {(IP_ADDRESS, address.id) for addresses in facts.addresses.values() for address in addresses}
+    # The OOB IPs, wherever they are assigned (the plan shows the current one), and the platforms the plan
+    # compares with: a change to them names no device.
+    refs |= {(IP_ADDRESS, s.device.oob_ip.id) for s in devices if s.device.oob_ip is not None}
+    if facts.platform is not None:
+        refs |= {(PLATFORM, facts.platform.id)}
+        refs |= {(PLATFORM, s.device.platform.id) for s in devices if s.device.platform is not None}
+    return refs
+
+
+def concerned_devices(facts: Facts, changes: ChangeSet) -> set[int] | None:
+    """The ids of the devices whose facts `changes` may have changed (selected before or not): those they
+    name, and the owners in `facts` of the interfaces and IPs they name; None when a change may change
+    more than those (a cluster's selection, the platform the plan compares with)."""
+    if any(object_type in (CLUSTER, PLATFORM) for object_type, _ in changes.changed):
+        return None
+    owner_of_interface = {iface.id: device_id for device_id, ifaces in facts.interfaces.items() for iface in ifaces}
+    owners_of_address: dict[int, set[int]] = defaultdict(set)
+    for interface_id, addresses in facts.addresses.items():
+        for address in addresses:
+            owners_of_address[address.id].add(owner_of_interface[interface_id])
+    for selected in facts.selection.devices:
+        if selected.device.oob_ip is not None:
+            owners_of_address[selected.device.oob_ip.id].add(selected.device.id)
+    devices = changes.ids(DEVICE)
+    devices |= {owner_of_interface[i] for i in changes.ids(INTERFACE) if i in owner_of_interface}
+    for address_id in changes.ids(IP_ADDRESS):
+        devices |= owners_of_address.get(address_id, set())
+    return devices
+
+
+def merged(
+    last: Facts,
+    selected: Sequence[SelectedDevice],
+    interfaces: dict[int, list[Interface]],
+    addresses: dict[int, list[IPAddress]],
+    device_ids: Collection[int],
+    writes_seen: int,
+) -> Facts:
+    """`last` with everything of `device_ids` replaced by what was read again of them: `selected` of them,
+    and the selected ones' `interfaces` and `addresses`; the read again began at `writes_seen` (pure)."""
+    old_interfaces = {iface.id for device_id in device_ids for iface in last.interfaces.get(device_id, ())}
+    kept = [s for s in last.selection.devices if s.device.id not in device_ids]
+    # A full read's order: by first selector, then by id.
+    devices = sorted([*kept, *selected], key=lambda s: (s.selector_index, s.device.id))
+    return Facts(
+        last.spec,
+        Selection(last.selection.clusters_by_selector, devices, last.selection.selector_errors),
+        {**{d: ifaces for d, ifaces in last.interfaces.items() if d not in device_ids}, **interfaces},
+        {**{i: found for i, found in last.addresses.items() if i not in old_interfaces}, **addresses},
+        last.platform,
+        writes_seen,
+    )
 
 
 def update_status(body: Body, devices: int, the_plan: Plan, result: ApplyResult, spec: UpdateSpec) -> UpdateStatus:
