@@ -193,13 +193,10 @@ class UpdateSteps:
         concerned |= self.own_writes.since(facts.writes_seen) & {s.device.id for s in facts.selection.devices}
         if cheaper_to_read_whole(len(concerned), len(facts.selection.devices)):
             return None
-        # Their interfaces side by side with the devices: which of them are still selected is not known yet.
-        devices, interfaces = self.netbox.both(
-            lambda: self.netbox.list_by_ids(DEVICES, "id", concerned), lambda: self._interfaces(concerned)
-        )
+        devices = self.netbox.list_by_ids(DEVICES, "id", concerned)
         selected = select_devices(devices, facts.selection.clusters_by_selector, facts.spec.clusters, DEFAULT_STATUSES)
-        ids = {s.device.id for s in selected}
-        interfaces = {device_id: ifaces for device_id, ifaces in interfaces.items() if device_id in ids}
+        # Only then their interfaces: NetBox refuses a device_id filter naming a device it no longer has.
+        interfaces = self._interfaces({s.device.id for s in selected})
         return merged(facts, selected, interfaces, self._addresses(facts.spec, interfaces), concerned, seen)
 
     def refresh(self, body: Body, facts: Facts) -> Facts:
