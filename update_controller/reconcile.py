@@ -212,10 +212,11 @@ class UpdateSteps:
         applier = Applier(self.netbox, planned.spec.max_deletes_per_pass, planned.spec.dry_run)
         try:
             result = applier.apply(planned.plan)
-        except NetBoxError:
-            self._interrupted[key_of(body)] = Interrupted(planned, applier.result)
+        except Exception as error:
             # Whether NetBox made the write under way is unknown: any device of the plan may have changed.
             self.own_writes.wrote(device.device_id for device in planned.plan.devices)
+            if isinstance(error, NetBoxError):
+                self._interrupted[key_of(body)] = Interrupted(planned, applier.result)
             raise
         if not planned.spec.dry_run:
             # A refused write may have been refused for what NetBox holds now (a re-check or version that

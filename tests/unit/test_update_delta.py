@@ -7,16 +7,28 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, cast
 
+import pytest
 from kubernetes import client
 
 from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, PLATFORM, ChangeSet, NetBoxId
 from argora_common.crds import UpdateSpec
 from argora_common.inventory import SelectedDevice, Selection
 from argora_common.kube import Kube
-from argora_common.netbox import NetBox
+from argora_common.netbox import NetBox, NetBoxUnavailableError
 from argora_common.netbox_schema import DEVICES, Cluster, Device, Endpoint, Interface, IPAddress
+from tests.unit.test_update_apply import RecordingNetBox
+from tests.unit.test_update_apply import device as plan_of
 from tests.unit.test_update_desired import iface, ip
-from update_controller.reconcile import FIELD_MANAGER, Facts, OwnWrites, UpdateSteps, concerned_devices, merged
+from update_controller.desired import Plan
+from update_controller.reconcile import (
+    FIELD_MANAGER,
+    Facts,
+    OwnWrites,
+    Planned,
+    UpdateSteps,
+    concerned_devices,
+    merged,
+)
 
 SPEC = UpdateSpec.model_validate({"clusters": [{"name": "c"}], "platform": "os"})
 NETBOX_CLUSTER = Cluster.model_validate({"id": 7, "name": "c", "type": {"id": 1, "slug": "t"}})
@@ -168,3 +180,19 @@ def test_a_cluster_change_or_most_of_the_devices_concerned_need_a_full_read() ->
     many = [(DEVICE, device_id) for device_id in range(100, 160)]
     assert steps.patch(BODY, last, changes(*many)) is None
     assert netbox.requests == []
+
+
+def test_a_pass_tells_which_devices_it_wrote_to_and_a_failed_one_every_device_of_its_plan() -> None:
+    plan = Plan([plan_of(1, [1]), plan_of(2, [])])
+    steps = UpdateSteps(cast(NetBox, RecordingNetBox(plan)), Kube(client.ApiClient(), FIELD_MANAGER))
+    steps.converge(BODY, Planned(SPEC, plan, 3))
+    assert steps.own_writes.since(0) == {1, 2}
+    # A dry run writes nothing.
+    steps.converge(BODY, Planned(SPEC.model_copy(update={"dry_run": True}), plan, 3))
+    assert steps.own_writes.since(1) == set()
+    # NetBox failing part way: whether it made the write under way is unknown.
+    failing = Plan([plan_of(4, [1]), plan_of(5, [])])
+    steps.netbox = cast(NetBox, RecordingNetBox(failing, fail_ip_deletes=True))
+    with pytest.raises(NetBoxUnavailableError):
+        steps.converge(BODY, Planned(SPEC, failing, 2))
+    assert steps.own_writes.since(1) == {4, 5}
