@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Final
@@ -73,7 +73,7 @@ def count(changes: list[Correction]) -> UpdateCounts:
 class Facts:
     spec: UpdateSpec
     selection: Selection
-    interfaces: dict[int, list[Interface]]  # by device id
+    interfaces: dict[int, list[Interface]]  # by device id: those the corrections look at (`looked_at`)
     addresses: dict[int, list[IPAddress]]  # by interface id
     platform: Ref | None
     writes_seen: int  # the count of OwnWrites when the read began: later writes are not in it
@@ -140,35 +140,29 @@ class UpdateSteps:
         seen = self.own_writes.count()
         selection = read_selection(self.netbox, spec.clusters, DEFAULT_STATUSES)
         device_ids = {selected.device.id for selected in selection.devices}
-        interfaces = self._interfaces(device_ids)
-        addresses = self._addresses(spec, interfaces)
+        interfaces = self._interfaces(spec, device_ids)
+        addresses = self._addresses(interfaces)
         return Facts(spec, selection, interfaces, addresses, self._platform(spec), seen)
 
-    def _interfaces(self, device_ids: Collection[int]) -> dict[int, list[Interface]]:
-        """The devices' interfaces by device id. By the devices' ids: NetBox answers exactly their
-        interfaces, about 280 devices per request, however many other devices share their sites or names."""
+    def _interfaces(self, spec: UpdateSpec, device_ids: Collection[int]) -> dict[int, list[Interface]]:
+        """The devices' interfaces the corrections look at, by device id; the others change no plan, and
+        the last read is kept between passes. By the devices' ids: NetBox answers exactly their interfaces,
+        about 280 devices per request, however many other devices share their sites or names."""
         interfaces: dict[int, list[Interface]] = defaultdict(list)
+        wanted = looked_at(spec)
         for interface in self.netbox.list_by_ids(INTERFACES, "device_id", device_ids):
-            if interface.device.id in device_ids:
+            if interface.device.id in device_ids and wanted(interface):
                 interfaces[interface.device.id].append(interface)
         return interfaces
 
-    def _addresses(self, spec: UpdateSpec, interfaces: dict[int, list[Interface]]) -> dict[int, list[IPAddress]]:
-        """The IPs on the interfaces the corrections look at (BMC-named or to remove), by interface id."""
-        vendor_names = {name.lower() for name in spec.bmc_interface_names}
-        relevant = {
-            iface.id
-            for ifaces in interfaces.values()
-            for iface in ifaces
-            if iface.name.lower() in vendor_names
-            or iface.name == spec.target_interface_name
-            or any(iface.name.startswith(prefix) for prefix in spec.remove_interface_prefixes)
-        }
+    def _addresses(self, interfaces: dict[int, list[Interface]]) -> dict[int, list[IPAddress]]:
+        """The IPs on `interfaces`, by interface id."""
+        wanted = {iface.id for ifaces in interfaces.values() for iface in ifaces}
         addresses: dict[int, list[IPAddress]] = defaultdict(list)
-        if relevant:
-            owners = {iface.device.id for ifaces in interfaces.values() for iface in ifaces if iface.id in relevant}
+        if wanted:
+            owners = {iface.device.id for ifaces in interfaces.values() for iface in ifaces}
             for address in self.netbox.list_by_ids(IP_ADDRESSES, "device_id", owners):
-                if address.assigned_object_type == "dcim.interface" and address.assigned_object_id in relevant:
+                if address.assigned_object_type == "dcim.interface" and address.assigned_object_id in wanted:
                     addresses[address.assigned_object_id].append(address)
         return addresses
 
@@ -196,8 +190,8 @@ class UpdateSteps:
         devices = self.netbox.list_by_ids(DEVICES, "id", concerned)
         selected = select_devices(devices, facts.selection.clusters_by_selector, facts.spec.clusters, DEFAULT_STATUSES)
         # Only then their interfaces: NetBox refuses a device_id filter naming a device it no longer has.
-        interfaces = self._interfaces({s.device.id for s in selected})
-        return merged(facts, selected, interfaces, self._addresses(facts.spec, interfaces), concerned, seen)
+        interfaces = self._interfaces(facts.spec, {s.device.id for s in selected})
+        return merged(facts, selected, interfaces, self._addresses(interfaces), concerned, seen)
 
     def refresh(self, body: Body, facts: Facts) -> Facts:
         """Nothing of an Update's facts comes from outside NetBox (its spec is the body's, of the same
@@ -262,6 +256,19 @@ class Reconciler:
         # run. A delta pass builds on it all the same, reading again what the last pass wrote to.
         tracking = Tracking(touched=touched, refresh=self.steps.refresh, patch=self.steps.patch, resync_reuse=False)
         self.passes = PassRunner.from_settings(self.steps, settings, kube.controller, tracking)
+
+
+def looked_at(spec: UpdateSpec) -> Callable[[Interface], bool]:
+    """Whether a correction looks at an interface: BMC-named (a vendor's name or the target) or to remove.
+    A change of any other interface names its device, which a delta pass then reads again whole."""
+    vendor_names = {name.lower() for name in spec.bmc_interface_names}
+    prefixes = tuple(spec.remove_interface_prefixes)
+
+    def check(interface: Interface) -> bool:
+        name = interface.name
+        return name.lower() in vendor_names or name == spec.target_interface_name or name.startswith(prefixes)
+
+    return check
 
 
 def touched(facts: Facts) -> set[NetBoxId]:
