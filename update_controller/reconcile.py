@@ -177,8 +177,8 @@ class UpdateSteps:
 
     def patch(self, body: Body, facts: Facts, changes: ChangeSet) -> Facts | None:
         """The last read with the devices `changes` concern read again, and those our passes wrote to since
-        it began; None: read NetBox whole (a cluster or platform changed, or more than half of the devices
-        are concerned)."""
+        it began; None: read NetBox whole (a cluster or platform changed, or so many devices are concerned
+        that a full read is cheaper: `cheaper_to_read_whole`)."""
         concerned = concerned_devices(facts, changes)
         if concerned is None:
             return None
@@ -253,7 +253,7 @@ class Reconciler:
         self.kube = kube
         self.steps = UpdateSteps(netbox, kube)
         # No reuse of reads by a resync: a pass writes to NetBox, so what it read is out of date once it has
-        # run. A delta pass builds on it all the same, reading again what the last pass wrote to.
+        # run. A delta pass builds on it all the same, reading again the devices our passes wrote to since.
         tracking = Tracking(touched=touched, refresh=self.steps.refresh, patch=self.steps.patch, resync_reuse=False)
         self.passes = PassRunner.from_settings(self.steps, settings, kube.controller, tracking)
 
