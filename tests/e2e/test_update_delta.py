@@ -26,7 +26,8 @@ from argora_common.settings import Settings
 from argora_common.workqueue import WorkQueue
 from argora_dev.netbox import NetBoxServer
 from argora_dev.seed import NetBoxSeeder, Server, Topology, add_servers, fresh_ipv4
-from update_controller.reconcile import FIELD_MANAGER, INTEREST, Facts, UpdateSteps, touched
+from update_controller.facts import Facts, touched
+from update_controller.reconcile import FIELD_MANAGER, INTEREST, UpdateSteps
 
 pytestmark = pytest.mark.integration
 

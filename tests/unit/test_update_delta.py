@@ -20,15 +20,8 @@ from tests.unit.test_update_apply import RecordingNetBox
 from tests.unit.test_update_apply import device as plan_of
 from tests.unit.test_update_desired import iface, ip
 from update_controller.desired import Plan
-from update_controller.reconcile import (
-    FIELD_MANAGER,
-    Facts,
-    OwnWrites,
-    Planned,
-    UpdateSteps,
-    concerned_devices,
-    merged,
-)
+from update_controller.facts import Facts, OwnWrites, concerned_devices, merged
+from update_controller.reconcile import FIELD_MANAGER, Planned, UpdateSteps
 
 SPEC = UpdateSpec.model_validate({"clusters": [{"name": "c"}], "platform": "os"})
 NETBOX_CLUSTER = Cluster.model_validate({"id": 7, "name": "c", "type": {"id": 1, "slug": "t"}})
