@@ -45,6 +45,7 @@ INTERFACE: Final = "dcim.interface"
 MAC_ADDRESS: Final = "dcim.macaddress"
 IP_ADDRESS: Final = "ipam.ipaddress"
 PREFIX: Final = "ipam.prefix"
+PLATFORM: Final = "dcim.platform"
 SITE: Final = "dcim.site"
 
 # Keys of a snapshot (the change log's serialization: related objects as plain ids) that name another

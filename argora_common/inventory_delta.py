@@ -51,6 +51,13 @@ def affected_devices(inventory: Inventory, changes: ChangeSet) -> set[int] | Non
     return devices
 
 
+def cheaper_to_read_whole(concerned: int, devices: int) -> bool:
+    """Whether reading again `concerned` devices of a last read of `devices` costs more than reading NetBox
+    whole: when more than half of them are concerned, past the first 50 (a small inventory's delta read is a
+    few requests whatever share of it is concerned)."""
+    return 2 * concerned > devices + 100
+
+
 def selects(
     device: Device, clusters: Collection[Cluster], selector: ClusterSelector, default_statuses: Sequence[str]
 ) -> bool:
@@ -128,7 +135,7 @@ def patch_inventory(
     devices `also` (whose other facts the caller knows they change); None when a full read is needed (see
     the module's docstring)."""
     affected = affected_devices(last, changes)
-    if affected is None or 2 * len(affected | set(also)) > len(last.devices) + 100:
+    if affected is None or cheaper_to_read_whole(len(affected | set(also)), len(last.devices)):
         return None
     device_ids = frozenset(affected | set(also))
     changed_sites = changes.ids(SITE) & set(last.sites)

@@ -150,6 +150,9 @@ class Tracking[Facts]:
     # The last NetBox reads with what NetBox's changes name read again (a delta pass); None from it or
     # here: read NetBox whole (a change it cannot place, or so many that a full read is cheaper).
     patch: Callable[[Body, Facts, ChangeSet], Facts | None] | None = None
+    # False: a resync reads NetBox whole even while the change log says nothing changed. For passes that
+    # write to NetBox: the change feed leaves out their own writes, so it cannot tell that a read is stale.
+    resync_reuse: bool = True
 
 
 def key_of(body: Body) -> Key:
@@ -246,7 +249,7 @@ class PassRunner[Facts, Planned, Result]:
         last = self.usable_read(key, body) if resync or changes is not None else None
         if last is not None and self.tracking is not None and self.tracking.refresh is not None:
             assert self.changes is not None
-            if resync and self.changes.quiet_since(key, last.at):
+            if resync and self.tracking.resync_reuse and self.changes.quiet_since(key, last.at):
                 return self.tracking.refresh(
                     body, last.facts
                 ), " (NetBox unchanged since the last read, not read again)"

@@ -3,24 +3,31 @@ apply them (or only report them), report.
 
 Nothing is written before every read succeeded, so a failed read never leads to a delete. When NetBox
 fails in the middle of the writes, the failure's report (status and Events) says what it took before.
+
+A pass for NetBox's changes (a delta pass) reads again only the devices they concern, with their
+interfaces and IPs, on top of the last read, and plans every device as a full pass would. The change
+feed leaves out the process's own writes, so the devices any pass wrote to (or NetBox refused a write
+of) since a read began are read again by the next delta pass too; a resync always reads NetBox whole.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Final
 
 from argora_common import crds
-from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, Interest, NetBoxId
+from argora_common.changes import CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, PLATFORM, ChangeSet, Interest
 from argora_common.crds import MAX_PROBLEMS, Change, UpdateCounts, UpdateSpec, UpdateStatus
 from argora_common.errors import BadInputError, Decision
 from argora_common.identity import ARGORA_UPDATE
-from argora_common.inventory import Selection, read_selection, selection_refs
+from argora_common.inventory import read_selection
+from argora_common.inventory_delta import cheaper_to_read_whole, select_devices
 from argora_common.kube import Kube, argora_kind
 from argora_common.netbox import NetBox, NetBoxError
-from argora_common.netbox_schema import INTERFACES, IP_ADDRESSES, PLATFORMS, Interface, IPAddress, Ref
+from argora_common.netbox_schema import DEVICES, INTERFACES, IP_ADDRESSES, PLATFORMS, Interface, IPAddress, Ref
 from argora_common.passes import Body, Key, PassRunner, Tracking, key_of
 from argora_common.settings import Settings
 from argora_common.status import (
@@ -36,9 +43,10 @@ from argora_common.status import (
 )
 from update_controller.apply import Applier, ApplyResult
 from update_controller.desired import Action, Correction, Plan, plan_updates
+from update_controller.facts import Facts, OwnWrites, concerned_devices, looked_at, merged, touched
 
 UPDATE: Final = argora_kind(crds.UPDATE)
-INTEREST: Final = Interest(frozenset({CLUSTER, DEVICE, INTERFACE, IP_ADDRESS}), everyone=frozenset({CLUSTER}))
+INTEREST: Final = Interest(frozenset({CLUSTER, DEVICE, INTERFACE, IP_ADDRESS, PLATFORM}), everyone=frozenset({CLUSTER}))
 FIELD_MANAGER: Final = ARGORA_UPDATE.field_manager
 DEFAULT_STATUSES: Final = ("active", "staged")
 EVENT_REASONS: Final = {
@@ -59,15 +67,6 @@ def count(changes: list[Correction]) -> UpdateCounts:
         interface_deleted=by_action[Action.INTERFACE_DELETED],
         ip_deleted=by_action[Action.IP_DELETED],
     )
-
-
-@dataclass
-class Facts:
-    spec: UpdateSpec
-    selection: Selection
-    interfaces: dict[int, list[Interface]]  # by device id
-    addresses: dict[int, list[IPAddress]]  # by interface id
-    platform: Ref | None
 
 
 @dataclass
@@ -97,40 +96,70 @@ class UpdateSteps:
         # Set by `converge` when NetBox fails in the middle of the writes, taken by `report_failure`; the
         # pass skeleton runs both under the resource's lock.
         self._interrupted: dict[Key, Interrupted] = {}
+        self.own_writes = OwnWrites()
 
     def read(self, body: Body) -> Facts:
         spec = UpdateSpec.model_validate(body.get("spec") or {})
+        seen = self.own_writes.count()
         selection = read_selection(self.netbox, spec.clusters, DEFAULT_STATUSES)
         device_ids = {selected.device.id for selected in selection.devices}
-        # By the devices' ids: NetBox answers exactly their interfaces and IPs, about 280 devices per
-        # request, however many other devices share their sites or interface names.
+        interfaces = self._interfaces(spec, device_ids)
+        addresses = self._addresses(interfaces)
+        return Facts(spec, selection, interfaces, addresses, self._platform(spec), seen)
+
+    def _interfaces(self, spec: UpdateSpec, device_ids: Collection[int]) -> dict[int, list[Interface]]:
+        """The devices' interfaces the corrections look at, by device id; the others change no plan, and
+        the last read is kept between passes. By the devices' ids: NetBox answers exactly their interfaces,
+        about 280 devices per request, however many other devices share their sites or names."""
         interfaces: dict[int, list[Interface]] = defaultdict(list)
+        wanted = looked_at(spec)
         for interface in self.netbox.list_by_ids(INTERFACES, "device_id", device_ids):
-            if interface.device.id in device_ids:
+            if interface.device.id in device_ids and wanted(interface):
                 interfaces[interface.device.id].append(interface)
-        vendor_names = {name.lower() for name in spec.bmc_interface_names}
-        relevant = {
-            iface.id
-            for ifaces in interfaces.values()
-            for iface in ifaces
-            if iface.name.lower() in vendor_names
-            or iface.name == spec.target_interface_name
-            or any(iface.name.startswith(prefix) for prefix in spec.remove_interface_prefixes)
-        }
+        return interfaces
+
+    def _addresses(self, interfaces: dict[int, list[Interface]]) -> dict[int, list[IPAddress]]:
+        """The IPs on `interfaces`, by interface id."""
+        wanted = {iface.id for ifaces in interfaces.values() for iface in ifaces}
         addresses: dict[int, list[IPAddress]] = defaultdict(list)
-        if relevant:
-            owners = {iface.device.id for ifaces in interfaces.values() for iface in ifaces if iface.id in relevant}
+        if wanted:
+            owners = {iface.device.id for ifaces in interfaces.values() for iface in ifaces}
             for address in self.netbox.list_by_ids(IP_ADDRESSES, "device_id", owners):
-                if address.assigned_object_type == "dcim.interface" and address.assigned_object_id in relevant:
+                if address.assigned_object_type == "dcim.interface" and address.assigned_object_id in wanted:
                     addresses[address.assigned_object_id].append(address)
-        platform = None
-        if spec.platform is not None:
-            found = self.netbox.select(PLATFORMS, slug=spec.platform)
-            if not found:
-                message = f"spec.platform: NetBox has no platform with slug {spec.platform!r}"
-                raise BadInputError("PlatformNotFound", message)
-            platform = found[0]
-        return Facts(spec, selection, interfaces, addresses, platform)
+        return addresses
+
+    def _platform(self, spec: UpdateSpec) -> Ref | None:
+        if spec.platform is None:
+            return None
+        found = self.netbox.select(PLATFORMS, slug=spec.platform)
+        if not found:
+            message = f"spec.platform: NetBox has no platform with slug {spec.platform!r}"
+            raise BadInputError("PlatformNotFound", message)
+        return found[0]
+
+    def patch(self, body: Body, facts: Facts, changes: ChangeSet) -> Facts | None:
+        """The last read with the devices `changes` concern read again, and those our passes wrote to since
+        it began; None: read NetBox whole (a cluster or platform changed, or so many devices are concerned
+        that a full read is cheaper: `cheaper_to_read_whole`)."""
+        concerned = concerned_devices(facts, changes)
+        if concerned is None:
+            return None
+        seen = self.own_writes.count()
+        # Only ours: no write of a correction changes which devices are selected.
+        concerned |= self.own_writes.since(facts.writes_seen) & {s.device.id for s in facts.selection.devices}
+        if cheaper_to_read_whole(len(concerned), len(facts.selection.devices)):
+            return None
+        devices = self.netbox.list_by_ids(DEVICES, "id", concerned)
+        selected = select_devices(devices, facts.selection.clusters_by_selector, facts.spec.clusters, DEFAULT_STATUSES)
+        # Only then their interfaces: NetBox refuses a device_id filter naming a device it no longer has.
+        interfaces = self._interfaces(facts.spec, {s.device.id for s in selected})
+        return merged(facts, selected, interfaces, self._addresses(interfaces), concerned, seen)
+
+    def refresh(self, body: Body, facts: Facts) -> Facts:
+        """Nothing of an Update's facts comes from outside NetBox (its spec is the body's, of the same
+        generation): the last reads as they are."""
+        return facts
 
     def plan(self, body: Body, facts: Facts) -> Planned:
         the_plan = plan_updates(facts.selection.devices, facts.interfaces, facts.addresses, facts.spec, facts.platform)
@@ -139,10 +168,19 @@ class UpdateSteps:
     def converge(self, body: Body, planned: Planned) -> ApplyResult:
         applier = Applier(self.netbox, planned.spec.max_deletes_per_pass, planned.spec.dry_run)
         try:
-            return applier.apply(planned.plan)
-        except NetBoxError:
-            self._interrupted[key_of(body)] = Interrupted(planned, applier.result)
+            result = applier.apply(planned.plan)
+        except Exception as error:
+            # Whether NetBox made the write under way is unknown: any device of the plan may have changed.
+            self.own_writes.wrote(device.device_id for device in planned.plan.devices)
+            if isinstance(error, NetBoxError):
+                self._interrupted[key_of(body)] = Interrupted(planned, applier.result)
             raise
+        if not planned.spec.dry_run:
+            # A refused write may have been refused for what NetBox holds now (a re-check or version that
+            # no longer matches): the last reads are not what NetBox holds for those devices either.
+            failed = (problem.device_id for problem in result.failed if problem.device_id is not None)
+            self.own_writes.wrote({*(c.device_id for c in result.applied), *failed})
+        return result
 
     def report(self, body: Body, facts: Facts, planned: Planned, result: ApplyResult) -> str:
         status = update_status(body, len(facts.selection.devices), planned.plan, result, planned.spec)
@@ -177,14 +215,10 @@ class Reconciler:
     def __init__(self, settings: Settings, netbox: NetBox, kube: Kube) -> None:
         self.kube = kube
         self.steps = UpdateSteps(netbox, kube)
-        # No reuse of reads: a pass writes to NetBox, so what it read is out of date once it has run.
-        self.passes = PassRunner.from_settings(self.steps, settings, kube.controller, Tracking(touched=touched))
-
-
-def touched(facts: Facts) -> set[NetBoxId]:
-    refs = selection_refs(facts.selection.clusters_by_selector, facts.selection.devices)
-    refs |= {(INTERFACE, interface.id) for interfaces in facts.interfaces.values() for interface in interfaces}
-    return refs | {(IP_ADDRESS, address.id) for addresses in facts.addresses.values() for address in addresses}
+        # No reuse of reads by a resync: a pass writes to NetBox, so what it read is out of date once it has
+        # run. A delta pass builds on it all the same, reading again the devices our passes wrote to since.
+        tracking = Tracking(touched=touched, refresh=self.steps.refresh, patch=self.steps.patch, resync_reuse=False)
+        self.passes = PassRunner.from_settings(self.steps, settings, kube.controller, tracking)
 
 
 def update_status(body: Body, devices: int, the_plan: Plan, result: ApplyResult, spec: UpdateSpec) -> UpdateStatus:

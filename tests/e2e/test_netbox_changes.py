@@ -152,7 +152,7 @@ def test_netbox_webhook_command_creates_the_webhook_and_event_rule_once(
         assert (hook["payload_url"], hook["http_method"], hook["ssl_verification"]) == (url, "POST", True)
         assert rule["action_object_id"] == hook["id"] and rule["enabled"]
         assert set(rule["object_types"]) == {
-            "virtualization.cluster", "dcim.device", "dcim.interface", "ipam.ipaddress"
+            "virtualization.cluster", "dcim.device", "dcim.interface", "ipam.ipaddress", "dcim.platform"
         }  # fmt: skip
         assert set(rule["event_types"]) == {"object_created", "object_updated", "object_deleted"}
         # NetBox never shows the secret again; a signature made with it proves it was set.
