@@ -582,8 +582,9 @@ def timed(operator: OperatorProcess, what: str, change: Callable[[], object], se
     wait_for(seen, timeout=120, what=what)
     seconds = time.monotonic() - started
     used = counts(operator) - before
-    passes = [match for match in PASS_TIMES.finditer(operator.log()[log_length:])]
-    steps = f"{passes[-1]['times']}{passes[-1]['how'] or ' (full read)'}" if passes else ""
+    # The pass logs its line after its report, a moment after Kubernetes shows what it wrote.
+    passes = wait_for(lambda: list(PASS_TIMES.finditer(operator.log()[log_length:])), 30, f"the pass of {what}")
+    steps = f"{passes[-1]['times']}{passes[-1]['how'] or ' (full read)'}"
     return Timed(what, seconds, round(used.reads + used.writes), steps)
 
 
