@@ -15,8 +15,9 @@ import kopf
 from argora_common.changes import ChangeFeed, FeedTask, Interest
 from argora_common.kube import SYNC_ANNOTATION, Kind, Kube
 from argora_common.netbox import NetBox
-from argora_common.passes import Body, Key, Log, PassRunner, QueuedPasses, key_of
+from argora_common.passes import Body, Key, Log, PassRunner, key_of
 from argora_common.peering import LEASE
+from argora_common.queued import QueuedPasses
 from argora_common.settings import Settings, exit_with
 from argora_common.watch import Indexes, QueuedEvents
 from argora_common.webhook import WebhookServer

@@ -39,7 +39,8 @@ from argora_common.inventory_delta import boot_devices, merged_boot, patch_inven
 from argora_common.kube import SYNC_ANNOTATION, Kube, Owner
 from argora_common.netbox import NetBox
 from argora_common.netbox_schema import PREFIXES, Device, Prefix
-from argora_common.passes import Body, ControllerSteps, Key, PassRunner, QueuedPasses, Tracking, key_of
+from argora_common.passes import Body, ControllerSteps, Key, PassRunner, Tracking, key_of
+from argora_common.queued import QueuedPasses
 from argora_common.status import EventWords, convergence_events, now, post_event, post_events, short_list
 from argora_common.workqueue import WorkQueue
 from metal3_controller.apply import Converger, PrunePolicy
