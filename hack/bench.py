@@ -125,11 +125,23 @@ def seed_prefixes(seeder: NetBoxSeeder) -> None:
     add_prefixes(seeder, seeds)
 
 
+def restored(dump: Path) -> NetBoxServer:
+    netbox = NetBoxServer(WORKDIR / "netbox")
+    netbox.start(dump=dump)
+    return netbox
+
+
+def cached(netbox: NetBoxServer, dump: Path) -> NetBoxServer:
+    """The seeded NetBox dumped to `dump`, and started again from it: seeding leaves a search-cache job per
+    object in NetBox's worker queue (tens of thousands), behind which every webhook would wait."""
+    netbox.dump_to(dump)
+    netbox.stop()
+    return restored(dump)
+
+
 def netbox_with_inventory() -> NetBoxServer:
     if SEEDED_DUMP.is_file():
-        netbox = NetBoxServer(WORKDIR / "netbox")
-        netbox.start(dump=SEEDED_DUMP)
-        return netbox
+        return restored(SEEDED_DUMP)
     netbox = NetBoxServer(WORKDIR / "netbox")
     netbox.start()
     started = time.monotonic()
@@ -142,8 +154,7 @@ def netbox_with_inventory() -> NetBoxServer:
         f"seeded {DEVICES} devices and {PREFIXES} prefixes in {time.monotonic() - started:.0f}s; caching {SEEDED_DUMP}",
         flush=True,
     )
-    netbox.dump_to(SEEDED_DUMP)
-    return netbox
+    return cached(netbox, SEEDED_DUMP)
 
 
 # The scale case: SCALE_CLUSTERS NetBox clusters of SCALE_DEVICES devices each, and UPDATE_DEVICES devices
@@ -204,15 +215,12 @@ def seed_scale(netbox: NetBoxServer) -> None:
 def netbox_at_scale() -> NetBoxServer:
     """NetBox with the 1,000-device inventory and the scale case's, restored from SCALE_DUMP when cached."""
     if SCALE_DUMP.is_file():
-        netbox = NetBoxServer(WORKDIR / "netbox")
-        netbox.start(dump=SCALE_DUMP)
-        return netbox
+        return restored(SCALE_DUMP)
     netbox = netbox_with_inventory()
     started = time.monotonic()
     seed_scale(netbox)
     print(f"seeded the scale case in {time.monotonic() - started:.0f}s; caching {SCALE_DUMP}", flush=True)
-    netbox.dump_to(SCALE_DUMP)
-    return netbox
+    return cached(netbox, SCALE_DUMP)
 
 
 def ippool_selectors(name_prefix: str, region: str | None = None) -> list[dict[str, str]]:
