@@ -23,7 +23,7 @@ from argora_common.inventory import Inventory, read_inventory
 from argora_common.inventory_delta import patch_inventory
 from argora_common.kube import Kube, Owner
 from argora_common.netbox import NetBox
-from argora_dev.changefeed import FeedRecorder
+from argora_dev.changefeed import FeedRecorder, ServerEdits
 from argora_dev.kubeobjects import Clusters, ensure_secret
 from argora_dev.netbox import NetBoxServer
 from argora_dev.seed import MacShape, NetBoxSeeder, Server, Topology, add_macs, add_servers, fresh_ipv4, fresh_mac
@@ -54,28 +54,8 @@ def planned(inventory: Inventory, settings: IroncoreSettings) -> dict[str, Any]:
     }
 
 
-class Edits:
+class Edits(ServerEdits):
     """Random edits of the kinds NetBox users make, on the servers of two clusters."""
-
-    def __init__(self, seeder: NetBoxSeeder, topology: Topology, clusters: list[dict[str, Any]], rng: random.Random):
-        self.seeder = seeder
-        self.topology = topology
-        self.clusters = clusters
-        self.rng = rng
-        self.servers: list[Server] = []
-        self.added = 0
-
-    def any_server(self) -> Server:
-        return self.rng.choice(self.servers)
-
-    def status(self) -> None:
-        server = self.any_server()
-        status = self.rng.choice(["active", "offline", "staged"])
-        self.seeder.update("dcim/devices", server.device["id"], status=status)
-
-    def move(self) -> None:
-        server = self.any_server()
-        self.seeder.update("dcim/devices", server.device["id"], cluster=self.rng.choice(self.clusters)["id"])
 
     def dns_name(self) -> None:
         server = self.any_server()
@@ -117,22 +97,12 @@ class Edits:
         )  # fmt: skip
         self.seeder.update("dcim/devices", server.device["id"], oob_ip=address["id"])
 
-    def rename(self) -> None:
-        server = self.any_server()
-        name = f"{self.topology.prefix}-r{self.rng.randrange(10**6)}"
-        self.seeder.update("dcim/devices", server.device["id"], name=name)
-
     def new_server(self) -> None:
         self.added += 1
         name = f"{self.topology.prefix}-new{self.added}"
         shapes: list[MacShape] = ["primary", "assigned", "two-assigned", "none"]
         shape = self.rng.choice(shapes)
         self.servers += add_servers(self.topology, self.rng.choice(self.clusters), [name], mac_shape=shape)
-
-    def delete(self) -> None:
-        if len(self.servers) > 4:
-            server = self.servers.pop(self.rng.randrange(len(self.servers)))
-            self.seeder.delete("dcim/devices", [server.device["id"]])
 
     def site(self) -> None:
         self.seeder.update("dcim/sites", self.topology.site["id"], name=f"{self.topology.prefix}-s{self.rng.random()}")

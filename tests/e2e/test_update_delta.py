@@ -24,8 +24,9 @@ from argora_common.netbox import NetBox
 from argora_common.passes import Body
 from argora_common.settings import Settings
 from argora_common.workqueue import WorkQueue
+from argora_dev.changefeed import ServerEdits
 from argora_dev.netbox import NetBoxServer
-from argora_dev.seed import NetBoxSeeder, Server, Topology, add_servers, fresh_ipv4
+from argora_dev.seed import NetBoxSeeder, Topology, add_servers, fresh_ipv4
 from update_controller.facts import Facts, touched
 from update_controller.reconcile import FIELD_MANAGER, INTEREST, UpdateSteps
 
@@ -42,7 +43,7 @@ def planned(steps: UpdateSteps, body: Body, facts: Facts) -> tuple[int, object]:
     return result.devices, result.plan
 
 
-class Edits:
+class Edits(ServerEdits):
     """Random edits that make or undo the need for corrections, on the servers of three clusters."""
 
     def __init__(
@@ -53,23 +54,8 @@ class Edits:
         platforms: list[dict[str, Any]],
         rng: random.Random,
     ) -> None:
-        self.seeder = seeder
-        self.topology = topology
-        self.clusters = clusters
+        super().__init__(seeder, topology, clusters, rng)
         self.platforms = platforms
-        self.rng = rng
-        self.servers: list[Server] = []
-        self.added = 0
-
-    def any_server(self) -> Server:
-        return self.rng.choice(self.servers)
-
-    def status(self) -> None:
-        status = self.rng.choice(["active", "offline", "staged"])
-        self.seeder.update("dcim/devices", self.any_server().device["id"], status=status)
-
-    def move(self) -> None:
-        self.seeder.update("dcim/devices", self.any_server().device["id"], cluster=self.rng.choice(self.clusters)["id"])
 
     def bmc_name(self) -> None:
         self.seeder.update("dcim/interfaces", self.any_server().interface["id"], name=self.rng.choice(BMC_NAMES))
@@ -97,21 +83,12 @@ class Edits:
         platform = self.rng.choice([None, *self.platforms])
         self.seeder.update("dcim/devices", self.any_server().device["id"], platform=platform and platform["id"])
 
-    def rename(self) -> None:
-        name = f"{self.topology.prefix}-r{self.rng.randrange(10**6)}"
-        self.seeder.update("dcim/devices", self.any_server().device["id"], name=name)
-
     def new_server(self) -> None:
         self.added += 1
         self.servers += add_servers(
             self.topology, self.rng.choice(self.clusters), [f"{self.topology.prefix}-new{self.added}"],
             interface_name=self.rng.choice(BMC_NAMES), set_oob_ip=self.rng.random() < 0.5,
         )  # fmt: skip
-
-    def delete(self) -> None:
-        if len(self.servers) > 4:
-            server = self.servers.pop(self.rng.randrange(len(self.servers)))
-            self.seeder.delete("dcim/devices", [server.device["id"]])
 
     def cluster(self) -> None:
         cluster = self.clusters[-1]
