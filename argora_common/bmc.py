@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -81,6 +82,21 @@ def unreachable_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> 
     return next((kind for kind, applies in kinds if applies), None)
 
 
+# Every pass plans every device, and parsing their addresses is a third of the plan's time at 10,000
+# devices; the addresses seldom change between passes, so the answers are kept (not the refusals).
+@functools.lru_cache(maxsize=1 << 16)
+def usable_address(cidr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address of NetBox's `cidr` when a BMC can answer there."""
+    try:
+        address = ipaddress.ip_interface(cidr).ip
+    except ValueError as error:
+        raise DeviceSkippedError("InvalidOOBIP", f"OOB IP {cidr!r} is not an IP address") from error
+    unusable = unreachable_kind(address)
+    if unusable is not None:
+        raise DeviceSkippedError("InvalidOOBIP", f"OOB IP {cidr} is {unusable}: no BMC can be reached there")
+    return address
+
+
 def bmc_access(device: Device, inventory: Inventory) -> BMCAccess:
     """NetBox's OOB IP, else the single IP on the BMC interface; that interface's MAC."""
     interface, note = bmc_interface(device, inventory)
@@ -94,13 +110,7 @@ def bmc_access(device: Device, inventory: Inventory) -> BMCAccess:
             found = ", ".join(sorted(address.address for address in addresses))
             raise DeviceSkippedError("AmbiguousOOBIP", f"no OOB IP set and several IPs on {interface.name}: {found}")
         cidr, dns_name = addresses[0].address, addresses[0].dns_name
-    try:
-        address = ipaddress.ip_interface(cidr).ip
-    except ValueError as error:
-        raise DeviceSkippedError("InvalidOOBIP", f"OOB IP {cidr!r} is not an IP address") from error
-    unusable = unreachable_kind(address)
-    if unusable is not None:
-        raise DeviceSkippedError("InvalidOOBIP", f"OOB IP {cidr} is {unusable}: no BMC can be reached there")
+    address = usable_address(cidr)
     mac = None
     if interface is not None:
         try:
