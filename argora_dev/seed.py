@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import string
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,8 +20,29 @@ import requests
 BULK_SIZE = 250
 
 _counter = itertools.count(1)
+
+
 # NetBox enforces globally unique IP addresses by default: hand out fresh ones across the whole run.
-_next_host = itertools.count(int(ipaddress.IPv4Address("10.0.0.10")))
+class _Hosts:
+    """The host addresses fresh_ipv4() hands out, in 10.0.0.0/8, each once (seeding runs in threads)."""
+
+    network = ipaddress.IPv4Network("10.0.0.0/8")
+
+    def __init__(self) -> None:
+        self._next = int(ipaddress.IPv4Address("10.0.0.10"))
+        self._lock = threading.Lock()
+
+    def take(self) -> ipaddress.IPv4Address:
+        with self._lock:
+            self._next += 1
+            return ipaddress.IPv4Address(self._next - 1)
+
+    def skip_past(self, taken: ipaddress.IPv4Address) -> None:
+        with self._lock:
+            self._next = max(self._next, int(taken) + 1)
+
+
+_hosts = _Hosts()
 
 
 _next_mac = itertools.count(1)
@@ -39,7 +61,7 @@ def fresh_ipv4(prefix_length: int = 24) -> str:
 
     NetBox refuses a /24's network and broadcast addresses on an interface: those are skipped."""
     while True:
-        address = ipaddress.IPv4Address(next(_next_host))
+        address = _hosts.take()
         if int(address) % 256 not in {0, 255}:
             return f"{address}/{prefix_length}"
 
@@ -271,10 +293,13 @@ def add_servers(
 
 
 def skip_taken_addresses(seeder: NetBoxSeeder) -> None:
-    """A restored dump holds the addresses this process's fresh_ipv4() would hand out first."""
-    taken = {address["address"] for address in seeder.get("ipam/ip-addresses", fields="address")}
-    while fresh_ipv4() in taken:
-        pass
+    """A restored dump holds addresses this process's fresh_ipv4() would hand out: go on after the highest
+    of them (the dump's addresses have gaps, where a seeding handed out an address it did not keep)."""
+    addresses = seeder.get("ipam/ip-addresses", fields="address")
+    ips = (ipaddress.ip_interface(address["address"]).ip for address in addresses)
+    taken = [ip for ip in ips if isinstance(ip, ipaddress.IPv4Address) and ip in _Hosts.network]
+    if taken:
+        _hosts.skip_past(max(taken))
 
 
 def add_region(seeder: NetBoxSeeder, slug: str, sites: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
