@@ -229,6 +229,7 @@ class ClusterSteps(ControllerSteps[Metal3Settings]):
 
     def release(self, cluster: Body) -> None:
         """Give up what a deleted (or opted-out) Cluster held, for the record to say who holds what."""
+        self.last_plans.forget(key_of(cluster))
         gone = Holder.of(cluster)
         self.claims.update(lambda current: released(current, gone))
 
